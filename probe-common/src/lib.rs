@@ -1,0 +1,218 @@
+//! Types shared by the kernel side (`probe-ebpf`) and the loader (`probe-user`).
+//!
+//! Everything here is `#[repr(C)]` plain data: the eBPF programs write these records into the
+//! ring buffer or a BPF iterator's seq file, and userspace reads them back byte for byte.
+//! Rust eBPF has no CO-RE, so struct member offsets of the running kernel are read from its BTF
+//! in userspace and handed to the programs in [`KernelOffsets`].
+#![no_std]
+
+/// Marks an offset the running kernel's BTF does not have (the member does not exist there).
+pub const ABSENT: u32 = u32::MAX;
+
+/// How many `mmu_notifier_ops` callback slots the iterator reports (see [`OpsSlot`]).
+pub const OPS_SLOTS: usize = 9;
+
+/// At most this many subscribers are read per mm (the list walk in BPF must be bounded).
+pub const MAX_SUBSCRIBERS: u32 = 32;
+
+/// `mmu_notifier_ops` members, in the order their offsets sit in [`KernelOffsets::ops`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpsSlot {
+    Release = 0,
+    ClearFlushYoung = 1,
+    ClearYoung = 2,
+    TestYoung = 3,
+    InvalidateRangeStart = 4,
+    InvalidateRangeEnd = 5,
+    /// `arch_invalidate_secondary_tlbs` (6.6+) or `invalidate_range` (older kernels).
+    SecondaryTlbs = 6,
+    AllocNotifier = 7,
+    FreeNotifier = 8,
+}
+
+impl OpsSlot {
+    pub const ALL: [OpsSlot; OPS_SLOTS] = [
+        OpsSlot::Release,
+        OpsSlot::ClearFlushYoung,
+        OpsSlot::ClearYoung,
+        OpsSlot::TestYoung,
+        OpsSlot::InvalidateRangeStart,
+        OpsSlot::InvalidateRangeEnd,
+        OpsSlot::SecondaryTlbs,
+        OpsSlot::AllocNotifier,
+        OpsSlot::FreeNotifier,
+    ];
+}
+
+/// Byte offsets of the kernel struct members the programs read, taken from the running
+/// kernel's BTF. [`ABSENT`] where the kernel has no such member.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_mm: u32,
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+    /// `mm_struct.notifier_subscriptions` (5.5+) or `mm_struct.mmu_notifier_mm` (older).
+    pub mm_subscriptions: u32,
+    /// `hlist_head list` inside the subscriptions struct.
+    pub subs_list: u32,
+    pub subs_has_itree: u32,
+    pub subs_invalidate_seq: u32,
+    pub subs_active_invalidate_ranges: u32,
+    /// `hlist_node hlist` inside `struct mmu_notifier`.
+    pub notifier_hlist: u32,
+    pub notifier_ops: u32,
+    pub notifier_users: u32,
+    pub ops: [u32; OPS_SLOTS],
+    /// `struct kvm.mmu_notifier` (container_of from a KVM subscriber).
+    pub kvm_mmu_notifier: u32,
+    pub kvm_mn_active_invalidate_count: u32,
+    /// `mmu_invalidate_in_progress` (6.0+) or `mmu_notifier_count` (older).
+    pub kvm_invalidate_in_progress: u32,
+    /// Address of `kvm_mmu_notifier_invalidate_range_start` (from /proc/kallsyms): a subscriber
+    /// whose ops point there is KVM's. 0 when KVM is absent. (The ops table itself is data,
+    /// which kallsyms only lists with CONFIG_KALLSYMS_ALL.)
+    pub kvm_start_callback: u64,
+}
+
+impl KernelOffsets {
+    pub const fn absent() -> Self {
+        KernelOffsets {
+            task_mm: ABSENT,
+            task_pid: ABSENT,
+            task_tgid: ABSENT,
+            task_comm: ABSENT,
+            mm_subscriptions: ABSENT,
+            subs_list: ABSENT,
+            subs_has_itree: ABSENT,
+            subs_invalidate_seq: ABSENT,
+            subs_active_invalidate_ranges: ABSENT,
+            notifier_hlist: ABSENT,
+            notifier_ops: ABSENT,
+            notifier_users: ABSENT,
+            ops: [ABSENT; OPS_SLOTS],
+            kvm_mmu_notifier: ABSENT,
+            kvm_mn_active_invalidate_count: ABSENT,
+            kvm_invalidate_in_progress: ABSENT,
+            kvm_start_callback: 0,
+        }
+    }
+}
+
+/// Tunables the loader sets before the programs are loaded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Wake the reader only once this many bytes are pending in the ring buffer; below that
+    /// userspace drains on its own timer. Waking per event nearly doubles the traced cost.
+    pub wakeup_bytes: u64,
+}
+
+/// What a [`RawEvent`] records.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// `kvm:kvm_unmap_hva_range`: KVM's `invalidate_range_start` callback ran for [start, end).
+    /// Tracepoint mode: no range pointer, subscriber pointer or return value is known.
+    KvmUnmapRange = 1,
+    /// `error_report:error_report_end`; `aux0` is the detector, `callback` the reporting address.
+    ErrorReport = 2,
+    /// `sched:sched_process_exit` for one thread.
+    TaskExit = 3,
+}
+
+impl EventKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::KvmUnmapRange),
+            2 => Some(Self::ErrorReport),
+            3 => Some(Self::TaskExit),
+            _ => None,
+        }
+    }
+}
+
+/// `enum error_detector` value of a WARN in `error_report_end`.
+pub const ERROR_DETECTOR_WARN: u64 = 2;
+
+/// One record in the ring buffer. Fields not meaningful for a kind are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// `bpf_ktime_get_ns`, CLOCK_MONOTONIC.
+    pub ts_ns: u64,
+    pub kind: u32,
+    pub cpu: u32,
+    /// Thread group id (what userspace calls the pid).
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: [u8; 16],
+    pub mm: u64,
+    /// Address of the `struct mmu_notifier_range` (pairing key together with `tid`).
+    pub range: u64,
+    pub start: u64,
+    pub end: u64,
+    pub subscriber: u64,
+    /// Kernel text address: the callback, or the WARN site.
+    pub callback: u64,
+    pub ret: i64,
+    pub event: u32,
+    pub flags: u32,
+    pub aux0: u64,
+    pub aux1: u64,
+}
+
+/// Indices of the per-CPU counters in the `COUNTERS` map.
+pub mod counter {
+    /// Records the programs tried to put in the ring buffer.
+    pub const ATTEMPTED: u32 = 0;
+    /// Records dropped because the ring buffer was full.
+    pub const LOST: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+/// Record kinds the inventory iterator writes.
+pub mod inventory_kind {
+    /// An mm with a subscriptions struct; `subscriber` fields are zero.
+    pub const MM: u32 = 1;
+    /// One list subscriber of the preceding mm.
+    pub const SUBSCRIBER: u32 = 2;
+}
+
+/// One record of the inventory iterator (written with `bpf_seq_write`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InventoryRecord {
+    pub kind: u32,
+    pub pid: u32,
+    pub comm: [u8; 16],
+    pub mm: u64,
+    pub subscriptions: u64,
+    pub has_itree: u32,
+    /// Subscribers walked so far for this mm (on MM records: the total).
+    pub index: u32,
+    pub invalidate_seq: u64,
+    pub active_invalidate_ranges: u64,
+    pub subscriber: u64,
+    pub ops: u64,
+    pub callbacks: [u64; OPS_SLOTS],
+    pub users: u32,
+    /// 1 when the list walk stopped at [`MAX_SUBSCRIBERS`] with more entries left.
+    pub truncated: u32,
+    /// `struct kvm` address when the subscriber is KVM's, else 0.
+    pub kvm: u64,
+    pub kvm_mn_active_invalidate_count: u64,
+    pub kvm_invalidate_in_progress: i64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are repr(C) structs of integers with no padding holes the kernel could leave
+    // uninitialised in a way that matters to a reader (every field is written or zeroed).
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::ProbeConfig {}
+    unsafe impl aya::Pod for super::RawEvent {}
+    unsafe impl aya::Pod for super::InventoryRecord {}
+}

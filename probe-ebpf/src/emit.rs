@@ -1,0 +1,82 @@
+//! The ring buffer, its loss counters, and the one function that writes a record.
+
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use probe_common::{EventKind, RawEvent, counter};
+
+use crate::kread::wakeup_bytes;
+
+/// Default size; the loader resizes it (`--ring-size`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Per-CPU [attempted, lost]: userspace reports `lost` and checks it against what it received.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        unsafe { *slot += 1 };
+    }
+}
+
+/// The per-record payload a hook supplies; the header (time, cpu, task) is filled here.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Payload {
+    pub mm: u64,
+    pub range: u64,
+    pub start: u64,
+    pub end: u64,
+    pub subscriber: u64,
+    pub callback: u64,
+    pub ret: i64,
+    pub event: u32,
+    pub flags: u32,
+    pub aux0: u64,
+    pub aux1: u64,
+}
+
+#[inline(always)]
+pub(crate) fn emit(kind: EventKind, p: &Payload) {
+    bump(counter::ATTEMPTED);
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        bump(counter::LOST);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // Field by field: a struct literal here was lowered to a byte-wise memset the verifier
+    // refuses on ring buffer memory.
+    unsafe {
+        (*e).ts_ns = bpf_ktime_get_ns();
+        (*e).kind = kind as u32;
+        (*e).cpu = bpf_get_smp_processor_id();
+        (*e).pid = (pid_tgid >> 32) as u32;
+        (*e).tid = pid_tgid as u32;
+        (*e).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*e).mm = p.mm;
+        (*e).range = p.range;
+        (*e).start = p.start;
+        (*e).end = p.end;
+        (*e).subscriber = p.subscriber;
+        (*e).callback = p.callback;
+        (*e).ret = p.ret;
+        (*e).event = p.event;
+        (*e).flags = p.flags;
+        (*e).aux0 = p.aux0;
+        (*e).aux1 = p.aux1;
+    }
+    // Batched wakeups: userspace drains on a short timer, and is woken early only when a
+    // burst has filled a good part of the buffer.
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes() {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags as u64);
+}

@@ -1,0 +1,40 @@
+//! Reading kernel memory at offsets the loader found in BTF.
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use probe_common::{ABSENT, KernelOffsets, ProbeConfig};
+
+/// Filled in by the loader (`override_global`) before load.
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets::absent();
+
+#[unsafe(no_mangle)]
+static CONFIG: ProbeConfig = ProbeConfig { wakeup_bytes: 256 * 1024 };
+
+/// Reads one offset from the `OFFSETS` global. Volatile so the compiler does not fold the
+/// placeholder value the global has at compile time.
+macro_rules! offset {
+    ($($field:tt)+) => {{
+        #[allow(unused_unsafe)]
+        let value = unsafe { core::ptr::read_volatile(&$crate::kread::offsets().$($field)+) };
+        value
+    }};
+}
+pub(crate) use offset;
+
+pub(crate) fn offsets() -> &'static KernelOffsets {
+    &OFFSETS
+}
+
+pub(crate) fn wakeup_bytes() -> u64 {
+    unsafe { core::ptr::read_volatile(&CONFIG.wakeup_bytes) }
+}
+
+/// Reads a `T` at `base + off`; 0/default when the member is absent, the base is NULL or the
+/// read faults.
+#[inline(always)]
+pub(crate) fn at<T: Default + Copy>(base: u64, off: u32) -> T {
+    if base == 0 || off == ABSENT {
+        return T::default();
+    }
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.unwrap_or_default()
+}

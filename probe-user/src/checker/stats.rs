@@ -1,0 +1,252 @@
+//! Running statistics: per notifier callback, per mm, per event type, and totals. Tables are
+//! keyed by things that are few (callbacks, processes) and capped, never by events.
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::{
+    histogram::{DurationSummary, LogHistogram},
+    state::FastHash,
+};
+use crate::trace::{Addr, Comm, EventType, Symbol};
+
+/// Beyond this many mms, further ones are folded into one "other" row.
+pub const MAX_MM_ROWS: usize = 4096;
+/// Beyond this many distinct callbacks, further ones are folded into one "other" row.
+pub const MAX_NOTIFIER_ROWS: usize = 1024;
+
+/// How a notifier was observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifierKind {
+    /// `invalidate_range_start`/`_end` of a list subscriber.
+    List,
+    /// `ops->invalidate` of an interval subscriber.
+    Interval,
+    /// Seen only through a tracepoint (no pairing possible).
+    Tracepoint,
+}
+
+#[derive(Clone, Debug)]
+pub struct NotifierStats {
+    pub callback: Symbol,
+    pub kind: NotifierKind,
+    pub starts: u64,
+    pub ends: u64,
+    pub failures: u64,
+    pub open_now: u64,
+    pub durations: LogHistogram,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MmStats {
+    pub pid: Option<u32>,
+    pub comm: Option<Comm>,
+    pub starts: u64,
+    pub ends: u64,
+    pub failures: u64,
+    pub open_now: u64,
+    pub subscriber_calls: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub events: u64,
+    pub range_starts: u64,
+    pub range_ends: u64,
+    pub range_failures: u64,
+    pub open_now: u64,
+    pub lost: u64,
+    pub warns: u64,
+    /// Warnings whose caller is not mmu-notifier code (statistics only).
+    pub unrelated_warns: u64,
+    pub violations: u64,
+    pub range_durations: LogHistogram,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Statistics {
+    notifiers: Vec<NotifierStats>,
+    notifier_index: HashMap<Symbol, usize, FastHash>,
+    mms: HashMap<Addr, MmStats, FastHash>,
+    other_mms: MmStats,
+    by_type: [u64; EventType::ALL.len()],
+    pub totals: Totals,
+}
+
+/// Index of a notifier row, cached by open pairs so an end does not hash the symbol again.
+pub type NotifierRow = usize;
+
+impl Statistics {
+    pub fn count_event(&mut self, kind: EventType) {
+        self.totals.events += 1;
+        if let Some(c) = self.by_type.get_mut(kind.index()) {
+            *c += 1;
+        }
+    }
+
+    pub fn notifier_row(&mut self, callback: &Symbol, kind: NotifierKind) -> NotifierRow {
+        if let Some(&row) = self.notifier_index.get(callback.as_str()) {
+            return row;
+        }
+        let (name, full) = if self.notifiers.len() >= MAX_NOTIFIER_ROWS {
+            (Symbol::new("(other callbacks)"), true)
+        } else {
+            (callback.clone(), false)
+        };
+        if full && let Some(&row) = self.notifier_index.get(name.as_str()) {
+            return row;
+        }
+        let row = self.notifiers.len();
+        self.notifiers.push(NotifierStats {
+            callback: name.clone(),
+            kind,
+            starts: 0,
+            ends: 0,
+            failures: 0,
+            open_now: 0,
+            durations: LogHistogram::default(),
+        });
+        self.notifier_index.insert(name, row);
+        row
+    }
+
+    pub fn notifier(&mut self, row: NotifierRow) -> Option<&mut NotifierStats> {
+        self.notifiers.get_mut(row)
+    }
+
+    /// Whether `function` (no offset) is a callback this trace has seen.
+    pub fn knows_callback(&self, function: &str) -> bool {
+        self.notifiers.iter().any(|n| n.callback.function() == function)
+    }
+
+    pub fn mm(&mut self, mm: Addr) -> &mut MmStats {
+        if !self.mms.contains_key(&mm) && self.mms.len() >= MAX_MM_ROWS {
+            return &mut self.other_mms;
+        }
+        self.mms.entry(mm).or_default()
+    }
+
+    pub fn mm_task(&mut self, mm: Addr, pid: Option<u32>, comm: Option<&Comm>) {
+        let row = self.mm(mm);
+        if pid.is_some() {
+            row.pid = pid;
+        }
+        if let Some(comm) = comm
+            && row.comm.as_ref() != Some(comm)
+        {
+            row.comm = Some(comm.clone());
+        }
+    }
+
+    pub fn summary(&self) -> StatsSummary {
+        let mut notifiers: Vec<NotifierSummary> = self
+            .notifiers
+            .iter()
+            .map(|n| NotifierSummary {
+                callback: n.callback.clone(),
+                kind: n.kind,
+                starts: n.starts,
+                ends: n.ends,
+                failures: n.failures,
+                open_now: n.open_now,
+                durations: n.durations.summary(),
+            })
+            .collect();
+        notifiers.sort_by(|a, b| a.callback.cmp(&b.callback));
+        let mut mms: Vec<MmSummary> = self
+            .mms
+            .iter()
+            .map(|(mm, s)| MmSummary::from_stats(Some(*mm), s))
+            .collect();
+        mms.sort_by_key(|m| m.mm);
+        if self.other_mms.starts + self.other_mms.subscriber_calls > 0 {
+            mms.push(MmSummary::from_stats(None, &self.other_mms));
+        }
+        let by_type = EventType::ALL
+            .into_iter()
+            .map(|t| (t.as_str(), self.by_type.get(t.index()).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let t = &self.totals;
+        StatsSummary {
+            totals: TotalsSummary {
+                events: t.events,
+                range_starts: t.range_starts,
+                range_ends: t.range_ends,
+                range_failures: t.range_failures,
+                open_now: t.open_now,
+                lost: t.lost,
+                warns: t.warns,
+                unrelated_warns: t.unrelated_warns,
+                violations: t.violations,
+                range_durations: t.range_durations.summary(),
+            },
+            by_type,
+            notifiers,
+            mms,
+        }
+    }
+}
+
+/// Serializable snapshot of [`Statistics`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StatsSummary {
+    pub totals: TotalsSummary,
+    pub by_type: std::collections::BTreeMap<&'static str, u64>,
+    pub notifiers: Vec<NotifierSummary>,
+    pub mms: Vec<MmSummary>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TotalsSummary {
+    pub events: u64,
+    pub range_starts: u64,
+    pub range_ends: u64,
+    pub range_failures: u64,
+    pub open_now: u64,
+    pub lost: u64,
+    pub warns: u64,
+    pub unrelated_warns: u64,
+    pub violations: u64,
+    pub range_durations: DurationSummary,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NotifierSummary {
+    pub callback: Symbol,
+    pub kind: NotifierKind,
+    pub starts: u64,
+    pub ends: u64,
+    pub failures: u64,
+    pub open_now: u64,
+    pub durations: DurationSummary,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MmSummary {
+    /// `None` for the row that folds mms beyond [`MAX_MM_ROWS`].
+    pub mm: Option<Addr>,
+    pub pid: Option<u32>,
+    pub comm: Option<Comm>,
+    pub starts: u64,
+    pub ends: u64,
+    pub failures: u64,
+    pub open_now: u64,
+    pub subscriber_calls: u64,
+}
+
+impl MmSummary {
+    fn from_stats(mm: Option<Addr>, s: &MmStats) -> MmSummary {
+        MmSummary {
+            mm,
+            pid: s.pid,
+            comm: s.comm.clone(),
+            starts: s.starts,
+            ends: s.ends,
+            failures: s.failures,
+            open_now: s.open_now,
+            subscriber_calls: s.subscriber_calls,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `stream`, `record` and the default live mode.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    path::PathBuf,
+    sync::{Arc, atomic::{AtomicBool, Ordering}},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    cli::{LiveArgs, TextOrJsonl},
+    decode::Decoder,
+    filter::EventFilter,
+    loader::{AttachReport, Tracer, TracerOptions},
+    render::event_text,
+    session::{self, SessionTotals},
+    trace::{Header, TraceWriter, event_to_line},
+};
+
+pub enum Output {
+    Stdout(TextOrJsonl),
+    File(PathBuf),
+}
+
+/// The trace header for a live session.
+pub fn header(kernel: &str, attach: &AttachReport) -> Header {
+    let mut h = Header::new(kernel);
+    h.attach = attach.header_map();
+    h.extra.insert("mode".into(), serde_json::Value::from(if attach.pairing_available() { "full" } else { "degraded" }));
+    h
+}
+
+/// Flushes buffered output at most every 50 ms so a pipe reader sees events promptly without
+/// a write per event.
+struct Throttled<W: Write> {
+    out: W,
+    last: Instant,
+}
+
+impl<W: Write> Throttled<W> {
+    fn tick(&mut self) {
+        if self.last.elapsed() >= Duration::from_millis(50) {
+            let _ = self.out.flush();
+            self.last = Instant::now();
+        }
+    }
+}
+
+pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
+    let opts = TracerOptions { ring_bytes: live.ring_size, wakeup_bytes: live.wakeup_bytes };
+    let mut tracer = Tracer::start(&opts)?;
+    let filter = EventFilter { pids: live.pids.clone(), comms: live.comms.clone() };
+    let header = header(&tracer.kernel.release, &tracer.attach);
+    eprintln!("mmnotif-trace: kernel {}: {}", tracer.kernel.release, tracer.attach.summary());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = live.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let stop_in_session = stop.clone();
+    let session = tokio::task::spawn_blocking(move || -> Result<SessionTotals> {
+        let mut collector = tracer.collector()?;
+        let mut decoder = Decoder::new(&tracer.kernel.kallsyms);
+        let totals = match output {
+            Output::Stdout(TextOrJsonl::Text) => {
+                let mut out = Throttled { out: BufWriter::new(std::io::stdout().lock()), last: Instant::now() };
+                let _ = writeln!(out.out, "# kernel {} attach {}", header.kernel, tracer.attach.summary());
+                let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
+                    let _ = writeln!(out.out, "{}", event_text(e));
+                    out.tick();
+                })?;
+                let _ = out.out.flush();
+                t
+            }
+            Output::Stdout(TextOrJsonl::Jsonl) => {
+                let mut out = Throttled { out: BufWriter::new(std::io::stdout().lock()), last: Instant::now() };
+                let _ = writeln!(out.out, "{}", serde_json::to_string(&header)?);
+                let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
+                    let _ = writeln!(out.out, "{}", event_to_line(e));
+                    out.tick();
+                })?;
+                let _ = out.out.flush();
+                t
+            }
+            Output::File(path) => {
+                let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                let mut w = TraceWriter::new(BufWriter::new(file), &header).with_context(|| format!("writing {}", path.display()))?;
+                let mut err = None;
+                let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
+                    if let Err(e) = w.write_event(e)
+                        && err.is_none()
+                    {
+                        err = Some(e);
+                    }
+                })?;
+                if let Some(e) = err {
+                    return Err(e).with_context(|| format!("writing {}", path.display()));
+                }
+                w.flush().with_context(|| format!("writing {}", path.display()))?;
+                t
+            }
+        };
+        Ok(totals)
+    });
+
+    let mut workload = if live.workload {
+        Some(super::spawn_workload(&["--repeat", "0", "--interval-ms", "500"], false)?)
+    } else {
+        None
+    };
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let until_deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+        _ = until_deadline => {}
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(child) = workload.as_mut() {
+        let _ = child.kill().await;
+    }
+    let totals = session.await.context("the tracing session panicked")??;
+    eprintln!("mmnotif-trace: {}", totals.summary());
+    Ok(0)
+}

@@ -1,0 +1,20 @@
+//! One module per subcommand; each returns the process exit status.
+pub mod inventory;
+pub mod live;
+pub mod probe;
+pub mod selftest;
+pub mod workload;
+
+use std::process::Stdio;
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+
+/// Starts this binary's `workload` subcommand as a child process.
+pub fn spawn_workload(args: &[&str], stdout_piped: bool) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the mmnotif-trace binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("workload").args(args).kill_on_drop(true);
+    cmd.stdout(if stdout_piped { Stdio::piped() } else { Stdio::null() });
+    cmd.spawn().context("starting the built-in workload")
+}

@@ -1,0 +1,46 @@
+//! Exit statuses (documented in `--help`): each environment problem has its own.
+
+use crate::{btf::LoadBtfError, loader::LoadError, workload::{WorkloadError, kvm::KvmError}};
+
+pub const FAILED: u8 = 1;
+pub const NOT_ROOT: u8 = 10;
+pub const NO_BTF: u8 = 11;
+pub const NO_KVM: u8 = 12;
+pub const BPF: u8 = 13;
+pub const NO_OBJECT: u8 = 14;
+pub const BAD_INPUT: u8 = 15;
+
+pub fn for_load_error(e: &LoadError) -> u8 {
+    match e {
+        LoadError::NotRoot => NOT_ROOT,
+        LoadError::Btf(LoadBtfError::Read(..)) => NO_BTF,
+        LoadError::NoObject => NO_OBJECT,
+        _ => BPF,
+    }
+}
+
+pub fn for_workload_error(e: &WorkloadError) -> u8 {
+    match e {
+        WorkloadError::Kvm(KvmError::Open(_)) => NO_KVM,
+        _ => FAILED,
+    }
+}
+
+/// Maps an error from anywhere to its status by looking for the known error types in the chain.
+pub fn for_error(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(le) = cause.downcast_ref::<LoadError>() {
+            return for_load_error(le);
+        }
+        if let Some(we) = cause.downcast_ref::<WorkloadError>() {
+            return for_workload_error(we);
+        }
+        if let Some(KvmError::Open(_)) = cause.downcast_ref::<KvmError>() {
+            return NO_KVM;
+        }
+        if cause.downcast_ref::<crate::trace::TraceError>().is_some() {
+            return BAD_INPUT;
+        }
+    }
+    FAILED
+}

@@ -1,0 +1,271 @@
+//! The notifier inventory: every mm with subscriptions, its list subscribers and their
+//! callbacks, interval-tree state and KVM's own counters, read by the `iter/task` program.
+
+use std::io::Read;
+
+use aya::{Btf as AyaBtf, Ebpf, programs::Iter};
+use probe_common::{InventoryRecord, OPS_SLOTS, OpsSlot, inventory_kind};
+use serde::Serialize;
+
+use crate::{
+    kallsyms::Kallsyms,
+    loader::{LoadError, error_chain},
+    trace::Addr,
+};
+
+pub const ITER_PROGRAM: &str = "inventory_task";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KvmState {
+    pub kvm: Addr,
+    /// `kvm->mn_active_invalidate_count`: non-zero while an invalidation is open; stuck non-zero
+    /// means a missing end.
+    pub mn_active_invalidate_count: Option<u64>,
+    /// `kvm->mmu_invalidate_in_progress` (`mmu_notifier_count` before 6.0).
+    pub mmu_invalidate_in_progress: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Subscriber {
+    pub subscriber: Addr,
+    pub ops: Addr,
+    pub users: u32,
+    /// Non-NULL callbacks, by ops member name, symbolized.
+    pub callbacks: Vec<(String, String)>,
+    pub kvm: Option<KvmState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MmInventory {
+    pub pid: u32,
+    pub comm: String,
+    pub mm: Addr,
+    pub subscriptions: Addr,
+    pub has_itree: bool,
+    pub invalidate_seq: Option<u64>,
+    pub active_invalidate_ranges: Option<u64>,
+    pub subscribers: Vec<Subscriber>,
+    /// The list had more subscribers than the walk reads.
+    pub truncated: bool,
+}
+
+impl MmInventory {
+    /// The interval tree is mid-invalidation: odd sequence or active ranges.
+    pub fn itree_invalidating(&self) -> bool {
+        self.invalidate_seq.is_some_and(|s| s % 2 == 1) || self.active_invalidate_ranges.is_some_and(|a| a > 0)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InventoryDecodeError {
+    #[error("inventory output is {0} bytes, not a multiple of the {1}-byte record")]
+    Length(usize, usize),
+    #[error("inventory record {0} has unknown kind {1}")]
+    Kind(usize, u32),
+    #[error("inventory output ends with subscribers that no mm record follows")]
+    Dangling,
+}
+
+pub fn comm_str(comm: &[u8; 16]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+/// Which ops member a slot is, by its newest name.
+pub fn slot_name(slot: OpsSlot) -> &'static str {
+    crate::btf::ops_member_names(slot)[0]
+}
+
+/// Turns the iterator's byte stream into inventory entries. `absent` tells which offsets the
+/// kernel lacks so those values are reported as unknown rather than 0.
+pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelOffsets) -> Result<Vec<MmInventory>, InventoryDecodeError> {
+    let size = size_of::<InventoryRecord>();
+    if bytes.len() % size != 0 {
+        return Err(InventoryDecodeError::Length(bytes.len(), size));
+    }
+    let known = |off: u32| off != probe_common::ABSENT;
+    let mut out = Vec::new();
+    let mut pending = Vec::new();
+    for (i, chunk) in bytes.chunks_exact(size).enumerate() {
+        // SAFETY: the chunk is exactly one record, written by the iterator program.
+        let r = unsafe { std::ptr::read_unaligned(chunk.as_ptr() as *const InventoryRecord) };
+        match r.kind {
+            inventory_kind::SUBSCRIBER => {
+                let callbacks = OpsSlot::ALL
+                    .iter()
+                    .zip(r.callbacks.iter())
+                    .filter(|(_, addr)| **addr != 0)
+                    .map(|(slot, addr)| (slot_name(*slot).to_string(), kallsyms.describe(*addr)))
+                    .collect();
+                let kvm = (r.kvm != 0).then(|| KvmState {
+                    kvm: Addr(r.kvm),
+                    mn_active_invalidate_count: known(offsets.kvm_mn_active_invalidate_count)
+                        .then_some(r.kvm_mn_active_invalidate_count),
+                    mmu_invalidate_in_progress: known(offsets.kvm_invalidate_in_progress)
+                        .then_some(r.kvm_invalidate_in_progress),
+                });
+                pending.push(Subscriber { subscriber: Addr(r.subscriber), ops: Addr(r.ops), users: r.users, callbacks, kvm });
+            }
+            inventory_kind::MM => out.push(MmInventory {
+                pid: r.pid,
+                comm: comm_str(&r.comm),
+                mm: Addr(r.mm),
+                subscriptions: Addr(r.subscriptions),
+                has_itree: r.has_itree != 0,
+                invalidate_seq: known(offsets.subs_invalidate_seq).then_some(r.invalidate_seq),
+                active_invalidate_ranges: known(offsets.subs_active_invalidate_ranges).then_some(r.active_invalidate_ranges),
+                subscribers: std::mem::take(&mut pending),
+                truncated: r.truncated != 0,
+            }),
+            other => return Err(InventoryDecodeError::Kind(i, other)),
+        }
+    }
+    if !pending.is_empty() {
+        return Err(InventoryDecodeError::Dangling);
+    }
+    Ok(out)
+}
+
+/// Loads and runs the iterator once; returns its raw output.
+pub fn run_iterator(ebpf: &mut Ebpf) -> Result<Vec<u8>, LoadError> {
+    let err = |e: &(dyn std::error::Error + 'static)| LoadError::Other(format!("inventory iterator: {}", error_chain(e)));
+    let btf = AyaBtf::from_sys_fs().map_err(|e| err(&e))?;
+    let prog: &mut Iter = ebpf
+        .program_mut(ITER_PROGRAM)
+        .ok_or_else(|| LoadError::Other(format!("program {ITER_PROGRAM} missing")))?
+        .try_into()
+        .map_err(|e| err(&e))?;
+    if prog.fd().is_err() {
+        prog.load("task", &btf).map_err(|e| err(&e))?;
+    }
+    let link_id = prog.attach().map_err(|e| err(&e))?;
+    let link = prog.take_link(link_id).map_err(|e| err(&e))?;
+    let mut file = link.into_file().map_err(|e| err(&e))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| LoadError::Other(format!("reading the inventory iterator: {e}")))?;
+    Ok(bytes)
+}
+
+/// Renders the inventory for people.
+pub fn render_text(mms: &[MmInventory]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if mms.is_empty() {
+        s.push_str("no process has mmu notifier subscriptions\n");
+    }
+    for mm in mms {
+        let _ = write!(s, "pid {} ({}) mm {} subscriptions {}", mm.pid, mm.comm, mm.mm, mm.subscriptions);
+        let _ = write!(s, "  itree: {}", if mm.has_itree { "yes" } else { "no" });
+        if let Some(seq) = mm.invalidate_seq {
+            let _ = write!(s, " seq {seq}{}", if seq % 2 == 1 { " (invalidating)" } else { "" });
+        }
+        if let Some(a) = mm.active_invalidate_ranges {
+            let _ = write!(s, " active {a}");
+        }
+        s.push('\n');
+        for (i, sub) in mm.subscribers.iter().enumerate() {
+            let _ = writeln!(s, "  [{i}] subscriber {} ops {} users {}", sub.subscriber, sub.ops, sub.users);
+            for (slot, sym) in &sub.callbacks {
+                let _ = writeln!(s, "      {slot:<31} {sym}");
+            }
+            if let Some(k) = &sub.kvm {
+                let fmt_opt = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
+                let _ = writeln!(
+                    s,
+                    "      kvm {}: mn_active_invalidate_count {}  mmu_invalidate_in_progress {}",
+                    k.kvm,
+                    fmt_opt(k.mn_active_invalidate_count.map(|v| v.to_string())),
+                    fmt_opt(k.mmu_invalidate_in_progress.map(|v| v.to_string()))
+                );
+            }
+        }
+        if mm.truncated {
+            let _ = writeln!(s, "  (more subscribers than the {} the walk reads)", probe_common::MAX_SUBSCRIBERS);
+        }
+    }
+    s
+}
+
+const _: () = assert!(OPS_SLOTS == OpsSlot::ALL.len());
+
+#[cfg(test)]
+mod tests {
+    use probe_common::KernelOffsets;
+
+    use super::*;
+
+    fn record(kind: u32) -> InventoryRecord {
+        InventoryRecord {
+            kind,
+            pid: 42,
+            comm: *b"qemu-system-x86\0",
+            mm: 0xffff888001000000,
+            subscriptions: 0xffff888002000000,
+            has_itree: 0,
+            index: 0,
+            invalidate_seq: 2,
+            active_invalidate_ranges: 0,
+            subscriber: 0,
+            ops: 0,
+            callbacks: [0; OPS_SLOTS],
+            users: 0,
+            truncated: 0,
+            kvm: 0,
+            kvm_mn_active_invalidate_count: 0,
+            kvm_invalidate_in_progress: 0,
+        }
+    }
+
+    fn bytes(records: &[InventoryRecord]) -> Vec<u8> {
+        records
+            .iter()
+            .flat_map(|r| unsafe {
+                std::slice::from_raw_parts(r as *const _ as *const u8, size_of::<InventoryRecord>()).to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn groups_subscribers_under_the_following_mm_and_symbolizes() {
+        let k = Kallsyms::parse("ffffffff81000000 t kvm_mmu_notifier_invalidate_range_start\nffffffff81000100 t kvm_mmu_notifier_invalidate_range_end\n").unwrap();
+        let mut offsets = KernelOffsets::absent();
+        offsets.subs_invalidate_seq = 16;
+        offsets.kvm_mn_active_invalidate_count = 100;
+        let mut sub = record(inventory_kind::SUBSCRIBER);
+        sub.subscriber = 0xffff888003000000;
+        sub.callbacks[OpsSlot::InvalidateRangeStart as usize] = 0xffffffff81000000;
+        sub.callbacks[OpsSlot::InvalidateRangeEnd as usize] = 0xffffffff81000100;
+        sub.kvm = 0xffff888004000000;
+        sub.kvm_mn_active_invalidate_count = 0;
+        let mut mm = record(inventory_kind::MM);
+        mm.index = 1;
+        let out = decode(&bytes(&[sub, mm]), &k, &offsets).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].comm, "qemu-system-x86");
+        assert_eq!(out[0].invalidate_seq, Some(2));
+        assert_eq!(out[0].active_invalidate_ranges, None, "absent offset must read as unknown");
+        let s = &out[0].subscribers[0];
+        assert_eq!(
+            s.callbacks,
+            vec![
+                ("invalidate_range_start".to_string(), "kvm_mmu_notifier_invalidate_range_start".to_string()),
+                ("invalidate_range_end".to_string(), "kvm_mmu_notifier_invalidate_range_end".to_string()),
+            ]
+        );
+        let kvm = s.kvm.as_ref().unwrap();
+        assert_eq!(kvm.mn_active_invalidate_count, Some(0));
+        assert_eq!(kvm.mmu_invalidate_in_progress, None);
+        let text = render_text(&out);
+        assert!(text.contains("mn_active_invalidate_count 0  mmu_invalidate_in_progress unknown"), "{text}");
+    }
+
+    #[test]
+    fn rejects_partial_and_dangling_output() {
+        let k = Kallsyms::default();
+        let o = KernelOffsets::absent();
+        let one = bytes(&[record(inventory_kind::SUBSCRIBER)]);
+        assert_eq!(decode(&one, &k, &o), Err(InventoryDecodeError::Dangling));
+        assert!(matches!(decode(&one[..10], &k, &o), Err(InventoryDecodeError::Length(10, _))));
+        assert_eq!(decode(&bytes(&[record(9)]), &k, &o), Err(InventoryDecodeError::Kind(0, 9)));
+    }
+}

@@ -1,0 +1,128 @@
+//! How each hook ended up attached (or why it did not): reported by `probe`, in the stream's
+//! header and wherever results are shown.
+
+use std::{collections::BTreeMap, fmt};
+
+use serde::Serialize;
+
+/// An attach method, named as in the trace header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Fentry,
+    Fexit,
+    Kprobe,
+    Kretprobe,
+    TpBtf,
+    RawTp,
+    Iter,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Fentry => "fentry",
+            Method::Fexit => "fexit",
+            Method::Kprobe => "kprobe",
+            Method::Kretprobe => "kretprobe",
+            Method::TpBtf => "tp_btf",
+            Method::RawTp => "raw_tp",
+            Method::Iter => "iter",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failed try, kept so reports can say why a method was not used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub method: Method,
+    pub reason: String,
+}
+
+/// The outcome for one hook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HookStatus {
+    /// The hook's name as used in the trace header's `attach` map.
+    pub hook: &'static str,
+    pub method: Option<Method>,
+    pub refused: Vec<Refusal>,
+}
+
+impl HookStatus {
+    pub fn new(hook: &'static str) -> Self {
+        HookStatus { hook, method: None, refused: Vec::new() }
+    }
+
+    /// `tp_btf`, or `unavailable: <why each method failed>`.
+    pub fn describe(&self) -> String {
+        match self.method {
+            Some(m) => m.to_string(),
+            None if self.refused.is_empty() => "unavailable: not implemented for this attach set".into(),
+            None => {
+                let why: Vec<String> = self.refused.iter().map(|r| format!("{}: {}", r.method, r.reason)).collect();
+                format!("unavailable: {}", why.join("; "))
+            }
+        }
+    }
+}
+
+/// Every hook of a tracing session, in a stable order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AttachReport {
+    pub hooks: Vec<HookStatus>,
+}
+
+impl AttachReport {
+    pub fn get(&self, hook: &str) -> Option<&HookStatus> {
+        self.hooks.iter().find(|h| h.hook == hook)
+    }
+
+    /// The trace header's `attach` map.
+    pub fn header_map(&self) -> BTreeMap<String, String> {
+        self.hooks.iter().map(|h| (h.hook.to_string(), h.describe())).collect()
+    }
+
+    /// True when the outer start/end pair can be observed (the product's core).
+    pub fn pairing_available(&self) -> bool {
+        ["range_start", "range_start_ret", "range_end"]
+            .iter()
+            .all(|h| self.get(h).is_some_and(|s| s.method.is_some()))
+    }
+
+    /// One line for banners: "degraded: ..." or the outer hooks' methods.
+    pub fn summary(&self) -> String {
+        let attached: Vec<String> = self
+            .hooks
+            .iter()
+            .filter_map(|h| h.method.map(|m| format!("{}={}", h.hook, m)))
+            .collect();
+        let mode = if self.pairing_available() { "full" } else { "degraded: no start/end probes" };
+        format!("{mode}; attached {}", if attached.is_empty() { "nothing".into() } else { attached.join(", ") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_attached_and_refused_hooks() {
+        let mut kvm = HookStatus::new("kvm_unmap_hva_range");
+        kvm.method = Some(Method::TpBtf);
+        let mut start = HookStatus::new("range_start");
+        start.refused.push(Refusal { method: Method::Fentry, reason: "EPERM".into() });
+        start.refused.push(Refusal { method: Method::Kprobe, reason: "no kprobe PMU".into() });
+        let report = AttachReport { hooks: vec![start, kvm] };
+        let map = report.header_map();
+        assert_eq!(map["kvm_unmap_hva_range"], "tp_btf");
+        assert_eq!(map["range_start"], "unavailable: fentry: EPERM; kprobe: no kprobe PMU");
+        assert!(!report.pairing_available());
+        assert_eq!(report.summary(), "degraded: no start/end probes; attached kvm_unmap_hva_range=tp_btf");
+    }
+}

@@ -1,0 +1,95 @@
+//! `mmnotif-trace probe`: what this kernel offers, found by trying each thing once.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::{AttachReport, KernelContext, LoadError, TracerOptions, hooks, load_object, require_root};
+use crate::{inventory, workload::kvm};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub what: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Capabilities {
+    pub kernel: String,
+    pub checks: Vec<Check>,
+    pub attach: AttachReport,
+    /// The sentence about start/end pairing every report must carry.
+    pub pairing: String,
+}
+
+/// Loads the object, attaches every hook the way a tracing session would, runs the iterator
+/// once, opens /dev/kvm; then detaches everything (dropping the object).
+pub fn probe_capabilities() -> Result<Capabilities, LoadError> {
+    require_root()?;
+    let mut checks = Vec::new();
+    let kernel = match KernelContext::discover() {
+        Ok(k) => k,
+        Err(e) => return Err(e),
+    };
+    let subs = if kernel.offsets.subs_invalidate_seq != probe_common::ABSENT {
+        "mm_struct.notifier_subscriptions (5.5+ layout)"
+    } else {
+        "mm_struct.mmu_notifier_mm (pre-5.5 layout)"
+    };
+    checks.push(Check { what: "BTF", ok: true, detail: format!("/sys/kernel/btf/vmlinux parsed; {subs} at offset {}", kernel.offsets.mm_subscriptions) });
+    checks.push(Check { what: "kallsyms", ok: true, detail: format!("{} text symbols", kernel.kallsyms.len()) });
+
+    let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
+    let attach = hooks::attach_all(&mut ebpf)?;
+    for h in &attach.hooks {
+        if hooks::FUNCTION_HOOKS.contains(&h.hook) {
+            continue;
+        }
+        checks.push(Check { what: h.hook, ok: h.method.is_some(), detail: h.describe() });
+    }
+    let fentry = attach.get("range_start").and_then(|h| h.refused.iter().find(|r| r.method == super::Method::Fentry));
+    let kprobe = attach.get("range_start").and_then(|h| h.refused.iter().find(|r| r.method == super::Method::Kprobe));
+    for (what, refusal) in [("fentry/fexit", fentry), ("kprobe/kretprobe", kprobe)] {
+        let (ok, detail) = match refusal {
+            Some(r) if r.reason.starts_with("the kernel allows it") => (true, format!("loads and attaches on {}", hooks::START_FUNCTION)),
+            Some(r) => (false, r.reason.clone()),
+            None => (true, "attached".into()),
+        };
+        checks.push(Check { what, ok, detail });
+    }
+    match inventory::run_iterator(&mut ebpf) {
+        Ok(bytes) => checks.push(Check { what: "iter/task", ok: true, detail: format!("inventory iterator ran ({} bytes)", bytes.len()) }),
+        Err(e) => checks.push(Check { what: "iter/task", ok: false, detail: e.to_string() }),
+    }
+    match kvm::open() {
+        Ok(_) => checks.push(Check { what: "/dev/kvm", ok: true, detail: "KVM API version 12".into() }),
+        Err(e) => checks.push(Check { what: "/dev/kvm", ok: false, detail: e.to_string() }),
+    }
+    let pairing = if attach.pairing_available() {
+        "start/end pairing: available".to_string()
+    } else {
+        "start/end pairing: UNAVAILABLE on this kernel: no function probe can attach to \
+         __mmu_notifier_invalidate_range_start/_end (see fentry/fexit and kprobe/kretprobe above). \
+         Only the degraded tracepoint mode runs here: KVM's callbacks via kvm:kvm_unmap_hva_range, \
+         WARNs via error_report_end, task exits, and the iterator inventory."
+            .to_string()
+    };
+    Ok(Capabilities { kernel: kernel.release, checks, attach, pairing })
+}
+
+impl Capabilities {
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "kernel {}", self.kernel);
+        for c in &self.checks {
+            let _ = writeln!(s, "  {:<22} {:<4} {}", c.what, if c.ok { "yes" } else { "no" }, c.detail);
+        }
+        let _ = writeln!(s, "attach method per hook:");
+        for h in &self.attach.hooks {
+            let _ = writeln!(s, "  {:<22} {}", h.hook, h.describe());
+        }
+        let _ = writeln!(s, "{}", self.pairing);
+        s
+    }
+}

@@ -1,0 +1,53 @@
+//! `mmnotif-trace`: see `mmnotif-trace --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mmnotif_trace::{
+    cli::{Cli, Command, LiveArgs, TextOrJsonl},
+    cmd, exit,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        // The workload must stay single-threaded and free of a runtime (its fork step predicts
+        // exactly which mappings fork touches), so it runs before any runtime is built.
+        Some(Command::Workload(args)) => cmd::workload::run(args),
+        Some(Command::Probe(args)) => cmd::probe::run(args),
+        Some(Command::Inventory(args)) => cmd::inventory::run(args),
+        other => run_async(other),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("mmnotif-trace: {}", chain.join(": "));
+            ExitCode::from(exit::for_error(&e))
+        }
+    }
+}
+
+fn run_async(command: &Option<Command>) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        match command {
+            Some(Command::Stream(args)) => cmd::live::run(&args.live, cmd::live::Output::Stdout(args.format)).await,
+            Some(Command::Record(args)) => cmd::live::run(&args.live, cmd::live::Output::File(args.output.clone())).await,
+            Some(Command::Selftest(args)) => cmd::selftest::run(args).await,
+            // Until the dashboard lands, the default is the live text stream with the workload.
+            None => {
+                let live = LiveArgs {
+                    duration: None,
+                    pids: vec![],
+                    comms: vec![],
+                    workload: true,
+                    ring_size: 4 << 20,
+                    wakeup_bytes: 256 << 10,
+                };
+                cmd::live::run(&live, cmd::live::Output::Stdout(TextOrJsonl::Text)).await
+            }
+            Some(Command::Workload(_) | Command::Probe(_) | Command::Inventory(_)) => unreachable!("handled synchronously"),
+        }
+    })
+}

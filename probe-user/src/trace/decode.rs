@@ -1,0 +1,304 @@
+//! One JSON line → [`Event`]. Lines are first read into a flat struct of optional fields
+//! (cheap for serde_json: no tag buffering, strings borrowed from the line), then checked
+//! against the fields the line's `type` requires.
+use std::{borrow::Cow, collections::HashSet, fmt};
+
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, Visitor},
+};
+
+use super::{
+    addr::Addr,
+    event::*,
+};
+
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    ts: Option<u64>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    cpu: Option<u32>,
+    pid: Option<u32>,
+    tid: Option<u32>,
+    #[serde(borrow)]
+    comm: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    mm: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    range: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    start: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    end: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    subscriber: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event: Option<WireEnum<'a>>,
+    blockable: Option<bool>,
+    ret: Option<WireRet>,
+    itree_active: Option<u64>,
+    itree_seq: Option<u64>,
+    #[serde(borrow)]
+    callback: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    caller: Option<Cow<'a, str>>,
+    has_end: Option<bool>,
+    cur_seq: Option<u64>,
+    active: Option<u64>,
+    seq: Option<u64>,
+    count: Option<u64>,
+    #[serde(borrow)]
+    detector: Option<WireEnum<'a>>,
+    #[serde(borrow)]
+    stack: Option<Vec<Cow<'a, str>>>,
+}
+
+/// `event` and `detector`: a name or a number.
+enum WireEnum<'a> {
+    Name(Cow<'a, str>),
+    Number(u64),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireEnum<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WireEnum<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a name or a non-negative number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<WireEnum<'de>, E> {
+                Ok(WireEnum::Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<WireEnum<'de>, E> {
+                Ok(WireEnum::Name(Cow::Owned(v.to_owned())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<WireEnum<'de>, E> {
+                Ok(WireEnum::Number(v))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// `ret`: an errno-style integer, or a bool for `interval_invalidate`.
+enum WireRet {
+    Int(i64),
+    Bool(bool),
+}
+
+impl<'de> Deserialize<'de> for WireRet {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = WireRet;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or a bool")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<WireRet, E> {
+                Ok(WireRet::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<WireRet, E> {
+                i64::try_from(v).map(WireRet::Int).map_err(|_| E::custom("ret out of range"))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<WireRet, E> {
+                Ok(WireRet::Bool(v))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Shares the few distinct comms and symbols a trace has instead of allocating per line.
+/// Bounded so that a hostile trace cannot grow it without limit.
+#[derive(Default)]
+pub(crate) struct Interner {
+    comms: HashSet<Comm>,
+    symbols: HashSet<Symbol>,
+}
+
+const INTERNER_LIMIT: usize = 8192;
+
+impl Interner {
+    fn comm(&mut self, text: &str) -> Comm {
+        if let Some(c) = self.comms.get(text) {
+            return c.clone();
+        }
+        let c = Comm::new(text);
+        if self.comms.len() < INTERNER_LIMIT {
+            self.comms.insert(c.clone());
+        }
+        c
+    }
+
+    fn symbol(&mut self, text: &str) -> Symbol {
+        if let Some(s) = self.symbols.get(text) {
+            return s.clone();
+        }
+        let s = Symbol::new(text);
+        if self.symbols.len() < INTERNER_LIMIT {
+            self.symbols.insert(s.clone());
+        }
+        s
+    }
+}
+
+/// Decodes one event line; the error is a message without location.
+pub(crate) fn decode_event(line: &str, interner: &mut Interner) -> Result<Event, DecodeError> {
+    let wire: WireEvent<'_> = serde_json::from_str(line).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let kind_name = wire.kind.as_deref().ok_or(DecodeError::Bad("missing field `type`".into()))?;
+    let kind = EventType::from_name(kind_name)
+        .ok_or_else(|| DecodeError::Bad(format!("unknown event type {kind_name:?}")))?;
+    let ts = wire.ts.ok_or_else(|| missing(kind, "ts"))?;
+    let f = Fields { wire: &wire, kind };
+    let body = match kind {
+        EventType::RangeStart => EventBody::RangeStart(f.range_call()?),
+        EventType::RangeEnd => EventBody::RangeEnd(RangeEnd { call: f.range_call()?, itree: f.itree() }),
+        EventType::RangeStartRet => EventBody::RangeStartRet(RangeStartRet {
+            tid: f.tid()?,
+            range: f.addr("range", &wire.range)?,
+            ret: f.int_ret()?,
+            itree: f.itree(),
+        }),
+        EventType::SubscriberStart => EventBody::SubscriberStart(SubscriberStart {
+            tid: f.tid()?,
+            mm: f.addr("mm", &wire.mm)?,
+            range: f.opt_addr("range", &wire.range)?,
+            subscriber: f.opt_addr("subscriber", &wire.subscriber)?,
+            callback: interner.symbol(f.text("callback", &wire.callback)?),
+            has_end: wire.has_end,
+            ret: match &wire.ret {
+                None => None,
+                Some(_) => Some(f.int_ret()?),
+            },
+            start: f.opt_addr("start", &wire.start)?,
+            end: f.opt_addr("end", &wire.end)?,
+        }),
+        EventType::SubscriberEnd => EventBody::SubscriberEnd(SubscriberEnd {
+            tid: f.tid()?,
+            mm: f.addr("mm", &wire.mm)?,
+            range: f.addr("range", &wire.range)?,
+            subscriber: f.addr("subscriber", &wire.subscriber)?,
+            callback: interner.symbol(f.text("callback", &wire.callback)?),
+        }),
+        EventType::IntervalInvalidate => EventBody::IntervalInvalidate(IntervalInvalidate {
+            tid: f.tid()?,
+            mm: f.addr("mm", &wire.mm)?,
+            range: f.addr("range", &wire.range)?,
+            subscriber: f.addr("subscriber", &wire.subscriber)?,
+            callback: interner.symbol(f.text("callback", &wire.callback)?),
+            cur_seq: wire.cur_seq.ok_or_else(|| missing(kind, "cur_seq"))?,
+            ret: match wire.ret {
+                Some(WireRet::Bool(b)) => b,
+                Some(WireRet::Int(_)) => return Err(DecodeError::Bad("interval_invalidate: `ret` must be a bool".into())),
+                None => return Err(missing(kind, "ret")),
+            },
+        }),
+        EventType::ItreeEnd => EventBody::ItreeEnd(ItreeEnd {
+            tid: f.tid()?,
+            mm: f.addr("mm", &wire.mm)?,
+            active: wire.active.ok_or_else(|| missing(kind, "active"))?,
+            seq: wire.seq.ok_or_else(|| missing(kind, "seq"))?,
+        }),
+        EventType::Warn => EventBody::Warn(Warn {
+            tid: f.tid()?,
+            caller: interner.symbol(f.text("caller", &wire.caller)?),
+            detector: match &wire.detector {
+                None => None,
+                Some(WireEnum::Number(n)) => Some(Detector::from_raw(u32::try_from(*n).unwrap_or(u32::MAX))),
+                Some(WireEnum::Name(name)) => Some(
+                    Detector::from_name(name)
+                        .ok_or_else(|| DecodeError::Bad(format!("warn: unknown detector {name:?}")))?,
+                ),
+            },
+        }),
+        EventType::TaskExit => EventBody::TaskExit(TaskExit { tid: f.tid()? }),
+        EventType::Lost => EventBody::Lost(Lost { count: wire.count.ok_or_else(|| missing(kind, "count"))? }),
+    };
+    // range_start/range_end always carry the task; elsewhere these are optional extras.
+    if matches!(kind, EventType::RangeStart | EventType::RangeEnd) {
+        for (name, present) in [("cpu", wire.cpu.is_some()), ("pid", wire.pid.is_some()), ("comm", wire.comm.is_some())] {
+            if !present {
+                return Err(missing(kind, name));
+            }
+        }
+    }
+    Ok(Event {
+        ts,
+        seq: None,
+        cpu: wire.cpu,
+        pid: wire.pid,
+        comm: wire.comm.as_deref().map(|c| interner.comm(c)),
+        stack: wire.stack.as_ref().map(|frames| frames.iter().map(|s| interner.symbol(s)).collect()),
+        body,
+    })
+}
+
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    Json(String),
+    Bad(String),
+}
+
+fn missing(kind: EventType, field: &str) -> DecodeError {
+    DecodeError::Bad(format!("{kind}: missing field `{field}`"))
+}
+
+struct Fields<'w, 'a> {
+    wire: &'w WireEvent<'a>,
+    kind: EventType,
+}
+
+impl Fields<'_, '_> {
+    fn tid(&self) -> Result<u32, DecodeError> {
+        self.wire.tid.ok_or_else(|| missing(self.kind, "tid"))
+    }
+
+    fn text<'t>(&self, name: &str, value: &'t Option<Cow<'_, str>>) -> Result<&'t str, DecodeError> {
+        value.as_deref().ok_or_else(|| missing(self.kind, name))
+    }
+
+    fn addr(&self, name: &str, value: &Option<Cow<'_, str>>) -> Result<Addr, DecodeError> {
+        self.opt_addr(name, value)?.ok_or_else(|| missing(self.kind, name))
+    }
+
+    fn opt_addr(&self, name: &str, value: &Option<Cow<'_, str>>) -> Result<Option<Addr>, DecodeError> {
+        match value.as_deref() {
+            None => Ok(None),
+            Some(text) => Addr::parse(text)
+                .map(Some)
+                .map_err(|e| DecodeError::Bad(format!("{}: field `{name}`: {e}", self.kind))),
+        }
+    }
+
+    fn int_ret(&self) -> Result<i64, DecodeError> {
+        match self.wire.ret {
+            Some(WireRet::Int(v)) => Ok(v),
+            Some(WireRet::Bool(_)) => Err(DecodeError::Bad(format!("{}: `ret` must be an integer", self.kind))),
+            None => Err(missing(self.kind, "ret")),
+        }
+    }
+
+    fn itree(&self) -> ItreeSnapshot {
+        ItreeSnapshot { active: self.wire.itree_active, seq: self.wire.itree_seq }
+    }
+
+    fn range_call(&self) -> Result<RangeCall, DecodeError> {
+        let w = self.wire;
+        Ok(RangeCall {
+            tid: self.tid()?,
+            mm: self.addr("mm", &w.mm)?,
+            range: self.addr("range", &w.range)?,
+            start: self.addr("start", &w.start)?,
+            end: self.addr("end", &w.end)?,
+            event: match &w.event {
+                None => return Err(missing(self.kind, "event")),
+                Some(WireEnum::Number(n)) => MmuEvent::from_raw(u32::try_from(*n).unwrap_or(u32::MAX)),
+                Some(WireEnum::Name(name)) => MmuEvent::from_name(name)
+                    .ok_or_else(|| DecodeError::Bad(format!("{}: unknown event {name:?}", self.kind)))?,
+            },
+            blockable: w.blockable.ok_or_else(|| missing(self.kind, "blockable"))?,
+        })
+    }
+}

@@ -1,0 +1,129 @@
+//! The first line of a trace: format version, kernel release and how each hook was attached.
+use std::{collections::BTreeMap, fmt};
+
+use serde::{Serialize, Serializer, ser::SerializeMap};
+
+/// The format version this crate reads and writes.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// `{"mmnotif_trace":1,"kernel":…,"attach":{…},…}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Header {
+    /// `uname -r` of the traced kernel.
+    pub kernel: String,
+    /// Hook name → attach method (`fentry`, `kprobe`, …, `replay`, `unavailable[: reason]`).
+    pub attach: BTreeMap<String, String>,
+    /// Keys this version does not interpret, kept so a rewrite does not lose them.
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// The hooks the `attach` map names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    RangeStart,
+    RangeStartRet,
+    RangeEnd,
+    SubscriberStart,
+    SubscriberEnd,
+    IntervalInvalidate,
+    ItreeEnd,
+    KvmUnmapHvaRange,
+    ErrorReportEnd,
+    SchedProcessExit,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 10] = [
+        Hook::RangeStart,
+        Hook::RangeStartRet,
+        Hook::RangeEnd,
+        Hook::SubscriberStart,
+        Hook::SubscriberEnd,
+        Hook::IntervalInvalidate,
+        Hook::ItreeEnd,
+        Hook::KvmUnmapHvaRange,
+        Hook::ErrorReportEnd,
+        Hook::SchedProcessExit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::RangeStart => "range_start",
+            Hook::RangeStartRet => "range_start_ret",
+            Hook::RangeEnd => "range_end",
+            Hook::SubscriberStart => "subscriber_start",
+            Hook::SubscriberEnd => "subscriber_end",
+            Hook::IntervalInvalidate => "interval_invalidate",
+            Hook::ItreeEnd => "itree_end",
+            Hook::KvmUnmapHvaRange => "kvm_unmap_hva_range",
+            Hook::ErrorReportEnd => "error_report_end",
+            Hook::SchedProcessExit => "sched_process_exit",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.as_str() == name)
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a hook was attached, as far as the checker cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttachState<'a> {
+    Attached(&'a str),
+    /// Missing from the map, or `unavailable` with an optional reason.
+    Unavailable(Option<&'a str>),
+}
+
+impl Header {
+    /// A header for `kernel` with no hook attached yet (see [`Header::with_attach`]).
+    pub fn new(kernel: impl Into<String>) -> Header {
+        Header { kernel: kernel.into(), ..Header::default() }
+    }
+
+    pub fn with_attach(mut self, hook: Hook, method: impl Into<String>) -> Header {
+        self.attach.insert(hook.as_str().to_owned(), method.into());
+        self
+    }
+
+    pub fn attach_state(&self, hook: Hook) -> AttachState<'_> {
+        match self.attach.get(hook.as_str()) {
+            None => AttachState::Unavailable(None),
+            Some(method) => {
+                let method = method.trim();
+                if let Some(rest) = method.strip_prefix("unavailable") {
+                    let reason = rest.trim_start_matches([':', ' ']).trim();
+                    AttachState::Unavailable((!reason.is_empty()).then_some(reason))
+                } else if method.is_empty() {
+                    AttachState::Unavailable(None)
+                } else {
+                    AttachState::Attached(method)
+                }
+            }
+        }
+    }
+
+    pub fn is_attached(&self, hook: Hook) -> bool {
+        matches!(self.attach_state(hook), AttachState::Attached(_))
+    }
+}
+
+impl Serialize for Header {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("mmnotif_trace", &FORMAT_VERSION)?;
+        map.serialize_entry("kernel", &self.kernel)?;
+        map.serialize_entry("attach", &self.attach)?;
+        for (key, value) in &self.extra {
+            if !matches!(key.as_str(), "mmnotif_trace" | "kernel" | "attach") {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}

@@ -1,0 +1,218 @@
+//! Streaming reader: the header first, then one [`Event`] per line, never holding more than
+//! one line in memory.
+use std::{
+    io::{BufRead, Read},
+    path::PathBuf,
+};
+
+use super::{
+    decode::{DecodeError, Interner, decode_event},
+    error::{TraceError, TraceErrorKind},
+    event::Event,
+    header::{FORMAT_VERSION, Header},
+};
+
+/// Longest line accepted; a longer one is reported rather than buffered without bound.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Reads a v1 trace from any `BufRead`. Each event's `seq` is set to its line number.
+///
+/// After a malformed line the iterator goes on with the next line; after a read error or a
+/// truncated final line it ends.
+pub struct TraceReader<R> {
+    input: R,
+    header: Header,
+    path: Option<PathBuf>,
+    line: u64,
+    buf: Vec<u8>,
+    interner: Interner,
+    finished: bool,
+}
+
+/// One raw line, or why there is none.
+enum RawLine {
+    /// Complete line (the newline stripped); `terminated` is false for a final line without one.
+    Line { terminated: bool },
+    Eof,
+}
+
+impl<R: BufRead> TraceReader<R> {
+    /// Reads and validates the header line.
+    pub fn new(input: R) -> Result<TraceReader<R>, TraceError> {
+        let mut reader = TraceReader {
+            input,
+            header: Header::default(),
+            path: None,
+            line: 0,
+            buf: Vec::with_capacity(512),
+            interner: Interner::default(),
+            finished: false,
+        };
+        loop {
+            match reader.next_raw_line().map_err(|kind| TraceError::new(reader.line, kind))? {
+                RawLine::Eof => return Err(TraceError::new(0, TraceErrorKind::Empty)),
+                RawLine::Line { terminated } => {
+                    let text = std::str::from_utf8(&reader.buf)
+                        .map_err(|_| TraceError::new(reader.line, TraceErrorKind::NotUtf8))?;
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    match parse_header(text) {
+                        Ok(header) => reader.header = header,
+                        Err(_) if !terminated && serde_json::from_str::<serde_json::Value>(text).is_err() => {
+                            return Err(TraceError::new(reader.line, TraceErrorKind::Truncated));
+                        }
+                        Err(kind) => return Err(TraceError::new(reader.line, kind)),
+                    }
+                    return Ok(reader);
+                }
+            }
+        }
+    }
+
+    /// Names the file in error messages.
+    pub fn with_path(mut self, path: impl Into<PathBuf>) -> TraceReader<R> {
+        self.path = Some(path.into());
+        self
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Line number of the last line read.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    fn error(&self, kind: TraceErrorKind) -> TraceError {
+        let err = TraceError::new(self.line, kind);
+        match &self.path {
+            Some(path) => err.with_path(path.clone()),
+            None => err,
+        }
+    }
+
+    fn next_raw_line(&mut self) -> Result<RawLine, TraceErrorKind> {
+        self.buf.clear();
+        let limit = MAX_LINE_BYTES as u64 + 1;
+        let n = (&mut self.input).take(limit).read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(RawLine::Eof);
+        }
+        self.line += 1;
+        let terminated = self.buf.last() == Some(&b'\n');
+        if terminated {
+            self.buf.pop();
+            if self.buf.last() == Some(&b'\r') {
+                self.buf.pop();
+            }
+        } else if self.buf.len() > MAX_LINE_BYTES {
+            // Skip the rest of the oversized line so the next call starts on a fresh one.
+            let mut sink = Vec::new();
+            loop {
+                sink.clear();
+                let m = (&mut self.input).take(1 << 16).read_until(b'\n', &mut sink)?;
+                if m == 0 || sink.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+            return Err(TraceErrorKind::TooLong(MAX_LINE_BYTES));
+        }
+        Ok(RawLine::Line { terminated })
+    }
+}
+
+impl<R: BufRead> Iterator for TraceReader<R> {
+    type Item = Result<Event, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.finished {
+            let terminated = match self.next_raw_line() {
+                Ok(RawLine::Eof) => {
+                    self.finished = true;
+                    return None;
+                }
+                Ok(RawLine::Line { terminated }) => terminated,
+                Err(kind @ TraceErrorKind::Io(_)) => {
+                    self.finished = true;
+                    return Some(Err(self.error(kind)));
+                }
+                Err(kind) => return Some(Err(self.error(kind))),
+            };
+            let Ok(text) = std::str::from_utf8(&self.buf) else {
+                if !terminated {
+                    self.finished = true;
+                    return Some(Err(self.error(TraceErrorKind::Truncated)));
+                }
+                return Some(Err(self.error(TraceErrorKind::NotUtf8)));
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Some(match decode_event(text, &mut self.interner) {
+                Ok(mut event) => {
+                    event.seq = Some(self.line);
+                    Ok(event)
+                }
+                Err(DecodeError::Json(_)) if !terminated => {
+                    self.finished = true;
+                    Err(self.error(TraceErrorKind::Truncated))
+                }
+                Err(DecodeError::Json(msg)) => Err(self.error(TraceErrorKind::Json(msg))),
+                Err(DecodeError::Bad(msg)) => Err(self.error(TraceErrorKind::BadEvent(msg))),
+            });
+        }
+        None
+    }
+}
+
+fn parse_header(text: &str) -> Result<Header, TraceErrorKind> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| TraceErrorKind::BadHeader(e.to_string()))?;
+    let serde_json::Value::Object(mut fields) = value else {
+        return Err(TraceErrorKind::BadHeader("not a JSON object".into()));
+    };
+    let version = match fields.remove("mmnotif_trace") {
+        None => return Err(TraceErrorKind::BadHeader("missing `mmnotif_trace` (is this an mmnotif-trace file?)".into())),
+        Some(v) => v.as_u64().ok_or_else(|| TraceErrorKind::BadHeader("`mmnotif_trace` must be a number".into()))?,
+    };
+    if version != FORMAT_VERSION {
+        return Err(TraceErrorKind::UnsupportedVersion(version));
+    }
+    let kernel = match fields.remove("kernel") {
+        Some(serde_json::Value::String(k)) => k,
+        Some(_) => return Err(TraceErrorKind::BadHeader("`kernel` must be a string".into())),
+        None => return Err(TraceErrorKind::BadHeader("missing `kernel`".into())),
+    };
+    let mut attach = std::collections::BTreeMap::new();
+    match fields.remove("attach") {
+        Some(serde_json::Value::Object(map)) => {
+            for (hook, method) in map {
+                match method {
+                    serde_json::Value::String(m) => {
+                        attach.insert(hook, m);
+                    }
+                    _ => return Err(TraceErrorKind::BadHeader(format!("attach method of `{hook}` must be a string"))),
+                }
+            }
+        }
+        Some(_) => return Err(TraceErrorKind::BadHeader("`attach` must be an object".into())),
+        None => return Err(TraceErrorKind::BadHeader("missing `attach`".into())),
+    }
+    Ok(Header { kernel, attach, extra: fields.into_iter().collect() })
+}
+
+/// Decodes one event line outside a reader (e.g. for tests or a socket); `line` only
+/// labels errors.
+pub fn parse_event_line(text: &str, line: u64) -> Result<Event, TraceError> {
+    let mut interner = Interner::default();
+    decode_event(text, &mut interner).map_err(|e| {
+        TraceError::new(
+            line,
+            match e {
+                DecodeError::Json(msg) => TraceErrorKind::Json(msg),
+                DecodeError::Bad(msg) => TraceErrorKind::BadEvent(msg),
+            },
+        )
+    })
+}

@@ -1,0 +1,87 @@
+//! The built-in workload: a KVM VM in this process, then one named, timed step per kind of
+//! page-table change, each reporting the exact invalidation ranges it must cause.
+//!
+//! It runs in its own (single-threaded) process so the tracer can tell its events apart by pid.
+
+pub mod kvm;
+mod memory;
+mod steps;
+
+use serde::Serialize;
+use thiserror::Error;
+
+pub use steps::{STEPS, Step, hammer};
+
+use crate::trace::Addr;
+
+#[derive(Debug, Error)]
+pub enum WorkloadError {
+    #[error(transparent)]
+    Kvm(#[from] kvm::KvmError),
+    #[error("step {step}: {what} failed: {err}")]
+    Sys { step: &'static str, what: &'static str, err: std::io::Error },
+    #[error("unknown workload step {0:?} (known: {1})")]
+    UnknownStep(String, String),
+}
+
+/// A half-open address range `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Span {
+    pub start: Addr,
+    pub end: Addr,
+}
+
+impl Span {
+    pub fn new(start: u64, end: u64) -> Span {
+        Span { start: Addr(start), end: Addr(end) }
+    }
+}
+
+/// What one step did and what the tracer must have seen for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    pub step: &'static str,
+    pub pid: u32,
+    /// CLOCK_MONOTONIC ns around the step (the clock BPF timestamps use).
+    pub t0: u64,
+    pub t1: u64,
+    /// Invalidations that must be observed, each exactly once.
+    pub expected: Vec<Span>,
+    /// Invalidations that may be observed in addition (see the step's note).
+    pub possible: Vec<Span>,
+    /// Copy-on-write faults: single-page invalidations inside these ranges may follow (fork
+    /// write-protects the parent's private pages; its next write to one breaks the sharing).
+    pub cow_within: Vec<Span>,
+    pub note: &'static str,
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Parses a comma-separated step list ("all" or names from [`STEPS`]).
+pub fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
+    if list == "all" {
+        return Ok(STEPS.to_vec());
+    }
+    list.split(',')
+        .map(|name| {
+            STEPS.iter().copied().find(|s| s.name() == name.trim()).ok_or_else(|| {
+                WorkloadError::UnknownStep(name.to_string(), STEPS.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "))
+            })
+        })
+        .collect()
+}
+
+/// Creates the VM and runs `steps` in order, handing each report to `report` as it completes.
+pub fn run(steps: &[Step], mut report: impl FnMut(&StepReport)) -> Result<(), WorkloadError> {
+    let mut ctx = steps::Context::new()?;
+    for step in steps {
+        let r = ctx.run(*step)?;
+        report(&r);
+    }
+    Ok(())
+}

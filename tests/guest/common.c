@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/klog.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *cur_name;
+static int cur_failed;
+static char marker[128];
+
+void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stdout, "MMNOTIF-TEST: FAIL %s: ", cur_name ? cur_name : "setup");
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fprintf(stdout, " (errno %d %s)\n", errno, strerror(errno));
+	fflush(stdout);
+	exit(2);
+}
+
+long page_size(void)
+{
+	return sysconf(_SC_PAGESIZE);
+}
+
+void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+int mmnt_open(void)
+{
+	int fd = open(MMNT_DEVICE, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		die("open %s", MMNT_DEVICE);
+	return fd;
+}
+
+int mmnt_reset(int fd)
+{
+	if (ioctl(fd, MMNT_IOC_RESET))
+		die("MMNT_IOC_RESET");
+	return 0;
+}
+
+int reg_list(int fd, uint32_t behaviour, int end_op)
+{
+	struct mmnt_register r = { .kind = MMNT_KIND_LIST, .behaviour = behaviour,
+				   .flags = end_op ? MMNT_F_END_OP : 0 };
+
+	if (ioctl(fd, MMNT_IOC_REGISTER, &r))
+		die("register list notifier (behaviour %u, end op %d)", behaviour, end_op);
+	return (int)r.slot;
+}
+
+int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length)
+{
+	struct mmnt_register r = { .kind = MMNT_KIND_INTERVAL, .behaviour = behaviour,
+				   .start = start, .length = length };
+
+	if (ioctl(fd, MMNT_IOC_REGISTER, &r))
+		die("register interval notifier [%#llx, +%#llx)", (unsigned long long)start,
+		    (unsigned long long)length);
+	return (int)r.slot;
+}
+
+void read_slot(int fd, int slot, struct mmnt_counters *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->slot = (uint32_t)slot;
+	if (ioctl(fd, MMNT_IOC_READ, c))
+		die("read slot %d", slot);
+}
+
+void print_slot(const char *label, const struct mmnt_counters *c)
+{
+	printf("  %s slot %u state %u: starts b%llu/nb%llu ends b%llu/nb%llu fails b%llu/nb%llu "
+	       "releases %llu inval b%llu/nb%llu false %llu seq %llu "
+	       "ev[unmap %llu clear %llu prot_vma %llu prot_page %llu] last [%#llx,%#llx) ev %u fl %u\n",
+	       label, c->slot, c->state, (unsigned long long)c->starts_blockable,
+	       (unsigned long long)c->starts_nonblock, (unsigned long long)c->ends_blockable,
+	       (unsigned long long)c->ends_nonblock, (unsigned long long)c->fails_blockable,
+	       (unsigned long long)c->fails_nonblock, (unsigned long long)c->releases,
+	       (unsigned long long)c->inval_blockable, (unsigned long long)c->inval_nonblock,
+	       (unsigned long long)c->inval_false, (unsigned long long)c->last_seq,
+	       (unsigned long long)c->by_event[0], (unsigned long long)c->by_event[1],
+	       (unsigned long long)c->by_event[2], (unsigned long long)c->by_event[3],
+	       (unsigned long long)c->last_start, (unsigned long long)c->last_end, c->last_event,
+	       c->last_flags);
+}
+
+void scenario_begin(const char *name)
+{
+	cur_name = name;
+	cur_failed = 0;
+	printf("--- %s\n", name);
+	fflush(stdout);
+}
+
+int check(int cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cond)
+		return 1;
+	cur_failed++;
+	printf("  check failed: ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	return 0;
+}
+
+int scenario_end(void)
+{
+	if (cur_failed)
+		printf("MMNOTIF-TEST: FAIL %s (%d checks failed)\n", cur_name, cur_failed);
+	else
+		printf("MMNOTIF-TEST: PASS %s\n", cur_name);
+	fflush(stdout);
+	cur_name = NULL;
+	return cur_failed != 0;
+}
+
+void kmsg_mark(void)
+{
+	struct timespec ts;
+	int fd;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(marker, sizeof(marker), "mmnotif-test: begin %s %ld.%09ld", cur_name, (long)ts.tv_sec,
+		 ts.tv_nsec);
+	fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, marker, strlen(marker)) < 0)
+		die("write /dev/kmsg");
+	close(fd);
+}
+
+#define LOG_BUF (16 << 20)
+static char log_buf[LOG_BUF + 1];
+
+const char *log_since_mark(void)
+{
+	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log_buf, LOG_BUF);
+	const char *p, *last = NULL;
+
+	if (n < 0)
+		die("klogctl(READ_ALL)");
+	log_buf[n] = 0;
+	for (p = log_buf; (p = strstr(p, marker)); p++)
+		last = p;
+	if (!last) {
+		check(0, "kernel log marker '%s' not found (log overwritten?)", marker);
+		return "";
+	}
+	return last;
+}
+
+int log_count(const char *needle)
+{
+	const char *p = log_since_mark();
+	int n = 0;
+
+	while ((p = strstr(p, needle))) {
+		n++;
+		p += strlen(needle);
+	}
+	return n;
+}

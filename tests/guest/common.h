@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Helpers shared by the guest test programs: the module's device, kernel log
+ * markers, and PASS/FAIL bookkeeping. Every scenario prints exactly one line
+ * "MMNOTIF-TEST: PASS <name>" or "MMNOTIF-TEST: FAIL <name>". */
+#ifndef GUEST_COMMON_H
+#define GUEST_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mmnotif_test.h"
+
+/* enum mmu_notifier_event values */
+enum { EV_UNMAP = 0, EV_CLEAR, EV_PROTECTION_VMA, EV_PROTECTION_PAGE };
+
+int mmnt_open(void);
+int mmnt_reset(int fd);
+/* Register on the caller's mm; returns the slot, exits the program on error. */
+int reg_list(int fd, uint32_t behaviour, int end_op);
+int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length);
+void read_slot(int fd, int slot, struct mmnt_counters *c);
+void print_slot(const char *label, const struct mmnt_counters *c);
+
+/* Scenario bookkeeping. */
+void scenario_begin(const char *name);
+/* Records a failed check when cond is false; returns cond. */
+int check(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints the PASS/FAIL line; returns 1 on failure. */
+int scenario_end(void);
+
+/* Kernel log: write a marker for the current scenario, and return the log text
+ * written after the last marker (static buffer, NUL-terminated). */
+void kmsg_mark(void);
+const char *log_since_mark(void);
+/* Occurrences of needle in the log since the marker. */
+int log_count(const char *needle);
+
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+long page_size(void);
+void sleep_ms(long ms);
+
+#endif

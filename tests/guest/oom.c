@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The OOM reaper's non-blocking invalidation, driven for real: a child in a
+ * memory cgroup with a small memory.max registers test notifiers, parks one
+ * thread inside the module (so its mm outlives the OOM kill and the reaper
+ * runs before exit_mmap), and allocates until the memcg OOM killer kills it.
+ * The module's counters and the kernel log are then checked.
+ *
+ * Usage: mmnotif-oom [scenario...]   (default: all)
+ *   oom-baseline      one succeeding notifier with an end op
+ *   oom-eagain        one notifier failing with -EAGAIN when non-blockable, no end op
+ *   oom-eagain-endop  the same with an end op (kernel WARN expected)
+ *   oom-rfc2019       a succeeding notifier with an end op plus a failing one without:
+ *                     the succeeding one must get its compensating end
+ *   oom-interval      an interval notifier returning false when non-blockable
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CG "/sys/fs/cgroup/mmnotif-oom"
+#define CG_LIMIT "48M"
+#define FAILED_NB "callback failed with -11 in non-blockable context"
+#define WARN_START "__mmu_notifier_invalidate_range_start"
+#define WAIT_REAPER_MS 30000
+
+struct plan {
+	const char *name;
+	int nslots;
+	struct { uint32_t kind, behaviour; int end_op; } slot[2];
+};
+
+static const struct plan plans[] = {
+	{ "oom-baseline", 1, { { MMNT_KIND_LIST, MMNT_OK, 1 } } },
+	{ "oom-eagain", 1, { { MMNT_KIND_LIST, MMNT_FAIL_NONBLOCK, 0 } } },
+	{ "oom-eagain-endop", 1, { { MMNT_KIND_LIST, MMNT_FAIL_NONBLOCK, 1 } } },
+	/* failing one first, so the succeeding one is at the list head and called first */
+	{ "oom-rfc2019", 2, { { MMNT_KIND_LIST, MMNT_FAIL_NONBLOCK, 0 }, { MMNT_KIND_LIST, MMNT_OK, 1 } } },
+	{ "oom-interval", 1, { { MMNT_KIND_INTERVAL, MMNT_FAIL_NONBLOCK, 0 } } },
+};
+
+static void write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || write(fd, val, strlen(val)) != (ssize_t)strlen(val))
+		die("write '%s' to %s", val, path);
+	close(fd);
+}
+
+static void setup_cgroup(void)
+{
+	static int done;
+
+	if (done)
+		return;
+	/* The root's subtree_control may already have +memory; writing it again is harmless. */
+	write_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+	if (mkdir(CG, 0755) && errno != EEXIST)
+		die("mkdir " CG);
+	write_file(CG "/memory.max", CG_LIMIT);
+	done = 1;
+}
+
+static int park_fd;
+
+static void *parker(void *arg)
+{
+	struct mmnt_park p = { .timeout_ms = 60000, .flags = 0 };
+
+	(void)arg;
+	ioctl(park_fd, MMNT_IOC_PARK, &p);
+	return NULL;
+}
+
+/* The child: join the cgroup, register, park a thread, allocate until killed. */
+static void child(const struct plan *pl, int out)
+{
+	struct mmnt_status st;
+	int slots[2];
+	pthread_t t;
+	char pid[32];
+
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	write_file(CG "/cgroup.procs", pid);
+	park_fd = mmnt_open();
+	for (int i = 0; i < pl->nslots; i++)
+		slots[i] = pl->slot[i].kind == MMNT_KIND_LIST ?
+				   reg_list(park_fd, pl->slot[i].behaviour, pl->slot[i].end_op) :
+				   reg_interval(park_fd, pl->slot[i].behaviour, 0x10000, (1ULL << 46) - 0x10000);
+	if (pthread_create(&t, NULL, parker, NULL))
+		_exit(4);
+	for (int i = 0; i < 1000; i++) {
+		if (ioctl(park_fd, MMNT_IOC_STATUS, &st))
+			_exit(5);
+		if (st.parked >= 1)
+			break;
+		sleep_ms(5);
+	}
+	if (write(out, slots, sizeof(slots)) != sizeof(slots))
+		_exit(6);
+	close(out);
+	/* Allocate and touch 1 MiB at a time until the memcg OOM killer ends this. */
+	for (int i = 0; i < 1024; i++) {
+		char *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			_exit(7);
+		memset(p, i, 1 << 20);
+	}
+	_exit(8); /* never killed */
+}
+
+/* Wait for the OOM reaper to have finished with the victim (the only OOM kill
+ * since this scenario's log marker): it either reaped it or gave up. The
+ * messages name the victim task, not necessarily the child's pid, so they are
+ * matched without it. */
+static int wait_reaper(void)
+{
+	const char *reaped = "oom_reaper: reaped process ", *gave_up = "oom_reaper: unable to reap pid:";
+
+	for (int ms = 0; ms < WAIT_REAPER_MS; ms += 100) {
+		if (log_count(reaped))
+			return 1;
+		if (log_count(gave_up))
+			return 2;
+		sleep_ms(100);
+	}
+	return 0;
+}
+
+static int run_plan(int fd, const struct plan *pl)
+{
+	struct mmnt_counters c[2];
+	int pipefd[2], slots[2], status, reaper, warns, failed_msgs;
+	pid_t pid;
+
+	scenario_begin(pl->name);
+	mmnt_reset(fd);
+	setup_cgroup();
+	kmsg_mark();
+	if (pipe(pipefd))
+		die("pipe");
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		close(pipefd[0]);
+		child(pl, pipefd[1]);
+	}
+	close(pipefd[1]);
+	if (read(pipefd[0], slots, sizeof(slots)) != sizeof(slots)) {
+		waitpid(pid, &status, 0);
+		check(0, "child failed before parking (status %#x)", status);
+		close(pipefd[0]);
+		return scenario_end();
+	}
+	close(pipefd[0]);
+
+	reaper = wait_reaper();
+	/* Let the parked thread go; the process can now finish exiting. */
+	if (ioctl(fd, MMNT_IOC_RELEASE_PARKED))
+		die("release parked");
+	if (waitpid(pid, &status, 0) != pid)
+		die("waitpid");
+
+	for (int i = 0; i < pl->nslots; i++) {
+		read_slot(fd, slots[i], &c[i]);
+		print_slot(i ? "second" : "first", &c[i]);
+	}
+	warns = log_count(WARN_START);
+	failed_msgs = log_count(FAILED_NB);
+	printf("  reaper %s, WARNs in %s: %d, '%s': %d\n",
+	       reaper == 1 ? "reaped" : reaper == 2 ? "gave up" : "never reported", WARN_START, warns,
+	       FAILED_NB, failed_msgs);
+
+	check(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %#x, want killed by SIGKILL",
+	      status);
+	check(log_count("Memory cgroup out of memory: Killed process") >= 1, "no memcg OOM kill in the log");
+	check(reaper != 0, "the OOM reaper did not report within %d ms", WAIT_REAPER_MS);
+
+	if (!strcmp(pl->name, "oom-baseline")) {
+		check(reaper == 1, "the reaper should have reaped the process");
+		check(c[0].starts_nonblock >= 1, "no non-blockable start: the reaper did not run before exit_mmap");
+		check(c[0].ends_nonblock == c[0].starts_nonblock, "non-blockable ends %llu != starts %llu",
+		      (unsigned long long)c[0].ends_nonblock, (unsigned long long)c[0].starts_nonblock);
+		check(c[0].fails_nonblock == 0 && c[0].fails_blockable == 0, "failures counted");
+		check(failed_msgs == 0 && warns == 0, "unexpected callback failure or WARN in the log");
+	} else if (!strcmp(pl->name, "oom-eagain")) {
+		check(reaper == 2, "the reaper should have given up");
+		check(c[0].fails_nonblock >= 1 && c[0].fails_nonblock == c[0].starts_nonblock,
+		      "non-blockable starts %llu, failures %llu: every one should fail",
+		      (unsigned long long)c[0].starts_nonblock, (unsigned long long)c[0].fails_nonblock);
+		check(c[0].ends_nonblock == 0 && c[0].ends_blockable == 0, "ends on a slot without an end op");
+		check(failed_msgs >= 1, "no '%s' in the log", FAILED_NB);
+		check(warns == 0, "unexpected WARN in %s", WARN_START);
+	} else if (!strcmp(pl->name, "oom-eagain-endop")) {
+		check(reaper == 2, "the reaper should have given up");
+		check(c[0].fails_nonblock >= 1, "no non-blockable failure");
+		check(c[0].ends_nonblock == c[0].starts_nonblock,
+		      "a failing subscriber with an end op gets a compensating end per start: ends %llu starts %llu",
+		      (unsigned long long)c[0].ends_nonblock, (unsigned long long)c[0].starts_nonblock);
+		check(failed_msgs >= 1, "no '%s' in the log", FAILED_NB);
+		check(warns >= 1, "no WARN in %s (a failing subscriber has an end op)", WARN_START);
+	} else if (!strcmp(pl->name, "oom-rfc2019")) {
+		const struct mmnt_counters *bad = &c[0], *good = &c[1];
+
+		check(reaper == 2, "the reaper should have given up");
+		check(bad->fails_nonblock >= 1, "the failing subscriber did not fail");
+		check(good->starts_nonblock >= 1, "the succeeding subscriber saw no non-blockable start");
+		check(good->fails_nonblock == 0, "the succeeding subscriber failed");
+		check(good->starts_nonblock >= bad->fails_nonblock,
+		      "every failed range should have started the succeeding subscriber too");
+		check(good->ends_nonblock == good->starts_nonblock,
+		      "the succeeding subscriber's ends %llu != starts %llu: compensating ends missing",
+		      (unsigned long long)good->ends_nonblock, (unsigned long long)good->starts_nonblock);
+		check(bad->ends_nonblock == 0, "the subscriber without an end op got ends");
+		check(failed_msgs >= 1, "no '%s' in the log", FAILED_NB);
+		check(warns == 0, "unexpected WARN in %s", WARN_START);
+	} else if (!strcmp(pl->name, "oom-interval")) {
+		check(reaper == 2, "the reaper should have given up");
+		check(c[0].inval_nonblock >= 1 && c[0].inval_false == c[0].inval_nonblock,
+		      "non-blockable invalidates %llu, false %llu: every one should return false",
+		      (unsigned long long)c[0].inval_nonblock, (unsigned long long)c[0].inval_false);
+		check(failed_msgs == 0 && warns == 0, "an interval false is not a list failure: no message, no WARN");
+	}
+	for (int i = 0; i < pl->nslots; i++)
+		check(pl->slot[i].kind != MMNT_KIND_LIST || (c[i].state == MMNT_STATE_RELEASED && c[i].releases == 1),
+		      "slot %d: state %u releases %llu, want released once by exit_mmap", i, c[i].state,
+		      (unsigned long long)c[i].releases);
+	mmnt_reset(fd);
+	return scenario_end();
+}
+
+int main(int argc, char **argv)
+{
+	int fd, failed = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	fd = mmnt_open();
+	for (size_t i = 0; i < sizeof(plans) / sizeof(plans[0]); i++) {
+		int want = argc < 2;
+
+		for (int j = 1; j < argc; j++)
+			want |= !strcmp(argv[j], plans[i].name);
+		if (want)
+			failed += run_plan(fd, &plans[i]);
+	}
+	return failed ? 1 : 0;
+}

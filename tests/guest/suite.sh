@@ -1,0 +1,33 @@
+#!/bin/sh
+# The guest suite: runs each guest test program and appends its
+# "MMNOTIF-TEST: PASS|FAIL <name>" lines to $RESULTS (default /tmp/results).
+# A program that exits non-zero without printing a FAIL line counts as one failure.
+RESULTS=${RESULTS:-/tmp/results}
+DIR=$(dirname "$0")
+
+run() {
+	name=$1
+	shift
+	echo "=== $name: $*"
+	{ "$@" 2>&1; echo "$?" >/tmp/rc.$name; } | tee /tmp/out.$name
+	rc=$(cat /tmp/rc.$name)
+	grep '^MMNOTIF-TEST: ' /tmp/out.$name >>"$RESULTS"
+	if [ "$rc" != 0 ] && ! grep -q '^MMNOTIF-TEST: FAIL' /tmp/out.$name; then
+		echo "MMNOTIF-TEST: FAIL $name (exit status $rc, no result line)" | tee -a "$RESULTS"
+	fi
+	if ! grep -q '^MMNOTIF-TEST: ' /tmp/out.$name && [ "$rc" = 0 ]; then
+		echo "MMNOTIF-TEST: FAIL $name (ran no scenario)" | tee -a "$RESULTS"
+	fi
+}
+
+# SCENARIOS (space separated, empty: all) selects scenarios; oom-* belong to mmnotif-oom,
+# the others (list-ops list-release interval-seq list-buggy-blockable) to mmnotif-basic.
+basic= oom=
+for s in $SCENARIOS; do
+	case $s in
+	oom-*) oom="$oom $s" ;;
+	*) basic="$basic $s" ;;
+	esac
+done
+if [ -z "$SCENARIOS" ] || [ -n "$basic" ]; then run basic "$DIR/mmnotif-basic" $basic; fi
+if [ -z "$SCENARIOS" ] || [ -n "$oom" ]; then run oom "$DIR/mmnotif-oom" $oom; fi

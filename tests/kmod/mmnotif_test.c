@@ -1,0 +1,495 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mmnotif_test: a misc device that registers MMU notifiers with chosen
+ * behaviour on the caller's mm and counts every callback they receive.
+ *
+ * Slots are module-global: a process may exit (and its mm be torn down)
+ * while the counters stay readable. A list notifier's ->release only marks
+ * the slot; the notifier is unregistered (and the mm reference the
+ * notifier core took dropped) by MMNT_IOC_UNREGISTER, MMNT_IOC_RESET or
+ * module unload.
+ *
+ * The start callbacks have one function per behaviour so that the kernel's
+ * "%pS callback failed" message and a tracer name the behaviour.
+ */
+#include <linux/atomic.h>
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/mmu_notifier.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/uaccess.h>
+#include <linux/wait.h>
+
+#include "mmnotif_test.h"
+
+struct mmnt_slot {
+	struct mmu_notifier mn;
+	struct mmu_interval_notifier isub;
+	struct mm_struct *mm;
+	u32 state, kind, behaviour, flags, pid;
+	int error;
+	spinlock_t seq_lock; /* orders mmu_interval_set_seq against read_retry */
+	atomic64_t starts_blockable, starts_nonblock;
+	atomic64_t ends_blockable, ends_nonblock;
+	atomic64_t fails_blockable, fails_nonblock;
+	atomic64_t releases;
+	atomic64_t inval_blockable, inval_nonblock, inval_false;
+	atomic64_t by_event[9]; /* [8]: any other event value */
+	u64 last_seq, last_start, last_end;
+	u32 last_event, last_flags;
+};
+
+static struct mmnt_slot mmnt_slots[MMNT_SLOTS];
+static DEFINE_MUTEX(mmnt_lock); /* slot state, registration, unregistration */
+
+static DECLARE_WAIT_QUEUE_HEAD(mmnt_park_wq);
+static atomic_t mmnt_parked = ATOMIC_INIT(0);
+static atomic64_t mmnt_park_gen = ATOMIC64_INIT(0);
+
+static void mmnt_note_range(struct mmnt_slot *s, const struct mmu_notifier_range *r)
+{
+	WRITE_ONCE(s->last_start, r->start);
+	WRITE_ONCE(s->last_end, r->end);
+	WRITE_ONCE(s->last_event, (u32)r->event);
+	WRITE_ONCE(s->last_flags, r->flags);
+}
+
+static void mmnt_count_event(struct mmnt_slot *s, const struct mmu_notifier_range *r)
+{
+	u32 ev = (u32)r->event;
+
+	atomic64_inc(&s->by_event[ev < 8 ? ev : 8]);
+}
+
+/* --- list notifier callbacks ------------------------------------------- */
+
+static int mmnt_start(struct mmu_notifier *mn, const struct mmu_notifier_range *r, bool fail)
+{
+	struct mmnt_slot *s = container_of(mn, struct mmnt_slot, mn);
+	bool blockable = mmu_notifier_range_blockable(r);
+
+	mmnt_note_range(s, r);
+	mmnt_count_event(s, r);
+	atomic64_inc(blockable ? &s->starts_blockable : &s->starts_nonblock);
+	if (!fail)
+		return 0;
+	atomic64_inc(blockable ? &s->fails_blockable : &s->fails_nonblock);
+	return s->error;
+}
+
+static int mmnt_start_ok(struct mmu_notifier *mn, const struct mmu_notifier_range *r)
+{
+	return mmnt_start(mn, r, false);
+}
+
+static int mmnt_start_eagain_nonblock(struct mmu_notifier *mn, const struct mmu_notifier_range *r)
+{
+	return mmnt_start(mn, r, !mmu_notifier_range_blockable(r));
+}
+
+static int mmnt_start_buggy(struct mmu_notifier *mn, const struct mmu_notifier_range *r)
+{
+	return mmnt_start(mn, r, true);
+}
+
+static void mmnt_end(struct mmu_notifier *mn, const struct mmu_notifier_range *r)
+{
+	struct mmnt_slot *s = container_of(mn, struct mmnt_slot, mn);
+
+	mmnt_note_range(s, r);
+	atomic64_inc(mmu_notifier_range_blockable(r) ? &s->ends_blockable : &s->ends_nonblock);
+}
+
+static void mmnt_release(struct mmu_notifier *mn, struct mm_struct *mm)
+{
+	struct mmnt_slot *s = container_of(mn, struct mmnt_slot, mn);
+
+	atomic64_inc(&s->releases);
+	if (READ_ONCE(s->state) == MMNT_STATE_ACTIVE)
+		WRITE_ONCE(s->state, MMNT_STATE_RELEASED);
+}
+
+#define MMNT_LIST_OPS(name, start_fn, end_fn)                 \
+	static const struct mmu_notifier_ops name = {         \
+		.release = mmnt_release,                      \
+		.invalidate_range_start = start_fn,           \
+		.invalidate_range_end = end_fn,               \
+	}
+
+MMNT_LIST_OPS(mmnt_ops_ok, mmnt_start_ok, NULL);
+MMNT_LIST_OPS(mmnt_ops_ok_end, mmnt_start_ok, mmnt_end);
+MMNT_LIST_OPS(mmnt_ops_eagain, mmnt_start_eagain_nonblock, NULL);
+MMNT_LIST_OPS(mmnt_ops_eagain_end, mmnt_start_eagain_nonblock, mmnt_end);
+MMNT_LIST_OPS(mmnt_ops_buggy, mmnt_start_buggy, NULL);
+MMNT_LIST_OPS(mmnt_ops_buggy_end, mmnt_start_buggy, mmnt_end);
+
+/* [behaviour][has end op] */
+static const struct mmu_notifier_ops *const mmnt_list_ops[3][2] = {
+	[MMNT_OK] = { &mmnt_ops_ok, &mmnt_ops_ok_end },
+	[MMNT_FAIL_NONBLOCK] = { &mmnt_ops_eagain, &mmnt_ops_eagain_end },
+	[MMNT_FAIL_ALWAYS] = { &mmnt_ops_buggy, &mmnt_ops_buggy_end },
+};
+
+/* --- interval notifier callbacks --------------------------------------- */
+
+static bool mmnt_invalidate(struct mmu_interval_notifier *isub, const struct mmu_notifier_range *r,
+			    unsigned long cur_seq, bool fail_nonblock)
+{
+	struct mmnt_slot *s = container_of(isub, struct mmnt_slot, isub);
+	bool blockable = mmu_notifier_range_blockable(r);
+
+	mmnt_note_range(s, r);
+	mmnt_count_event(s, r);
+	atomic64_inc(blockable ? &s->inval_blockable : &s->inval_nonblock);
+	if (!blockable && fail_nonblock) {
+		atomic64_inc(&s->inval_false);
+		return false;
+	}
+	spin_lock(&s->seq_lock);
+	mmu_interval_set_seq(isub, cur_seq);
+	WRITE_ONCE(s->last_seq, cur_seq);
+	spin_unlock(&s->seq_lock);
+	return true;
+}
+
+static bool mmnt_invalidate_ok(struct mmu_interval_notifier *isub,
+			       const struct mmu_notifier_range *r, unsigned long cur_seq)
+{
+	return mmnt_invalidate(isub, r, cur_seq, false);
+}
+
+static bool mmnt_invalidate_false_nonblock(struct mmu_interval_notifier *isub,
+					   const struct mmu_notifier_range *r,
+					   unsigned long cur_seq)
+{
+	return mmnt_invalidate(isub, r, cur_seq, true);
+}
+
+static const struct mmu_interval_notifier_ops mmnt_iops_ok = {
+	.invalidate = mmnt_invalidate_ok,
+};
+
+static const struct mmu_interval_notifier_ops mmnt_iops_false_nonblock = {
+	.invalidate = mmnt_invalidate_false_nonblock,
+};
+
+/* --- slot management (mmnt_lock held) ---------------------------------- */
+
+static void mmnt_zero(struct mmnt_slot *s)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(s->by_event); i++)
+		atomic64_set(&s->by_event[i], 0);
+	atomic64_set(&s->starts_blockable, 0);
+	atomic64_set(&s->starts_nonblock, 0);
+	atomic64_set(&s->ends_blockable, 0);
+	atomic64_set(&s->ends_nonblock, 0);
+	atomic64_set(&s->fails_blockable, 0);
+	atomic64_set(&s->fails_nonblock, 0);
+	atomic64_set(&s->releases, 0);
+	atomic64_set(&s->inval_blockable, 0);
+	atomic64_set(&s->inval_nonblock, 0);
+	atomic64_set(&s->inval_false, 0);
+	s->last_seq = s->last_start = s->last_end = 0;
+	s->last_event = s->last_flags = 0;
+	s->kind = s->behaviour = s->flags = s->pid = 0;
+	s->error = 0;
+	s->mm = NULL;
+}
+
+/* Detach a slot from its mm; counters are kept. */
+static void mmnt_unregister(struct mmnt_slot *s)
+{
+	if (s->state != MMNT_STATE_ACTIVE && s->state != MMNT_STATE_RELEASED)
+		return;
+	if (s->kind == MMNT_KIND_LIST)
+		mmu_notifier_unregister(&s->mn, s->mm); /* drops the notifier core's mm grab */
+	else
+		mmu_interval_notifier_remove(&s->isub);
+	s->mm = NULL;
+	s->state = MMNT_STATE_UNREGISTERED;
+}
+
+static int mmnt_register(struct mmnt_register *req)
+{
+	struct mmnt_slot *s = NULL;
+	int i, ret;
+
+	if (req->kind != MMNT_KIND_LIST && req->kind != MMNT_KIND_INTERVAL)
+		return -EINVAL;
+	if (req->behaviour > MMNT_FAIL_ALWAYS || (req->flags & ~MMNT_F_END_OP))
+		return -EINVAL;
+	if (req->error > 0 || req->error < -MAX_ERRNO)
+		return -EINVAL;
+	if (req->kind == MMNT_KIND_INTERVAL &&
+	    (req->behaviour == MMNT_FAIL_ALWAYS || req->flags || !req->length ||
+	     req->start + req->length < req->start))
+		return -EINVAL;
+	if (!current->mm)
+		return -EINVAL;
+
+	for (i = 0; i < MMNT_SLOTS && !s; i++)
+		if (mmnt_slots[i].state == MMNT_STATE_FREE)
+			s = &mmnt_slots[i];
+	for (i = 0; i < MMNT_SLOTS && !s; i++)
+		if (mmnt_slots[i].state == MMNT_STATE_UNREGISTERED)
+			s = &mmnt_slots[i];
+	if (!s)
+		return -ENOSPC;
+
+	mmnt_zero(s);
+	memset(&s->mn, 0, sizeof(s->mn));
+	memset(&s->isub, 0, sizeof(s->isub));
+	s->kind = req->kind;
+	s->behaviour = req->behaviour;
+	s->flags = req->flags;
+	s->error = req->error ? req->error : -EAGAIN;
+	s->pid = task_tgid_nr(current);
+	s->mm = current->mm;
+	/* Counted callbacks may run as soon as registration publishes the subscriber. */
+	s->state = MMNT_STATE_ACTIVE;
+
+	if (req->kind == MMNT_KIND_LIST) {
+		s->mn.ops = mmnt_list_ops[req->behaviour][!!(req->flags & MMNT_F_END_OP)];
+		ret = mmu_notifier_register(&s->mn, current->mm);
+	} else {
+		ret = mmu_interval_notifier_insert(&s->isub, current->mm, req->start, req->length,
+						   req->behaviour == MMNT_OK ?
+							   &mmnt_iops_ok : &mmnt_iops_false_nonblock);
+	}
+	if (ret) {
+		s->state = MMNT_STATE_FREE;
+		s->mm = NULL;
+		return ret;
+	}
+	req->slot = s - mmnt_slots;
+	return 0;
+}
+
+static void mmnt_read(struct mmnt_slot *s, struct mmnt_counters *c)
+{
+	int i;
+
+	c->state = READ_ONCE(s->state);
+	c->kind = s->kind;
+	c->behaviour = s->behaviour;
+	c->flags = s->flags;
+	c->pid = s->pid;
+	c->starts_blockable = atomic64_read(&s->starts_blockable);
+	c->starts_nonblock = atomic64_read(&s->starts_nonblock);
+	c->ends_blockable = atomic64_read(&s->ends_blockable);
+	c->ends_nonblock = atomic64_read(&s->ends_nonblock);
+	c->fails_blockable = atomic64_read(&s->fails_blockable);
+	c->fails_nonblock = atomic64_read(&s->fails_nonblock);
+	c->releases = atomic64_read(&s->releases);
+	c->inval_blockable = atomic64_read(&s->inval_blockable);
+	c->inval_nonblock = atomic64_read(&s->inval_nonblock);
+	c->inval_false = atomic64_read(&s->inval_false);
+	c->last_seq = READ_ONCE(s->last_seq);
+	c->last_start = READ_ONCE(s->last_start);
+	c->last_end = READ_ONCE(s->last_end);
+	c->last_event = READ_ONCE(s->last_event);
+	c->last_flags = READ_ONCE(s->last_flags);
+	for (i = 0; i < 8; i++)
+		c->by_event[i] = atomic64_read(&s->by_event[i]);
+	c->by_event_other = atomic64_read(&s->by_event[8]);
+}
+
+static void mmnt_reset_all(void)
+{
+	int i;
+
+	for (i = 0; i < MMNT_SLOTS; i++) {
+		mmnt_unregister(&mmnt_slots[i]);
+		mmnt_zero(&mmnt_slots[i]);
+		mmnt_slots[i].state = MMNT_STATE_FREE;
+	}
+}
+
+/* --- parking ----------------------------------------------------------- */
+
+static long mmnt_park(const struct mmnt_park *p)
+{
+	s64 gen = atomic64_read(&mmnt_park_gen);
+	unsigned long timeout = msecs_to_jiffies(p->timeout_ms);
+	long ret;
+
+#define MMNT_RELEASED (atomic64_read(&mmnt_park_gen) != gen)
+	atomic_inc(&mmnt_parked);
+	if (p->flags & MMNT_PARK_KILLABLE) {
+		if (p->timeout_ms) {
+			ret = wait_event_killable_timeout(mmnt_park_wq, MMNT_RELEASED, timeout);
+			ret = ret < 0 ? -EINTR : ret == 0 ? -ETIMEDOUT : 0;
+		} else {
+			ret = wait_event_killable(mmnt_park_wq, MMNT_RELEASED) ? -EINTR : 0;
+		}
+	} else {
+		/* TASK_IDLE: a SIGKILL (the OOM killer's) does not end the park. */
+		if (p->timeout_ms) {
+			ret = wait_event_idle_timeout(mmnt_park_wq, MMNT_RELEASED, timeout);
+			ret = ret == 0 ? -ETIMEDOUT : 0;
+		} else {
+			wait_event_idle(mmnt_park_wq, MMNT_RELEASED);
+			ret = 0;
+		}
+	}
+	atomic_dec(&mmnt_parked);
+#undef MMNT_RELEASED
+	return ret;
+}
+
+/* --- ioctl ------------------------------------------------------------- */
+
+static struct mmnt_slot *mmnt_slot_at(u32 idx)
+{
+	return idx < MMNT_SLOTS ? &mmnt_slots[idx] : NULL;
+}
+
+static long mmnt_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
+{
+	void __user *uarg = (void __user *)arg;
+	long ret = 0;
+
+	switch (cmd) {
+	case MMNT_IOC_REGISTER: {
+		struct mmnt_register req;
+
+		if (copy_from_user(&req, uarg, sizeof(req)))
+			return -EFAULT;
+		mutex_lock(&mmnt_lock);
+		ret = mmnt_register(&req);
+		mutex_unlock(&mmnt_lock);
+		if (!ret && copy_to_user(uarg, &req, sizeof(req)))
+			ret = -EFAULT;
+		return ret;
+	}
+	case MMNT_IOC_READ: {
+		struct mmnt_counters c;
+		struct mmnt_slot *s;
+
+		if (copy_from_user(&c, uarg, sizeof(c)))
+			return -EFAULT;
+		s = mmnt_slot_at(c.slot);
+		if (!s)
+			return -EINVAL;
+		mutex_lock(&mmnt_lock);
+		mmnt_read(s, &c);
+		mutex_unlock(&mmnt_lock);
+		return copy_to_user(uarg, &c, sizeof(c)) ? -EFAULT : 0;
+	}
+	case MMNT_IOC_UNREGISTER: {
+		struct mmnt_slot *s;
+		u32 idx;
+
+		if (get_user(idx, (u32 __user *)uarg))
+			return -EFAULT;
+		s = mmnt_slot_at(idx);
+		if (!s)
+			return -EINVAL;
+		mutex_lock(&mmnt_lock);
+		if (s->state == MMNT_STATE_FREE)
+			ret = -ENOENT;
+		else
+			mmnt_unregister(s);
+		mutex_unlock(&mmnt_lock);
+		return ret;
+	}
+	case MMNT_IOC_RESET:
+		mutex_lock(&mmnt_lock);
+		mmnt_reset_all();
+		mutex_unlock(&mmnt_lock);
+		return 0;
+	case MMNT_IOC_SEQ: {
+		struct mmnt_seq q;
+		struct mmnt_slot *s;
+
+		if (copy_from_user(&q, uarg, sizeof(q)))
+			return -EFAULT;
+		s = mmnt_slot_at(q.slot);
+		if (!s)
+			return -EINVAL;
+		mutex_lock(&mmnt_lock);
+		if (s->kind != MMNT_KIND_INTERVAL || s->state != MMNT_STATE_ACTIVE) {
+			ret = -EINVAL;
+		} else {
+			q.seq = mmu_interval_read_begin(&s->isub);
+			spin_lock(&s->seq_lock);
+			q.retry = mmu_interval_read_retry(&s->isub, q.check);
+			spin_unlock(&s->seq_lock);
+		}
+		mutex_unlock(&mmnt_lock);
+		if (!ret && copy_to_user(uarg, &q, sizeof(q)))
+			ret = -EFAULT;
+		return ret;
+	}
+	case MMNT_IOC_PARK: {
+		struct mmnt_park p;
+
+		if (copy_from_user(&p, uarg, sizeof(p)))
+			return -EFAULT;
+		if (p.flags & ~MMNT_PARK_KILLABLE)
+			return -EINVAL;
+		return mmnt_park(&p);
+	}
+	case MMNT_IOC_RELEASE_PARKED:
+		atomic64_inc(&mmnt_park_gen);
+		wake_up_all(&mmnt_park_wq);
+		return 0;
+	case MMNT_IOC_STATUS: {
+		struct mmnt_status st = { 0 };
+		int i;
+
+		st.parked = atomic_read(&mmnt_parked);
+		st.releases = atomic64_read(&mmnt_park_gen);
+		mutex_lock(&mmnt_lock);
+		for (i = 0; i < MMNT_SLOTS; i++)
+			st.active += mmnt_slots[i].state != MMNT_STATE_FREE;
+		mutex_unlock(&mmnt_lock);
+		return copy_to_user(uarg, &st, sizeof(st)) ? -EFAULT : 0;
+	}
+	default:
+		return -ENOTTY;
+	}
+}
+
+static const struct file_operations mmnt_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = mmnt_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+};
+
+static struct miscdevice mmnt_dev = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "mmnotif_test",
+	.fops = &mmnt_fops,
+	.mode = 0600,
+};
+
+static int __init mmnt_init(void)
+{
+	int i;
+
+	for (i = 0; i < MMNT_SLOTS; i++)
+		spin_lock_init(&mmnt_slots[i].seq_lock);
+	return misc_register(&mmnt_dev);
+}
+
+static void __exit mmnt_exit(void)
+{
+	misc_deregister(&mmnt_dev);
+	mutex_lock(&mmnt_lock);
+	mmnt_reset_all();
+	mutex_unlock(&mmnt_lock);
+}
+
+module_init(mmnt_init);
+module_exit(mmnt_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("MMU notifier subscribers with chosen behaviour, for testing mmnotif-trace");

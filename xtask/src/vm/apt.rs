@@ -1,0 +1,207 @@
+//! A private apt configuration under the cache directory: its own sources list (bookworm,
+//! -updates, -security, -backports on the mirrors this host's apt already uses), its own lists,
+//! cache and preferences, so the host's apt state is never touched.
+use super::cmd;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Apt {
+    dir: PathBuf,
+}
+
+/// Mirrors taken from the host's apt sources (or the environment).
+#[derive(Debug)]
+struct Mirrors {
+    main: String,
+    security: Option<String>,
+    signed_by: Option<String>,
+}
+
+impl Apt {
+    /// Writes the private configuration (cheap; done every run).
+    pub fn new(dir: &Path) -> Result<Self> {
+        for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
+            cmd::mkdir(&dir.join(sub))?;
+        }
+        let m = host_mirrors()?;
+        let opts = m
+            .signed_by
+            .as_deref()
+            .map(|k| format!("[signed-by={k}] "))
+            .unwrap_or_default();
+        let mut list = String::from("# Written by `cargo xtask vm`; the host's apt configuration is not used.\n");
+        for suite in ["bookworm", "bookworm-updates", "bookworm-backports"] {
+            list.push_str(&format!("deb {opts}{} {suite} main\n", m.main));
+        }
+        if let Some(sec) = &m.security {
+            list.push_str(&format!("deb {opts}{sec} bookworm-security main\n"));
+        }
+        let path = dir.join("sources.list");
+        std::fs::write(&path, list).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Apt { dir: dir.to_path_buf() })
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let d = |p: &str| self.dir.join(p).display().to_string();
+        let mut c = Command::new(tool);
+        for (k, v) in [
+            ("Dir::Etc::SourceList", d("sources.list")),
+            ("Dir::Etc::SourceParts", d("sources.list.d")),
+            ("Dir::Etc::Preferences", d("preferences")),
+            ("Dir::Etc::PreferencesParts", d("preferences.d")),
+            ("Dir::State::Lists", d("lists")),
+            ("Dir::Cache", d("cache")),
+            ("APT::Sandbox::User", "root".into()),
+        ] {
+            c.arg("-o").arg(format!("{k}={v}"));
+        }
+        c
+    }
+
+    /// True when `update` has run at least once.
+    pub fn has_lists(&self) -> bool {
+        std::fs::read_dir(self.dir.join("lists"))
+            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains("Packages")))
+            .unwrap_or(false)
+    }
+
+    pub fn update(&self) -> Result<()> {
+        let mut c = self.command("apt-get");
+        c.args(["-qq", "update"]);
+        cmd::output(&mut c).context("apt-get update with the private sources list failed")?;
+        Ok(())
+    }
+
+    /// `apt-cache show SPEC` (SPEC: name, name=version or name/release); None when unknown.
+    pub fn show(&self, spec: &str) -> Result<Option<String>> {
+        let mut c = self.command("apt-cache");
+        c.args(["show", "--no-all-versions", spec]);
+        let out = c.output().with_context(|| format!("cannot run apt-cache show {spec}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok((out.status.success() && text.contains("Package:")).then_some(text))
+    }
+
+    /// The candidate version of a package under the private configuration.
+    pub fn candidate(&self, package: &str) -> Result<String> {
+        let mut c = self.command("apt-cache");
+        c.args(["policy", package]);
+        let text = cmd::stdout(&mut c)?;
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
+            .filter(|v| v != "(none)")
+            .with_context(|| format!("apt knows no candidate for {package}"))
+    }
+
+    /// Downloads `name=version` specs into `dest`.
+    pub fn download(&self, specs: &[String], dest: &Path) -> Result<()> {
+        let mut c = self.command("apt-get");
+        c.args(["-qq", "download"]).args(specs).current_dir(dest);
+        cmd::output(&mut c).map(|_| ())
+    }
+}
+
+/// The first value of `field` in one `apt-cache show` record.
+pub fn field(record: &str, field: &str) -> Option<String> {
+    let prefix = format!("{field}:");
+    record.lines().find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+}
+
+/// Package names in a Depends line (alternatives flattened, versions dropped).
+pub fn depends(record: &str) -> Vec<String> {
+    field(record, "Depends")
+        .unwrap_or_default()
+        .split([',', '|'])
+        .filter_map(|d| d.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// The host's Debian mirrors: the URI of a non-security suite and of a `-security` suite, from
+/// /etc/apt/sources.list{,.d/*.list,.d/*.sources}; MMNOTIF_APT_MIRROR / MMNOTIF_APT_SECURITY
+/// override them.
+fn host_mirrors() -> Result<Mirrors> {
+    let mut entries: Vec<(String, Vec<String>, Option<String>)> = Vec::new();
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        more.sort();
+        files.extend(more);
+    }
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        match f.extension().and_then(|e| e.to_str()) {
+            Some("sources") => entries.extend(parse_deb822(&text)),
+            Some("list") => entries.extend(parse_one_line(&text)),
+            _ => {}
+        }
+    }
+    let debian = |uri: &str| uri.contains("debian");
+    let main_entry = entries
+        .iter()
+        .find(|(u, s, _)| debian(u) && s.iter().any(|s| !s.ends_with("-security")));
+    let sec_entry = entries
+        .iter()
+        .find(|(u, s, _)| debian(u) && s.iter().any(|s| s.ends_with("-security")));
+    let main = std::env::var("MMNOTIF_APT_MIRROR")
+        .ok()
+        .or_else(|| main_entry.map(|e| e.0.clone()));
+    let Some(main) = main else {
+        bail!("no Debian mirror in /etc/apt/sources.list{{,.d}}; set MMNOTIF_APT_MIRROR to one")
+    };
+    let security = std::env::var("MMNOTIF_APT_SECURITY")
+        .ok()
+        .or_else(|| sec_entry.map(|e| e.0.clone()));
+    let signed_by = main_entry
+        .and_then(|e| e.2.clone())
+        .filter(|k| Path::new(k).is_file())
+        .or_else(|| {
+            let k = "/usr/share/keyrings/debian-archive-keyring.gpg";
+            Path::new(k).is_file().then(|| k.to_string())
+        });
+    Ok(Mirrors { main, security, signed_by })
+}
+
+type Entry = (String, Vec<String>, Option<String>);
+
+fn parse_deb822(text: &str) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let get = |k: &str| {
+            stanza.lines().find_map(|l| {
+                let (key, v) = l.split_once(':')?;
+                key.trim().eq_ignore_ascii_case(k).then(|| v.trim().to_string())
+            })
+        };
+        let enabled = get("Enabled").is_none_or(|v| v != "no");
+        let is_deb = get("Types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"));
+        if !enabled || !is_deb {
+            continue;
+        }
+        let suites: Vec<String> = get("Suites").unwrap_or_default().split_whitespace().map(String::from).collect();
+        for uri in get("URIs").unwrap_or_default().split_whitespace() {
+            out.push((uri.trim_end_matches('/').to_string(), suites.clone(), get("Signed-By")));
+        }
+    }
+    out
+}
+
+fn parse_one_line(text: &str) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix("deb ") else { continue };
+        let mut rest = rest.trim();
+        let mut signed = None;
+        if let Some(r) = rest.strip_prefix('[') {
+            let Some((opts, after)) = r.split_once(']') else { continue };
+            signed = opts
+                .split_whitespace()
+                .find_map(|o| o.strip_prefix("signed-by=").map(String::from));
+            rest = after.trim();
+        }
+        let mut words = rest.split_whitespace();
+        if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
+            out.push((uri.trim_end_matches('/').to_string(), vec![suite.to_string()], signed));
+        }
+    }
+    out
+}
