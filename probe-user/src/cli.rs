@@ -116,9 +116,10 @@ pub struct WorkloadArgs {
     /// Run the step list this many times, each in a fresh VM (0: until killed).
     #[arg(long, default_value_t = 1)]
     pub repeat: u64,
-    /// Pause between repetitions, in milliseconds.
+    /// Keep the VM open this long after each round's steps, in milliseconds (unless the round
+    /// closed it with vm_close).
     #[arg(long, default_value_t = 0)]
-    pub interval_ms: u64,
+    pub hold_ms: u64,
     #[arg(long, value_enum, default_value_t = TextOrJsonl::Text)]
     pub format: TextOrJsonl,
     /// Instead of the steps: zap and refault one page this many times and print ns per iteration

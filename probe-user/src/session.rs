@@ -35,7 +35,8 @@ pub struct SessionTotals {
 impl SessionTotals {
     pub fn summary(&self) -> String {
         format!(
-            "received {} events, lost {}{}",
+            "kernel emitted {} events, received {}, lost {}{}",
+            self.kernel.attempted,
             self.received,
             self.kernel.lost,
             if self.undecodable > 0 { format!(", {} undecodable", self.undecodable) } else { String::new() }

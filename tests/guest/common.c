@@ -144,11 +144,17 @@ void kmsg_mark(void)
 	struct timespec ts;
 	int fd;
 
+	char line[160];
+	int n;
+
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(marker, sizeof(marker), "mmnotif-test: begin %s %ld.%09ld", cur_name, (long)ts.tv_sec,
 		 ts.tv_nsec);
+	/* With its newline the record is complete, so readable at once. (No stdio here:
+	 * /dev/kmsg refuses the lseek(SEEK_CUR) a FILE would make.) */
+	n = snprintf(line, sizeof(line), "%s\n", marker);
 	fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, marker, strlen(marker)) < 0)
+	if (fd < 0 || write(fd, line, n) != n)
 		die("write /dev/kmsg");
 	close(fd);
 }

@@ -1,1 +1,175 @@
-fn main() {}
+//! `cargo xtask`: setup, build, run, test, bench and the VM test bed.
+
+mod bench;
+mod vm;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Command, ExitCode, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "mmnotif-trace's development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the build and the tests need (idempotent; seconds when already done).
+    Setup,
+    /// Set up, build the release binary, and run it as root (default: the live view with the
+    /// built-in workload as traffic). Arguments after `--` go to mmnotif-trace.
+    Run {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up and run the whole test suite: unit tests, host integration tests (as root), and
+    /// the QEMU guest suite.
+    Test {
+        /// Skip the QEMU guest suite.
+        #[arg(long)]
+        no_vm: bool,
+    },
+    /// Measure the tracing overhead on the workload's worst-case loop.
+    Bench(bench::BenchArgs),
+    /// The QEMU test bed (distribution kernels, the test notifier module, the guest suite).
+    Vm(vm::VmArgs),
+}
+
+/// The guest suite's default options, as `cargo xtask vm` would parse them.
+#[derive(Parser)]
+struct VmDefaults {
+    #[command(flatten)]
+    args: vm::VmArgs,
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn setup() -> Result<()> {
+    let t = Instant::now();
+    let status = Command::new("bash")
+        .arg(workspace_root().join("scripts/setup.sh"))
+        .status()
+        .context("running scripts/setup.sh")?;
+    if !status.success() {
+        bail!("scripts/setup.sh failed ({status})");
+    }
+    println!("xtask: setup done in {:.1}s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `cargo` with the user's PATH plus ~/.cargo/bin (where setup installs bpf-linker).
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if let (Ok(home), Ok(path)) = (std::env::var("HOME"), std::env::var("PATH")) {
+        cmd.env("PATH", format!("{home}/.cargo/bin:{path}"));
+    }
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+pub fn build_release() -> Result<PathBuf> {
+    let status = cargo().args(["build", "--release", "-p", "probe-user"]).status().context("cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release -p probe-user failed");
+    }
+    Ok(workspace_root().join("target/release/mmnotif-trace"))
+}
+
+fn run(args: &[String]) -> Result<u8> {
+    setup()?;
+    let bin = build_release()?;
+    let mut cmd = if is_root() {
+        Command::new(&bin)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(&bin);
+        c
+    };
+    let status = cmd.args(args).status().with_context(|| format!("running {}", bin.display()))?;
+    Ok(status.code().unwrap_or(1) as u8)
+}
+
+/// Runs `cargo test` for the workspace, echoing its output, and counts passed/failed tests.
+fn cargo_test() -> Result<(u64, u64, bool)> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--", "--test-threads", "1"]);
+    if !is_root() {
+        // Test binaries load BPF programs: run them (only them) under sudo.
+        cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().context("cargo test")?;
+    let out = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let num = |key: &str| -> u64 {
+                rest.split(';').find(|p| p.trim().ends_with(key)).and_then(|p| p.split_whitespace().rev().nth(1)?.parse().ok()).unwrap_or(0)
+            };
+            passed += num("passed");
+            failed += num("failed");
+        }
+    }
+    let ok = child.wait()?.success();
+    Ok((passed, failed, ok))
+}
+
+fn test(no_vm: bool) -> Result<u8> {
+    let started = Instant::now();
+    setup()?;
+    let (mut passed, mut failed, cargo_ok) = cargo_test()?;
+    if !cargo_ok && failed == 0 {
+        failed += 1; // a build failure or a crashed test binary
+    }
+    if !no_vm {
+        let t = Instant::now();
+        let args = VmDefaults::parse_from(["vm"]).args;
+        match vm::run(&args) {
+            Ok(()) => passed += 1,
+            Err(e) => {
+                eprintln!("xtask: guest suite: {e:#}");
+                failed += 1;
+            }
+        }
+        println!("xtask: guest suite took {:.1}s", t.elapsed().as_secs_f64());
+    }
+    println!("xtask: whole suite took {:.1}s", started.elapsed().as_secs_f64());
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 && cargo_ok { 0 } else { 1 })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.task {
+        Task::Setup => setup().map(|()| 0),
+        Task::Run { args } => run(args),
+        Task::Test { no_vm } => test(*no_vm),
+        Task::Bench(args) => setup().and_then(|()| bench::run(args)),
+        Task::Vm(args) => vm::run(args).map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -111,6 +111,20 @@ impl Statistics {
         row
     }
 
+    /// The row for an end callback with no matching start: the start callback's row when the
+    /// names follow the `…_start`/`…_end` convention, else a row of its own.
+    pub fn notifier_row_for_end(&mut self, end_callback: &Symbol) -> NotifierRow {
+        let function = end_callback.function();
+        if let Some(stem) = function.strip_suffix("_end") {
+            let start = format!("{stem}_start");
+            if let Some(row) = self.notifiers.iter().position(|n| n.callback.function() == start) {
+                return row;
+            }
+            return self.notifier_row(&Symbol::from(start), NotifierKind::List);
+        }
+        self.notifier_row(end_callback, NotifierKind::List)
+    }
+
     pub fn notifier(&mut self, row: NotifierRow) -> Option<&mut NotifierStats> {
         self.notifiers.get_mut(row)
     }

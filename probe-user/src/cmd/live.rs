@@ -106,7 +106,7 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     });
 
     let mut workload = if live.workload {
-        Some(super::spawn_workload(&["--repeat", "0", "--interval-ms", "500"], false)?)
+        Some(super::spawn_workload(&["--repeat", "0", "--hold-ms", "500"], false)?)
     } else {
         None
     };

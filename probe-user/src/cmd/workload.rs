@@ -33,11 +33,15 @@ pub fn run(args: &WorkloadArgs) -> Result<u8> {
     let steps = workload::parse_steps(&args.steps)?;
     let mut round = 0u64;
     loop {
-        workload::run(&steps, |r| print_report(args.format, r))?;
+        // The pause happens with the VM still open, so an inventory taken meanwhile sees it.
+        workload::run(&steps, Duration::from_millis(args.hold_ms), |r| {
+            print_report(args.format, r);
+            // A reader (selftest) must get each report as the step completes.
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        })?;
         round += 1;
         if args.repeat != 0 && round >= args.repeat {
             return Ok(0);
         }
-        std::thread::sleep(Duration::from_millis(args.interval_ms));
     }
 }

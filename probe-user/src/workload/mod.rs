@@ -76,12 +76,14 @@ pub fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
         .collect()
 }
 
-/// Creates the VM and runs `steps` in order, handing each report to `report` as it completes.
-pub fn run(steps: &[Step], mut report: impl FnMut(&StepReport)) -> Result<(), WorkloadError> {
+/// Creates the VM and runs `steps` in order, handing each report to `report` as it completes;
+/// then keeps the VM (unless a step closed it) for `linger` before tearing everything down.
+pub fn run(steps: &[Step], linger: std::time::Duration, mut report: impl FnMut(&StepReport)) -> Result<(), WorkloadError> {
     let mut ctx = steps::Context::new()?;
     for step in steps {
         let r = ctx.run(*step)?;
         report(&r);
     }
+    std::thread::sleep(linger);
     Ok(())
 }

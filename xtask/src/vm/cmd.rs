@@ -28,19 +28,6 @@ pub fn stdout(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&output(cmd)?.stdout).into_owned())
 }
 
-/// Runs `cmd` with its output going to ours; fails on a non-zero exit.
-pub fn status(cmd: &mut Command) -> Result<()> {
-    let shown = show(cmd);
-    let st = cmd
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot run `{shown}`"))?;
-    if !st.success() {
-        bail!("`{shown}` failed ({st})");
-    }
-    Ok(())
-}
-
 pub fn show(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {

@@ -53,12 +53,17 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// The local .deb of `package` (must have been downloaded).
+    /// The local .deb of `package` (must have been downloaded); one `*` in `package` matches
+    /// any text, e.g. `linux-headers-*-common`.
     pub fn deb(&self, paths: &Paths, package: &str) -> Result<PathBuf> {
+        let matches = |n: &str| match package.split_once('*') {
+            Some((pre, suf)) => n.len() >= pre.len() + suf.len() && n.starts_with(pre) && n.ends_with(suf),
+            None => n == package,
+        };
         let (name, ver) = self
             .packages
             .iter()
-            .find(|(n, _)| n == package || (package.ends_with('*') && n.starts_with(&package[..package.len() - 1])))
+            .find(|(n, _)| matches(n))
             .with_context(|| format!("{package} is not among the {} kernel's packages", self.series.name()))?;
         find_deb(&paths.debs(), name, ver)?.with_context(|| format!("{name} {ver} was not downloaded"))
     }

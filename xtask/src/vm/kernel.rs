@@ -45,11 +45,19 @@ fn extract_boot(deb: &Path, dest: &Path) -> Result<()> {
         .spawn()
         .context("cannot run dpkg-deb")?;
     let pipe = dpkg.stdout.take().context("dpkg-deb has no stdout")?;
-    let mut tar = Command::new("tar");
-    tar.arg("-x").arg("-C").arg(dest).args(["--wildcards", "./boot/*"]).stdin(pipe);
-    let tar_res = cmd::status(&mut tar);
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(dest)
+        .args(["--wildcards", "./boot/*"])
+        .stdin(pipe)
+        .status()
+        .context("cannot run tar");
     let st = dpkg.wait().context("dpkg-deb did not finish")?;
-    tar_res.with_context(|| format!("cannot extract ./boot from {}", deb.display()))?;
+    let tar = tar?;
+    if !tar.success() {
+        bail!("tar could not extract ./boot from {} ({tar})", deb.display());
+    }
     if !st.success() {
         bail!("dpkg-deb --fsys-tarfile {} failed ({st})", deb.display());
     }

@@ -1,9 +1,224 @@
-//! The QEMU test bed: distribution kernels, the test notifier module, the guest suite.
-use anyhow::Result;
+//! The QEMU test bed: Debian distribution kernels (bookworm 6.1, bookworm-backports 6.12) booted
+//! under TCG with the test notifier module and the guest suite. `cargo xtask vm --help`;
+//! docs/vm-testbed.md explains the pieces and the cache.
+mod apt;
+mod cmd;
+mod cpio;
+pub mod debian;
+mod guest;
+pub mod initramfs;
+mod kernel;
+mod kmod;
+pub mod paths;
+pub mod qemu;
 
-#[derive(clap::Args, Debug)]
-pub struct VmArgs {}
+use anyhow::{Result, bail};
+use debian::{Resolved, Series};
+// For callers that add binaries (e.g. the tracer) to a guest of their own.
+#[allow(unused_imports)]
+pub use initramfs::{GUEST_BIN_DIR, InitramfsSpec, build_initramfs};
+use paths::Paths;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-pub fn run(_args: &VmArgs) -> Result<()> {
-    anyhow::bail!("the VM test bed is not built yet")
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// bookworm's current 6.1 kernel
+    #[value(name = "6.1")]
+    V6_1,
+    /// bookworm-backports' current 6.12 kernel
+    #[value(name = "6.12")]
+    V6_12,
+    /// both, in parallel
+    #[default]
+    All,
+}
+
+/// Boot Debian kernels under QEMU and run the guest suite (and an optional command) in them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct VmArgs {
+    /// Which kernel to boot.
+    #[arg(long, value_enum, default_value = "all")]
+    pub kernel: KernelChoice,
+    /// After the tests, open a shell on the guest console (one kernel only); exit it to power off.
+    #[arg(long)]
+    pub keep: bool,
+    /// Per-guest time limit in seconds (default 300; none with --keep).
+    #[arg(long, value_name = "S")]
+    pub timeout: Option<u64>,
+    /// Copy a host binary (and the shared libraries it loads) to /usr/local/bin in the guest.
+    #[arg(long = "with-binary", value_name = "PATH")]
+    pub with_binary: Vec<PathBuf>,
+    /// Do not run the built-in guest suite (the module is still loaded).
+    #[arg(long)]
+    pub no_suite: bool,
+    /// Run only these suite scenarios (repeatable), e.g. list-ops, interval-seq, oom-rfc2019.
+    #[arg(long = "scenario", value_name = "NAME")]
+    pub scenarios: Vec<String>,
+    /// Extra kernel command line argument (repeatable).
+    #[arg(long = "append", value_name = "ARG")]
+    pub append: Vec<String>,
+    /// Guest memory.
+    #[arg(long, default_value = "1G")]
+    pub memory: String,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub smp: u32,
+    /// Boot the kernels one after the other instead of in parallel.
+    #[arg(long)]
+    pub sequential: bool,
+    /// Command to run in the guest after the suite (after `--`); a non-zero exit fails the run.
+    #[arg(last = true, value_name = "GUEST COMMAND")]
+    pub guest_cmd: Vec<String>,
+}
+
+impl Default for VmArgs {
+    fn default() -> Self {
+        VmArgs {
+            kernel: KernelChoice::All,
+            keep: false,
+            timeout: None,
+            with_binary: Vec::new(),
+            no_suite: false,
+            scenarios: Vec::new(),
+            append: Vec::new(),
+            memory: "1G".into(),
+            smp: 2,
+            sequential: false,
+            guest_cmd: Vec::new(),
+        }
+    }
+}
+
+/// What one kernel's run produced.
+#[derive(Debug)]
+pub struct KernelReport {
+    pub name: String,
+    pub abi: String,
+    pub prepare: Duration,
+    pub outcome: Result<qemu::Outcome>,
+    pub log: PathBuf,
+}
+
+/// `cargo xtask vm`: prints per-kernel results and timings; fails if any kernel failed.
+pub fn run(args: &VmArgs) -> Result<()> {
+    let total = Instant::now();
+    let reports = run_reports(args)?;
+    println!();
+    let mut failed = Vec::new();
+    for r in &reports {
+        let (verdict, detail) = match &r.outcome {
+            Ok(o) if o.ok() => ("PASS", format!("pass {} fail {}, boot+tests {:.1} s", o.pass, o.fail, secs(o.elapsed))),
+            Ok(o) => ("FAIL", format!("pass {} fail {}, boot+tests {:.1} s", o.pass, o.fail, secs(o.elapsed))),
+            Err(e) => ("FAIL", format!("{e:#}")),
+        };
+        println!(
+            "vm: {} (ABI {}): {verdict}: {detail}, prepare {:.1} s; log {}",
+            r.name,
+            r.abi,
+            secs(r.prepare),
+            r.log.display()
+        );
+        if let Ok(o) = &r.outcome {
+            for f in &o.failures {
+                println!("vm:   {}: {f}", r.name);
+            }
+        }
+        if verdict == "FAIL" {
+            failed.push(r.name.clone());
+        }
+    }
+    println!("vm: total {:.1} s", secs(total.elapsed()));
+    if !failed.is_empty() {
+        bail!("VM tests failed on kernel {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Prepares and boots each selected kernel; the caller decides what a result means.
+pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
+    let paths = Paths::new();
+    let series: Vec<Series> = match args.kernel {
+        KernelChoice::V6_1 => vec![Series::V6_1],
+        KernelChoice::V6_12 => vec![Series::V6_12],
+        KernelChoice::All => vec![Series::V6_1, Series::V6_12],
+    };
+    if args.keep && series.len() > 1 {
+        bail!("--keep needs one kernel: add --kernel 6.1 or --kernel 6.12");
+    }
+    for b in &args.with_binary {
+        if !b.is_file() {
+            bail!("--with-binary {}: no such file", b.display());
+        }
+    }
+    let start = Instant::now();
+    let resolved = debian::fetch(&paths, &series)?;
+    let programs = guest::build(&paths)?;
+    let shared = start.elapsed();
+    cmd::mkdir(&paths.logs())?;
+
+    let one = |r: &Resolved| -> KernelReport {
+        let t = Instant::now();
+        let log = paths.logs().join(format!("{}.log", r.series.name()));
+        let prepared = prepare(&paths, r, args, &programs);
+        let prepare_time = shared + t.elapsed();
+        let outcome = prepared.and_then(|boot| {
+            let _ = std::fs::rename(&log, paths.logs().join(format!("{}.prev.log", r.series.name())));
+            qemu::boot(&qemu::Boot { log: log.clone(), ..boot })
+        });
+        KernelReport { name: r.series.name().into(), abi: r.abi.clone(), prepare: prepare_time, outcome, log }
+    };
+    if args.sequential || resolved.len() == 1 {
+        return Ok(resolved.iter().map(one).collect());
+    }
+    Ok(std::thread::scope(|s| {
+        let handles: Vec<_> = resolved.iter().map(|r| s.spawn(move || one(r))).collect();
+        handles
+            .into_iter()
+            .zip(&resolved)
+            .map(|(h, r)| {
+                h.join().unwrap_or_else(|_| KernelReport {
+                    name: r.series.name().into(),
+                    abi: r.abi.clone(),
+                    prepare: Duration::ZERO,
+                    outcome: Err(anyhow::anyhow!("the {} worker panicked", r.series.name())),
+                    log: PathBuf::new(),
+                })
+            })
+            .collect()
+    }))
+}
+
+/// Kernel, module and initramfs for one kernel; returns how to boot it.
+fn prepare(paths: &Paths, r: &Resolved, args: &VmArgs, programs: &[(String, PathBuf)]) -> Result<qemu::Boot> {
+    let vmlinux = kernel::vmlinux(paths, r)?;
+    let kdir = kmod::headers(paths, r)?;
+    let module = kmod::build(paths, r, &kdir)?;
+    let initramfs = paths.build(&r.abi).join("initramfs.cpio");
+    let spec = InitramfsSpec {
+        module,
+        guest_programs: programs.to_vec(),
+        extra_binaries: args.with_binary.clone(),
+        guest_cmd: args.guest_cmd.clone(),
+        run_suite: !args.no_suite,
+        scenarios: args.scenarios.clone(),
+        keep: args.keep,
+    };
+    build_initramfs(paths, &initramfs, &spec)?;
+    let default_timeout = if args.keep { None } else { Some(300) };
+    Ok(qemu::Boot {
+        name: r.series.name().into(),
+        vmlinux,
+        initramfs,
+        append: args.append.clone(),
+        memory: args.memory.clone(),
+        smp: args.smp,
+        timeout: args.timeout.or(default_timeout).map(Duration::from_secs),
+        log: PathBuf::new(),
+        interactive: args.keep,
+    })
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
 }

@@ -1,0 +1,1290 @@
+//! The state machine: one call per event, violations out, no I/O and no clock. Trace time
+//! (`ts` of the events) is the only time it knows.
+use std::mem;
+
+use super::{
+    hints::KernelInfo,
+    report::{RangeRef, Report, TaskRef, Verdict, Violation},
+    rules::{RuleId, RuleSet},
+    state::*,
+    stats::{NotifierKind, Statistics},
+};
+use crate::trace::{
+    Addr, Comm, Detector, Event, EventBody, Header, Hook, IntervalInvalidate, ItreeSnapshot, MmuEvent, RangeCall,
+    RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, Symbol, Warn,
+};
+
+/// `-EAGAIN`, the only failure a start may return.
+pub const EAGAIN: i64 = -11;
+
+/// A closed range may still receive the subscriber ends its `__end` delivers; once trace time
+/// is this far past its close (and the task did nothing else meanwhile) it is settled.
+pub const SETTLE_NS: u64 = 1_000_000_000;
+
+/// At most this many violations are kept for the final report; all are counted.
+pub const MAX_STORED_VIOLATIONS: usize = 10_000;
+
+const PAGE_SIZE: u64 = 4096;
+
+const LOSS_NOTE: &str = "events were lost; this may be an artefact";
+
+/// A live range, for sinks that show what is open and for how long.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OpenRange {
+    pub tid: u32,
+    pub pid: Option<u32>,
+    pub comm: Option<Comm>,
+    pub mm: Addr,
+    pub range: Addr,
+    pub start: Option<Addr>,
+    pub end: Option<Addr>,
+    pub event: Option<MmuEvent>,
+    pub started_ts: u64,
+    pub start_seq: Option<u64>,
+    /// Subscribers whose start succeeded and whose end is still owed.
+    pub open_subscribers: Vec<Symbol>,
+}
+
+impl OpenRange {
+    /// How long the range has been open at trace time `now_ns` (the caller's clock).
+    pub fn age_ns(&self, now_ns: u64) -> u64 {
+        now_ns.saturating_sub(self.started_ts)
+    }
+}
+
+/// Why a live range is being given up on.
+#[derive(Clone, Copy)]
+enum Abandon {
+    TaskExit,
+    TraceEnd,
+    Restarted,
+}
+
+impl Abandon {
+    fn words(self) -> &'static str {
+        match self {
+            Abandon::TaskExit => "before the task exited",
+            Abandon::TraceEnd => "before the trace ended",
+            Abandon::Restarted => "before the same range struct was passed to __start again",
+        }
+    }
+}
+
+pub struct Checker {
+    rules: RuleSet,
+    kernel: KernelInfo,
+    /// Without the return probe a start counts as open from its entry.
+    has_ret_hook: bool,
+    outer: FastMap<RangeKey, OuterRange>,
+    tasks: FastMap<u32, TaskState>,
+    mms: FastMap<Addr, MmLive>,
+    leak_suspects: Vec<Addr>,
+    stats: Statistics,
+    new_violations: Vec<Violation>,
+    stored: Vec<Violation>,
+    not_stored: u64,
+    counts: [u64; RuleId::ALL.len()],
+    lost: u64,
+    events_seen: u64,
+    first_ts: Option<u64>,
+    last_ts: u64,
+    next_settle_ts: u64,
+    spare_notifier_lists: Vec<Vec<NotifierRecord>>,
+}
+
+impl Checker {
+    pub fn new(header: &Header) -> Checker {
+        Checker {
+            rules: RuleSet::from_header(header),
+            kernel: KernelInfo::new(&header.kernel),
+            has_ret_hook: header.is_attached(Hook::RangeStartRet),
+            outer: FastMap::default(),
+            tasks: FastMap::default(),
+            mms: FastMap::default(),
+            leak_suspects: Vec::new(),
+            stats: Statistics::default(),
+            new_violations: Vec::new(),
+            stored: Vec::new(),
+            not_stored: 0,
+            counts: [0; RuleId::ALL.len()],
+            lost: 0,
+            events_seen: 0,
+            first_ts: None,
+            last_ts: 0,
+            next_settle_ts: SETTLE_NS,
+            spare_notifier_lists: Vec::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn stats(&self) -> &Statistics {
+        &self.stats
+    }
+
+    /// Feeds one event; returns the violations it made certain (possibly about earlier events).
+    pub fn push(&mut self, event: &Event) -> &[Violation] {
+        self.new_violations.clear();
+        self.events_seen += 1;
+        let seq = event.seq.unwrap_or(self.events_seen);
+        if self.first_ts.is_none() {
+            self.first_ts = Some(event.ts);
+        }
+        if event.ts > self.last_ts {
+            self.advance_time(event.ts);
+        }
+        self.stats.count_event(event.kind());
+        match &event.body {
+            EventBody::RangeStart(call) => self.on_range_start(event, call, seq),
+            EventBody::RangeStartRet(ret) => self.on_range_start_ret(event, ret, seq),
+            EventBody::RangeEnd(end) => self.on_range_end(event, end, seq),
+            EventBody::SubscriberStart(s) => self.on_subscriber_start(event, s, seq),
+            EventBody::SubscriberEnd(s) => self.on_subscriber_end(event, s, seq),
+            EventBody::IntervalInvalidate(i) => self.on_interval(event, i, seq),
+            EventBody::ItreeEnd(i) => {
+                let snapshot = ItreeSnapshot { active: Some(i.active), seq: Some(i.seq) };
+                self.observe_itree(i.mm, snapshot, event.ts, seq, Some(i.tid));
+            }
+            EventBody::Warn(w) => self.on_warn(event, w, seq),
+            EventBody::TaskExit(t) => self.abandon_task(t.tid, event.ts, Abandon::TaskExit),
+            EventBody::Lost(l) => self.on_lost(event, l.count, seq),
+        }
+        &self.new_violations
+    }
+
+    /// Ranges open right now, oldest first.
+    pub fn open_ranges(&self) -> Vec<OpenRange> {
+        let mut open: Vec<OpenRange> = self
+            .outer
+            .iter()
+            .filter(|(_, r)| r.phase.is_live())
+            .map(|(key, r)| OpenRange {
+                tid: key.tid,
+                pid: r.pid,
+                comm: r.comm.clone(),
+                mm: r.mm,
+                range: key.range,
+                start: r.args.map(|a| a.start),
+                end: r.args.map(|a| a.end),
+                event: r.args.map(|a| a.event),
+                started_ts: r.start_ts,
+                start_seq: r.start_seq,
+                open_subscribers: r
+                    .notifiers
+                    .iter()
+                    .filter(|n| n.phase == NotifierPhase::Open)
+                    .map(|n| n.callback.clone())
+                    .collect(),
+            })
+            .collect();
+        open.sort_by_key(|o| (o.started_ts, o.tid, o.range));
+        open
+    }
+
+    /// The report as of now, without end-of-trace conclusions.
+    pub fn report(&self) -> Report {
+        let mut stats = self.stats.summary();
+        stats.totals.lost = self.lost;
+        let violation_counts = RuleId::ALL
+            .into_iter()
+            .filter_map(|r| {
+                let n = self.counts.get(r.index()).copied().unwrap_or(0);
+                (n > 0).then_some((r, n))
+            })
+            .collect();
+        let failing = RuleId::ALL
+            .into_iter()
+            .any(|r| r != RuleId::EventsLost && self.counts.get(r.index()).is_some_and(|n| *n > 0));
+        let verdict = if failing {
+            Verdict::Fail
+        } else if self.lost > 0 {
+            Verdict::Incomplete
+        } else {
+            Verdict::Pass
+        };
+        Report {
+            kernel: self.kernel.release.clone(),
+            verdict,
+            complete: self.lost == 0 && self.rules.not_checked().is_empty(),
+            violations: self.stored.clone(),
+            violations_not_stored: self.not_stored,
+            violation_counts,
+            checked: self.rules.checked(),
+            not_checked: self.rules.not_checked().to_vec(),
+            lost: self.lost,
+            stats,
+        }
+    }
+
+    /// Ends the trace: every range still open is unpaired, pending suspicions are decided.
+    pub fn finish(mut self) -> Report {
+        self.new_violations.clear();
+        self.advance_time(u64::MAX);
+        let mut tids: Vec<u32> = self.tasks.keys().copied().collect();
+        tids.sort_unstable();
+        let ts = self.last_ts;
+        for tid in tids {
+            self.abandon_task(tid, ts, Abandon::TraceEnd);
+        }
+        self.report()
+    }
+
+    /// Violations found by `finish` are in the report; this gives those of the last `push`.
+    pub fn last_violations(&self) -> &[Violation] {
+        &self.new_violations
+    }
+
+    // ---- time ----
+
+    fn advance_time(&mut self, ts: u64) {
+        self.last_ts = ts;
+        if !self.leak_suspects.is_empty() {
+            self.confirm_leaks(ts);
+        }
+        if ts >= self.next_settle_ts {
+            self.settle_closed(ts);
+            self.next_settle_ts = ts.saturating_add(SETTLE_NS);
+        }
+    }
+
+    /// Retires closed ranges whose subscriber ends had ample time to arrive.
+    fn settle_closed(&mut self, now: u64) {
+        let mut due: Vec<(u64, RangeKey)> = Vec::new();
+        for (&tid, task) in &self.tasks {
+            for &range in &task.closing {
+                let key = RangeKey { tid, range };
+                if let Some(r) = self.outer.get(&key)
+                    && r.closed_ts.saturating_add(SETTLE_NS) <= now
+                {
+                    due.push((r.closed_ts, key));
+                }
+            }
+        }
+        // Hash-map order must not leak into the output order.
+        due.sort_unstable();
+        for (_, key) in due {
+            if let Some(task) = self.tasks.get_mut(&key.tid) {
+                task.closing.retain(|r| *r != key.range);
+            }
+            self.retire(key, now);
+            self.drop_task_if_idle(key.tid);
+        }
+    }
+
+    fn confirm_leaks(&mut self, now: u64) {
+        let suspects = mem::take(&mut self.leak_suspects);
+        for mm in suspects {
+            let Some(live) = self.mms.get_mut(&mm) else { continue };
+            let LeakState::Suspected { ts, seq, tid, active, itree_seq } = live.leak.clone() else { continue };
+            if ts >= now {
+                self.leak_suspects.push(mm);
+                continue;
+            }
+            if live.live_ranges > 0 {
+                live.leak = LeakState::Clean;
+                continue;
+            }
+            live.leak = LeakState::Reported;
+            let mut what = Vec::new();
+            if let Some(a) = active.filter(|a| *a > 0) {
+                what.push(format!("{a} active invalidate range(s)"));
+            }
+            if let Some(s) = itree_seq.filter(|s| s & 1 == 1) {
+                what.push(format!("odd invalidate_seq {s}"));
+            }
+            let mut v = Violation::new(
+                RuleId::ItreeLeak,
+                ts,
+                format!(
+                    "the interval tree of mm {mm} still shows {} while no invalidation of that mm is open, so mmu_interval_read_begin() callers will wait for an end that never comes",
+                    what.join(" and ")
+                ),
+            );
+            v.mm = Some(mm);
+            v.task = tid.map(|tid| TaskRef { pid: None, tid, comm: None });
+            v.events = seq.into_iter().collect();
+            v.hint = Some(self.kernel.itree_leak());
+            self.emit(v);
+        }
+        self.mms.retain(|_, live| !live.is_idle());
+    }
+
+    // ---- outer ranges ----
+
+    fn on_range_start(&mut self, ev: &Event, call: &RangeCall, seq: u64) {
+        self.stats.totals.range_starts += 1;
+        self.stats.totals.open_now += 1;
+        self.stats.mm_task(call.mm, ev.pid, ev.comm.as_ref());
+        let mm_row = self.stats.mm(call.mm);
+        mm_row.starts += 1;
+        mm_row.open_now += 1;
+
+        let key = RangeKey { tid: call.tid, range: call.range };
+        self.settle_task(call.tid, None, ev.ts);
+        if self.outer.get(&key).is_some_and(|r| r.phase.is_live()) {
+            self.abandon_range(key, ev.ts, Abandon::Restarted);
+        } else if self.outer.contains_key(&key) {
+            self.retire(key, ev.ts);
+        }
+
+        let args = RangeArgs { start: call.start, end: call.end, event: call.event, blockable: call.blockable };
+        let notifiers = self.spare_notifier_lists.pop().unwrap_or_default();
+        self.outer.insert(
+            key,
+            OuterRange {
+                phase: if self.has_ret_hook { OuterPhase::Starting } else { OuterPhase::Open },
+                mm: call.mm,
+                args: Some(args),
+                pid: ev.pid,
+                comm: ev.comm.clone(),
+                start_seq: Some(seq),
+                start_ts: ev.ts,
+                stack: ev.stack.clone(),
+                notifiers,
+                reported_blockable_failure: false,
+                reported_bad_errno: false,
+                saw_compensating_end: false,
+                ended_after_failure: false,
+                closed_ts: 0,
+            },
+        );
+        self.tasks.entry(call.tid).or_default().live.push(call.range);
+        self.mms.entry(call.mm).or_default().live_ranges += 1;
+        self.check_range_args(ev, call, seq, true);
+    }
+
+    fn on_range_start_ret(&mut self, ev: &Event, ret: &RangeStartRet, seq: u64) {
+        let key = RangeKey { tid: ret.tid, range: ret.range };
+        self.settle_task(ret.tid, Some(ret.range), ev.ts);
+        let Some(range) = self.outer.get_mut(&key) else { return };
+        if range.phase != OuterPhase::Starting {
+            return;
+        }
+        let mm = range.mm;
+        if ret.ret == 0 {
+            range.phase = OuterPhase::Open;
+        } else {
+            range.phase = OuterPhase::Failed { ret: ret.ret, ret_seq: seq };
+            range.closed_ts = ev.ts;
+            let blockable = range.args.is_some_and(|a| a.blockable);
+            let report_blockable = blockable && !range.reported_blockable_failure;
+            let report_errno = ret.ret != EAGAIN && !range.reported_bad_errno;
+            let start_seq = range.start_seq;
+            self.close_live(key, mm);
+            self.stats.totals.range_failures += 1;
+            self.stats.mm(mm).failures += 1;
+            if report_blockable {
+                let v = self.outer_violation(
+                    RuleId::BlockableFailure,
+                    ev,
+                    key,
+                    format!(
+                        "__mmu_notifier_invalidate_range_start failed with {} in a blockable range, where no subscriber may fail",
+                        errno_name(ret.ret)
+                    ),
+                    [start_seq, Some(seq)],
+                );
+                let hint = self.kernel.blockable_failure();
+                self.emit_with_hint(v, Some(hint));
+            }
+            if report_errno {
+                let v = self.outer_violation(
+                    RuleId::BadErrno,
+                    ev,
+                    key,
+                    format!(
+                        "__mmu_notifier_invalidate_range_start returned {}, but callers only expect 0 or -EAGAIN",
+                        errno_name(ret.ret)
+                    ),
+                    [start_seq, Some(seq)],
+                );
+                self.emit(v);
+            }
+        }
+        self.observe_itree(mm, ret.itree, ev.ts, seq, Some(ret.tid));
+    }
+
+    fn on_range_end(&mut self, ev: &Event, end: &RangeEnd, seq: u64) {
+        let call = &end.call;
+        self.stats.totals.range_ends += 1;
+        self.stats.mm_task(call.mm, ev.pid, ev.comm.as_ref());
+        self.stats.mm(call.mm).ends += 1;
+        let key = RangeKey { tid: call.tid, range: call.range };
+        self.settle_task(call.tid, Some(call.range), ev.ts);
+        let args = RangeArgs { start: call.start, end: call.end, event: call.event, blockable: call.blockable };
+
+        let phase = self.outer.get(&key).map(|r| r.phase);
+        match phase {
+            Some(OuterPhase::Starting | OuterPhase::Open) => self.end_live_range(ev, key, call, args, seq),
+            Some(OuterPhase::Failed { ret, ret_seq }) => {
+                let start_seq = self.outer.get(&key).and_then(|r| r.start_seq);
+                if let Some(r) = self.outer.get_mut(&key) {
+                    r.phase = OuterPhase::Ended { end_seq: seq };
+                    r.ended_after_failure = true;
+                    r.closed_ts = ev.ts;
+                }
+                let v = self.outer_violation(
+                    RuleId::EndAfterFailedStart,
+                    ev,
+                    key,
+                    format!(
+                        "__mmu_notifier_invalidate_range_end was called for a range whose __start returned {}, so subscribers get ends the failed start did not ask for",
+                        errno_name(ret)
+                    ),
+                    [start_seq, Some(ret_seq), Some(seq)],
+                );
+                let hint = self.kernel.version.filter(|v| v.has_compensating_ends()).map(|_| self.kernel.double_end());
+                self.emit_with_hint(v, hint);
+            }
+            Some(OuterPhase::Ended { end_seq }) => {
+                let start_seq = self.outer.get(&key).and_then(|r| r.start_seq);
+                let mut v = self.event_violation(
+                    RuleId::UnpairedEnd,
+                    ev,
+                    format!(
+                        "__mmu_notifier_invalidate_range_end was called a second time for the same range (first __end was event {end_seq}), with no __start in between"
+                    ),
+                );
+                v.mm = Some(call.mm);
+                v.range = Some(range_ref(call.range, Some(args)));
+                v.events = [start_seq, Some(end_seq), Some(seq)].into_iter().flatten().collect();
+                self.emit(v);
+                if let Some(r) = self.outer.get_mut(&key) {
+                    r.phase = OuterPhase::Ended { end_seq: seq };
+                    r.closed_ts = ev.ts;
+                }
+            }
+            Some(OuterPhase::Unseen) | None => {
+                let mut v = self.event_violation(
+                    RuleId::UnpairedEnd,
+                    ev,
+                    "__mmu_notifier_invalidate_range_end was called for a range this task never started with __mmu_notifier_invalidate_range_start".to_owned(),
+                );
+                v.mm = Some(call.mm);
+                v.range = Some(range_ref(call.range, Some(args)));
+                v.events = vec![seq];
+                if self.near_trace_start(ev.ts) {
+                    v.notes.push("the trace began less than a second earlier; the __start may predate it".into());
+                }
+                // PAGEMAP_SCAN invalidates with MMU_NOTIFIER_PROTECTION_VMA.
+                let hint = (call.event == MmuEvent::ProtectionVma).then(|| self.kernel.pagemap_scan());
+                self.emit_with_hint(v, hint);
+                if phase.is_none() {
+                    let notifiers = self.spare_notifier_lists.pop().unwrap_or_default();
+                    self.outer.insert(
+                        key,
+                        OuterRange {
+                            phase: OuterPhase::Ended { end_seq: seq },
+                            mm: call.mm,
+                            args: Some(args),
+                            pid: ev.pid,
+                            comm: ev.comm.clone(),
+                            start_seq: None,
+                            start_ts: ev.ts,
+                            stack: None,
+                            notifiers,
+                            reported_blockable_failure: false,
+                            reported_bad_errno: false,
+                            saw_compensating_end: false,
+                            ended_after_failure: false,
+                            closed_ts: ev.ts,
+                        },
+                    );
+                    self.tasks.entry(call.tid).or_default().closing.push(call.range);
+                } else if let Some(r) = self.outer.get_mut(&key) {
+                    r.phase = OuterPhase::Ended { end_seq: seq };
+                    r.args = Some(args);
+                    r.closed_ts = ev.ts;
+                }
+                self.check_range_args(ev, call, seq, false);
+            }
+        }
+        self.observe_itree(call.mm, end.itree, ev.ts, seq, Some(call.tid));
+    }
+
+    fn end_live_range(&mut self, ev: &Event, key: RangeKey, call: &RangeCall, args: RangeArgs, seq: u64) {
+        let top = self.tasks.get(&key.tid).and_then(|t| t.live.last().copied());
+        let Some(range) = self.outer.get_mut(&key) else { return };
+        range.phase = OuterPhase::Ended { end_seq: seq };
+        range.closed_ts = ev.ts;
+        let started = range.start_ts;
+        let start_seq = range.start_seq;
+        let mm = range.mm;
+        let opened = range.args;
+        self.stats.totals.range_durations.record(ev.ts.saturating_sub(started));
+        self.close_live(key, mm);
+
+        if let Some(top) = top
+            && top != key.range
+        {
+            let inner_seq = self.outer.get(&RangeKey { tid: key.tid, range: top }).and_then(|r| r.start_seq);
+            let v = self.outer_violation(
+                RuleId::NestingOrder,
+                ev,
+                key,
+                format!(
+                    "this range was ended while range {top}, started later by the same task, was still open; nested invalidations must end in reverse order"
+                ),
+                [start_seq, inner_seq, Some(seq)],
+            );
+            self.emit(v);
+        }
+
+        let mut diffs = Vec::new();
+        if mm != call.mm {
+            diffs.push(format!("mm {mm} -> {}", call.mm));
+        }
+        if let Some(o) = opened {
+            if o.start != args.start {
+                diffs.push(format!("start {} -> {}", o.start, args.start));
+            }
+            if o.end != args.end {
+                diffs.push(format!("end {} -> {}", o.end, args.end));
+            }
+            if o.event != args.event {
+                diffs.push(format!("event {} -> {}", o.event, args.event));
+            }
+            if o.blockable != args.blockable {
+                diffs.push(format!("blockable {} -> {}", o.blockable, args.blockable));
+            }
+        }
+        if !diffs.is_empty() {
+            let v = self.outer_violation(
+                RuleId::RangeMismatch,
+                ev,
+                key,
+                format!(
+                    "__end saw a different range than its __start ({}), so subscribers end an invalidation they did not start",
+                    diffs.join(", ")
+                ),
+                [start_seq, Some(seq)],
+            );
+            self.emit(v);
+        }
+    }
+
+    /// A live range stops being live: bookkeeping shared by failure and end.
+    fn close_live(&mut self, key: RangeKey, mm: Addr) {
+        if let Some(task) = self.tasks.get_mut(&key.tid) {
+            if let Some(pos) = task.live.iter().rposition(|r| *r == key.range) {
+                task.live.remove(pos);
+            }
+            task.closing.push(key.range);
+        }
+        self.stats.totals.open_now = self.stats.totals.open_now.saturating_sub(1);
+        let row = self.stats.mm(mm);
+        row.open_now = row.open_now.saturating_sub(1);
+        if let Some(live) = self.mms.get_mut(&mm) {
+            live.live_ranges = live.live_ranges.saturating_sub(1);
+            if live.is_idle() {
+                self.mms.remove(&mm);
+            }
+        }
+    }
+
+    fn check_range_args(&mut self, ev: &Event, call: &RangeCall, seq: u64, at_start: bool) {
+        let mut problems = Vec::new();
+        if call.start >= call.end {
+            problems.push(if call.start == call.end {
+                format!("the range [{}, {}) is empty", call.start, call.end)
+            } else {
+                format!("the range [{}, {}) ends before it starts", call.start, call.end)
+            });
+        }
+        if call.start.0 % PAGE_SIZE != 0 || call.end.0 % PAGE_SIZE != 0 {
+            problems.push(format!("[{}, {}) is not page aligned", call.start, call.end));
+        }
+        match call.event {
+            MmuEvent::Other(n) => problems.push(format!("event value {n} is outside enum mmu_notifier_event")),
+            MmuEvent::Release if at_start => {
+                problems.push("MMU_NOTIFIER_RELEASE is only for ->release and is never passed to __start".into())
+            }
+            _ => {}
+        }
+        if problems.is_empty() {
+            return;
+        }
+        let zero_length = call.start >= call.end;
+        let key = RangeKey { tid: call.tid, range: call.range };
+        let mut v = self.event_violation(
+            RuleId::BadRange,
+            ev,
+            format!("{}: {}", if at_start { "__start" } else { "__end" }, problems.join("; ")),
+        );
+        v.mm = Some(call.mm);
+        v.range = Some(range_ref(
+            key.range,
+            Some(RangeArgs { start: call.start, end: call.end, event: call.event, blockable: call.blockable }),
+        ));
+        v.events = vec![seq];
+        let hint = zero_length.then(|| self.kernel.zero_length());
+        self.emit_with_hint(v, hint);
+    }
+
+    // ---- subscribers ----
+
+    fn on_subscriber_start(&mut self, ev: &Event, s: &SubscriberStart, seq: u64) {
+        let Some((range_ptr, subscriber)) = s.pairable() else {
+            // Tracepoint mode: counted, never paired.
+            let row = self.stats.notifier_row(&s.callback, NotifierKind::Tracepoint);
+            if let Some(n) = self.stats.notifier(row) {
+                n.starts += 1;
+            }
+            self.stats.mm_task(s.mm, ev.pid, ev.comm.as_ref());
+            self.stats.mm(s.mm).subscriber_calls += 1;
+            return;
+        };
+        let row = self.stats.notifier_row(&s.callback, NotifierKind::List);
+        self.stats.mm(s.mm).subscriber_calls += 1;
+        let key = RangeKey { tid: s.tid, range: range_ptr };
+        let ret = s.ret.unwrap_or(0);
+
+        match self.outer.get(&key).map(|r| r.phase) {
+            Some(OuterPhase::Starting | OuterPhase::Open | OuterPhase::Unseen) => {}
+            Some(OuterPhase::Failed { .. } | OuterPhase::Ended { .. }) => {
+                // A new __start reusing the key whose entry was not traced.
+                self.tasks.entry(s.tid).or_default().closing.retain(|r| *r != range_ptr);
+                self.retire(key, ev.ts);
+                self.insert_unseen(key, s.mm, ev);
+            }
+            None => self.insert_unseen(key, s.mm, ev),
+        }
+
+        // A second start of the same subscriber on the same range: the first one's end is lost.
+        let previous = self.outer.get_mut(&key).and_then(|r| {
+            let pos = r.notifiers.iter().position(|n| n.subscriber == subscriber)?;
+            Some(r.notifiers.swap_remove(pos))
+        });
+        if let Some(prev) = previous
+            && prev.phase == NotifierPhase::Open
+        {
+            self.notifier_unpaired_start(key, &prev, ev.ts, "before the same subscriber was started again on this range");
+        }
+
+        let Some(range) = self.outer.get_mut(&key) else { return };
+        let blockable = range.args.map(|a| a.blockable);
+        let phase = if ret != 0 {
+            NotifierPhase::Failed
+        } else if s.has_end == Some(false) {
+            NotifierPhase::StartOnly
+        } else {
+            NotifierPhase::Open
+        };
+        range.notifiers.push(NotifierRecord {
+            subscriber,
+            callback: s.callback.clone(),
+            row,
+            phase,
+            start_seq: Some(seq),
+            start_ts: ev.ts,
+            end_seq: None,
+        });
+        let outer_start_seq = range.start_seq;
+        if let Some(n) = self.stats.notifier(row) {
+            n.starts += 1;
+            match phase {
+                NotifierPhase::Open => n.open_now += 1,
+                NotifierPhase::Failed => n.failures += 1,
+                _ => {}
+            }
+        }
+        if ret == 0 {
+            return;
+        }
+
+        let events = [outer_start_seq, Some(seq)];
+        let early = self.kernel.early_subscriber_failure(s.callback.function());
+        if blockable == Some(true) {
+            if let Some(r) = self.outer.get_mut(&key) {
+                r.reported_blockable_failure = true;
+            }
+            let v = self.subscriber_violation(
+                RuleId::BlockableFailure,
+                ev,
+                key,
+                s.mm,
+                subscriber,
+                &s.callback,
+                format!("{} failed with {} in a blockable range, where subscribers must not fail", s.callback.function(), errno_name(ret)),
+                events,
+            );
+            let hint = early.clone().unwrap_or_else(|| self.kernel.blockable_failure());
+            self.emit_with_hint(v, Some(hint));
+        }
+        if ret != EAGAIN {
+            if let Some(r) = self.outer.get_mut(&key) {
+                r.reported_bad_errno = true;
+            }
+            let v = self.subscriber_violation(
+                RuleId::BadErrno,
+                ev,
+                key,
+                s.mm,
+                subscriber,
+                &s.callback,
+                format!("{} failed with {}; the only failure a start may return is -EAGAIN", s.callback.function(), errno_name(ret)),
+                events,
+            );
+            self.emit_with_hint(v, early.clone());
+        }
+        if s.has_end == Some(true) {
+            let v = self.subscriber_violation(
+                RuleId::FailedStartHasEndOp,
+                ev,
+                key,
+                s.mm,
+                subscriber,
+                &s.callback,
+                format!(
+                    "{} failed its start but has an invalidate_range_end op, which will run for this range without a successful start",
+                    s.callback.function()
+                ),
+                events,
+            );
+            let hint = self.kernel.failed_start_has_end_op();
+            self.emit_with_hint(v, Some(hint));
+        }
+    }
+
+    fn insert_unseen(&mut self, key: RangeKey, mm: Addr, ev: &Event) {
+        let notifiers = self.spare_notifier_lists.pop().unwrap_or_default();
+        self.outer.insert(
+            key,
+            OuterRange {
+                phase: OuterPhase::Unseen,
+                mm,
+                args: None,
+                pid: ev.pid,
+                comm: ev.comm.clone(),
+                start_seq: None,
+                start_ts: ev.ts,
+                stack: None,
+                notifiers,
+                reported_blockable_failure: false,
+                reported_bad_errno: false,
+                saw_compensating_end: false,
+                ended_after_failure: false,
+                closed_ts: ev.ts,
+            },
+        );
+        // Nothing will end it explicitly; it settles like a closed range.
+        self.tasks.entry(key.tid).or_default().closing.push(key.range);
+    }
+
+    fn on_subscriber_end(&mut self, ev: &Event, s: &SubscriberEnd, seq: u64) {
+        self.stats.mm(s.mm).subscriber_calls += 1;
+        let key = RangeKey { tid: s.tid, range: s.range };
+        let near_start = self.near_trace_start(ev.ts);
+        // Statistics are per notifier, named by its start callback: a paired end counts on
+        // the row of the start it closes, an unpaired one on the row its name points to.
+        let row = match self.outer.get(&key).and_then(|r| r.notifiers.iter().find(|n| n.subscriber == s.subscriber)) {
+            Some(n) => n.row,
+            None => self.stats.notifier_row_for_end(&s.callback),
+        };
+        if let Some(n) = self.stats.notifier(row) {
+            n.ends += 1;
+        }
+        let Some(range) = self.outer.get_mut(&key) else {
+            let mut v = self.subscriber_violation(
+                RuleId::NotifierUnpairedEnd,
+                ev,
+                key,
+                s.mm,
+                s.subscriber,
+                &s.callback,
+                format!(
+                    "{} ran for a range on which this task had no __start or __end in the trace, so the subscriber undoes an invalidation it never began",
+                    s.callback.function()
+                ),
+                [None, Some(seq)],
+            );
+            if near_start {
+                v.notes.push("the trace began less than a second earlier; the start may predate it".into());
+            }
+            self.emit(v);
+            return;
+        };
+        let inside_start = range.phase == OuterPhase::Starting;
+        if inside_start {
+            range.saw_compensating_end = true;
+        }
+        let orphan_outer = range.start_seq.is_none();
+        let ended_after_failure = range.ended_after_failure;
+        let found = range.notifier_mut(s.subscriber).map(|n| {
+            let before = (n.phase, n.start_seq, n.end_seq, n.start_ts);
+            if matches!(n.phase, NotifierPhase::Open | NotifierPhase::Failed | NotifierPhase::StartOnly | NotifierPhase::Ended) {
+                n.phase = NotifierPhase::Ended;
+                n.end_seq = Some(seq);
+            }
+            before
+        });
+        match found {
+            Some((NotifierPhase::Open, _, _, start_ts)) => {
+                if let Some(n) = self.stats.notifier(row) {
+                    n.open_now = n.open_now.saturating_sub(1);
+                    n.durations.record(ev.ts.saturating_sub(start_ts));
+                }
+            }
+            Some((NotifierPhase::Ended, start_seq, end_seq, _)) => {
+                let v = self.subscriber_violation(
+                    RuleId::NotifierDoubleEnd,
+                    ev,
+                    key,
+                    s.mm,
+                    s.subscriber,
+                    &s.callback,
+                    format!(
+                        "{} ran a second time for the same range, so whatever its start took (a count, a lock) is released twice",
+                        s.callback.function()
+                    ),
+                    [start_seq, end_seq, Some(seq)],
+                );
+                let hint = ended_after_failure.then(|| self.kernel.double_end());
+                self.emit_with_hint(v, hint);
+            }
+            Some((NotifierPhase::Failed, start_seq, _, _)) => {
+                let v = self.subscriber_violation(
+                    RuleId::NotifierUnpairedEnd,
+                    ev,
+                    key,
+                    s.mm,
+                    s.subscriber,
+                    &s.callback,
+                    format!(
+                        "{} ran for a range whose start failed in this same subscriber, so it undoes an invalidation that never began",
+                        s.callback.function()
+                    ),
+                    [start_seq, None, Some(seq)],
+                );
+                let hint = inside_start.then(|| self.kernel.compensating_end_to_failed());
+                self.emit_with_hint(v, hint);
+            }
+            Some((NotifierPhase::StartOnly, start_seq, _, _)) => {
+                let v = self.subscriber_violation(
+                    RuleId::NotifierUnpairedEnd,
+                    ev,
+                    key,
+                    s.mm,
+                    s.subscriber,
+                    &s.callback,
+                    format!(
+                        "{} ran although its start reported no invalidate_range_end op for this subscriber",
+                        s.callback.function()
+                    ),
+                    [start_seq, None, Some(seq)],
+                );
+                self.emit(v);
+            }
+            None => {
+                if let Some(range) = self.outer.get_mut(&key) {
+                    range.notifiers.push(NotifierRecord {
+                        subscriber: s.subscriber,
+                        callback: s.callback.clone(),
+                        row,
+                        phase: NotifierPhase::Ended,
+                        start_seq: None,
+                        start_ts: ev.ts,
+                        end_seq: Some(seq),
+                    });
+                }
+                let outer_seq = self.outer.get(&key).and_then(|r| r.start_seq);
+                let mut v = self.subscriber_violation(
+                    RuleId::NotifierUnpairedEnd,
+                    ev,
+                    key,
+                    s.mm,
+                    s.subscriber,
+                    &s.callback,
+                    format!(
+                        "{} ran for a range whose start this subscriber never saw, so it undoes an invalidation it never began (a count it keeps would underflow)",
+                        s.callback.function()
+                    ),
+                    [outer_seq, Some(seq)],
+                );
+                if orphan_outer && near_start {
+                    v.notes.push("the trace began less than a second earlier; the start may predate it".into());
+                }
+                let pagemap = orphan_outer
+                    && self.outer.get(&key).and_then(|r| r.args).is_some_and(|a| a.event == MmuEvent::ProtectionVma);
+                let hint = pagemap.then(|| self.kernel.pagemap_scan());
+                self.emit_with_hint(v, hint);
+            }
+        }
+    }
+
+    fn on_interval(&mut self, ev: &Event, i: &IntervalInvalidate, seq: u64) {
+        let row = self.stats.notifier_row(&i.callback, NotifierKind::Interval);
+        if let Some(n) = self.stats.notifier(row) {
+            n.starts += 1;
+            if !i.ret {
+                n.failures += 1;
+            }
+        }
+        self.stats.mm(i.mm).subscriber_calls += 1;
+        if i.ret {
+            return;
+        }
+        let key = RangeKey { tid: i.tid, range: i.range };
+        let Some(range) = self.outer.get(&key) else { return };
+        if range.args.map(|a| a.blockable) != Some(true) {
+            return;
+        }
+        let outer_seq = range.start_seq;
+        let v = self.subscriber_violation(
+            RuleId::IntervalBlockableFalse,
+            ev,
+            key,
+            i.mm,
+            i.subscriber,
+            &i.callback,
+            format!(
+                "interval subscriber {} returned false (would block) in a blockable range; the kernel WARNs and carries on as if it had succeeded",
+                i.callback.function()
+            ),
+            [outer_seq, Some(seq)],
+        );
+        self.emit(v);
+    }
+
+    // ---- warnings and loss ----
+
+    fn on_warn(&mut self, ev: &Event, w: &Warn, seq: u64) {
+        self.stats.totals.warns += 1;
+        let is_warning = matches!(w.detector, None | Some(Detector::Warning));
+        if !is_warning || !self.mmu_notifier_related(&w.caller) {
+            self.stats.totals.unrelated_warns += 1;
+            return;
+        }
+        let function = w.caller.function();
+        let mut v = self.event_violation(
+            RuleId::KernelWarn,
+            ev,
+            format!("the kernel WARNed at {} while tracing", w.caller),
+        );
+        v.callback = Some(w.caller.clone());
+        v.events = vec![seq];
+        let hint = if function.starts_with("__mmu_notifier_invalidate_range_start") {
+            Some("WARN_ON in __start fires for a failure in a blockable range or one other than -EAGAIN (v5.4+), and for a failing subscriber with an end op (v5.12+)".to_owned())
+        } else if function.starts_with("kvm_mmu_notifier_invalidate_range_end") {
+            Some(self.kernel.pagemap_scan())
+        } else if function.starts_with("kvm_mmu_notifier_invalidate_range_start") {
+            Some(self.kernel.zero_length())
+        } else {
+            None
+        };
+        self.emit_with_hint(v, hint);
+    }
+
+    fn mmu_notifier_related(&self, caller: &Symbol) -> bool {
+        let f = caller.function();
+        ["__mmu_notifier_", "mn_", "mmu_notifier_", "mmu_interval_", "kvm_mmu_notifier_"]
+            .iter()
+            .any(|p| f.starts_with(p))
+            || self.stats.knows_callback(f)
+    }
+
+    fn on_lost(&mut self, ev: &Event, count: u64, seq: u64) {
+        self.lost = self.lost.saturating_add(count);
+        self.stats.totals.lost = self.lost;
+        let mut v = self.event_violation(
+            RuleId::EventsLost,
+            ev,
+            format!("{count} events were lost before reaching userspace, so pairing after this point may be incomplete"),
+        );
+        v.events = vec![seq];
+        self.emit(v);
+    }
+
+    // ---- interval tree ----
+
+    fn observe_itree(&mut self, mm: Addr, snapshot: ItreeSnapshot, ts: u64, seq: u64, tid: Option<u32>) {
+        if snapshot.is_empty() || !self.rules.is_checked(RuleId::ItreeLeak) {
+            return;
+        }
+        if snapshot.invalidating() {
+            let live = self.mms.entry(mm).or_default();
+            if live.live_ranges == 0 && live.leak == LeakState::Clean {
+                live.leak =
+                    LeakState::Suspected { ts, seq: Some(seq), tid, active: snapshot.active, itree_seq: snapshot.seq };
+                self.leak_suspects.push(mm);
+            }
+        } else if let Some(live) = self.mms.get_mut(&mm) {
+            live.leak = LeakState::Clean;
+            if live.is_idle() {
+                self.mms.remove(&mm);
+            }
+        }
+    }
+
+    // ---- retiring ----
+
+    /// The task did something outside its subscriber callbacks, so every `__start`/`__end` it
+    /// made before has returned: settle its closed ranges (except `keep`, the one this event
+    /// is about).
+    fn settle_task(&mut self, tid: u32, keep: Option<Addr>, ts: u64) {
+        let Some(task) = self.tasks.get_mut(&tid) else { return };
+        if task.closing.is_empty() {
+            return;
+        }
+        let mut closing = mem::take(&mut task.closing);
+        let kept = keep.and_then(|k| closing.iter().position(|r| *r == k).map(|pos| closing.swap_remove(pos)));
+        for range in closing.drain(..) {
+            self.retire(RangeKey { tid, range }, ts);
+        }
+        if let Some(task) = self.tasks.get_mut(&tid) {
+            closing.extend(kept);
+            task.closing = closing;
+        }
+    }
+
+    /// Forgets a closed range, reporting subscribers that never got their end.
+    fn retire(&mut self, key: RangeKey, ts: u64) {
+        let Some(mut range) = self.outer.remove(&key) else { return };
+        if range.phase.is_live() {
+            // Callers retire only closed ranges; keep the live one rather than lose it.
+            self.outer.insert(key, range);
+            return;
+        }
+        let mut notifiers = mem::take(&mut range.notifiers);
+        for n in notifiers.iter().filter(|n| n.phase == NotifierPhase::Open) {
+            if let Some(stats) = self.stats.notifier(n.row) {
+                stats.open_now = stats.open_now.saturating_sub(1);
+            }
+            let why = match range.phase {
+                OuterPhase::Failed { .. } => "after __start failed",
+                _ => "before the range was finished",
+            };
+            self.notifier_unpaired_start_in(&range, key, n, ts, why);
+        }
+        notifiers.clear();
+        if self.spare_notifier_lists.len() < 64 {
+            self.spare_notifier_lists.push(notifiers);
+        }
+    }
+
+    fn notifier_unpaired_start(&mut self, key: RangeKey, n: &NotifierRecord, ts: u64, why: &str) {
+        if let Some(stats) = self.stats.notifier(n.row) {
+            stats.open_now = stats.open_now.saturating_sub(1);
+        }
+        let Some(range) = self.outer.remove(&key) else { return };
+        self.notifier_unpaired_start_in(&range, key, n, ts, why);
+        self.outer.insert(key, range);
+    }
+
+    fn notifier_unpaired_start_in(&mut self, range: &OuterRange, key: RangeKey, n: &NotifierRecord, ts: u64, why: &str) {
+        if !self.rules.is_checked(RuleId::NotifierUnpairedStart) {
+            return;
+        }
+        let (failed_ret, ret_seq) = match range.phase {
+            OuterPhase::Failed { ret, ret_seq } => (Some(ret), Some(ret_seq)),
+            _ => (None, None),
+        };
+        let mut v = Violation::new(
+            RuleId::NotifierUnpairedStart,
+            ts,
+            match failed_ret {
+                Some(ret) => format!(
+                    "{}'s start succeeded, then __start failed with {} and this subscriber never got its end, so what its start took (e.g. KVM's invalidate count) stays held",
+                    n.callback.function(),
+                    errno_name(ret)
+                ),
+                None => format!(
+                    "{}'s start succeeded but it got no end {why}, so what its start took stays held",
+                    n.callback.function()
+                ),
+            },
+        );
+        v.task = Some(TaskRef { pid: range.pid, tid: key.tid, comm: range.comm.clone() });
+        v.mm = Some(range.mm);
+        v.range = Some(range_ref(key.range, range.args));
+        v.subscriber = Some(n.subscriber);
+        v.callback = Some(n.callback.clone());
+        v.events = [range.start_seq, n.start_seq, ret_seq].into_iter().flatten().collect();
+        v.stack = range.stack.clone();
+        let hint = match failed_ret {
+            Some(_) if !range.saw_compensating_end => Some(self.kernel.skipped_end()),
+            _ => self.kernel.early_subscriber_failure(n.callback.function()),
+        };
+        self.emit_with_hint(v, hint);
+    }
+
+    /// A live range will never end (task gone, trace over, key reused).
+    fn abandon_range(&mut self, key: RangeKey, ts: u64, why: Abandon) {
+        let Some(mut range) = self.outer.remove(&key) else { return };
+        if !range.phase.is_live() {
+            self.outer.insert(key, range);
+            self.retire(key, ts);
+            return;
+        }
+        if let Some(task) = self.tasks.get_mut(&key.tid)
+            && let Some(pos) = task.live.iter().rposition(|r| *r == key.range)
+        {
+            task.live.remove(pos);
+        }
+        self.stats.totals.open_now = self.stats.totals.open_now.saturating_sub(1);
+        let row = self.stats.mm(range.mm);
+        row.open_now = row.open_now.saturating_sub(1);
+        if let Some(live) = self.mms.get_mut(&range.mm) {
+            live.live_ranges = live.live_ranges.saturating_sub(1);
+            if live.is_idle() {
+                self.mms.remove(&range.mm);
+            }
+        }
+        let mut still_open = Vec::new();
+        for n in range.notifiers.iter().filter(|n| n.phase == NotifierPhase::Open) {
+            if let Some(stats) = self.stats.notifier(n.row) {
+                stats.open_now = stats.open_now.saturating_sub(1);
+            }
+            still_open.push(n.callback.function().to_owned());
+        }
+        let never_returned = range.phase == OuterPhase::Starting;
+        let subject = if never_returned {
+            "__mmu_notifier_invalidate_range_start was entered (its return was not seen)"
+        } else {
+            "__mmu_notifier_invalidate_range_start returned 0"
+        };
+        let mut explanation = format!("{subject} but no __mmu_notifier_invalidate_range_end followed {}", why.words());
+        if !still_open.is_empty() {
+            explanation.push_str(&format!("; subscribers left without their end: {}", still_open.join(", ")));
+        }
+        let mut v = Violation::new(RuleId::UnpairedStart, ts, explanation);
+        v.task = Some(TaskRef { pid: range.pid, tid: key.tid, comm: range.comm.clone() });
+        v.mm = Some(range.mm);
+        v.range = Some(range_ref(key.range, range.args));
+        v.events = range.start_seq.into_iter().collect();
+        v.events.extend(range.notifiers.iter().filter(|n| n.phase == NotifierPhase::Open).filter_map(|n| n.start_seq));
+        v.stack = range.stack.take();
+        self.emit(v);
+        range.notifiers.clear();
+        if self.spare_notifier_lists.len() < 64 {
+            self.spare_notifier_lists.push(mem::take(&mut range.notifiers));
+        }
+    }
+
+    fn abandon_task(&mut self, tid: u32, ts: u64, why: Abandon) {
+        let Some(task) = self.tasks.remove(&tid) else { return };
+        for range in task.live {
+            self.abandon_range(RangeKey { tid, range }, ts, why);
+        }
+        for range in task.closing {
+            self.retire(RangeKey { tid, range }, ts);
+        }
+    }
+
+    fn drop_task_if_idle(&mut self, tid: u32) {
+        if self.tasks.get(&tid).is_some_and(TaskState::is_idle) {
+            self.tasks.remove(&tid);
+        }
+    }
+
+    // ---- building and emitting violations ----
+
+    fn near_trace_start(&self, ts: u64) -> bool {
+        self.first_ts.is_some_and(|first| ts.saturating_sub(first) < SETTLE_NS)
+    }
+
+    fn event_violation(&self, rule: RuleId, ev: &Event, explanation: String) -> Violation {
+        let mut v = Violation::new(rule, ev.ts, explanation);
+        if let Some(tid) = ev.tid() {
+            v.task = Some(TaskRef { pid: ev.pid, tid, comm: ev.comm.clone() });
+        }
+        v.stack = ev.stack.clone();
+        v
+    }
+
+    fn outer_violation<const N: usize>(
+        &self,
+        rule: RuleId,
+        ev: &Event,
+        key: RangeKey,
+        explanation: String,
+        events: [Option<u64>; N],
+    ) -> Violation {
+        let mut v = self.event_violation(rule, ev, explanation);
+        if let Some(range) = self.outer.get(&key) {
+            if let Some(task) = &mut v.task {
+                task.pid = task.pid.or(range.pid);
+                task.comm = task.comm.clone().or_else(|| range.comm.clone());
+            }
+            v.mm = Some(range.mm);
+            v.range = Some(range_ref(key.range, range.args));
+            if v.stack.is_none() {
+                v.stack = range.stack.clone();
+            }
+        } else {
+            v.range = Some(range_ref(key.range, None));
+        }
+        v.events = events.into_iter().flatten().collect();
+        v
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn subscriber_violation<const N: usize>(
+        &self,
+        rule: RuleId,
+        ev: &Event,
+        key: RangeKey,
+        mm: Addr,
+        subscriber: Addr,
+        callback: &Symbol,
+        explanation: String,
+        events: [Option<u64>; N],
+    ) -> Violation {
+        let mut v = self.outer_violation(rule, ev, key, explanation, events);
+        v.mm = Some(mm);
+        v.subscriber = Some(subscriber);
+        v.callback = Some(callback.clone());
+        v
+    }
+
+    fn emit_with_hint(&mut self, mut v: Violation, hint: Option<String>) {
+        v.hint = hint;
+        self.emit(v);
+    }
+
+    fn emit(&mut self, mut v: Violation) {
+        if !self.rules.is_checked(v.rule) {
+            return;
+        }
+        if self.lost > 0 && v.rule.affected_by_loss() {
+            v.notes.push(LOSS_NOTE.into());
+        }
+        if let Some(c) = self.counts.get_mut(v.rule.index()) {
+            *c += 1;
+        }
+        self.stats.totals.violations += 1;
+        if self.stored.len() < MAX_STORED_VIOLATIONS {
+            self.stored.push(v.clone());
+        } else {
+            self.not_stored += 1;
+        }
+        self.new_violations.push(v);
+    }
+}
+
+fn range_ref(ptr: Addr, args: Option<RangeArgs>) -> RangeRef {
+    RangeRef {
+        ptr: Some(ptr),
+        start: args.map(|a| a.start),
+        end: args.map(|a| a.end),
+        event: args.map(|a| a.event),
+        blockable: args.map(|a| a.blockable),
+    }
+}
+
+/// `-11 (-EAGAIN)` style rendering of a kernel return value.
+pub fn errno_name(ret: i64) -> String {
+    let name = match -ret {
+        1 => "EPERM",
+        4 => "EINTR",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        22 => "EINVAL",
+        _ => return ret.to_string(),
+    };
+    format!("{ret} (-{name})")
+}

@@ -1,0 +1,82 @@
+//! `cargo xtask bench`: the workload's worst case (zap + refault one page of a KVM process)
+//! untraced and traced, interleaved, reporting the median slowdown, events/s and losses.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Iterations per measurement.
+    #[arg(long, default_value_t = 200_000)]
+    pub iterations: u64,
+    /// Untraced/traced pairs to run.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+}
+
+fn hammer(bin: &Path, iterations: u64) -> Result<f64> {
+    let out = Command::new(bin).args(["workload", "--hammer", &iterations.to_string()]).output().context("workload --hammer")?;
+    if !out.status.success() {
+        bail!("workload --hammer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().context("parsing ns/op")
+}
+
+/// Runs one traced measurement; returns (ns/op, events received, events lost).
+fn traced(bin: &Path, iterations: u64) -> Result<(f64, u64, u64)> {
+    let mut tracer = Command::new(bin)
+        .args(["stream", "--format", "jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the tracer")?;
+    let mut err = BufReader::new(tracer.stderr.take().context("tracer stderr")?);
+    let mut line = String::new();
+    err.read_line(&mut line)?; // "mmnotif-trace: kernel …: <attach summary>" once attached
+    let ns = hammer(bin, iterations);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGTERM) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest)?;
+    tracer.wait()?;
+    let summary = rest.lines().find(|l| l.contains("kernel emitted")).context("tracer printed no summary")?;
+    let nums: Vec<u64> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect();
+    let (received, lost) = (nums[nums.len() - 2], nums[nums.len() - 1]);
+    Ok((ns?, received, lost))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn run(args: &BenchArgs) -> Result<u8> {
+    let bin = crate::build_release()?;
+    let (mut ratios, mut untraced_all, mut traced_all) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut received_total, mut lost_total) = (0, 0);
+    for round in 1..=args.rounds.max(1) {
+        let base = hammer(&bin, args.iterations)?;
+        let (with, received, lost) = traced(&bin, args.iterations)?;
+        println!("round {round}: untraced {base:.0} ns/op, traced {with:.0} ns/op, ratio {:.3}, lost {lost}", with / base);
+        ratios.push(with / base);
+        untraced_all.push(base);
+        traced_all.push(with);
+        received_total += received;
+        lost_total += lost;
+    }
+    let traced_ns = median(traced_all);
+    println!(
+        "median: untraced {:.0} ns/op, traced {:.0} ns/op, ratio {:.3}; {:.0} events/s while traced; \
+         {received_total} events received, {lost_total} lost",
+        median(untraced_all),
+        traced_ns,
+        median(ratios),
+        1e9 / traced_ns
+    );
+    Ok(0)
+}

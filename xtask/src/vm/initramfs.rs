@@ -1,0 +1,160 @@
+//! The guest's initramfs: busybox, `/init` (tests/guest/init.sh), the test module, the guest
+//! programs and suite, and any extra host binaries with the shared libraries they load.
+use super::cpio::Cpio;
+use super::kernel::file_name;
+use super::paths::Paths;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where extra binaries land in the guest (it is on the guest's PATH).
+pub const GUEST_BIN_DIR: &str = "/usr/local/bin";
+
+/// What goes into one guest.
+#[derive(Debug, Default)]
+pub struct InitramfsSpec {
+    /// The test module for this kernel (`/lib/modules/mmnotif_test.ko`).
+    pub module: PathBuf,
+    /// (name, host path) of the guest programs (`/tests/<name>`).
+    pub guest_programs: Vec<(String, PathBuf)>,
+    /// Host binaries copied to `/usr/local/bin/<file name>`, with their shared libraries.
+    pub extra_binaries: Vec<PathBuf>,
+    /// A command run after the suite (argv; empty: none). Its exit status is one more result.
+    pub guest_cmd: Vec<String>,
+    /// Run the built-in guest suite.
+    pub run_suite: bool,
+    /// Restrict the suite to these scenarios (empty: all).
+    pub scenarios: Vec<String>,
+    /// Open a shell on the console after the tests instead of powering off at once.
+    pub keep: bool,
+}
+
+/// Writes the initramfs (uncompressed cpio newc) to `out`.
+pub fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Result<()> {
+    let f = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut w = Tree { cpio: Cpio::new(BufWriter::new(f)), dirs: BTreeSet::new() };
+    for d in [
+        "/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/lib/modules", "/etc", "/proc", "/sys",
+        "/dev", "/tmp", "/run", "/root", "/tests",
+    ] {
+        w.dir_all(d)?;
+    }
+    w.cpio.char_dev("/dev/console", 0o600, 5, 1)?;
+    w.cpio.char_dev("/dev/null", 0o666, 1, 3)?;
+
+    let busybox = Path::new("/bin/busybox");
+    if !is_static(busybox)? {
+        bail!("{} is not statically linked (install busybox-static)", busybox.display());
+    }
+    w.copy(busybox, "/bin/busybox", 0o755)?;
+    w.cpio.symlink("/bin/sh", "busybox")?;
+    let guest = paths.guest_src();
+    w.copy(&guest.join("init.sh"), "/init", 0o755)?;
+    w.copy(&guest.join("suite.sh"), "/tests/suite.sh", 0o755)?;
+    for (name, path) in &spec.guest_programs {
+        w.copy(path, &format!("/tests/{name}"), 0o755)?;
+    }
+    w.copy(&spec.module, "/lib/modules/mmnotif_test.ko", 0o644)?;
+
+    for bin in &spec.extra_binaries {
+        let name = file_name(bin);
+        if name.is_empty() {
+            bail!("--with-binary {}: not a file name", bin.display());
+        }
+        w.copy(bin, &format!("{GUEST_BIN_DIR}/{name}"), 0o755)?;
+        for lib in shared_libraries(bin)? {
+            let guest_path = lib.display().to_string();
+            if w.dirs.contains(&guest_path) {
+                continue;
+            }
+            let parent = lib.parent().map(|p| p.display().to_string()).unwrap_or_default();
+            w.dir_all(&parent)?;
+            w.copy(&lib, &guest_path, 0o755)?;
+            w.dirs.insert(guest_path); // also marks the library as copied
+        }
+    }
+
+    let conf = format!(
+        "RUN_SUITE={}\nSCENARIOS={}\nKEEP={}\n",
+        spec.run_suite as u8,
+        quote(&spec.scenarios.join(" ")),
+        spec.keep as u8
+    );
+    w.cpio.file("/etc/mmnotif-vm.conf", 0o644, conf.as_bytes())?;
+    if !spec.guest_cmd.is_empty() {
+        let argv: Vec<String> = spec.guest_cmd.iter().map(|a| quote(a)).collect();
+        let script = format!("#!/bin/sh\n{}\n", argv.join(" "));
+        w.cpio.file("/etc/mmnotif-guest-cmd", 0o755, script.as_bytes())?;
+    }
+    w.cpio.finish().with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
+
+struct Tree {
+    cpio: Cpio<BufWriter<std::fs::File>>,
+    dirs: BTreeSet<String>,
+}
+
+impl Tree {
+    fn dir_all(&mut self, path: &str) -> Result<()> {
+        let mut cur = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            cur.push('/');
+            cur.push_str(part);
+            if self.dirs.insert(cur.clone()) {
+                self.cpio.dir(&cur)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, host: &Path, guest: &str, mode: u32) -> Result<()> {
+        let data = std::fs::read(host).with_context(|| format!("cannot read {}", host.display()))?;
+        self.cpio.file(guest, mode, &data)?;
+        Ok(())
+    }
+}
+
+fn is_static(bin: &Path) -> Result<bool> {
+    Ok(shared_libraries(bin)?.is_empty())
+}
+
+/// The shared libraries (and the ELF interpreter) `bin` loads, per `ldd`.
+pub fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
+    if !bin.is_file() {
+        bail!("{} does not exist", bin.display());
+    }
+    let out = Command::new("ldd").arg(bin).output().context("cannot run ldd")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        if text.contains("not a dynamic executable") || err.contains("not a dynamic executable") {
+            return Ok(Vec::new());
+        }
+        bail!("ldd {} failed: {}", bin.display(), err.trim());
+    }
+    if text.contains("statically linked") {
+        return Ok(Vec::new());
+    }
+    let mut libs = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.contains("=> not found") {
+            bail!("{}: shared library missing on the host: {line}", bin.display());
+        }
+        let path = match line.split_once("=>") {
+            Some((_, rhs)) => rhs.split_whitespace().next(),
+            None => line.split_whitespace().next().filter(|w| w.starts_with('/')),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            libs.push(PathBuf::from(p));
+        }
+    }
+    Ok(libs)
+}
+
+/// Single-quotes a word for /bin/sh.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

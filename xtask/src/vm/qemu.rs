@@ -1,0 +1,190 @@
+//! Boots one kernel under QEMU (TCG, PVH entry into the ELF vmlinux), streams its console to the
+//! terminal (prefixed by the kernel's name) and to a log file, enforces a timeout and reads the
+//! guest's verdict.
+use super::cmd;
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const RESULT_PREFIX: &str = "MMNOTIF-GUEST-RESULT:";
+const TEST_PREFIX: &str = "MMNOTIF-TEST: ";
+
+#[derive(Debug, Clone)]
+pub struct Boot {
+    /// Label for output lines, e.g. "6.1".
+    pub name: String,
+    pub vmlinux: PathBuf,
+    pub initramfs: PathBuf,
+    /// Extra kernel command line arguments.
+    pub append: Vec<String>,
+    pub memory: String,
+    pub smp: u32,
+    pub timeout: Option<Duration>,
+    pub log: PathBuf,
+    /// Connect the terminal's stdin to the guest console (for --keep).
+    pub interactive: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub pass: u32,
+    pub fail: u32,
+    /// The guest's FAIL lines and any problem seen on the console.
+    pub failures: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.fail == 0 && self.pass > 0
+    }
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // Never leave a QEMU behind, whatever path we leave by.
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+pub fn cmdline(b: &Boot) -> String {
+    let mut args = vec![
+        "console=ttyS0",
+        "earlyprintk=serial,ttyS0",
+        "log_buf_len=16M",
+        "panic=-1",
+        "oops=panic",
+        "mitigations=off",
+        "rdinit=/init",
+    ];
+    args.extend(b.append.iter().map(String::as_str));
+    args.join(" ")
+}
+
+/// Boots and supervises one guest. An error means QEMU could not run at all; a failed test run
+/// is an `Outcome` with failures.
+pub fn boot(b: &Boot) -> Result<Outcome> {
+    cmd::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(["-accel", "tcg", "-cpu", "max", "-m", &b.memory])
+        .args(["-smp", &b.smp.to_string()])
+        .args(["-nodefaults", "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(&b.vmlinux)
+        .arg("-initrd")
+        .arg(&b.initramfs)
+        .arg("-append")
+        .arg(cmdline(b))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if b.interactive { Stdio::inherit() } else { Stdio::null() });
+    let shown = cmd::show(&c);
+    let mut log = std::fs::File::create(&b.log).with_context(|| format!("cannot create {}", b.log.display()))?;
+    writeln!(log, "# {shown}").with_context(|| format!("cannot write {}", b.log.display()))?;
+
+    let start = Instant::now();
+    let mut child = Reaped(c.spawn().with_context(|| format!("cannot start `{shown}`"))?);
+    let (tx, rx) = mpsc::channel::<String>();
+    let readers: Vec<_> = [
+        child.0.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.0.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|r| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(r);
+            let mut buf = Vec::new();
+            while matches!(r.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).replace('\r', "");
+                if tx.send(line).is_err() {
+                    break;
+                }
+                buf.clear();
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+
+    let mut out = Outcome::default();
+    let mut result_seen = false;
+    let mut timed_out = false;
+    loop {
+        let wait = match b.timeout {
+            Some(t) => match t.checked_sub(start.elapsed()) {
+                Some(left) => left,
+                None => {
+                    timed_out = true;
+                    break;
+                }
+            },
+            None => Duration::from_secs(3600),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(line) => {
+                println!("[{}] {line}", b.name);
+                let _ = writeln!(log, "{line}");
+                inspect(&line, &mut out, &mut result_seen);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if timed_out {
+        let _ = child.0.kill();
+        out.failures.push(format!("timed out after {} s", b.timeout.map(|t| t.as_secs()).unwrap_or(0)));
+    }
+    let status = child.0.wait().context("waiting for QEMU failed")?;
+    for r in readers {
+        let _ = r.join();
+    }
+    out.elapsed = start.elapsed();
+    if !timed_out && !status.success() {
+        out.failures.push(format!("QEMU exited with {status}"));
+    }
+    if !result_seen {
+        out.failures.push(format!("no `{RESULT_PREFIX}` line from the guest"));
+    }
+    let _ = writeln!(log, "# elapsed {:.1} s, pass {} fail {}", out.elapsed.as_secs_f64(), out.pass, out.fail);
+    if out.pass == 0 && out.failures.is_empty() && result_seen {
+        bail!("the guest passed nothing");
+    }
+    Ok(out)
+}
+
+/// Picks results and fatal kernel conditions out of one console line.
+fn inspect(line: &str, out: &mut Outcome, result_seen: &mut bool) {
+    if let Some(rest) = line.find(RESULT_PREFIX).map(|i| &line[i + RESULT_PREFIX.len()..]) {
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        if let ["pass", p, "fail", f, ..] = w.as_slice() {
+            if let (Ok(p), Ok(f)) = (p.parse(), f.parse()) {
+                out.pass = p;
+                out.fail = f;
+                *result_seen = true;
+                return;
+            }
+        }
+        out.failures.push(format!("malformed result line: {line}"));
+    } else if let Some(i) = line.find(TEST_PREFIX) {
+        let rest = &line[i + TEST_PREFIX.len()..];
+        if rest.starts_with("FAIL") {
+            out.failures.push(rest.to_string());
+        }
+    } else if line.contains("Kernel panic - not syncing") {
+        out.failures.push(format!("kernel panic: {}", line.trim()));
+    } else if line.contains("BUG: ") && !line.contains("MMNOTIF") {
+        out.failures.push(format!("kernel BUG: {}", line.trim()));
+    } else if line.contains("Oops: ") {
+        out.failures.push(format!("kernel oops: {}", line.trim()));
+    }
+}
