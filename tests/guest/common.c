@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
+#define _GNU_SOURCE
 #include "common.h"
 
 #include <errno.h>
@@ -177,6 +178,25 @@ const char *log_since_mark(void)
 		return "";
 	}
 	return last;
+}
+
+int log_count_lines(const char *a, const char *b)
+{
+	const char *p = log_since_mark(), *hit;
+	int n = 0;
+
+	while ((hit = strstr(p, a))) {
+		const char *bol = hit, *eol = strchr(hit, '\n');
+		size_t len;
+
+		while (bol > p && bol[-1] != '\n')
+			bol--;
+		len = (eol ? eol : hit + strlen(hit)) - bol;
+		if (memmem(bol, len, b, strlen(b)))
+			n++;
+		p = eol ? eol + 1 : hit + strlen(hit);
+	}
+	return n;
 }
 
 int log_count(const char *needle)

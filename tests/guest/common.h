@@ -34,6 +34,10 @@ void kmsg_mark(void);
 const char *log_since_mark(void);
 /* Occurrences of needle in the log since the marker. */
 int log_count(const char *needle);
+/* Lines in the log since the marker that contain both a and b. */
+int log_count_lines(const char *a, const char *b);
+/* Kernel WARNs raised in __mmu_notifier_invalidate_range_start since the marker. */
+#define WARNS_IN_START() log_count_lines("WARNING: ", " __mmu_notifier_invalidate_range_start")
 
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 long page_size(void);

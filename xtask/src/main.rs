@@ -109,7 +109,8 @@ fn run(args: &[String]) -> Result<u8> {
 /// Runs `cargo test` for the workspace, echoing its output, and counts passed/failed tests.
 fn cargo_test() -> Result<(u64, u64, bool)> {
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--", "--test-threads", "1"]);
+    // Default members: probe-ebpf only builds for the BPF target.
+    cmd.args(["test", "--", "--test-threads", "1"]);
     if !is_root() {
         // Test binaries load BPF programs: run them (only them) under sudo.
         cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");

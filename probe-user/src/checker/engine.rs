@@ -348,6 +348,7 @@ impl Checker {
                 saw_compensating_end: false,
                 ended_after_failure: false,
                 closed_ts: 0,
+                outer_ended_first: None,
             },
         );
         self.tasks.entry(call.tid).or_default().live.push(call.range);
@@ -490,6 +491,7 @@ impl Checker {
                             saw_compensating_end: false,
                             ended_after_failure: false,
                             closed_ts: ev.ts,
+                            outer_ended_first: None,
                         },
                     );
                     self.tasks.entry(call.tid).or_default().closing.push(call.range);
@@ -505,7 +507,11 @@ impl Checker {
     }
 
     fn end_live_range(&mut self, ev: &Event, key: RangeKey, call: &RangeCall, args: RangeArgs, seq: u64) {
-        let top = self.tasks.get(&key.tid).and_then(|t| t.live.last().copied());
+        // The range directly above this one on the task's stack, if this is not the top.
+        let above = self.tasks.get(&key.tid).and_then(|t| {
+            let pos = t.live.iter().rposition(|r| *r == key.range)?;
+            t.live.get(pos + 1).copied()
+        });
         let Some(range) = self.outer.get_mut(&key) else { return };
         range.phase = OuterPhase::Ended { end_seq: seq };
         range.closed_ts = ev.ts;
@@ -513,21 +519,26 @@ impl Checker {
         let start_seq = range.start_seq;
         let mm = range.mm;
         let opened = range.args;
+        let ended_first = range.outer_ended_first.take();
         self.stats.totals.range_durations.record(ev.ts.saturating_sub(started));
         self.close_live(key, mm);
 
-        if let Some(top) = top
-            && top != key.range
+        if let Some(above) = above
+            && let Some(inner) = self.outer.get_mut(&RangeKey { tid: key.tid, range: above })
+            && inner.outer_ended_first.is_none()
         {
-            let inner_seq = self.outer.get(&RangeKey { tid: key.tid, range: top }).and_then(|r| r.start_seq);
+            inner.outer_ended_first = Some(EndedFirst { range: key.range, start_seq, end_seq: seq });
+        }
+        if let Some(first) = ended_first {
             let v = self.outer_violation(
                 RuleId::NestingOrder,
                 ev,
                 key,
                 format!(
-                    "this range was ended while range {top}, started later by the same task, was still open; nested invalidations must end in reverse order"
+                    "range {} was started before this one but ended first (event {}), while this one was still open; nested invalidations must end in reverse order",
+                    first.range, first.end_seq
                 ),
-                [start_seq, inner_seq, Some(seq)],
+                [first.start_seq, start_seq, Some(first.end_seq), Some(seq)],
             );
             self.emit(v);
         }
@@ -767,6 +778,7 @@ impl Checker {
                 saw_compensating_end: false,
                 ended_after_failure: false,
                 closed_ts: ev.ts,
+                outer_ended_first: None,
             },
         );
         // Nothing will end it explicitly; it settles like a closed range.

@@ -131,6 +131,17 @@ pub struct OuterRange {
     pub ended_after_failure: bool,
     /// Trace time at which the range stopped being live (for retirement).
     pub closed_ts: u64,
+    /// A range started before this one (and so nested outside it) was ended while this one
+    /// was open. Reported when this one ends: if it never ends, its own unpaired start
+    /// explains the order and nothing else is reported.
+    pub outer_ended_first: Option<EndedFirst>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndedFirst {
+    pub range: Addr,
+    pub start_seq: Option<u64>,
+    pub end_seq: u64,
 }
 
 impl OuterRange {

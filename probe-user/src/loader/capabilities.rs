@@ -87,7 +87,13 @@ impl Capabilities {
         }
         let _ = writeln!(s, "attach method per hook:");
         for h in &self.attach.hooks {
-            let _ = writeln!(s, "  {:<22} {}", h.hook, h.describe());
+            // Function hooks share one reason (the fentry and kprobe checks above); repeating
+            // it per hook would bury the table.
+            let text = match h.method {
+                None if hooks::FUNCTION_HOOKS.contains(&h.hook) => "unavailable (see fentry/fexit and kprobe/kretprobe above)".to_string(),
+                _ => h.describe(),
+            };
+            let _ = writeln!(s, "  {:<22} {}", h.hook, text);
         }
         let _ = writeln!(s, "{}", self.pairing);
         s
