@@ -137,18 +137,11 @@ impl EventKind {
 /// `enum error_detector` value of a WARN in `error_report_end`.
 pub const ERROR_DETECTOR_WARN: u64 = 2;
 
-/// One record in the ring buffer. Fields not meaningful for a kind are zero.
+/// What a hook supplies for one record; the common header is filled by the emitter.
+/// Fields not meaningful for a kind are zero.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawEvent {
-    /// `bpf_ktime_get_ns`, CLOCK_MONOTONIC.
-    pub ts_ns: u64,
-    pub kind: u32,
-    pub cpu: u32,
-    /// Thread group id (what userspace calls the pid).
-    pub pid: u32,
-    pub tid: u32,
-    pub comm: [u8; 16],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventPayload {
     pub mm: u64,
     /// Address of the `struct mmu_notifier_range` (pairing key together with `tid`).
     pub range: u64,
@@ -162,6 +155,21 @@ pub struct RawEvent {
     pub flags: u32,
     pub aux0: u64,
     pub aux1: u64,
+}
+
+/// One record in the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// `bpf_ktime_get_ns`, CLOCK_MONOTONIC.
+    pub ts_ns: u64,
+    pub kind: u32,
+    pub cpu: u32,
+    /// Thread group id (what userspace calls the pid).
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: [u8; 16],
+    pub payload: EventPayload,
 }
 
 /// Indices of the per-CPU counters in the `COUNTERS` map.

@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use probe_common::{EventKind, RawEvent, counter};
+use probe_common::{EventKind, EventPayload as Payload, RawEvent, counter};
 
 use crate::kread::wakeup_bytes;
 
@@ -23,22 +23,6 @@ fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         unsafe { *slot += 1 };
     }
-}
-
-/// The per-record payload a hook supplies; the header (time, cpu, task) is filled here.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct Payload {
-    pub mm: u64,
-    pub range: u64,
-    pub start: u64,
-    pub end: u64,
-    pub subscriber: u64,
-    pub callback: u64,
-    pub ret: i64,
-    pub event: u32,
-    pub flags: u32,
-    pub aux0: u64,
-    pub aux1: u64,
 }
 
 #[inline(always)]
@@ -59,17 +43,18 @@ pub(crate) fn emit(kind: EventKind, p: &Payload) {
         (*e).pid = (pid_tgid >> 32) as u32;
         (*e).tid = pid_tgid as u32;
         (*e).comm = bpf_get_current_comm().unwrap_or([0; 16]);
-        (*e).mm = p.mm;
-        (*e).range = p.range;
-        (*e).start = p.start;
-        (*e).end = p.end;
-        (*e).subscriber = p.subscriber;
-        (*e).callback = p.callback;
-        (*e).ret = p.ret;
-        (*e).event = p.event;
-        (*e).flags = p.flags;
-        (*e).aux0 = p.aux0;
-        (*e).aux1 = p.aux1;
+        let q = &mut (*e).payload;
+        q.mm = p.mm;
+        q.range = p.range;
+        q.start = p.start;
+        q.end = p.end;
+        q.subscriber = p.subscriber;
+        q.callback = p.callback;
+        q.ret = p.ret;
+        q.event = p.event;
+        q.flags = p.flags;
+        q.aux0 = p.aux0;
+        q.aux1 = p.aux1;
     }
     // Batched wakeups: userspace drains on a short timer, and is woken early only when a
     // burst has filled a good part of the buffer.

@@ -7,10 +7,10 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
-use probe_common::EventKind;
+use probe_common::{EventKind, EventPayload as Payload};
 
 use crate::{
-    emit::{Payload, emit},
+    emit::emit,
     kread::{at, offset},
 };
 

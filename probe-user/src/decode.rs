@@ -55,19 +55,19 @@ impl<'k> Decoder<'k> {
         let body = match kind {
             EventKind::KvmUnmapRange => EventBody::SubscriberStart(SubscriberStart {
                 tid: r.tid,
-                mm: Addr(r.mm),
+                mm: Addr(r.payload.mm),
                 range: None,
                 subscriber: None,
                 callback: self.kvm_callback.clone(),
                 has_end: None,
                 ret: None,
-                start: Some(Addr(r.start)),
-                end: Some(Addr(r.end)),
+                start: Some(Addr(r.payload.start)),
+                end: Some(Addr(r.payload.end)),
             }),
             EventKind::ErrorReport => EventBody::Warn(Warn {
                 tid: r.tid,
-                caller: self.symbol(r.callback),
-                detector: Some(Detector::from_raw(r.aux0 as u32)),
+                caller: self.symbol(r.payload.callback),
+                detector: Some(Detector::from_raw(r.payload.aux0 as u32)),
             }),
             EventKind::TaskExit => EventBody::TaskExit(TaskExit { tid: r.tid }),
         };
@@ -77,6 +77,8 @@ impl<'k> Decoder<'k> {
 
 #[cfg(test)]
 mod tests {
+    use probe_common::EventPayload;
+
     use super::*;
     use crate::trace::event_to_line;
 
@@ -88,17 +90,7 @@ mod tests {
             pid: 10,
             tid: 11,
             comm: *b"workload\0\0\0\0\0\0\0\0",
-            mm: 0xffff888001234000,
-            range: 0,
-            start: 0x7f0000000000,
-            end: 0x7f0000010000,
-            subscriber: 0,
-            callback: 0,
-            ret: 0,
-            event: 0,
-            flags: 0,
-            aux0: 0,
-            aux1: 0,
+            payload: EventPayload { mm: 0xffff888001234000, start: 0x7f0000000000, end: 0x7f0000010000, ..Default::default() },
         }
     }
 
@@ -129,8 +121,8 @@ mod tests {
         let k = Kallsyms::parse("ffffffff81661000 T __mmu_notifier_invalidate_range_start\n").unwrap();
         let mut d = Decoder::new(&k);
         let mut r = raw(EventKind::ErrorReport);
-        r.callback = 0xffffffff81661040;
-        r.aux0 = 2;
+        r.payload.callback = 0xffffffff81661040;
+        r.payload.aux0 = 2;
         let e = d.decode(&r).unwrap();
         let EventBody::Warn(w) = &e.body else { panic!("wrong body {e:?}") };
         assert_eq!(w.caller.as_str(), "__mmu_notifier_invalidate_range_start+0x40");
