@@ -18,6 +18,12 @@ APT_NEEDS=(
   "cpio:cpio"
   "zstd:zstd"
   "xz:xz-utils"
+  "gcc-12:gcc-12"
+  "gcc:gcc"
+  "make:make"
+  "/usr/lib/x86_64-linux-gnu/libc.a:libc6-dev"
+  "/usr/lib/x86_64-linux-gnu/libdw.so.1:libdw1"
+  "/usr/lib/x86_64-linux-gnu/libbpf.so.1:libbpf1"
   "promtool:prometheus"
   "xmllint:libxml2-utils"
 )

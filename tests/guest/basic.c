@@ -4,9 +4,10 @@
  * module's per-slot counters: list notifiers (with and without an end op)
  * under madvise, mprotect, mremap, munmap and fork; counters surviving the
  * registering process; an interval notifier's sequence numbers; and a buggy
- * subscriber failing in blockable context.
+ * subscriber failing in blockable context; and, last, slots left registered
+ * on a dead mm for the module unload to clean up.
  *
- * Usage: mmnotif-basic [scenario...]   (default: all)
+ * Usage: mmnotif-basic [scenario...]   (default: all but leave-registered)
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -319,6 +320,46 @@ static int list_buggy_blockable(void)
 	return scenario_end();
 }
 
+/* A child registers a list and an interval notifier and exits without
+ * unregistering: the slots stay attached to its dead mm. Run last; /init then
+ * unloads the module, whose exit must unregister both safely. */
+static int leave_registered(void)
+{
+	struct mmnt_counters l, i;
+	int pipefd[2], slots[2], status;
+	pid_t pid;
+
+	scenario_begin("leave-registered");
+	mmnt_reset(fd);
+	if (pipe(pipefd))
+		die("pipe");
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		char *p = map_touched(4);
+
+		slots[0] = reg_list(fd, MMNT_OK, 1);
+		slots[1] = reg_interval(fd, MMNT_OK, u(p), 4 * pg);
+		if (write(pipefd[1], slots, sizeof(slots)) != sizeof(slots))
+			_exit(3);
+		_exit(0);
+	}
+	close(pipefd[1]);
+	if (read(pipefd[0], slots, sizeof(slots)) != sizeof(slots))
+		die("read slots from child");
+	close(pipefd[0]);
+	if (waitpid(pid, &status, 0) != pid)
+		die("waitpid");
+	read_slot(fd, slots[0], &l);
+	read_slot(fd, slots[1], &i);
+	check(l.state == MMNT_STATE_RELEASED && l.releases == 1, "list slot: state %u releases %llu",
+	      l.state, (unsigned long long)l.releases);
+	check(i.state == MMNT_STATE_ACTIVE && i.by_event[EV_UNMAP] >= 1,
+	      "interval slot: state %u, exit_mmap's unmap not seen", i.state);
+	return scenario_end();
+}
+
 int main(int argc, char **argv)
 {
 	int failed = 0, all = argc < 2;
@@ -333,6 +374,9 @@ int main(int argc, char **argv)
 		RUN("list-release", list_release);
 		RUN("interval-seq", interval_seq);
 		RUN("list-buggy-blockable", list_buggy_blockable);
+		/* only when named: suite.sh runs it after everything else */
+		if (want && !strcmp(want, "leave-registered"))
+			failed += leave_registered();
 	}
 	return failed ? 1 : 0;
 }

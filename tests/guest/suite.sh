@@ -22,12 +22,15 @@ run() {
 
 # SCENARIOS (space separated, empty: all) selects scenarios; oom-* belong to mmnotif-oom,
 # the others (list-ops list-release interval-seq list-buggy-blockable) to mmnotif-basic.
-basic= oom=
+# leave-registered runs last: it leaves slots on a dead mm for the module unload that follows.
+basic= oom= leave=
 for s in $SCENARIOS; do
 	case $s in
 	oom-*) oom="$oom $s" ;;
+	leave-registered) leave=1 ;;
 	*) basic="$basic $s" ;;
 	esac
 done
 if [ -z "$SCENARIOS" ] || [ -n "$basic" ]; then run basic "$DIR/mmnotif-basic" $basic; fi
 if [ -z "$SCENARIOS" ] || [ -n "$oom" ]; then run oom "$DIR/mmnotif-oom" $oom; fi
+if [ -z "$SCENARIOS" ] || [ -n "$leave" ]; then run leave "$DIR/mmnotif-basic" leave-registered; fi

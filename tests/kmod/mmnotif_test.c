@@ -103,7 +103,7 @@ static void mmnt_end(struct mmu_notifier *mn, const struct mmu_notifier_range *r
 	struct mmnt_slot *s = container_of(mn, struct mmnt_slot, mn);
 
 	mmnt_note_range(s, r);
-	if (mmu_notifier_range_blockable(r)) atomic64_inc(&s->ends_blockable); /* MUTATION */
+	atomic64_inc(mmu_notifier_range_blockable(r) ? &s->ends_blockable : &s->ends_nonblock);
 }
 
 static void mmnt_release(struct mmu_notifier *mn, struct mm_struct *mm)

@@ -143,8 +143,25 @@ fn test(no_vm: bool) -> Result<u8> {
     if !no_vm {
         let t = Instant::now();
         let args = VmDefaults::parse_from(["vm"]).args;
-        match vm::run(&args) {
-            Ok(()) => passed += 1,
+        match vm::run_reports(&args) {
+            Ok(reports) => {
+                for r in &reports {
+                    match &r.outcome {
+                        Ok(o) => {
+                            println!("xtask: guest {} ({}): {} passed, {} failed", r.name, r.abi, o.pass, o.fail);
+                            for f in &o.failures {
+                                println!("xtask: guest {}: {f}", r.name);
+                            }
+                            passed += u64::from(o.pass);
+                            failed += u64::from(o.fail) + u64::from(!o.ok() && o.fail == 0);
+                        }
+                        Err(e) => {
+                            println!("xtask: guest {}: {e:#} (log {})", r.name, r.log.display());
+                            failed += 1;
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("xtask: guest suite: {e:#}");
                 failed += 1;

@@ -221,10 +221,12 @@ impl Checker {
     /// Ends the trace: every range still open is unpaired, pending suspicions are decided.
     pub fn finish(mut self) -> Report {
         self.new_violations.clear();
-        self.advance_time(u64::MAX);
+        // Conclusions drawn at the end of the trace carry the time of its last event.
+        let ts = self.last_ts;
+        self.confirm_leaks(u64::MAX);
+        self.settle_closed(u64::MAX);
         let mut tids: Vec<u32> = self.tasks.keys().copied().collect();
         tids.sort_unstable();
-        let ts = self.last_ts;
         for tid in tids {
             self.abandon_task(tid, ts, Abandon::TraceEnd);
         }
@@ -264,11 +266,12 @@ impl Checker {
         }
         // Hash-map order must not leak into the output order.
         due.sort_unstable();
+        let report_ts = now.min(self.last_ts);
         for (_, key) in due {
             if let Some(task) = self.tasks.get_mut(&key.tid) {
                 task.closing.retain(|r| *r != key.range);
             }
-            self.retire(key, now);
+            self.retire(key, report_ts);
             self.drop_task_if_idle(key.tid);
         }
     }
@@ -604,7 +607,7 @@ impl Checker {
                 format!("the range [{}, {}) ends before it starts", call.start, call.end)
             });
         }
-        if call.start.0 % PAGE_SIZE != 0 || call.end.0 % PAGE_SIZE != 0 {
+        if !call.start.0.is_multiple_of(PAGE_SIZE) || !call.end.0.is_multiple_of(PAGE_SIZE) {
             problems.push(format!("[{}, {}) is not page aligned", call.start, call.end));
         }
         match call.event {
@@ -1288,7 +1291,7 @@ fn range_ref(ptr: Addr, args: Option<RangeArgs>) -> RangeRef {
 
 /// `-11 (-EAGAIN)` style rendering of a kernel return value.
 pub fn errno_name(ret: i64) -> String {
-    let name = match -ret {
+    let name = match ret.checked_neg().unwrap_or(0) {
         1 => "EPERM",
         4 => "EINTR",
         11 => "EAGAIN",

@@ -21,7 +21,12 @@ struct Mirrors {
 impl Apt {
     /// Writes the private configuration (cheap; done every run).
     pub fn new(dir: &Path) -> Result<Self> {
-        for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
+        for sub in [
+            "lists/partial",
+            "cache/archives/partial",
+            "sources.list.d",
+            "preferences.d",
+        ] {
             cmd::mkdir(&dir.join(sub))?;
         }
         let m = host_mirrors()?;
@@ -30,7 +35,9 @@ impl Apt {
             .as_deref()
             .map(|k| format!("[signed-by={k}] "))
             .unwrap_or_default();
-        let mut list = String::from("# Written by `cargo xtask vm`; the host's apt configuration is not used.\n");
+        let mut list = String::from(
+            "# Written by `cargo xtask vm`; the host's apt configuration is not used.\n",
+        );
         for suite in ["bookworm", "bookworm-updates", "bookworm-backports"] {
             list.push_str(&format!("deb {opts}{} {suite} main\n", m.main));
         }
@@ -39,7 +46,9 @@ impl Apt {
         }
         let path = dir.join("sources.list");
         std::fs::write(&path, list).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Apt { dir: dir.to_path_buf() })
+        Ok(Apt {
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn command(&self, tool: &str) -> Command {
@@ -62,7 +71,10 @@ impl Apt {
     /// True when `update` has run at least once.
     pub fn has_lists(&self) -> bool {
         std::fs::read_dir(self.dir.join("lists"))
-            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains("Packages")))
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().contains("Packages"))
+            })
             .unwrap_or(false)
     }
 
@@ -77,7 +89,9 @@ impl Apt {
     pub fn show(&self, spec: &str) -> Result<Option<String>> {
         let mut c = self.command("apt-cache");
         c.args(["show", "--no-all-versions", spec]);
-        let out = c.output().with_context(|| format!("cannot run apt-cache show {spec}"))?;
+        let out = c
+            .output()
+            .with_context(|| format!("cannot run apt-cache show {spec}"))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         Ok((out.status.success() && text.contains("Package:")).then_some(text))
     }
@@ -88,7 +102,11 @@ impl Apt {
         c.args(["policy", package]);
         let text = cmd::stdout(&mut c)?;
         text.lines()
-            .find_map(|l| l.trim().strip_prefix("Candidate:").map(|v| v.trim().to_string()))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Candidate:")
+                    .map(|v| v.trim().to_string())
+            })
             .filter(|v| v != "(none)")
             .with_context(|| format!("apt knows no candidate for {package}"))
     }
@@ -104,7 +122,9 @@ impl Apt {
 /// The first value of `field` in one `apt-cache show` record.
 pub fn field(record: &str, field: &str) -> Option<String> {
     let prefix = format!("{field}:");
-    record.lines().find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+    record
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
 }
 
 /// Package names in a Depends line (alternatives flattened, versions dropped).
@@ -128,7 +148,9 @@ fn host_mirrors() -> Result<Mirrors> {
         files.extend(more);
     }
     for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
         match f.extension().and_then(|e| e.to_str()) {
             Some("sources") => entries.extend(parse_deb822(&text)),
             Some("list") => entries.extend(parse_one_line(&text)),
@@ -158,7 +180,11 @@ fn host_mirrors() -> Result<Mirrors> {
             let k = "/usr/share/keyrings/debian-archive-keyring.gpg";
             Path::new(k).is_file().then(|| k.to_string())
         });
-    Ok(Mirrors { main, security, signed_by })
+    Ok(Mirrors {
+        main,
+        security,
+        signed_by,
+    })
 }
 
 type Entry = (String, Vec<String>, Option<String>);
@@ -169,7 +195,9 @@ fn parse_deb822(text: &str) -> Vec<Entry> {
         let get = |k: &str| {
             stanza.lines().find_map(|l| {
                 let (key, v) = l.split_once(':')?;
-                key.trim().eq_ignore_ascii_case(k).then(|| v.trim().to_string())
+                key.trim()
+                    .eq_ignore_ascii_case(k)
+                    .then(|| v.trim().to_string())
             })
         };
         let enabled = get("Enabled").is_none_or(|v| v != "no");
@@ -177,9 +205,17 @@ fn parse_deb822(text: &str) -> Vec<Entry> {
         if !enabled || !is_deb {
             continue;
         }
-        let suites: Vec<String> = get("Suites").unwrap_or_default().split_whitespace().map(String::from).collect();
+        let suites: Vec<String> = get("Suites")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
         for uri in get("URIs").unwrap_or_default().split_whitespace() {
-            out.push((uri.trim_end_matches('/').to_string(), suites.clone(), get("Signed-By")));
+            out.push((
+                uri.trim_end_matches('/').to_string(),
+                suites.clone(),
+                get("Signed-By"),
+            ));
         }
     }
     out
@@ -188,11 +224,15 @@ fn parse_deb822(text: &str) -> Vec<Entry> {
 fn parse_one_line(text: &str) -> Vec<Entry> {
     let mut out = Vec::new();
     for line in text.lines().map(str::trim) {
-        let Some(rest) = line.strip_prefix("deb ") else { continue };
+        let Some(rest) = line.strip_prefix("deb ") else {
+            continue;
+        };
         let mut rest = rest.trim();
         let mut signed = None;
         if let Some(r) = rest.strip_prefix('[') {
-            let Some((opts, after)) = r.split_once(']') else { continue };
+            let Some((opts, after)) = r.split_once(']') else {
+                continue;
+            };
             signed = opts
                 .split_whitespace()
                 .find_map(|o| o.strip_prefix("signed-by=").map(String::from));
@@ -200,8 +240,53 @@ fn parse_one_line(text: &str) -> Vec<Entry> {
         }
         let mut words = rest.split_whitespace();
         if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
-            out.push((uri.trim_end_matches('/').to_string(), vec![suite.to_string()], signed));
+            out.push((
+                uri.trim_end_matches('/').to_string(),
+                vec![suite.to_string()],
+                signed,
+            ));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_deb822_and_one_line_sources() {
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\
+                      Components: main\nSigned-By: /k.gpg\n\nTypes: deb-src\nURIs: http://src.example\n\
+                      Suites: bookworm\n\nTypes: deb\nEnabled: no\nURIs: http://off.example\nSuites: x\n";
+        let e = parse_deb822(deb822);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].0, "http://mirror.example/debian");
+        assert_eq!(e[0].1, vec!["bookworm", "bookworm-updates"]);
+        assert_eq!(e[0].2.as_deref(), Some("/k.gpg"));
+
+        let one = "# c\ndeb [arch=amd64 signed-by=/s.gpg] http://sec.example/debian-security/ bookworm-security main\n\
+                   deb-src http://x bookworm main\n";
+        let e = parse_one_line(one);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].0, "http://sec.example/debian-security");
+        assert_eq!(e[0].1, vec!["bookworm-security"]);
+        assert_eq!(e[0].2.as_deref(), Some("/s.gpg"));
+    }
+
+    #[test]
+    fn reads_depends() {
+        let rec = "Package: linux-headers-6.1.0-56-amd64\nVersion: 6.1.192-2\nDepends: linux-headers-6.1.0-56-common \
+                   (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2), a | b (>= 1)\n";
+        assert_eq!(field(rec, "Version").as_deref(), Some("6.1.192-2"));
+        assert_eq!(
+            depends(rec),
+            vec![
+                "linux-headers-6.1.0-56-common",
+                "linux-kbuild-6.1",
+                "a",
+                "b"
+            ]
+        );
+    }
 }

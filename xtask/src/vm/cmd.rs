@@ -60,5 +60,6 @@ pub fn require_tool(tool: &str, package: &str) -> Result<()> {
 
 /// Creates a directory and its parents, naming it on failure.
 pub fn mkdir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))
 }

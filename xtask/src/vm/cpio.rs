@@ -14,7 +14,11 @@ const S_IFCHR: u32 = 0o020000;
 
 impl<W: Write> Cpio<W> {
     pub fn new(out: W) -> Self {
-        Cpio { out, ino: 1, written: 0 }
+        Cpio {
+            out,
+            ino: 1,
+            written: 0,
+        }
     }
 
     pub fn dir(&mut self, path: &str) -> io::Result<()> {
@@ -78,5 +82,31 @@ impl<W: Write> Cpio<W> {
     fn pad(&mut self) -> io::Result<()> {
         let n = (4 - (self.written % 4) as usize) % 4;
         self.put(&[0; 3][..n])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newc_entries_are_aligned_and_terminated() {
+        let mut c = Cpio::new(Vec::new());
+        c.dir("/etc").unwrap();
+        c.file("/etc/x", 0o644, b"hello").unwrap();
+        c.char_dev("/dev/console", 0o600, 5, 1).unwrap();
+        let out = c.finish().unwrap();
+        assert_eq!(out.len() % 4, 0);
+        assert!(out.starts_with(b"070701"));
+        let text = String::from_utf8_lossy(&out);
+        // file size field of /etc/x is 5, its name is stored without the leading slash
+        assert!(text.contains("etc/x\0"));
+        assert!(text.contains("hello"));
+        assert!(text.contains("TRAILER!!!\0"));
+        // rdevmajor 5, rdevminor 1 of the console node
+        let console = text.find("dev/console").unwrap();
+        let header = &text[console - 110..console];
+        assert_eq!(&header[78..86], "00000005");
+        assert_eq!(&header[86..94], "00000001");
     }
 }

@@ -35,7 +35,8 @@ impl Series {
                 let rec = apt
                     .show("linux-image-amd64/bookworm-backports")?
                     .context("bookworm-backports has no linux-image-amd64")?;
-                apt::field(&rec, "Version").context("linux-image-amd64 in bookworm-backports has no Version")
+                apt::field(&rec, "Version")
+                    .context("linux-image-amd64 in bookworm-backports has no Version")
             }
         }
     }
@@ -57,15 +58,23 @@ impl Resolved {
     /// any text, e.g. `linux-headers-*-common`.
     pub fn deb(&self, paths: &Paths, package: &str) -> Result<PathBuf> {
         let matches = |n: &str| match package.split_once('*') {
-            Some((pre, suf)) => n.len() >= pre.len() + suf.len() && n.starts_with(pre) && n.ends_with(suf),
+            Some((pre, suf)) => {
+                n.len() >= pre.len() + suf.len() && n.starts_with(pre) && n.ends_with(suf)
+            }
             None => n == package,
         };
         let (name, ver) = self
             .packages
             .iter()
             .find(|(n, _)| matches(n))
-            .with_context(|| format!("{package} is not among the {} kernel's packages", self.series.name()))?;
-        find_deb(&paths.debs(), name, ver)?.with_context(|| format!("{name} {ver} was not downloaded"))
+            .with_context(|| {
+                format!(
+                    "{package} is not among the {} kernel's packages",
+                    self.series.name()
+                )
+            })?;
+        find_deb(&paths.debs(), name, ver)?
+            .with_context(|| format!("{name} {ver} was not downloaded"))
     }
 }
 
@@ -78,28 +87,70 @@ pub fn fetch(paths: &Paths, series: &[Series]) -> Result<Vec<Resolved>> {
     let mut out = Vec::new();
     for &s in series {
         let cached = load(paths, s).ok().flatten();
-        let fresh = cached.as_ref().filter(|(_, age)| *age < RESOLVE_EVERY).map(|(r, _)| r.clone());
-        if let Some(r) = fresh {
-            match download_missing(paths, &apt, &r, &mut updated) {
+        if let Some((r, age)) = cached.as_ref().filter(|(_, age)| *age < RESOLVE_EVERY) {
+            match download_missing(paths, &apt, r, &mut updated) {
                 Ok(()) => {
-                    out.push(r);
+                    println!(
+                        "vm: {} kernel: ABI {} ({}), resolved {} h ago",
+                        s.name(),
+                        r.abi,
+                        r.version,
+                        age.as_secs() / 3600
+                    );
+                    out.push(r.clone());
                     continue;
                 }
-                Err(e) => println!("vm: cached {} packages cannot be fetched ({e:#}); resolving again", s.name()),
+                Err(e) => println!(
+                    "vm: cached {} packages cannot be fetched ({e:#}); resolving again",
+                    s.name()
+                ),
             }
         }
-        if !updated {
-            println!("vm: updating the private apt lists ({})", paths.apt().display());
-            apt.update()?;
-            updated = true;
+        match resolve_and_download(paths, &apt, s, &mut updated) {
+            Ok(r) => out.push(r),
+            // Offline with a stale resolution whose packages are all here: use it, say so.
+            Err(e) => {
+                match cached.filter(|(r, _)| download_missing(paths, &apt, r, &mut true).is_ok()) {
+                    Some((r, _)) => {
+                        println!(
+                            "vm: warning: cannot resolve the {} kernel ({e:#}); using the cached ABI {}",
+                            s.name(),
+                            r.abi
+                        );
+                        out.push(r);
+                    }
+                    None => return Err(e),
+                }
+            }
         }
-        let r = resolve(&apt, s)?;
-        println!("vm: {} kernel resolves to ABI {} ({})", s.name(), r.abi, r.version);
-        download_missing(paths, &apt, &r, &mut updated)?;
-        save(paths, &r)?;
-        out.push(r);
     }
     Ok(out)
+}
+
+fn resolve_and_download(
+    paths: &Paths,
+    apt: &Apt,
+    s: Series,
+    updated: &mut bool,
+) -> Result<Resolved> {
+    if !*updated {
+        println!(
+            "vm: updating the private apt lists ({})",
+            paths.apt().display()
+        );
+        apt.update()?;
+        *updated = true;
+    }
+    let r = resolve(apt, s)?;
+    println!(
+        "vm: {} kernel resolves to ABI {} ({})",
+        s.name(),
+        r.abi,
+        r.version
+    );
+    download_missing(paths, apt, &r, updated)?;
+    save(paths, &r)?;
+    Ok(r)
 }
 
 fn resolve(apt: &Apt, s: Series) -> Result<Resolved> {
@@ -110,15 +161,24 @@ fn resolve(apt: &Apt, s: Series) -> Result<Resolved> {
     let image = apt::depends(&meta)
         .into_iter()
         .find(|d| d.starts_with("linux-image-") && d.ends_with("-amd64"))
-        .with_context(|| format!("linux-image-amd64 {version} depends on no linux-image-*-amd64"))?;
+        .with_context(|| {
+            format!("linux-image-amd64 {version} depends on no linux-image-*-amd64")
+        })?;
     let abi = image["linux-image-".len()..image.len() - "-amd64".len()].to_string();
     let want_prefix = format!("{}.", s.name());
     if !abi.starts_with(&want_prefix) {
-        println!("vm: warning: the {} series now resolves to ABI {abi}", s.name());
+        println!(
+            "vm: warning: the {} series now resolves to ABI {abi}",
+            s.name()
+        );
     }
 
     let unsigned = format!("linux-image-{abi}-amd64-unsigned");
-    let image_pkg = if apt.show(&format!("{unsigned}={version}"))?.is_some() { unsigned } else { image };
+    let image_pkg = if apt.show(&format!("{unsigned}={version}"))?.is_some() {
+        unsigned
+    } else {
+        image
+    };
     let headers = format!("linux-headers-{abi}-amd64");
     let hrec = apt
         .show(&format!("{headers}={version}"))?
@@ -142,7 +202,12 @@ fn resolve(apt: &Apt, s: Series) -> Result<Resolved> {
         (kbuild, version.clone()),
         ("pahole".to_string(), pahole),
     ];
-    Ok(Resolved { series: s, abi, version, packages })
+    Ok(Resolved {
+        series: s,
+        abi,
+        version,
+        packages,
+    })
 }
 
 fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved, updated: &mut bool) -> Result<()> {
@@ -156,7 +221,10 @@ fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved, updated: &mut bool) 
         return Ok(());
     }
     if !apt.has_lists() && !*updated {
-        println!("vm: updating the private apt lists ({})", paths.apt().display());
+        println!(
+            "vm: updating the private apt lists ({})",
+            paths.apt().display()
+        );
         apt.update()?;
         *updated = true;
     }
@@ -164,7 +232,10 @@ fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved, updated: &mut bool) 
     apt.download(&missing, &paths.debs())?;
     for (name, ver) in &r.packages {
         if find_deb(&paths.debs(), name, ver)?.is_none() {
-            bail!("apt-get download of {name} {ver} left no .deb in {}", paths.debs().display());
+            bail!(
+                "apt-get download of {name} {ver} left no .deb in {}",
+                paths.debs().display()
+            );
         }
     }
     Ok(())
@@ -174,18 +245,18 @@ fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved, updated: &mut bool) 
 fn find_deb(dir: &Path, name: &str, version: &str) -> Result<Option<PathBuf>> {
     let prefix = format!("{name}_{}_", version.replace(':', "%3a"));
     let rd = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
-    Ok(rd
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
-        }))
+    Ok(rd.flatten().map(|e| e.path()).find(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+    }))
 }
 
 fn save(paths: &Paths, r: &Resolved) -> Result<()> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut text = format!("abi {}\nversion {}\nresolved {now}\n", r.abi, r.version);
     for (n, v) in &r.packages {
         text.push_str(&format!("deb {n} {v}\n"));
@@ -200,7 +271,9 @@ fn save(paths: &Paths, r: &Resolved) -> Result<()> {
 /// The cached resolution and its age.
 fn load(paths: &Paths, s: Series) -> Result<Option<(Resolved, Duration)>> {
     let path = paths.resolved(s.name());
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
     let (mut abi, mut version, mut at, mut packages) = (None, None, None, Vec::new());
     for line in text.lines() {
         let mut w = line.split_whitespace();
@@ -215,7 +288,18 @@ fn load(paths: &Paths, s: Series) -> Result<Option<(Resolved, Duration)>> {
     let (Some(abi), Some(version), Some(at)) = (abi, version, at) else {
         bail!("{}: incomplete", path.display())
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let age = Duration::from_secs(now.saturating_sub(at));
-    Ok(Some((Resolved { series: s, abi, version, packages }, age)))
+    Ok(Some((
+        Resolved {
+            series: s,
+            abi,
+            version,
+            packages,
+        },
+        age,
+    )))
 }

@@ -17,14 +17,19 @@ pub fn vmlinux(paths: &Paths, r: &Resolved) -> Result<PathBuf> {
     }
     cmd::mkdir(&dir)?;
     let deb = r.deb(paths, "linux-image-*")?;
-    println!("[{}] extracting vmlinux from {}", r.series.name(), file_name(&deb));
+    println!(
+        "[{}] extracting vmlinux from {}",
+        r.series.name(),
+        file_name(&deb)
+    );
     let boot = dir.join("boot.tmp");
     let _ = std::fs::remove_dir_all(&boot);
     cmd::mkdir(&boot)?;
     extract_boot(&deb, &boot)?;
     let bz = find_prefixed(&boot.join("boot"), "vmlinuz-")?;
     let image = std::fs::read(&bz).with_context(|| format!("cannot read {}", bz.display()))?;
-    let elf = decompress_payload(&image).with_context(|| format!("cannot unpack the kernel in {}", bz.display()))?;
+    let elf = decompress_payload(&image)
+        .with_context(|| format!("cannot unpack the kernel in {}", bz.display()))?;
     let tmp = dir.join("vmlinux.tmp");
     std::fs::write(&tmp, elf).with_context(|| format!("cannot write {}", tmp.display()))?;
     // Keep the config next to vmlinux: handy when a test needs to know how the kernel was built.
@@ -56,7 +61,10 @@ fn extract_boot(deb: &Path, dest: &Path) -> Result<()> {
     let st = dpkg.wait().context("dpkg-deb did not finish")?;
     let tar = tar?;
     if !tar.success() {
-        bail!("tar could not extract ./boot from {} ({tar})", deb.display());
+        bail!(
+            "tar could not extract ./boot from {} ({tar})",
+            deb.display()
+        );
     }
     if !st.success() {
         bail!("dpkg-deb --fsys-tarfile {} failed ({st})", deb.display());
@@ -71,7 +79,9 @@ fn extract_boot(deb: &Path, dest: &Path) -> Result<()> {
 /// `(setup_sects + 1) * 512` bytes. The payload ends with the uncompressed size (4 bytes, LE).
 pub fn decompress_payload(image: &[u8]) -> Result<Vec<u8>> {
     let u32_at = |off: usize| -> Result<u32> {
-        let b = image.get(off..off + 4).context("the image is too short for a bzImage setup header")?;
+        let b = image
+            .get(off..off + 4)
+            .context("the image is too short for a bzImage setup header")?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
     if image.get(0x202..0x206) != Some(b"HdrS") {
@@ -123,10 +133,16 @@ fn run_filter(tool: &str, args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
     let mut stdin = child.stdin.take().context("no stdin")?;
     let data = input.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().with_context(|| format!("{tool} did not finish"))?;
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("{tool} did not finish"))?;
     let _ = writer.join();
     if !out.status.success() {
-        bail!("{tool} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{tool} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(out.stdout)
 }
@@ -136,10 +152,32 @@ fn find_prefixed(dir: &Path, prefix: &str) -> Result<PathBuf> {
         .with_context(|| format!("cannot list {}", dir.display()))?
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
         .with_context(|| format!("no {prefix}* in {}", dir.display()))
 }
 
 pub fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_what_is_not_a_bzimage() {
+        assert!(decompress_payload(&[0u8; 4096]).is_err());
+        let mut img = vec![0u8; 4096];
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x1f1] = 1;
+        img[0x248..0x24c].copy_from_slice(&0x10u32.to_le_bytes());
+        img[0x24c..0x250].copy_from_slice(&0x1000u32.to_le_bytes()); // past the end
+        assert!(decompress_payload(&img).is_err());
+    }
 }

@@ -13,25 +13,39 @@ pub const MODULE: &str = "mmnotif_test";
 /// pass to kbuild as KDIR.
 pub fn headers(paths: &Paths, r: &Resolved) -> Result<PathBuf> {
     let root = paths.kernel(&r.abi).join("headers");
-    let kdir = root.join("usr/src").join(format!("linux-headers-{}-amd64", r.abi));
+    let kdir = root
+        .join("usr/src")
+        .join(format!("linux-headers-{}-amd64", r.abi));
     let done = root.join(".complete");
     if done.is_file() {
         return Ok(kdir);
     }
-    println!("[{}] extracting headers, kbuild and pahole", r.series.name());
+    println!(
+        "[{}] extracting headers, kbuild and pahole",
+        r.series.name()
+    );
     let _ = std::fs::remove_dir_all(&root);
     cmd::mkdir(&root)?;
-    for pkg in ["linux-headers-*-amd64", "linux-headers-*-common", "linux-kbuild-*", "pahole"] {
+    for pkg in [
+        "linux-headers-*-amd64",
+        "linux-headers-*-common",
+        "linux-kbuild-*",
+        "pahole",
+    ] {
         let deb = r.deb(paths, pkg)?;
         cmd::output(Command::new("dpkg").arg("-x").arg(&deb).arg(&root))?;
     }
     // The arch headers' Makefile includes the -common tree as /usr/src/...; kbuild runs it with
     // the arch directory as the working directory, so a relative path works wherever we are.
     let mk = kdir.join("Makefile");
-    let text = std::fs::read_to_string(&mk).with_context(|| format!("cannot read {}", mk.display()))?;
+    let text =
+        std::fs::read_to_string(&mk).with_context(|| format!("cannot read {}", mk.display()))?;
     let fixed = text.replace("include /usr/src/", "include ../");
     if fixed == text {
-        bail!("{} does not include /usr/src/...; the headers layout changed", mk.display());
+        bail!(
+            "{} does not include /usr/src/...; the headers layout changed",
+            mk.display()
+        );
     }
     std::fs::write(&mk, fixed).with_context(|| format!("cannot write {}", mk.display()))?;
     std::fs::write(&done, "").with_context(|| format!("cannot write {}", done.display()))?;
@@ -48,7 +62,11 @@ pub fn build(paths: &Paths, r: &Resolved, kdir: &Path) -> Result<PathBuf> {
     }
     cmd::require_tool("gcc-12", "gcc-12")?;
     cmd::require_tool("make", "make")?;
-    println!("[{}] building {MODULE}.ko against {}", r.series.name(), kdir.display());
+    println!(
+        "[{}] building {MODULE}.ko against {}",
+        r.series.name(),
+        kdir.display()
+    );
     let _ = std::fs::remove_file(&ko);
     let tools = paths.kernel(&r.abi).join("headers/usr/bin");
     let path = match std::env::var_os("PATH") {
@@ -60,8 +78,12 @@ pub fn build(paths: &Paths, r: &Resolved, kdir: &Path) -> Result<PathBuf> {
         None => tools.into_os_string(),
     };
     let mut make = Command::new("make");
-    make.arg("-C").arg(&dir).arg(format!("KDIR={}", kdir.display())).env("PATH", path);
-    cmd::output(&mut make).with_context(|| format!("building the test module for {} failed", r.abi))?;
+    make.arg("-C")
+        .arg(&dir)
+        .arg(format!("KDIR={}", kdir.display()))
+        .env("PATH", path);
+    cmd::output(&mut make)
+        .with_context(|| format!("building the test module for {} failed", r.abi))?;
     if !ko.is_file() {
         bail!("make succeeded but left no {}", ko.display());
     }
@@ -77,7 +99,8 @@ pub fn sync_sources(src: &Path, dst: &Path) -> Result<bool> {
         let p = e.path();
         let name = e.file_name();
         let keep = p.is_file()
-            && p.extension().is_none_or(|x| x == "c" || x == "h" || x == "sh")
+            && p.extension()
+                .is_none_or(|x| x == "c" || x == "h" || x == "sh")
             && !name.to_string_lossy().starts_with('.');
         if !keep {
             continue;
@@ -85,7 +108,8 @@ pub fn sync_sources(src: &Path, dst: &Path) -> Result<bool> {
         let new = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
         let target = dst.join(&name);
         if std::fs::read(&target).ok().as_deref() != Some(new.as_slice()) {
-            std::fs::write(&target, &new).with_context(|| format!("cannot write {}", target.display()))?;
+            std::fs::write(&target, &new)
+                .with_context(|| format!("cannot write {}", target.display()))?;
             changed = true;
         }
     }

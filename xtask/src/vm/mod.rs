@@ -12,7 +12,7 @@ mod kmod;
 pub mod paths;
 pub mod qemu;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use debian::{Resolved, Series};
 // For callers that add binaries (e.g. the tracer) to a guest of their own.
 #[allow(unused_imports)]
@@ -95,6 +95,7 @@ impl Default for VmArgs {
 pub struct KernelReport {
     pub name: String,
     pub abi: String,
+    /// Kernel extraction, module build and initramfs (after the shared package step).
     pub prepare: Duration,
     pub outcome: Result<qemu::Outcome>,
     pub log: PathBuf,
@@ -108,8 +109,24 @@ pub fn run(args: &VmArgs) -> Result<()> {
     let mut failed = Vec::new();
     for r in &reports {
         let (verdict, detail) = match &r.outcome {
-            Ok(o) if o.ok() => ("PASS", format!("pass {} fail {}, boot+tests {:.1} s", o.pass, o.fail, secs(o.elapsed))),
-            Ok(o) => ("FAIL", format!("pass {} fail {}, boot+tests {:.1} s", o.pass, o.fail, secs(o.elapsed))),
+            Ok(o) if o.ok() => (
+                "PASS",
+                format!(
+                    "pass {} fail {}, boot+tests {:.1} s",
+                    o.pass,
+                    o.fail,
+                    secs(o.elapsed)
+                ),
+            ),
+            Ok(o) => (
+                "FAIL",
+                format!(
+                    "pass {} fail {}, boot+tests {:.1} s",
+                    o.pass,
+                    o.fail,
+                    secs(o.elapsed)
+                ),
+            ),
             Err(e) => ("FAIL", format!("{e:#}")),
         };
         println!(
@@ -151,22 +168,38 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
             bail!("--with-binary {}: no such file", b.display());
         }
     }
+    let _lock = lock(&paths)?;
     let start = Instant::now();
     let resolved = debian::fetch(&paths, &series)?;
     let programs = guest::build(&paths)?;
-    let shared = start.elapsed();
+    println!(
+        "vm: packages and guest programs ready in {:.1} s",
+        secs(start.elapsed())
+    );
     cmd::mkdir(&paths.logs())?;
 
     let one = |r: &Resolved| -> KernelReport {
         let t = Instant::now();
         let log = paths.logs().join(format!("{}.log", r.series.name()));
         let prepared = prepare(&paths, r, args, &programs);
-        let prepare_time = shared + t.elapsed();
+        let prepare_time = t.elapsed();
         let outcome = prepared.and_then(|boot| {
-            let _ = std::fs::rename(&log, paths.logs().join(format!("{}.prev.log", r.series.name())));
-            qemu::boot(&qemu::Boot { log: log.clone(), ..boot })
+            let _ = std::fs::rename(
+                &log,
+                paths.logs().join(format!("{}.prev.log", r.series.name())),
+            );
+            qemu::boot(&qemu::Boot {
+                log: log.clone(),
+                ..boot
+            })
         });
-        KernelReport { name: r.series.name().into(), abi: r.abi.clone(), prepare: prepare_time, outcome, log }
+        KernelReport {
+            name: r.series.name().into(),
+            abi: r.abi.clone(),
+            prepare: prepare_time,
+            outcome,
+            log,
+        }
     };
     if args.sequential || resolved.len() == 1 {
         return Ok(resolved.iter().map(one).collect());
@@ -190,7 +223,12 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
 }
 
 /// Kernel, module and initramfs for one kernel; returns how to boot it.
-fn prepare(paths: &Paths, r: &Resolved, args: &VmArgs, programs: &[(String, PathBuf)]) -> Result<qemu::Boot> {
+fn prepare(
+    paths: &Paths,
+    r: &Resolved,
+    args: &VmArgs,
+    programs: &[(String, PathBuf)],
+) -> Result<qemu::Boot> {
     let vmlinux = kernel::vmlinux(paths, r)?;
     let kdir = kmod::headers(paths, r)?;
     let module = kmod::build(paths, r, &kdir)?;
@@ -217,6 +255,23 @@ fn prepare(paths: &Paths, r: &Resolved, args: &VmArgs, programs: &[(String, Path
         log: PathBuf::new(),
         interactive: args.keep,
     })
+}
+
+/// One run at a time per checkout: the cache and build directories are shared.
+fn lock(paths: &Paths) -> Result<std::fs::File> {
+    cmd::mkdir(&paths.cache)?;
+    let path = paths.cache.join(".lock");
+    let f = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    if f.try_lock().is_err() {
+        println!(
+            "vm: waiting for another `cargo xtask vm` in this checkout ({})",
+            path.display()
+        );
+        f.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+    }
+    Ok(f)
 }
 
 fn secs(d: Duration) -> f64 {

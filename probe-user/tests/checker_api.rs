@@ -1,0 +1,152 @@
+//! The checker's streaming interface: what a live sink sees while a trace is still running.
+use mmnotif_trace::{
+    checker::{Checker, RuleId, SETTLE_NS},
+    trace::*,
+};
+
+const MM: Addr = Addr(0xffff_8880_03a1_c000);
+const KVM: Addr = Addr(0xffff_8880_06e1_0000);
+
+fn header() -> Header {
+    Hook::ALL.into_iter().fold(Header::new("6.12.0"), |h, hook| h.with_attach(hook, "replay"))
+}
+
+fn call(tid: u32, range: u64, blockable: bool) -> RangeCall {
+    RangeCall {
+        tid,
+        mm: MM,
+        range: Addr(range),
+        start: Addr(0x7f00_0000_0000),
+        end: Addr(0x7f00_0000_1000),
+        event: MmuEvent::Unmap,
+        blockable,
+    }
+}
+
+fn start(ts: u64, tid: u32, range: u64, blockable: bool) -> Event {
+    let mut e = Event::new(ts, EventBody::RangeStart(call(tid, range, blockable)));
+    e.pid = Some(tid);
+    e.comm = Some(Comm::new("t"));
+    e
+}
+
+fn ret(ts: u64, tid: u32, range: u64, ret: i64, itree: ItreeSnapshot) -> Event {
+    Event::new(ts, EventBody::RangeStartRet(RangeStartRet { tid, range: Addr(range), ret, itree }))
+}
+
+fn end(ts: u64, tid: u32, range: u64) -> Event {
+    Event::new(ts, EventBody::RangeEnd(RangeEnd { call: call(tid, range, true), itree: ItreeSnapshot::default() }))
+}
+
+fn kvm_start(ts: u64, tid: u32, range: u64) -> Event {
+    Event::new(
+        ts,
+        EventBody::SubscriberStart(SubscriberStart {
+            tid,
+            mm: MM,
+            range: Some(Addr(range)),
+            subscriber: Some(KVM),
+            callback: Symbol::new("kvm_mmu_notifier_invalidate_range_start"),
+            has_end: Some(true),
+            ret: Some(0),
+            start: None,
+            end: None,
+        }),
+    )
+}
+
+fn rules(v: &[mmnotif_trace::checker::Violation]) -> Vec<RuleId> {
+    v.iter().map(|v| v.rule).collect()
+}
+
+#[test]
+fn open_ranges_expose_their_start_time_for_an_age() {
+    let mut c = Checker::new(&header());
+    c.push(&start(1_000, 7, 0x100, true));
+    c.push(&kvm_start(1_100, 7, 0x100));
+    c.push(&ret(1_200, 7, 0x100, 0, ItreeSnapshot::default()));
+    let open = c.open_ranges();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].tid, 7);
+    assert_eq!(open[0].age_ns(5_000_001_000), 5_000_000_000);
+    assert_eq!(open[0].open_subscribers.len(), 1);
+    c.push(&end(2_000, 7, 0x100));
+    assert!(c.open_ranges().is_empty());
+}
+
+#[test]
+fn a_lost_subscriber_end_is_reported_while_the_trace_goes_on() {
+    let mut c = Checker::new(&header());
+    c.push(&start(1_000, 7, 0x100, true));
+    c.push(&kvm_start(1_100, 7, 0x100));
+    c.push(&ret(1_200, 7, 0x100, 0, ItreeSnapshot::default()));
+    assert!(c.push(&end(2_000, 7, 0x100)).is_empty());
+    // KVM's end never comes; once trace time has moved well past, the range is settled.
+    let other = start(2_000 + 2 * SETTLE_NS, 8, 0x200, true);
+    assert_eq!(rules(c.push(&other)), vec![RuleId::NotifierUnpairedStart]);
+}
+
+#[test]
+fn task_exit_reports_an_open_range_at_once() {
+    let mut c = Checker::new(&header());
+    c.push(&start(1_000, 7, 0x100, true));
+    c.push(&ret(1_200, 7, 0x100, 0, ItreeSnapshot::default()));
+    let exit = Event::new(3_000, EventBody::TaskExit(TaskExit { tid: 7 }));
+    let found = c.push(&exit).to_vec();
+    assert_eq!(rules(&found), vec![RuleId::UnpairedStart]);
+    assert_eq!(found[0].ts, 3_000);
+    assert!(found[0].explanation.contains("before the task exited"), "{}", found[0].explanation);
+    assert!(c.finish().violations.len() == 1);
+}
+
+#[test]
+fn end_of_trace_conclusions_carry_the_last_timestamp() {
+    let mut c = Checker::new(&header());
+    c.push(&start(1_000, 7, 0x100, true));
+    c.push(&ret(9_000, 7, 0x100, 0, ItreeSnapshot::default()));
+    let report = c.finish();
+    assert_eq!(report.violations.len(), 1);
+    assert_eq!(report.violations[0].ts, 9_000);
+}
+
+#[test]
+fn itree_leak_waits_for_other_tasks_with_the_same_timestamp() {
+    let leaky = ItreeSnapshot { active: Some(1), seq: Some(9) };
+    // Task 8's range on the same mm was recorded at the same ts, but written after task 7's
+    // failed return: the active count is task 8's, not a leak.
+    let mut c = Checker::new(&header());
+    c.push(&start(1_000, 7, 0x100, false));
+    c.push(&ret(2_000, 7, 0x100, -11, leaky));
+    c.push(&start(2_000, 8, 0x200, true));
+    assert!(c.push(&ret(3_000, 8, 0x200, 0, leaky)).is_empty());
+    c.push(&end(4_000, 8, 0x200));
+    assert!(c.finish().violations.is_empty());
+
+    // Alone, the same failed return is a leak, reported once trace time moves on.
+    let mut c = Checker::new(&header());
+    c.push(&start(1_000, 7, 0x100, false));
+    assert!(c.push(&ret(2_000, 7, 0x100, -11, leaky)).is_empty());
+    assert_eq!(rules(c.push(&start(3_000, 9, 0x300, true))), vec![RuleId::ItreeLeak]);
+}
+
+#[test]
+fn rules_without_their_hooks_report_nothing() {
+    // Only the outer hooks: subscriber rules are not checked and stay silent.
+    let header = Header::new("6.12.0")
+        .with_attach(Hook::RangeStart, "kprobe")
+        .with_attach(Hook::RangeEnd, "kprobe")
+        .with_attach(Hook::SubscriberEnd, "unavailable: module not loaded");
+    let mut c = Checker::new(&header);
+    c.push(&start(1_000, 7, 0x100, true));
+    c.push(&kvm_start(1_100, 7, 0x100));
+    c.push(&end(2_000, 7, 0x100));
+    let report = c.finish();
+    assert!(report.violations.is_empty(), "{report}");
+    assert!(!report.checked.contains(&RuleId::NotifierUnpairedStart));
+    let reason = &report.not_checked.iter().find(|n| n.rule == RuleId::NotifierUnpairedStart).expect("listed").reason;
+    assert!(reason.contains("subscriber_start, subscriber_end (module not loaded)"), "{reason}");
+    // Without the return probe a start counts as open from its entry, but unpaired-start
+    // itself needs the return to tell failed starts apart, so it is not checked either.
+    assert!(!report.checked.contains(&RuleId::UnpairedStart));
+    assert!(report.checked.contains(&RuleId::UnpairedEnd));
+}
