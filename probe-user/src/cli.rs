@@ -32,6 +32,8 @@ pub enum Command {
     Stream(StreamArgs),
     /// Trace live and write a v1 JSON-lines trace to a file (same records as `stream --format jsonl`).
     Record(RecordArgs),
+    /// Run the checker over a recorded v1 trace and print its verdict, violations and statistics.
+    Replay(ReplayArgs),
     /// Audit every mm that has notifier subscriptions (BPF task iterator): subscribers, their
     /// callbacks, interval-tree state and KVM's invalidation counters.
     Inventory(InventoryArgs),
@@ -99,6 +101,15 @@ pub struct RecordArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub live: LiveArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The trace file (v1 JSON lines, as written by `record` or `stream --format jsonl`).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+    pub format: TextOrJson,
 }
 
 #[derive(Args, Debug)]

@@ -16,13 +16,24 @@ fn main() -> ExitCode {
         Some(Command::Workload(args)) => cmd::workload::run(args),
         Some(Command::Probe(args)) => cmd::probe::run(args),
         Some(Command::Inventory(args)) => cmd::inventory::run(args),
+        Some(Command::Replay(args)) => cmd::replay::run(args),
         other => run_async(other),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("mmnotif-trace: {}", chain.join(": "));
+            // Some errors repeat their cause in their own text; print each piece once.
+            let mut line = String::new();
+            for cause in e.chain() {
+                let text = cause.to_string();
+                if !line.contains(&text) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&text);
+                }
+            }
+            eprintln!("mmnotif-trace: {line}");
             ExitCode::from(exit::for_error(&e))
         }
     }
@@ -47,7 +58,7 @@ fn run_async(command: &Option<Command>) -> anyhow::Result<u8> {
                 };
                 cmd::live::run(&live, cmd::live::Output::Stdout(TextOrJsonl::Text)).await
             }
-            Some(Command::Workload(_) | Command::Probe(_) | Command::Inventory(_)) => unreachable!("handled synchronously"),
+            Some(Command::Workload(_) | Command::Probe(_) | Command::Inventory(_) | Command::Replay(_)) => unreachable!("handled synchronously"),
         }
     })
 }

@@ -2,6 +2,7 @@
 pub mod inventory;
 pub mod live;
 pub mod probe;
+pub mod replay;
 pub mod selftest;
 pub mod workload;
 
