@@ -76,8 +76,8 @@ pub fn slot_name(slot: OpsSlot) -> &'static str {
     crate::btf::ops_member_names(slot)[0]
 }
 
-/// Turns the iterator's byte stream into inventory entries. `absent` tells which offsets the
-/// kernel lacks so those values are reported as unknown rather than 0.
+/// Turns the iterator's byte stream into inventory entries. Values whose member `offsets`
+/// marks [`probe_common::ABSENT`] are reported as unknown rather than 0.
 pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelOffsets) -> Result<Vec<MmInventory>, InventoryDecodeError> {
     let size = size_of::<InventoryRecord>();
     if bytes.len() % size != 0 {

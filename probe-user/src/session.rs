@@ -26,7 +26,8 @@ pub struct SessionTotals {
     pub received: u64,
     /// Records the kernel side tried to emit / dropped because the ring was full.
     pub kernel: Counters,
-    /// Records that could not be decoded (counted, never silently dropped).
+    /// Records that could not be decoded, or were shorter than a record (counted, never
+    /// silently dropped).
     pub undecodable: u64,
     /// Events handed to the sink after filtering.
     pub delivered: u64,
@@ -54,6 +55,7 @@ fn pump(
     read_counters: bool,
     sink: &mut impl FnMut(&Event),
 ) -> Result<(), LoadError> {
+    let short_before = collector.malformed;
     collector.drain(|raw| {
         totals.received += 1;
         match decoder.decode(raw) {
@@ -68,6 +70,9 @@ fn pump(
             }
         }
     });
+    // Short records never reach the decoder; count them with the undecodable ones.
+    totals.received += collector.malformed - short_before;
+    totals.undecodable += collector.malformed - short_before;
     if read_counters {
         let before = totals.kernel.lost;
         totals.kernel = collector.counters()?;

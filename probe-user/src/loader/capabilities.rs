@@ -28,10 +28,7 @@ pub struct Capabilities {
 pub fn probe_capabilities() -> Result<Capabilities, LoadError> {
     require_root()?;
     let mut checks = Vec::new();
-    let kernel = match KernelContext::discover() {
-        Ok(k) => k,
-        Err(e) => return Err(e),
-    };
+    let kernel = KernelContext::discover()?;
     let subs = if kernel.offsets.subs_invalidate_seq != probe_common::ABSENT {
         "mm_struct.notifier_subscriptions (5.5+ layout)"
     } else {
