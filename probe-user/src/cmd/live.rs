@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    checker::{Checker, Report},
     cli::{LiveArgs, TextOrJsonl},
     decode::Decoder,
     filter::EventFilter,
@@ -60,15 +61,20 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = live.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
     let stop_in_session = stop.clone();
-    let session = tokio::task::spawn_blocking(move || -> Result<SessionTotals> {
+    let session = tokio::task::spawn_blocking(move || -> Result<(SessionTotals, Report)> {
         let mut collector = tracer.collector()?;
         let mut decoder = Decoder::new(&tracer.kernel.kallsyms);
+        // Every live mode checks as it goes; the text stream shows violations inline.
+        let mut checker = Checker::new(&header);
         let totals = match output {
             Output::Stdout(TextOrJsonl::Text) => {
                 let mut out = Throttled { out: BufWriter::new(std::io::stdout().lock()), last: Instant::now() };
                 let _ = writeln!(out.out, "# kernel {} attach {}", header.kernel, tracer.attach.summary());
                 let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
                     let _ = writeln!(out.out, "{}", event_text(e));
+                    for v in checker.push(e) {
+                        let _ = writeln!(out.out, "!! {v}");
+                    }
                     out.tick();
                 })?;
                 let _ = out.out.flush();
@@ -79,6 +85,7 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
                 let _ = writeln!(out.out, "{}", serde_json::to_string(&header)?);
                 let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
                     let _ = writeln!(out.out, "{}", event_to_line(e));
+                    checker.push(e);
                     out.tick();
                 })?;
                 let _ = out.out.flush();
@@ -89,6 +96,7 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
                 let mut w = TraceWriter::new(BufWriter::new(file), &header).with_context(|| format!("writing {}", path.display()))?;
                 let mut err = None;
                 let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
+                    checker.push(e);
                     if let Err(e) = w.write_event(e)
                         && err.is_none()
                     {
@@ -102,7 +110,7 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
                 t
             }
         };
-        Ok(totals)
+        Ok((totals, checker.finish()))
     });
 
     let mut workload = if live.workload {
@@ -126,7 +134,22 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     if let Some(child) = workload.as_mut() {
         let _ = child.kill().await;
     }
-    let totals = session.await.context("the tracing session panicked")??;
+    let (totals, report) = session.await.context("the tracing session panicked")??;
     eprintln!("mmnotif-trace: {}", totals.summary());
+    eprintln!("mmnotif-trace: {}", report_line(&report));
     Ok(0)
+}
+
+/// The checker's verdict in one line for the end of a live session (`replay` prints it all).
+pub fn report_line(report: &Report) -> String {
+    let counts: Vec<String> = report.violation_counts.iter().map(|(rule, n)| format!("{rule}={n}")).collect();
+    format!(
+        "verdict {}: {} violations{}; {} of {} rules checked{}",
+        report.verdict,
+        report.violation_counts.values().sum::<u64>(),
+        if counts.is_empty() { String::new() } else { format!(" ({})", counts.join(", ")) },
+        report.checked.len(),
+        crate::checker::RuleId::ALL.len(),
+        if report.lost > 0 { format!(", {} events lost", report.lost) } else { String::new() },
+    )
 }
