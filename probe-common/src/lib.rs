@@ -71,6 +71,15 @@ pub struct KernelOffsets {
     pub kvm_mn_active_invalidate_count: u32,
     /// `mmu_invalidate_in_progress` (6.0+) or `mmu_notifier_count` (older).
     pub kvm_invalidate_in_progress: u32,
+    /// `struct mmu_notifier_range` members.
+    pub range_mm: u32,
+    pub range_start: u32,
+    pub range_end: u32,
+    pub range_flags: u32,
+    pub range_event: u32,
+    /// `struct mmu_interval_notifier.ops` and `struct mmu_interval_notifier_ops.invalidate`.
+    pub interval_ops: u32,
+    pub interval_ops_invalidate: u32,
     /// Address of `kvm_mmu_notifier_invalidate_range_start` (from /proc/kallsyms): a subscriber
     /// whose ops point there is KVM's. 0 when KVM is absent. (The ops table itself is data,
     /// which kallsyms only lists with CONFIG_KALLSYMS_ALL.)
@@ -96,6 +105,13 @@ impl KernelOffsets {
             kvm_mmu_notifier: ABSENT,
             kvm_mn_active_invalidate_count: ABSENT,
             kvm_invalidate_in_progress: ABSENT,
+            range_mm: ABSENT,
+            range_start: ABSENT,
+            range_end: ABSENT,
+            range_flags: ABSENT,
+            range_event: ABSENT,
+            interval_ops: ABSENT,
+            interval_ops_invalidate: ABSENT,
             kvm_start_callback: 0,
         }
     }
@@ -108,6 +124,9 @@ pub struct ProbeConfig {
     /// Wake the reader only once this many bytes are pending in the ring buffer; below that
     /// userspace drains on its own timer. Waking per event nearly doubles the traced cost.
     pub wakeup_bytes: u64,
+    /// Non-zero: outer start/end records carry a kernel stack id.
+    pub stacks: u32,
+    pub _pad: u32,
 }
 
 /// What a [`RawEvent`] records.
@@ -121,17 +140,60 @@ pub enum EventKind {
     ErrorReport = 2,
     /// `sched:sched_process_exit` for one thread.
     TaskExit = 3,
+    /// Entry of `__mmu_notifier_invalidate_range_start`: the range's fields; `aux0` is the
+    /// stack id + 1 (0: none).
+    RangeStart = 4,
+    /// Its return: `ret`; with [`flags::ITREE_READ`], `aux0`/`aux1` are the mm's
+    /// `active_invalidate_ranges`/`invalidate_seq`.
+    RangeStartRet = 5,
+    /// Entry of `__mmu_notifier_invalidate_range_end`, like [`EventKind::RangeStart`].
+    RangeEnd = 6,
+    /// Return of a list subscriber's `invalidate_range_start`: `ret`, and
+    /// [`flags::HAS_END`] when its ops have `invalidate_range_end`.
+    SubscriberStart = 7,
+    /// Entry of a list subscriber's `invalidate_range_end`.
+    SubscriberEnd = 8,
+    /// Return of an interval subscriber's `ops->invalidate`: `ret` is the bool, `aux0` the
+    /// `cur_seq` it was given.
+    IntervalInvalidate = 9,
+    /// Return of `mn_itree_inv_end`: `aux0`/`aux1` as in [`EventKind::RangeStartRet`].
+    ItreeEnd = 10,
+    /// A subscriber was registered: `subscriber`, `callback` (the start or invalidate
+    /// callback), `aux0` (the end callback, list subscribers), `aux1` (the ops table), and
+    /// [`flags::INTERVAL`] for interval subscribers. Userspace attaches to new callbacks.
+    Registered = 11,
 }
 
 impl EventKind {
     pub fn from_u32(v: u32) -> Option<Self> {
-        match v {
-            1 => Some(Self::KvmUnmapRange),
-            2 => Some(Self::ErrorReport),
-            3 => Some(Self::TaskExit),
-            _ => None,
-        }
+        Some(match v {
+            1 => Self::KvmUnmapRange,
+            2 => Self::ErrorReport,
+            3 => Self::TaskExit,
+            4 => Self::RangeStart,
+            5 => Self::RangeStartRet,
+            6 => Self::RangeEnd,
+            7 => Self::SubscriberStart,
+            8 => Self::SubscriberEnd,
+            9 => Self::IntervalInvalidate,
+            10 => Self::ItreeEnd,
+            11 => Self::Registered,
+            _ => return None,
+        })
     }
+}
+
+/// Bits of [`EventPayload::flags`] set by the programs (range events carry the kernel's
+/// `mmu_notifier_range.flags` there instead).
+pub mod flags {
+    /// `MMU_NOTIFIER_RANGE_BLOCKABLE` in `mmu_notifier_range.flags`.
+    pub const RANGE_BLOCKABLE: u32 = 1;
+    /// `aux0`/`aux1` hold the interval-tree state.
+    pub const ITREE_READ: u32 = 1;
+    /// The subscriber's ops have `invalidate_range_end`.
+    pub const HAS_END: u32 = 1;
+    /// A [`super::EventKind::Registered`] interval subscriber.
+    pub const INTERVAL: u32 = 1;
 }
 
 /// `enum error_detector` value of a WARN in `error_report_end`.

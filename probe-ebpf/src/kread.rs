@@ -8,7 +8,7 @@ use probe_common::{ABSENT, KernelOffsets, ProbeConfig};
 static OFFSETS: KernelOffsets = KernelOffsets::absent();
 
 #[unsafe(no_mangle)]
-static CONFIG: ProbeConfig = ProbeConfig { wakeup_bytes: 256 * 1024 };
+static CONFIG: ProbeConfig = ProbeConfig { wakeup_bytes: 256 * 1024, stacks: 1, _pad: 0 };
 
 /// Reads one offset from the `OFFSETS` global. Volatile so the compiler does not fold the
 /// placeholder value the global has at compile time.
@@ -27,6 +27,16 @@ pub(crate) fn offsets() -> &'static KernelOffsets {
 
 pub(crate) fn wakeup_bytes() -> u64 {
     unsafe { core::ptr::read_volatile(&CONFIG.wakeup_bytes) }
+}
+
+pub(crate) fn stacks_enabled() -> bool {
+    unsafe { core::ptr::read_volatile(&CONFIG.stacks) != 0 }
+}
+
+/// The current thread id (the key of per-thread maps).
+#[inline(always)]
+pub(crate) fn current_tid() -> u32 {
+    aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32
 }
 
 /// Reads a `T` at `base + off`; 0/default when the member is absent, the base is NULL or the

@@ -10,6 +10,8 @@ mod capability;
 mod emit;
 mod inventory;
 mod kread;
+mod outer;
+mod subscribers;
 mod tracepoints;
 
 #[cfg(not(test))]

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::loader::{AttachChoice, TracepointChoice, TracerOptions};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "mmnotif-trace",
@@ -61,6 +63,21 @@ pub enum TextOrJsonl {
 pub struct ProbeArgs {
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
     pub format: TextOrJson,
+    #[command(flatten)]
+    pub attach: AttachArgs,
+}
+
+/// How hooks are attached.
+#[derive(Args, Debug, Clone)]
+pub struct AttachArgs {
+    /// Method for the function hooks (__start/__end, mn_itree_inv_end, registrations): fentry/fexit
+    /// where the kernel allows it, else kprobes; or only one of them. Subscriber callbacks
+    /// always use kprobes (they live in modules).
+    #[arg(long, value_enum, default_value_t = AttachChoice::Auto)]
+    pub attach: AttachChoice,
+    /// Method for the tracepoint hooks: tp_btf, falling back to raw tracepoints; or only one.
+    #[arg(long, value_enum, default_value_t = TracepointChoice::Auto, value_name = "METHOD")]
+    pub tracepoint_method: TracepointChoice,
 }
 
 /// Options shared by every live mode.
@@ -84,6 +101,32 @@ pub struct LiveArgs {
     /// Wake the reader early once this many bytes are pending (otherwise it drains every 10 ms).
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 10)]
     pub wakeup_bytes: u64,
+    /// Do not capture kernel stacks of range starts and ends (cheaper; violations then show no
+    /// call path).
+    #[arg(long)]
+    pub no_stacks: bool,
+    #[command(flatten)]
+    pub attach: AttachArgs,
+}
+
+impl LiveArgs {
+    /// The options of `stream --workload`, every other flag at its default.
+    pub fn with_workload() -> LiveArgs {
+        match Cli::try_parse_from(["mmnotif-trace", "stream", "--workload"]).map(|c| c.command) {
+            Ok(Some(Command::Stream(s))) => s.live,
+            other => unreachable!("fixed arguments parse as a stream command: {other:?}"),
+        }
+    }
+
+    pub fn tracer_options(&self) -> TracerOptions {
+        TracerOptions {
+            ring_bytes: self.ring_size,
+            wakeup_bytes: self.wakeup_bytes,
+            attach: self.attach.attach,
+            tracepoints: self.attach.tracepoint_method,
+            stacks: !self.no_stacks,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +186,8 @@ pub struct WorkloadArgs {
 pub struct SelftestArgs {
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
     pub format: TextOrJson,
+    #[command(flatten)]
+    pub attach: AttachArgs,
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {

@@ -3,13 +3,35 @@
 
 use std::collections::HashMap;
 
-use probe_common::{EventKind, RawEvent};
+use probe_common::{EventKind, RawEvent, flags};
 use thiserror::Error;
 
 use crate::{
     kallsyms::Kallsyms,
-    trace::{Addr, Comm, Detector, Event, EventBody, Symbol, event::{SubscriberStart, TaskExit, Warn}},
+    loader::Discovered,
+    trace::{
+        Addr, Comm, Detector, Event, EventBody, MmuEvent, Symbol,
+        event::{
+            IntervalInvalidate, ItreeEnd, ItreeSnapshot, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd,
+            SubscriberStart, TaskExit, Warn,
+        },
+    },
 };
+
+/// Kernel stacks by id (the `STACKS` map while tracing); kept behind a trait so decoding
+/// stays testable without a kernel.
+pub trait StackSource {
+    /// Return addresses, innermost first; `None` when the id is unknown.
+    fn frames(&mut self, id: u32) -> Option<Vec<u64>>;
+}
+
+/// What one kernel record turns into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Event(Event),
+    /// A subscriber was registered: attach to its callbacks (not itself a trace event).
+    Registered { found: Discovered, mm: Addr, subscriber: Addr, pid: u32, comm: Comm },
+}
 
 /// The callback the `kvm:kvm_unmap_hva_range` tracepoint fires in.
 pub const KVM_START_CALLBACK: &str = "kvm_mmu_notifier_invalidate_range_start";
@@ -26,6 +48,8 @@ pub struct Decoder<'k> {
     symbols: HashMap<u64, Symbol>,
     comms: HashMap<[u8; 16], Comm>,
     kvm_callback: Symbol,
+    stack_source: Option<Box<dyn StackSource + Send + 'k>>,
+    stacks: HashMap<u32, Vec<Symbol>>,
 }
 
 impl<'k> Decoder<'k> {
@@ -36,7 +60,32 @@ impl<'k> Decoder<'k> {
             symbols: HashMap::new(),
             comms: HashMap::new(),
             kvm_callback: Symbol::new(KVM_START_CALLBACK),
+            stack_source: None,
+            stacks: HashMap::new(),
         }
+    }
+
+    /// Resolves stack ids through `source` (the kernel's stack map).
+    pub fn with_stacks(mut self, source: Box<dyn StackSource + Send + 'k>) -> Self {
+        self.stack_source = Some(source);
+        self
+    }
+
+    /// The symbolized stack for a record's `aux0` (id + 1; 0 = none), cached by id: the
+    /// kernel gives equal stacks equal ids.
+    fn stack(&mut self, aux: u64) -> Option<Vec<Symbol>> {
+        let id = u32::try_from(aux.checked_sub(1)?).ok()?;
+        if let Some(frames) = self.stacks.get(&id) {
+            return Some(frames.clone());
+        }
+        let frames = self.stack_source.as_mut()?.frames(id)?;
+        // The innermost frames are the BPF program and its trampoline, which have no symbol:
+        // the stack starts at the first frame that resolves.
+        let k = self.kallsyms;
+        let symbols: Vec<Symbol> =
+            frames.into_iter().skip_while(|&a| k.resolve(a).is_none()).map(|a| self.symbol(a)).collect();
+        self.stacks.insert(id, symbols.clone());
+        Some(symbols)
     }
 
     fn symbol(&mut self, addr: u64) -> Symbol {
@@ -48,30 +97,105 @@ impl<'k> Decoder<'k> {
         self.comms.entry(*raw).or_insert_with(|| Comm::from_kernel_bytes(raw)).clone()
     }
 
-    pub fn decode(&mut self, r: &RawEvent) -> Result<Event, DecodeError> {
+    pub fn decode(&mut self, r: &RawEvent) -> Result<Decoded, DecodeError> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let kind = EventKind::from_u32(r.kind).ok_or(DecodeError::UnknownKind { seq, kind: r.kind })?;
+        let p = &r.payload;
+        let mut stack = None;
+        let range_call = |tid| RangeCall {
+            tid,
+            mm: Addr(p.mm),
+            range: Addr(p.range),
+            start: Addr(p.start),
+            end: Addr(p.end),
+            event: MmuEvent::from_raw(p.event),
+            blockable: p.flags & flags::RANGE_BLOCKABLE != 0,
+        };
+        let itree = || {
+            if p.flags & flags::ITREE_READ != 0 {
+                ItreeSnapshot { active: Some(p.aux0), seq: Some(p.aux1) }
+            } else {
+                ItreeSnapshot::default()
+            }
+        };
         let body = match kind {
             EventKind::KvmUnmapRange => EventBody::SubscriberStart(SubscriberStart {
                 tid: r.tid,
-                mm: Addr(r.payload.mm),
+                mm: Addr(p.mm),
                 range: None,
                 subscriber: None,
                 callback: self.kvm_callback.clone(),
                 has_end: None,
                 ret: None,
-                start: Some(Addr(r.payload.start)),
-                end: Some(Addr(r.payload.end)),
+                start: Some(Addr(p.start)),
+                end: Some(Addr(p.end)),
             }),
             EventKind::ErrorReport => EventBody::Warn(Warn {
                 tid: r.tid,
-                caller: self.symbol(r.payload.callback),
-                detector: Some(Detector::from_raw(r.payload.aux0 as u32)),
+                caller: self.symbol(p.callback),
+                detector: Some(Detector::from_raw(p.aux0 as u32)),
             }),
             EventKind::TaskExit => EventBody::TaskExit(TaskExit { tid: r.tid }),
+            EventKind::RangeStart => {
+                stack = self.stack(p.aux0);
+                EventBody::RangeStart(range_call(r.tid))
+            }
+            EventKind::RangeStartRet => {
+                EventBody::RangeStartRet(RangeStartRet { tid: r.tid, range: Addr(p.range), ret: p.ret, itree: itree() })
+            }
+            EventKind::RangeEnd => {
+                stack = self.stack(p.aux0);
+                // The entry hook cannot see the state after `__end`; `itree_end` carries it.
+                EventBody::RangeEnd(RangeEnd { call: range_call(r.tid), itree: ItreeSnapshot::default() })
+            }
+            EventKind::SubscriberStart => EventBody::SubscriberStart(SubscriberStart {
+                tid: r.tid,
+                mm: Addr(p.mm),
+                range: Some(Addr(p.range)),
+                subscriber: Some(Addr(p.subscriber)),
+                callback: self.symbol(p.callback),
+                has_end: Some(p.flags & flags::HAS_END != 0),
+                ret: Some(p.ret),
+                start: None,
+                end: None,
+            }),
+            EventKind::SubscriberEnd => EventBody::SubscriberEnd(SubscriberEnd {
+                tid: r.tid,
+                mm: Addr(p.mm),
+                range: Addr(p.range),
+                subscriber: Addr(p.subscriber),
+                callback: self.symbol(p.callback),
+            }),
+            EventKind::IntervalInvalidate => EventBody::IntervalInvalidate(IntervalInvalidate {
+                tid: r.tid,
+                mm: Addr(p.mm),
+                range: Addr(p.range),
+                subscriber: Addr(p.subscriber),
+                callback: self.symbol(p.callback),
+                cur_seq: p.aux0,
+                ret: p.ret != 0,
+            }),
+            EventKind::ItreeEnd => EventBody::ItreeEnd(ItreeEnd { tid: r.tid, mm: Addr(p.mm), active: p.aux0, seq: p.aux1 }),
+            EventKind::Registered => {
+                let found = if p.flags & flags::INTERVAL != 0 {
+                    Discovered::Interval { invalidate: p.callback }
+                } else {
+                    Discovered::List { start: p.callback, end: p.aux0 }
+                };
+                let comm = self.comm(&r.comm);
+                return Ok(Decoded::Registered { found, mm: Addr(p.mm), subscriber: Addr(p.subscriber), pid: r.pid, comm });
+            }
         };
-        Ok(Event { ts: r.ts_ns, seq: Some(seq), cpu: Some(r.cpu), pid: Some(r.pid), comm: Some(self.comm(&r.comm)), stack: None, body })
+        Ok(Decoded::Event(Event {
+            ts: r.ts_ns,
+            seq: Some(seq),
+            cpu: Some(r.cpu),
+            pid: Some(r.pid),
+            comm: Some(self.comm(&r.comm)),
+            stack,
+            body,
+        }))
     }
 }
 
@@ -98,7 +222,7 @@ mod tests {
     fn kvm_tracepoint_becomes_an_unpairable_subscriber_start() {
         let k = Kallsyms::default();
         let mut d = Decoder::new(&k);
-        let e = d.decode(&raw(EventKind::KvmUnmapRange)).unwrap();
+        let Decoded::Event(e) = d.decode(&raw(EventKind::KvmUnmapRange)).unwrap() else { panic!("not an event") };
         assert_eq!(e.seq, Some(1));
         let EventBody::SubscriberStart(s) = &e.body else { panic!("wrong body {e:?}") };
         assert_eq!(s.pairable(), None);
@@ -123,7 +247,7 @@ mod tests {
         let mut r = raw(EventKind::ErrorReport);
         r.payload.callback = 0xffffffff81661040;
         r.payload.aux0 = 2;
-        let e = d.decode(&r).unwrap();
+        let Decoded::Event(e) = d.decode(&r).unwrap() else { panic!("not an event") };
         let EventBody::Warn(w) = &e.body else { panic!("wrong body {e:?}") };
         assert_eq!(w.caller.as_str(), "__mmu_notifier_invalidate_range_start+0x40");
         assert_eq!(w.detector, Some(Detector::Warning));

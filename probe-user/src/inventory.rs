@@ -33,6 +33,9 @@ pub struct Subscriber {
     /// Non-NULL callbacks, by ops member name, symbolized.
     pub callbacks: Vec<(String, String)>,
     pub kvm: Option<KvmState>,
+    /// The same callbacks as addresses, by [`OpsSlot`] (0: NULL), for attaching probes.
+    #[serde(skip)]
+    pub callback_addrs: [u64; probe_common::OPS_SLOTS],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -104,7 +107,14 @@ pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelO
                     mmu_invalidate_in_progress: known(offsets.kvm_invalidate_in_progress)
                         .then_some(r.kvm_invalidate_in_progress),
                 });
-                pending.push(Subscriber { subscriber: Addr(r.subscriber), ops: Addr(r.ops), users: r.users, callbacks, kvm });
+                pending.push(Subscriber {
+                    subscriber: Addr(r.subscriber),
+                    ops: Addr(r.ops),
+                    users: r.users,
+                    callbacks,
+                    kvm,
+                    callback_addrs: r.callbacks,
+                });
             }
             inventory_kind::MM => out.push(MmInventory {
                 pid: r.pid,

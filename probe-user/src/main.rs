@@ -48,15 +48,7 @@ fn run_async(command: &Option<Command>) -> anyhow::Result<u8> {
             Some(Command::Selftest(args)) => cmd::selftest::run(args).await,
             // Until the dashboard lands, the default is the live text stream with the workload.
             None => {
-                let live = LiveArgs {
-                    duration: None,
-                    pids: vec![],
-                    comms: vec![],
-                    workload: true,
-                    ring_size: 4 << 20,
-                    wakeup_bytes: 256 << 10,
-                };
-                cmd::live::run(&live, cmd::live::Output::Stdout(TextOrJsonl::Text)).await
+                cmd::live::run(&LiveArgs::with_workload(), cmd::live::Output::Stdout(TextOrJsonl::Text)).await
             }
             Some(Command::Workload(_) | Command::Probe(_) | Command::Inventory(_) | Command::Replay(_)) => unreachable!("handled synchronously"),
         }

@@ -1,15 +1,16 @@
 //! A live tracing session: drain the ring buffer, decode, filter, hand events to a sink, and
 //! turn kernel-side loss counters into `lost` events so no sink can miss them.
 
+use aya::maps::{MapData, StackTraceMap};
 use std::{
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
 use crate::{
-    decode::Decoder,
+    decode::{Decoded, Decoder, StackSource},
     filter::EventFilter,
-    loader::{Collector, Counters, LoadError},
+    loader::{CallbackProbe, Collector, Counters, Discovered, LoadError, Tracer},
     trace::{Event, EventBody, event::Lost},
     workload::monotonic_ns,
 };
@@ -31,6 +32,8 @@ pub struct SessionTotals {
     pub undecodable: u64,
     /// Events handed to the sink after filtering.
     pub delivered: u64,
+    /// Subscriber registrations seen (their callbacks get probed).
+    pub registrations: u64,
 }
 
 impl SessionTotals {
@@ -54,16 +57,22 @@ fn pump(
     totals: &mut SessionTotals,
     read_counters: bool,
     sink: &mut impl FnMut(&Event),
+    registered: &mut impl FnMut(Discovered),
 ) -> Result<(), LoadError> {
     let short_before = collector.malformed;
     collector.drain(|raw| {
         totals.received += 1;
         match decoder.decode(raw) {
-            Ok(ev) if filter.matches(&ev) => {
+            Ok(Decoded::Event(ev)) if filter.matches(&ev) => {
                 totals.delivered += 1;
                 sink(&ev);
             }
-            Ok(_) => {}
+            Ok(Decoded::Event(_)) => {}
+            Ok(Decoded::Registered { found, mm, subscriber, pid, comm }) => {
+                totals.registrations += 1;
+                log::info!("subscriber {subscriber} registered on mm {mm} by {pid} ({comm})");
+                registered(found);
+            }
             Err(e) => {
                 totals.undecodable += 1;
                 log::warn!("{e}");
@@ -85,7 +94,8 @@ fn pump(
     Ok(())
 }
 
-/// Runs until `stop` is set (or `deadline` passes), then drains what is left.
+/// Runs until `stop` is set (or `deadline` passes), then drains what is left. `registered`
+/// is told about every new subscriber (to probe its callbacks).
 pub fn run(
     collector: &mut Collector,
     decoder: &mut Decoder<'_>,
@@ -93,12 +103,13 @@ pub fn run(
     stop: &AtomicBool,
     deadline: Option<Instant>,
     mut sink: impl FnMut(&Event),
+    mut registered: impl FnMut(Discovered),
 ) -> Result<SessionTotals, LoadError> {
     let mut totals = SessionTotals::default();
     let mut last_counter_read = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
-            pump(collector, decoder, filter, &mut totals, true, &mut sink)?;
+            pump(collector, decoder, filter, &mut totals, true, &mut sink, &mut registered)?;
             return Ok(totals);
         }
         collector.wait(DRAIN_INTERVAL);
@@ -106,6 +117,41 @@ pub fn run(
         if read_counters {
             last_counter_read = Instant::now();
         }
-        pump(collector, decoder, filter, &mut totals, read_counters, &mut sink)?;
+        pump(collector, decoder, filter, &mut totals, read_counters, &mut sink, &mut registered)?;
     }
+}
+
+/// The kernel's stack map, as the decoder's [`StackSource`].
+struct KernelStacks(StackTraceMap<MapData>);
+
+impl StackSource for KernelStacks {
+    fn frames(&mut self, id: u32) -> Option<Vec<u64>> {
+        let trace = self.0.get(&id, 0).ok()?;
+        Some(trace.frames().iter().map(|f| f.ip).filter(|&ip| ip != 0).collect())
+    }
+}
+
+/// Runs a whole session on a started tracer: drains, decodes (with kernel stacks), probes
+/// the callbacks of subscribers as they register (each outcome goes to `probed`), and hands
+/// events to `sink`.
+pub fn trace(
+    tracer: &mut Tracer,
+    filter: &EventFilter,
+    stop: &AtomicBool,
+    deadline: Option<Instant>,
+    sink: impl FnMut(&Event),
+    mut probed: impl FnMut(&CallbackProbe),
+) -> Result<SessionTotals, LoadError> {
+    let mut collector = tracer.collector()?;
+    let stacks = tracer.ebpf.take_map("STACKS").and_then(|m| StackTraceMap::try_from(m).ok()).map(KernelStacks);
+    let Tracer { ebpf, kernel, callbacks, .. } = tracer;
+    let mut decoder = Decoder::new(&kernel.kallsyms);
+    if let Some(stacks) = stacks {
+        decoder = decoder.with_stacks(Box::new(stacks));
+    }
+    run(&mut collector, &mut decoder, filter, stop, deadline, sink, |found| {
+        for probe in callbacks.discovered(ebpf, &kernel.kallsyms, found) {
+            probed(&probe);
+        }
+    })
 }

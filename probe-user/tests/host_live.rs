@@ -50,6 +50,28 @@ fn selftest_sees_exactly_the_invalidations_each_step_causes() {
     assert!(o.status.success());
 }
 
+/// tp_btf works on this host, so the raw-tracepoint fallback is forced: the selftest's exact
+/// per-step comparison must hold with it too.
+#[test]
+fn raw_tracepoint_fallback_sees_the_same_invalidations() {
+    require_root();
+    let o = run(&["selftest", "--tracepoint-method", "raw"]);
+    let text = stdout(&o);
+    assert!(text.contains("kvm_unmap_hva_range=raw_tp"), "{text}\n{}", stderr(&o));
+    assert!(!text.contains("tp_btf"), "only raw tracepoints may be attached: {text}");
+    assert!(o.status.success(), "selftest over raw tracepoints failed:\n{text}\n{}", stderr(&o));
+
+    let o = run(&["stream", "--format", "jsonl", "--tracepoint-method", "raw", "--duration", "2", "--workload"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let header: Value = serde_json::from_str(out.lines().next().expect("header")).expect("header json");
+    for hook in ["kvm_unmap_hva_range", "error_report_end", "sched_process_exit"] {
+        assert_eq!(header["attach"][hook], "raw_tp", "{header:#}");
+    }
+    let kvm_starts = out.lines().skip(1).filter(|l| l.contains("\"kvm_mmu_notifier_invalidate_range_start\"")).count();
+    assert!(kvm_starts > 0, "the workload's invalidations must reach the stream: {out}");
+}
+
 #[test]
 fn inventory_shows_the_workload_vm_as_an_idle_kvm_subscriber() {
     require_root();

@@ -54,10 +54,55 @@ int mmnt_open(void)
 
 int mmnt_reset(int fd)
 {
+	/* Under the tracer, keep what the slots counted before they are cleared: tracer.sh
+	 * compares the sum of these dumps with the recording. */
+	const char *path = getenv("MMNOTIF_COUNTERS");
+
+	if (path) {
+		FILE *f = fopen(path, "a");
+
+		if (!f)
+			die("open %s", path);
+		dump_slots(fd, f);
+		fclose(f);
+	}
 	if (ioctl(fd, MMNT_IOC_RESET))
 		die("MMNT_IOC_RESET");
 	return 0;
 }
+
+/* Under the tracer (tracer.sh sets MMNOTIF_PROBED to the file its stderr goes to), a new
+ * subscriber's callbacks are probed a moment after it registers: wait for the tracer to say
+ * so, or the scenario's first invalidations would go unseen. */
+static void wait_probed(const char *callback)
+{
+	const char *path = getenv("MMNOTIF_PROBED");
+	char needle[128], buf[65536];
+
+	if (!path)
+		return;
+	snprintf(needle, sizeof(needle), "probing %s ", callback);
+	for (int i = 0; i < 2000; i++) {
+		int f = open(path, O_RDONLY);
+		ssize_t n = f >= 0 ? read(f, buf, sizeof(buf) - 1) : -1;
+
+		if (f >= 0)
+			close(f);
+		if (n > 0) {
+			buf[n] = 0;
+			if (strstr(buf, needle))
+				return;
+		}
+		sleep_ms(10);
+	}
+	die("the tracer did not report probing %s within 20 s (see %s)", callback, path);
+}
+
+static const char *const list_start_callbacks[] = {
+	[MMNT_OK] = "mmnt_start_ok",
+	[MMNT_FAIL_NONBLOCK] = "mmnt_start_eagain_nonblock",
+	[MMNT_FAIL_ALWAYS] = "mmnt_start_buggy",
+};
 
 int reg_list(int fd, uint32_t behaviour, int end_op)
 {
@@ -66,6 +111,10 @@ int reg_list(int fd, uint32_t behaviour, int end_op)
 
 	if (ioctl(fd, MMNT_IOC_REGISTER, &r))
 		die("register list notifier (behaviour %u, end op %d)", behaviour, end_op);
+	if (behaviour <= MMNT_FAIL_ALWAYS)
+		wait_probed(list_start_callbacks[behaviour]);
+	if (end_op)
+		wait_probed("mmnt_end");
 	return (int)r.slot;
 }
 
@@ -77,6 +126,7 @@ int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length)
 	if (ioctl(fd, MMNT_IOC_REGISTER, &r))
 		die("register interval notifier [%#llx, +%#llx)", (unsigned long long)start,
 		    (unsigned long long)length);
+	wait_probed(behaviour == MMNT_OK ? "mmnt_invalidate_ok" : "mmnt_invalidate_false_nonblock");
 	return (int)r.slot;
 }
 
@@ -86,6 +136,27 @@ void read_slot(int fd, int slot, struct mmnt_counters *c)
 	c->slot = (uint32_t)slot;
 	if (ioctl(fd, MMNT_IOC_READ, c))
 		die("read slot %d", slot);
+}
+
+void dump_slots(int fd, FILE *out)
+{
+	struct mmnt_counters c;
+
+	for (int slot = 0; slot < MMNT_SLOTS; slot++) {
+		read_slot(fd, slot, &c);
+		if (c.state == MMNT_STATE_FREE)
+			continue;
+		fprintf(out, "{\"slot\":%u,\"state\":%u,\"kind\":%u,\"behaviour\":%u,\"flags\":%u,\"pid\":%u,"
+		       "\"starts_blockable\":%llu,\"starts_nonblock\":%llu,\"ends_blockable\":%llu,"
+		       "\"ends_nonblock\":%llu,\"fails_blockable\":%llu,\"fails_nonblock\":%llu,"
+		       "\"inval_blockable\":%llu,\"inval_nonblock\":%llu,\"inval_false\":%llu}\n",
+		       c.slot, c.state, c.kind, c.behaviour, c.flags, c.pid,
+		       (unsigned long long)c.starts_blockable, (unsigned long long)c.starts_nonblock,
+		       (unsigned long long)c.ends_blockable, (unsigned long long)c.ends_nonblock,
+		       (unsigned long long)c.fails_blockable, (unsigned long long)c.fails_nonblock,
+		       (unsigned long long)c.inval_blockable, (unsigned long long)c.inval_nonblock,
+		       (unsigned long long)c.inval_false);
+	}
 }
 
 void print_slot(const char *label, const struct mmnt_counters *c)

@@ -6,6 +6,7 @@
 #define GUEST_COMMON_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "mmnotif_test.h"
@@ -20,6 +21,8 @@ int reg_list(int fd, uint32_t behaviour, int end_op);
 int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length);
 void read_slot(int fd, int slot, struct mmnt_counters *c);
 void print_slot(const char *label, const struct mmnt_counters *c);
+/* One JSON object per used slot (counters survive the registering process). */
+void dump_slots(int fd, FILE *out);
 
 /* Scenario bookkeeping. */
 void scenario_begin(const char *name);

@@ -33,4 +33,6 @@ for s in $SCENARIOS; do
 done
 if [ -z "$SCENARIOS" ] || [ -n "$basic" ]; then run basic "$DIR/mmnotif-basic" $basic; fi
 if [ -z "$SCENARIOS" ] || [ -n "$oom" ]; then run oom "$DIR/mmnotif-oom" $oom; fi
+# The same scenarios under the tracer, when the guest has it (`cargo xtask test` puts it there).
+if [ -x /usr/local/bin/mmnotif-trace ] && [ -z "$SCENARIOS" ]; then "$DIR/tracer.sh"; fi
 if [ -z "$SCENARIOS" ] || [ -n "$leave" ]; then run leave "$DIR/mmnotif-basic" leave-registered; fi

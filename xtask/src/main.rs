@@ -89,7 +89,8 @@ pub fn build_release() -> Result<PathBuf> {
     if !status.success() {
         bail!("cargo build --release -p probe-user failed");
     }
-    Ok(workspace_root().join("target/release/mmnotif-trace"))
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    Ok(target.join("release/mmnotif-trace"))
 }
 
 fn run(args: &[String]) -> Result<u8> {
@@ -107,10 +108,11 @@ fn run(args: &[String]) -> Result<u8> {
 }
 
 /// Runs `cargo test` for the workspace, echoing its output, and counts passed/failed tests.
-fn cargo_test() -> Result<(u64, u64, bool)> {
+/// Runs `cargo test <selection> -- --test-threads 1 <test_args>`; returns (passed, failed, ok).
+fn cargo_test(selection: &[&str], test_args: &[&str], env: &[(&str, String)]) -> Result<(u64, u64, bool)> {
     let mut cmd = cargo();
-    // Default members: probe-ebpf only builds for the BPF target.
-    cmd.args(["test", "--", "--test-threads", "1"]);
+    cmd.arg("test").args(selection).args(["--", "--test-threads", "1"]).args(test_args);
+    cmd.envs(env.iter().map(|(k, v)| (*k, v)));
     if !is_root() {
         // Test binaries load BPF programs: run them (only them) under sudo.
         cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
@@ -136,15 +138,37 @@ fn cargo_test() -> Result<(u64, u64, bool)> {
 fn test(no_vm: bool) -> Result<u8> {
     let started = Instant::now();
     setup()?;
-    let (mut passed, mut failed, cargo_ok) = cargo_test()?;
+    // Default members: probe-ebpf only builds for the BPF target.
+    let (mut passed, mut failed, mut cargo_ok) = cargo_test(&[], &[], &[])?;
     if !cargo_ok && failed == 0 {
         failed += 1; // a build failure or a crashed test binary
     }
     if !no_vm {
         let t = Instant::now();
-        let args = VmDefaults::parse_from(["vm"]).args;
+        // The guests run their scenarios under the tracer too (tests/guest/tracer.sh).
+        let bin = build_release()?;
+        let args = VmDefaults::parse_from(["vm", "--with-binary", &bin.to_string_lossy()]).args;
         match vm::run_reports(&args) {
             Ok(reports) => {
+                let files: Vec<String> = reports
+                    .iter()
+                    .filter_map(|r| {
+                        let o = r.outcome.as_ref().ok()?;
+                        let dir = o.files.first()?.parent()?;
+                        Some(format!("{}={}", r.name, dir.display()))
+                    })
+                    .collect();
+                if files.len() == reports.len() {
+                    // Recordings against the module's counters and the kernel's behaviour.
+                    let env = [("MMNOTIF_GUEST_FILES", files.join(","))];
+                    let (p, f, ok) = cargo_test(&["-p", "probe-user", "--test", "guest_traces"], &["--ignored"], &env)?;
+                    passed += p;
+                    failed += f + u64::from(!ok && f == 0);
+                    cargo_ok &= ok;
+                } else {
+                    println!("xtask: guest recordings missing (received from {} of {} kernels)", files.len(), reports.len());
+                    failed += 1;
+                }
                 for r in &reports {
                     match &r.outcome {
                         Ok(o) => {

@@ -63,6 +63,15 @@ pub fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelOffsets,
         o.ops[slot as usize] = optional(btf, "mmu_notifier_ops", ops_member_names(slot));
     }
 
+    o.range_mm = required(btf, "mmu_notifier_range", &["mm"])?.offset;
+    o.range_start = required(btf, "mmu_notifier_range", &["start"])?.offset;
+    o.range_end = required(btf, "mmu_notifier_range", &["end"])?.offset;
+    o.range_flags = required(btf, "mmu_notifier_range", &["flags"])?.offset;
+    o.range_event = optional(btf, "mmu_notifier_range", &["event"]);
+    // Interval subscribers exist since 5.5.
+    o.interval_ops = optional(btf, "mmu_interval_notifier", &["ops"]);
+    o.interval_ops_invalidate = optional(btf, "mmu_interval_notifier_ops", &["invalidate"]);
+
     if let Some(kvm) = kvm_btf.filter(|b| b.has_struct("kvm")) {
         o.kvm_mmu_notifier = optional(kvm, "kvm", &["mmu_notifier"]);
         o.kvm_mn_active_invalidate_count = optional(kvm, "kvm", &["mn_active_invalidate_count"]);
@@ -127,6 +136,12 @@ mod tests {
         assert_eq!(btf.member("task_struct", "mm").unwrap().size, 8);
         assert_eq!(o.task_tgid, o.task_pid + 4);
         assert_ne!(o.ops[OpsSlot::InvalidateRangeStart as usize], ABSENT);
+        // Whatever precedes them (`vma` on older kernels), start, end and flags are adjacent.
+        assert_eq!(btf.member("mmu_notifier_range", "start").unwrap().size, 8);
+        assert_eq!(o.range_end, o.range_start + 8);
+        assert_eq!(o.range_flags, o.range_end + 8);
+        assert_ne!(o.range_event, ABSENT);
+        assert_ne!(o.interval_ops_invalidate, ABSENT);
         assert!(o.ops[OpsSlot::InvalidateRangeEnd as usize] > o.ops[OpsSlot::InvalidateRangeStart as usize]);
         if btf.has_struct("mmu_notifier_subscriptions") {
             assert_ne!(o.subs_invalidate_seq, ABSENT);

@@ -607,7 +607,10 @@ impl Checker {
                 format!("the range [{}, {}) ends before it starts", call.start, call.end)
             });
         }
-        if !call.start.0.is_multiple_of(PAGE_SIZE) || !call.end.0.is_multiple_of(PAGE_SIZE) {
+        // exit_mmap and the OOM reaper's whole-mm ranges end at ULONG_MAX: "to the end of the
+        // address space", not an unaligned end.
+        let end_aligned = call.end.0 == u64::MAX || call.end.0.is_multiple_of(PAGE_SIZE);
+        if !call.start.0.is_multiple_of(PAGE_SIZE) || !end_aligned {
             problems.push(format!("[{}, {}) is not page aligned", call.start, call.end));
         }
         match call.event {

@@ -14,9 +14,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     checker::{Checker, Report},
     cli::{LiveArgs, TextOrJsonl},
-    decode::Decoder,
     filter::EventFilter,
-    loader::{AttachReport, Tracer, TracerOptions},
+    loader::{AttachReport, CallbackProbe, Tracer},
     render::event_text,
     session::{self, SessionTotals},
     trace::{Header, TraceWriter, event_to_line},
@@ -52,7 +51,7 @@ impl<W: Write> Throttled<W> {
 }
 
 pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
-    let opts = TracerOptions { ring_bytes: live.ring_size, wakeup_bytes: live.wakeup_bytes };
+    let opts = live.tracer_options();
     let mut tracer = Tracer::start(&opts)?;
     let filter = EventFilter { pids: live.pids.clone(), comms: live.comms.clone() };
     let header = header(&tracer.kernel.release, &tracer.attach);
@@ -62,32 +61,30 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     let deadline = live.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
     let stop_in_session = stop.clone();
     let session = tokio::task::spawn_blocking(move || -> Result<(SessionTotals, Report)> {
-        let mut collector = tracer.collector()?;
-        let mut decoder = Decoder::new(&tracer.kernel.kallsyms);
         // Every live mode checks as it goes; the text stream shows violations inline.
         let mut checker = Checker::new(&header);
         let totals = match output {
             Output::Stdout(TextOrJsonl::Text) => {
                 let mut out = Throttled { out: BufWriter::new(std::io::stdout().lock()), last: Instant::now() };
                 let _ = writeln!(out.out, "# kernel {} attach {}", header.kernel, tracer.attach.summary());
-                let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
+                let t = session::trace(&mut tracer, &filter, &stop_in_session, deadline, |e| {
                     let _ = writeln!(out.out, "{}", event_text(e));
                     for v in checker.push(e) {
                         let _ = writeln!(out.out, "!! {v}");
                     }
                     out.tick();
-                })?;
+                }, announce_probe)?;
                 let _ = out.out.flush();
                 t
             }
             Output::Stdout(TextOrJsonl::Jsonl) => {
                 let mut out = Throttled { out: BufWriter::new(std::io::stdout().lock()), last: Instant::now() };
                 let _ = writeln!(out.out, "{}", serde_json::to_string(&header)?);
-                let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
+                let t = session::trace(&mut tracer, &filter, &stop_in_session, deadline, |e| {
                     let _ = writeln!(out.out, "{}", event_to_line(e));
                     checker.push(e);
                     out.tick();
-                })?;
+                }, announce_probe)?;
                 let _ = out.out.flush();
                 t
             }
@@ -95,14 +92,14 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
                 let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
                 let mut w = TraceWriter::new(BufWriter::new(file), &header).with_context(|| format!("writing {}", path.display()))?;
                 let mut err = None;
-                let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
+                let t = session::trace(&mut tracer, &filter, &stop_in_session, deadline, |e| {
                     checker.push(e);
                     if let Err(e) = w.write_event(e)
                         && err.is_none()
                     {
                         err = Some(e);
                     }
-                })?;
+                }, announce_probe)?;
                 if let Some(e) = err {
                     return Err(e).with_context(|| format!("writing {}", path.display()));
                 }
@@ -138,6 +135,11 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     eprintln!("mmnotif-trace: {}", totals.summary());
     eprintln!("mmnotif-trace: {}", report_line(&report));
     Ok(0)
+}
+
+/// Says on stderr which subscriber callback was probed, or why it could not be.
+pub fn announce_probe(probe: &CallbackProbe) {
+    eprintln!("mmnotif-trace: {}", probe.describe());
 }
 
 /// The checker's verdict in one line for the end of a live session (`replay` prints it all).

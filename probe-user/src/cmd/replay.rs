@@ -1,3 +1,5 @@
+use std::io::Write;
+
 use anyhow::Result;
 
 use crate::{
@@ -8,9 +10,16 @@ use crate::{
 
 pub fn run(args: &ReplayArgs) -> Result<u8> {
     let report = checker::replay_file(&args.file)?;
-    match args.format {
-        TextOrJson::Text => print!("{report}"),
-        TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    let text = match args.format {
+        TextOrJson::Text => report.to_string(),
+        TextOrJson::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    // A reader that stops early (`| head`) is not an error worth more than a quiet exit.
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
     }
     Ok(if report.verdict == Verdict::Pass { 0 } else { exit::FAILED })
 }

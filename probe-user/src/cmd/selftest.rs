@@ -8,7 +8,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{
     cli::{SelftestArgs, TextOrJson},
-    decode::Decoder,
     filter::EventFilter,
     loader::{Tracer, TracerOptions},
     selftest::{PlannedStep, StepRecord, judge},
@@ -16,17 +15,25 @@ use crate::{
 };
 
 pub async fn run(args: &SelftestArgs) -> Result<u8> {
-    let mut tracer = Tracer::start(&TracerOptions::default())?;
+    let opts = TracerOptions {
+        attach: args.attach.attach,
+        tracepoints: args.attach.tracepoint_method,
+        ..TracerOptions::default()
+    };
+    let mut tracer = Tracer::start(&opts)?;
     let summary = tracer.attach.summary();
     let stop = Arc::new(AtomicBool::new(false));
     let stop_in_session = stop.clone();
     let session = tokio::task::spawn_blocking(move || -> Result<_> {
-        let mut collector = tracer.collector()?;
-        let mut decoder = Decoder::new(&tracer.kernel.kallsyms);
         let mut events = Vec::new();
-        let totals = session::run(&mut collector, &mut decoder, &EventFilter::default(), &stop_in_session, None, |e| {
-            events.push(e.clone())
-        })?;
+        let totals = session::trace(
+            &mut tracer,
+            &EventFilter::default(),
+            &stop_in_session,
+            None,
+            |e| events.push(e.clone()),
+            super::live::announce_probe,
+        )?;
         Ok((events, totals))
     });
 

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::{AttachReport, KernelContext, LoadError, TracerOptions, hooks, load_object, require_root};
+use super::{AttachChoice, AttachReport, KernelContext, LoadError, TracepointChoice, TracerOptions, hooks, load_object, require_root};
 use crate::{inventory, workload::kvm};
 
 #[derive(Clone, Debug, Serialize)]
@@ -25,7 +25,7 @@ pub struct Capabilities {
 
 /// Loads the object, attaches every hook the way a tracing session would, runs the iterator
 /// once, opens /dev/kvm; then detaches everything (dropping the object).
-pub fn probe_capabilities() -> Result<Capabilities, LoadError> {
+pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -> Result<Capabilities, LoadError> {
     require_root()?;
     let mut checks = Vec::new();
     let kernel = KernelContext::discover()?;
@@ -38,22 +38,26 @@ pub fn probe_capabilities() -> Result<Capabilities, LoadError> {
     checks.push(Check { what: "kallsyms", ok: true, detail: format!("{} text symbols", kernel.kallsyms.len()) });
 
     let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
-    let attach = hooks::attach_all(&mut ebpf)?;
+    // The two function-probe methods, tried on their own whatever `choice` says.
+    let on_start = format!("loads and attaches on {}", hooks::START_FUNCTION);
+    let fentry = match aya::Btf::from_sys_fs() {
+        Ok(btf) => hooks::try_fentry(&mut ebpf, &btf),
+        Err(e) => Err(format!("no kernel BTF: {}", hooks::error_chain(&e))),
+    };
+    let kprobe = hooks::try_kprobe(&mut ebpf);
+    for (what, result) in [("fentry/fexit", fentry), ("kprobe/kretprobe", kprobe)] {
+        let (ok, detail) = match result {
+            Ok(()) => (true, on_start.clone()),
+            Err(reason) => (false, reason),
+        };
+        checks.push(Check { what, ok, detail });
+    }
+    let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, choice, tracepoints)?;
     for h in &attach.hooks {
-        if hooks::FUNCTION_HOOKS.contains(&h.hook) {
+        if hooks::is_function_hook(h.hook) {
             continue;
         }
         checks.push(Check { what: h.hook, ok: h.method.is_some(), detail: h.describe() });
-    }
-    let fentry = attach.get("range_start").and_then(|h| h.refused.iter().find(|r| r.method == super::Method::Fentry));
-    let kprobe = attach.get("range_start").and_then(|h| h.refused.iter().find(|r| r.method == super::Method::Kprobe));
-    for (what, refusal) in [("fentry/fexit", fentry), ("kprobe/kretprobe", kprobe)] {
-        let (ok, detail) = match refusal {
-            Some(r) if r.reason.starts_with("the kernel allows it") => (true, format!("loads and attaches on {}", hooks::START_FUNCTION)),
-            Some(r) => (false, r.reason.clone()),
-            None => (true, "attached".into()),
-        };
-        checks.push(Check { what, ok, detail });
     }
     match inventory::run_iterator(&mut ebpf) {
         Ok(bytes) => checks.push(Check { what: "iter/task", ok: true, detail: format!("inventory iterator ran ({} bytes)", bytes.len()) }),
@@ -86,8 +90,11 @@ impl Capabilities {
         for h in &self.attach.hooks {
             // Function hooks share one reason (the fentry and kprobe checks above); repeating
             // it per hook would bury the table.
+            let both_refused = h.refused.len() >= 2 && h.refused.iter().all(|r| !r.reason.starts_with("not tried"));
             let text = match h.method {
-                None if hooks::FUNCTION_HOOKS.contains(&h.hook) => "unavailable (see fentry/fexit and kprobe/kretprobe above)".to_string(),
+                None if hooks::is_function_hook(h.hook) && both_refused => {
+                    "unavailable (see fentry/fexit and kprobe/kretprobe above)".to_string()
+                }
                 _ => h.describe(),
             };
             let _ = writeln!(s, "  {:<22} {}", h.hook, text);

@@ -2,6 +2,7 @@
 //! and says which method each hook got.
 
 pub mod attach;
+pub mod callbacks;
 mod capabilities;
 mod collector;
 mod hooks;
@@ -9,7 +10,8 @@ mod hooks;
 pub use attach::{AttachReport, HookStatus, Method, Refusal};
 pub use capabilities::{Capabilities, Check, probe_capabilities};
 pub use collector::{Collector, Counters};
-pub use hooks::error_chain;
+pub use callbacks::{CallbackAttacher, CallbackProbe, Discovered};
+pub use hooks::{AttachChoice, TracepointChoice, error_chain};
 
 use aya::{Ebpf, EbpfLoader};
 use probe_common::{KernelOffsets, ProbeConfig};
@@ -48,11 +50,23 @@ pub struct TracerOptions {
     pub ring_bytes: u32,
     /// Pending bytes that trigger an early wakeup of the reader.
     pub wakeup_bytes: u64,
+    /// Which method function hooks may use.
+    pub attach: AttachChoice,
+    /// Which method tracepoint hooks may use.
+    pub tracepoints: TracepointChoice,
+    /// Capture kernel stacks of outer starts and ends.
+    pub stacks: bool,
 }
 
 impl Default for TracerOptions {
     fn default() -> Self {
-        TracerOptions { ring_bytes: 4 << 20, wakeup_bytes: 256 << 10 }
+        TracerOptions {
+            ring_bytes: 4 << 20,
+            wakeup_bytes: 256 << 10,
+            attach: AttachChoice::Auto,
+            tracepoints: TracepointChoice::Auto,
+            stacks: true,
+        }
     }
 }
 
@@ -89,7 +103,7 @@ pub fn load_object(ctx: &KernelContext, opts: &TracerOptions) -> Result<Ebpf, Lo
     if EBPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
-    let config = ProbeConfig { wakeup_bytes: opts.wakeup_bytes };
+    let config = ProbeConfig { wakeup_bytes: opts.wakeup_bytes, stacks: opts.stacks as u32, _pad: 0 };
     let ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &ctx.offsets, true)
         .override_global("CONFIG", &config, true)
@@ -103,6 +117,8 @@ pub struct Tracer {
     pub ebpf: Ebpf,
     pub attach: AttachReport,
     pub kernel: KernelContext,
+    /// Subscriber callbacks probed so far (grows while tracing).
+    pub callbacks: CallbackAttacher,
 }
 
 impl Tracer {
@@ -110,11 +126,29 @@ impl Tracer {
         require_root()?;
         let kernel = KernelContext::discover()?;
         let mut ebpf = load_object(&kernel, opts)?;
-        let attach = hooks::attach_all(&mut ebpf)?;
+        let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, opts.attach, opts.tracepoints)?;
         if attach.hooks.iter().all(|h| h.method.is_none()) {
             return Err(LoadError::NothingAttached(attach.summary()));
         }
-        Ok(Tracer { ebpf, attach, kernel })
+        let callbacks_enabled = hooks::CALLBACK_HOOKS.iter().any(|(h, _)| attach.get(h).is_some_and(|s| s.method.is_some()));
+        let mut callbacks = CallbackAttacher::new(callbacks_enabled);
+        if callbacks_enabled {
+            // Subscribers registered before we started: take them from the inventory.
+            let mms = crate::inventory::run_iterator(&mut ebpf)
+                .and_then(|bytes| {
+                    crate::inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)
+                        .map_err(|e| LoadError::Other(format!("inventory: {e}")))
+                })?;
+            for probe in callbacks.seed(&mut ebpf, &kernel.kallsyms, &mms) {
+                log::info!("{}", probe.describe());
+            }
+        }
+        Ok(Tracer { ebpf, attach, kernel, callbacks })
+    }
+
+    /// Probes the callbacks of a subscriber the kernel just registered.
+    pub fn discovered(&mut self, found: Discovered) -> Vec<CallbackProbe> {
+        self.callbacks.discovered(&mut self.ebpf, &self.kernel.kallsyms, found)
     }
 
     /// Takes the ring buffer and counters out of the object for a [`Collector`].

@@ -72,6 +72,7 @@ pub fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Resul
     let guest = paths.guest_src();
     w.copy(&guest.join("init.sh"), "/init", 0o755)?;
     w.copy(&guest.join("suite.sh"), "/tests/suite.sh", 0o755)?;
+    w.copy(&guest.join("tracer.sh"), "/tests/tracer.sh", 0o755)?;
     for (name, path) in &spec.guest_programs {
         w.copy(path, &format!("/tests/{name}"), 0o755)?;
     }

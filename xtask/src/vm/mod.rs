@@ -254,6 +254,7 @@ fn prepare(
         timeout: args.timeout.or(default_timeout).map(Duration::from_secs),
         log: PathBuf::new(),
         interactive: args.keep,
+        files_dir: paths.logs().join(format!("{}-files", r.series.name())),
     })
 }
 

@@ -26,6 +26,8 @@ pub struct Boot {
     pub log: PathBuf,
     /// Connect the terminal's stdin to the guest console (for --keep).
     pub interactive: bool,
+    /// Where files the guest ships over the console are written (see [`FileCapture`]).
+    pub files_dir: PathBuf,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +37,61 @@ pub struct Outcome {
     /// The guest's FAIL lines and any problem seen on the console.
     pub failures: Vec<String>,
     pub elapsed: Duration,
+    /// Files the guest shipped over the console.
+    pub files: Vec<PathBuf>,
+}
+
+const FILE_BEGIN: &str = "@@MMNOTIF-FILE ";
+const FILE_END: &str = "@@MMNOTIF-END";
+
+/// Collects a file the guest prints as `@@MMNOTIF-FILE name`, gzip+base64 lines, `@@MMNOTIF-END`
+/// (the guest has no other channel out). Lines that are not base64 (a kernel message printed
+/// meanwhile) are left to the normal console handling.
+#[derive(Default)]
+struct FileCapture {
+    current: Option<(String, String)>,
+}
+
+impl FileCapture {
+    /// Takes `line` if it belongs to a shipped file; returns a finished (name, base64) pair.
+    fn take(&mut self, line: &str) -> (bool, Option<(String, String)>) {
+        if let Some(name) = line.strip_prefix(FILE_BEGIN) {
+            self.current = Some((name.trim().to_string(), String::new()));
+            return (true, None);
+        }
+        let Some((_, data)) = self.current.as_mut() else { return (false, None) };
+        if line == FILE_END {
+            return (true, self.current.take());
+        }
+        if !line.is_empty() && line.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
+            data.push_str(line);
+            data.push('\n');
+            return (true, None);
+        }
+        (false, None)
+    }
+}
+
+/// Writes a shipped file: base64 → gzip → `dir/name` (name reduced to its last component).
+fn save_file(dir: &std::path::Path, name: &str, base64: &str) -> Result<PathBuf> {
+    let name = std::path::Path::new(name).file_name().context("shipped file without a name")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let encoded = dir.join(format!("{}.gz.b64", name.to_string_lossy()));
+    let path = dir.join(name);
+    std::fs::write(&encoded, base64).with_context(|| format!("cannot write {}", encoded.display()))?;
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(r#"base64 -d < "$1" | gzip -dc > "$2""#)
+        .arg("sh")
+        .arg(&encoded)
+        .arg(&path)
+        .status()
+        .context("cannot run base64/gzip")?;
+    let _ = std::fs::remove_file(&encoded);
+    if !status.success() {
+        bail!("decoding the guest's {} failed", path.display());
+    }
+    Ok(path)
 }
 
 impl Outcome {
@@ -143,6 +200,8 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
     drop(tx);
 
     let mut out = Outcome::default();
+    let mut capture = FileCapture::default();
+    let _ = std::fs::remove_dir_all(&b.files_dir);
     let mut result_seen = false;
     let mut timed_out = false;
     loop {
@@ -158,6 +217,19 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         };
         match rx.recv_timeout(wait) {
             Ok(line) => {
+                let (taken, finished) = capture.take(&line);
+                if let Some((name, data)) = finished {
+                    match save_file(&b.files_dir, &name, &data) {
+                        Ok(path) => {
+                            let _ = writeln!(log, "# received {}", path.display());
+                            out.files.push(path);
+                        }
+                        Err(e) => out.failures.push(format!("{e:#}")),
+                    }
+                }
+                if taken {
+                    continue;
+                }
                 println!("[{}] {line}", b.name);
                 let _ = writeln!(log, "{line}");
                 inspect(&line, &mut out, &mut result_seen);

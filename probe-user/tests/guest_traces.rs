@@ -1,0 +1,216 @@
+//! Checks the recordings the QEMU guests made under the tracer (tests/guest/tracer.sh) against
+//! the test module's own counters and against what the kernel's behaviour implies.
+//!
+//! `cargo xtask test` boots the guests, receives their files and runs this with
+//! MMNOTIF_GUEST_FILES=<kernel>=<dir>[,<kernel>=<dir>...]. Without that variable there is
+//! nothing to check, so the test is ignored by default rather than passing vacuously.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    io::BufReader,
+    path::{Path, PathBuf},
+};
+
+use mmnotif_trace::{
+    checker::replay_file,
+    trace::{Addr, Event, EventBody, Header, TraceReader},
+};
+use serde_json::Value;
+
+const METHODS: [(&str, [(&str, &str); 4]); 2] = [
+    ("fentry", [("range_start", "fentry"), ("range_start_ret", "fexit"), ("range_end", "fentry"), ("subscriber_start", "kretprobe")]),
+    ("kprobe", [("range_start", "kprobe"), ("range_start_ret", "kretprobe"), ("range_end", "kprobe"), ("subscriber_start", "kretprobe")]),
+];
+
+const SCENARIOS: [&str; 7] = ["list-ops", "interval-seq", "oom-baseline", "oom-eagain", "oom-eagain-endop", "oom-rfc2019", "oom-interval"];
+
+/// The rule ids the checker must report per scenario on these (v5.12+) kernels; every
+/// other scenario is clean.
+fn expected_rules(scenario: &str) -> Vec<&'static str> {
+    match scenario {
+        // A subscriber that fails with an end op: the kernel WARNs in __start, and its
+        // compensating-end loop still calls that subscriber's end, unpaired. The OOM reaper
+        // retries, so each rule fires once per failed start.
+        "oom-eagain-endop" => vec!["failed-start-has-end-op", "kernel-warn", "notifier-unpaired-end"],
+        _ => vec![],
+    }
+}
+
+struct Recording {
+    header: Header,
+    events: Vec<Event>,
+    stderr: String,
+    counters: Vec<Value>,
+    trace: PathBuf,
+}
+
+fn load(dir: &Path, method: &str, scenario: &str) -> Recording {
+    let base = dir.join(format!("{method}-{scenario}"));
+    let trace = base.with_extension("jsonl");
+    let file = fs::File::open(&trace).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+    let reader = TraceReader::new(BufReader::new(file)).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+    let header = reader.header().clone();
+    let events: Vec<Event> = reader.map(|e| e.unwrap_or_else(|e| panic!("{}: {e}", trace.display()))).collect();
+    let stderr = fs::read_to_string(base.with_extension("err")).expect("tracer stderr");
+    let counters = fs::read_to_string(base.with_extension("counters"))
+        .expect("counters")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("counters line {l:?}: {e}")))
+        .collect();
+    Recording { header, events, stderr, counters, trace }
+}
+
+fn sum(counters: &[Value], pick: impl Fn(&Value) -> bool, fields: &[&str]) -> u64 {
+    counters.iter().filter(|c| pick(c)).map(|c| fields.iter().map(|f| c[*f].as_u64().unwrap_or(0)).sum::<u64>()).sum()
+}
+
+fn callback_is(cb: &str, name: &str) -> bool {
+    cb == name || cb.starts_with(&format!("{name} ")) || cb.starts_with(&format!("{name}+"))
+}
+
+/// Compares the tracer's per-callback counts with the module's counters.
+fn check_counts(r: &Recording, what: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    // blockability of each range, from its outer start (the callback events do not carry it)
+    let mut blockable: HashMap<(u32, Addr), bool> = HashMap::new();
+    let mut tally: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    let list_starts = [(0u64, "mmnt_start_ok"), (1, "mmnt_start_eagain_nonblock"), (2, "mmnt_start_buggy")];
+    for e in &r.events {
+        match &e.body {
+            EventBody::RangeStart(c) => {
+                blockable.insert((c.tid, c.range), c.blockable);
+            }
+            EventBody::SubscriberStart(s) => {
+                let b = s.range.and_then(|range| blockable.get(&(s.tid, range)).copied());
+                for (_, name) in list_starts {
+                    if callback_is(s.callback.as_str(), name) {
+                        *tally.entry((name, if b == Some(false) { "nonblock" } else { "blockable" })).or_default() += 1;
+                        if s.ret.is_some_and(|r| r != 0) {
+                            *tally.entry((name, "failed")).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            EventBody::SubscriberEnd(s) if callback_is(s.callback.as_str(), "mmnt_end") => {
+                let b = blockable.get(&(s.tid, s.range)).copied();
+                *tally.entry(("mmnt_end", if b == Some(false) { "nonblock" } else { "blockable" })).or_default() += 1;
+            }
+            EventBody::IntervalInvalidate(i) => {
+                let b = blockable.get(&(i.tid, i.range)).copied();
+                *tally.entry(("interval", if b == Some(false) { "nonblock" } else { "blockable" })).or_default() += 1;
+                if !i.ret {
+                    *tally.entry(("interval", "false")).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let c = &r.counters;
+    let list = |b: u64| move |v: &Value| v["kind"] == 1 && v["behaviour"] == b;
+    let mut expect = |key: (&'static str, &'static str), module: u64| {
+        let traced = tally.get(&key).copied().unwrap_or(0);
+        if traced != module {
+            problems.push(format!("{what}: {} {}: module counted {module}, tracer saw {traced}", key.0, key.1));
+        }
+    };
+    for (b, name) in list_starts {
+        expect((name, "blockable"), sum(c, list(b), &["starts_blockable"]));
+        expect((name, "nonblock"), sum(c, list(b), &["starts_nonblock"]));
+        expect((name, "failed"), sum(c, list(b), &["fails_blockable", "fails_nonblock"]));
+    }
+    let with_end = |v: &Value| v["kind"] == 1 && v["flags"].as_u64().unwrap_or(0) & 1 == 1;
+    expect(("mmnt_end", "blockable"), sum(c, with_end, &["ends_blockable"]));
+    expect(("mmnt_end", "nonblock"), sum(c, with_end, &["ends_nonblock"]));
+    let interval = |v: &Value| v["kind"] == 2;
+    expect(("interval", "blockable"), sum(c, interval, &["inval_blockable"]));
+    expect(("interval", "nonblock"), sum(c, interval, &["inval_nonblock"]));
+    expect(("interval", "false"), sum(c, interval, &["inval_false"]));
+    problems
+}
+
+/// The seed's case on a v5.12+ kernel: inside the failed non-blocking start, the succeeding
+/// subscriber gets its compensating end; `__start` returns -EAGAIN; no outer end follows.
+fn check_rfc2019_sequence(r: &Recording, what: &str) -> Vec<String> {
+    let failed = r.events.iter().position(|e| matches!(&e.body, EventBody::RangeStartRet(x) if x.ret == -11));
+    let Some(ret_at) = failed else { return vec![format!("{what}: no __start returned -EAGAIN")] };
+    let EventBody::RangeStartRet(ret) = &r.events[ret_at].body else { unreachable!() };
+    let key = (ret.tid, ret.range);
+    let start_at = r.events[..ret_at]
+        .iter()
+        .rposition(|e| matches!(&e.body, EventBody::RangeStart(c) if (c.tid, c.range) == key))
+        .expect("the failed start's entry");
+    let inside: Vec<String> = r.events[start_at + 1..ret_at]
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::SubscriberStart(s) if s.tid == key.0 => Some(format!("start {} {:?}", s.callback.function(), s.ret)),
+            EventBody::SubscriberEnd(s) if s.tid == key.0 => Some(format!("end {}", s.callback.function())),
+            _ => None,
+        })
+        .collect();
+    let want = ["start mmnt_start_ok Some(0)", "start mmnt_start_eagain_nonblock Some(-11)", "end mmnt_end"];
+    let mut problems = Vec::new();
+    if inside != want {
+        problems.push(format!("{what}: inside the failed start saw {inside:?}, want {want:?}"));
+    }
+    if let EventBody::RangeStart(c) = &r.events[start_at].body
+        && c.blockable
+    {
+        problems.push(format!("{what}: the OOM reaper's start must be non-blockable"));
+    }
+    let outer_end = r.events[ret_at..].iter().any(|e| matches!(&e.body, EventBody::RangeEnd(x) if (x.call.tid, x.call.range) == key));
+    if outer_end {
+        problems.push(format!("{what}: an outer end followed the failed start"));
+    }
+    problems
+}
+
+#[test]
+#[ignore = "needs the QEMU guests' recordings: run by `cargo xtask test`"]
+fn guest_recordings_match_the_module_and_the_kernel() {
+    let spec = std::env::var("MMNOTIF_GUEST_FILES").expect("MMNOTIF_GUEST_FILES=<kernel>=<dir>,...");
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for entry in spec.split(',').filter(|s| !s.is_empty()) {
+        let (kernel, dir) = entry.split_once('=').expect("<kernel>=<dir>");
+        for (method, hooks) in METHODS {
+            for scenario in SCENARIOS {
+                let what = format!("{kernel} {method} {scenario}");
+                let r = load(Path::new(dir), method, scenario);
+                for (hook, want) in hooks {
+                    if r.header.attach.get(hook).map(String::as_str) != Some(want) {
+                        problems.push(format!("{what}: hook {hook} attached as {:?}, want {want}", r.header.attach.get(hook)));
+                    }
+                }
+                if !r.stderr.contains(", lost 0") || r.events.iter().any(|e| matches!(e.body, EventBody::Lost(_))) {
+                    problems.push(format!("{what}: events were lost: {}", r.stderr));
+                }
+                if !r.events.iter().any(|e| matches!(e.body, EventBody::RangeStart(_))) {
+                    problems.push(format!("{what}: no range_start recorded"));
+                }
+                problems.extend(check_counts(&r, &what));
+                if scenario == "oom-rfc2019" {
+                    problems.extend(check_rfc2019_sequence(&r, &what));
+                }
+                let report = replay_file(&r.trace).unwrap_or_else(|e| panic!("{e}"));
+                let counts = &report.violation_counts;
+                let got: Vec<&str> = counts.keys().map(|r| r.as_str()).collect();
+                let mut want = expected_rules(scenario);
+                want.sort();
+                let mut got_sorted = got.clone();
+                got_sorted.sort();
+                if got_sorted != want {
+                    problems.push(format!("{what}: checker found {got:?}, want {want:?}\n{report}"));
+                }
+                let failed_starts =
+                    r.events.iter().filter(|e| matches!(&e.body, EventBody::RangeStartRet(x) if x.ret != 0)).count() as u64;
+                if !want.is_empty() && counts.values().any(|&n| n != failed_starts) {
+                    problems.push(format!("{what}: want each rule once per failed start ({failed_starts}): {counts:?}"));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no recordings named in MMNOTIF_GUEST_FILES");
+    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+}

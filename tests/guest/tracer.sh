@@ -1,0 +1,65 @@
+#!/bin/sh
+# Runs guest scenarios under the tracer, once per attach method, and prints each recording,
+# the tracer's stderr and the module's counters (dumped before each reset) to the console (between @@MMNOTIF-FILE and
+# @@MMNOTIF-END, gzip+base64) for the host to check against each other.
+BIN=/usr/local/bin/mmnotif-trace
+DIR=$(dirname "$0")
+OUT=/tmp/traces
+RESULTS=${RESULTS:-/tmp/results}
+SCENARIOS_UNDER_TRACE=${SCENARIOS_UNDER_TRACE:-"list-ops interval-seq oom-baseline oom-eagain oom-eagain-endop oom-rfc2019 oom-interval"}
+mkdir -p "$OUT"
+
+result() { echo "MMNOTIF-TEST: $*" | tee -a "$RESULTS"; }
+
+ship() {
+	echo "@@MMNOTIF-FILE $(basename "$1")"
+	gzip -c "$1" | base64
+	echo "@@MMNOTIF-END"
+}
+
+program_for() {
+	case $1 in
+	oom-*) echo "$DIR/mmnotif-oom" ;;
+	*) echo "$DIR/mmnotif-basic" ;;
+	esac
+}
+
+for method in fentry kprobe; do
+	for scenario in $SCENARIOS_UNDER_TRACE; do
+		name=$method-$scenario
+		err=$OUT/$name.err
+		"$BIN" record --attach "$method" -o "$OUT/$name.jsonl" 2>"$err" &
+		tracer=$!
+		# The first stderr line says the hooks are attached.
+		i=0
+		while ! grep -q '^mmnotif-trace: kernel ' "$err" && [ $i -lt 600 ]; do
+			kill -0 $tracer 2>/dev/null || break
+			sleep 0.1
+			i=$((i + 1))
+		done
+		if ! grep -q '^mmnotif-trace: kernel ' "$err"; then
+			cat "$err"
+			result "FAIL tracer-$name (the tracer did not start)"
+			kill -TERM $tracer 2>/dev/null
+			wait $tracer
+			continue
+		fi
+		: >"$OUT/$name.counters"
+		MMNOTIF_PROBED=$err MMNOTIF_COUNTERS=$OUT/$name.counters "$(program_for "$scenario")" "$scenario" >"$OUT/$name.out" 2>&1
+		rc=$?
+		# Let the last records reach the reader before stopping it.
+		sleep 0.3
+		kill -TERM $tracer
+		wait $tracer
+		trc=$?
+		cat "$err"
+		grep '^MMNOTIF-TEST: ' "$OUT/$name.out" | sed "s/^MMNOTIF-TEST: \([A-Z]*\) /MMNOTIF-TEST: \1 traced-$method-/" | tee -a "$RESULTS"
+		if [ $rc != 0 ] && ! grep -q '^MMNOTIF-TEST: FAIL' "$OUT/$name.out"; then
+			result "FAIL tracer-$name (scenario exit status $rc)"
+		fi
+		if [ $trc != 0 ]; then
+			result "FAIL tracer-$name (tracer exit status $trc)"
+		fi
+		for f in "$OUT/$name.jsonl" "$err" "$OUT/$name.counters"; do ship "$f"; done
+	done
+done
