@@ -383,19 +383,17 @@ fn attach_function_hooks(
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttachChoice {
-    /// fentry/fexit where the kernel allows it, kprobes otherwise.
+    // fentry/fexit where the kernel allows it, kprobes otherwise (the CLI help says so; doc
+    // comments here would turn into a long per-value list there).
     #[default]
     Auto,
-    /// Only fentry/fexit for kernel functions (subscriber callbacks in modules still need kprobes).
     Fentry,
-    /// Only kprobe/kretprobe.
     Kprobe,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TracepointChoice {
-    /// tp_btf, falling back to raw tracepoints.
     #[default]
     Auto,
     TpBtf,
