@@ -165,6 +165,48 @@ fn check_rfc2019_sequence(r: &Recording, what: &str) -> Vec<String> {
     problems
 }
 
+/// Interval scenarios: `ops->invalidate` gets odd (invalidating) sequence numbers, and
+/// `mn_itree_inv_end` leaves the tree quiescent (no active range, even sequence).
+fn check_interval_tree(r: &Recording, what: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let seqs: Vec<u64> =
+        r.events.iter().filter_map(|e| if let EventBody::IntervalInvalidate(i) = &e.body { Some(i.cur_seq) } else { None }).collect();
+    if seqs.is_empty() || seqs.iter().any(|s| s % 2 == 0) {
+        problems.push(format!("{what}: interval invalidates with cur_seq {seqs:?}, want some, all odd"));
+    }
+    let last = r.events.iter().rev().find_map(|e| if let EventBody::ItreeEnd(i) = &e.body { Some(i.clone()) } else { None });
+    match last {
+        Some(i) if i.active == 0 && i.seq % 2 == 0 => {}
+        other => problems.push(format!("{what}: last mn_itree_inv_end {other:?}, want active 0 and an even seq")),
+    }
+    problems
+}
+
+/// `probe` in the guest: both methods available, each hook on the method `auto` prefers.
+fn check_probe(dir: &Path, kernel: &str) -> Vec<String> {
+    let path = dir.join("probe.json");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut problems = Vec::new();
+    for what in ["fentry/fexit", "kprobe/kretprobe"] {
+        let check = v["checks"].as_array().and_then(|c| c.iter().find(|c| c["what"] == what).cloned());
+        if check.as_ref().map(|c| c["ok"].clone()) != Some(Value::Bool(true)) {
+            problems.push(format!("{kernel}: probe says {what} is not available: {check:?}"));
+        }
+    }
+    let hooks = v["attach"]["hooks"].as_array().cloned().unwrap_or_default();
+    for (hook, want) in [("range_start", "fentry"), ("range_start_ret", "fexit"), ("range_end", "fentry"), ("itree_end", "fexit"), ("subscriber_start", "kretprobe")] {
+        let got = hooks.iter().find(|h| h["hook"] == hook).map(|h| h["method"].clone());
+        if got != Some(Value::from(want)) {
+            problems.push(format!("{kernel}: probe names {got:?} for {hook}, want {want}"));
+        }
+    }
+    if v["pairing"] != "start/end pairing: available" {
+        problems.push(format!("{kernel}: {}", v["pairing"]));
+    }
+    problems
+}
+
 #[test]
 #[ignore = "needs the QEMU guests' recordings: run by `cargo xtask test`"]
 fn guest_recordings_match_the_module_and_the_kernel() {
@@ -173,6 +215,7 @@ fn guest_recordings_match_the_module_and_the_kernel() {
     let mut checked = 0;
     for entry in spec.split(',').filter(|s| !s.is_empty()) {
         let (kernel, dir) = entry.split_once('=').expect("<kernel>=<dir>");
+        problems.extend(check_probe(Path::new(dir), kernel));
         for (method, hooks) in METHODS {
             for scenario in SCENARIOS {
                 let what = format!("{kernel} {method} {scenario}");
@@ -189,6 +232,9 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                     problems.push(format!("{what}: no range_start recorded"));
                 }
                 problems.extend(check_counts(&r, &what));
+                if scenario.contains("interval") {
+                    problems.extend(check_interval_tree(&r, &what));
+                }
                 if scenario == "oom-rfc2019" {
                     problems.extend(check_rfc2019_sequence(&r, &what));
                 }

@@ -24,6 +24,11 @@ program_for() {
 	esac
 }
 
+# What this kernel offers, as the tracer finds it.
+"$BIN" probe
+"$BIN" probe --format json >"$OUT/probe.json" || result "FAIL tracer-probe (exit status $?)"
+ship "$OUT/probe.json"
+
 for method in fentry kprobe; do
 	for scenario in $SCENARIOS_UNDER_TRACE; do
 		name=$method-$scenario
