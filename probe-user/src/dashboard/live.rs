@@ -162,7 +162,10 @@ pub fn run(log_file: Option<&Path>) -> Result<u8> {
         let (slot, stop) = (Arc::clone(&inventory), Arc::clone(&stop));
         thread::Builder::new().name("inventory".into()).spawn(move || read_inventory(&slot, &stop))?
     };
-    let workload = workload_command(&["--repeat", "0", "--hold-ms", "500"])?
+    // Every step but vm_close, so each round's VM stays open during the hold and the
+    // inventory finds it subscribed.
+    let steps = "madvise_dontneed,madvise_free,mprotect,mremap_dontunmap,munmap,fork";
+    let workload = workload_command(&["--steps", steps, "--repeat", "0", "--hold-ms", "500"])?
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(workload_log))

@@ -179,7 +179,9 @@ pub fn run(opts: &ReplayOptions<'_>) -> Result<u8> {
     let (log_path, log) = logfile::open(opts.log_file)?;
     logfile::install(log);
     log::info!("replaying {}", path.display());
-    let model = SharedModel::new(Model::new(reader.header(), format!("replay {}", path.display()), None));
+    // The header names the file only: a long path would push the kernel off narrow screens.
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let model = SharedModel::new(Model::new(reader.header(), format!("replay {name}"), None));
     let control = Arc::new(Control { pace: Mutex::new(Pace::new(opts.speed, opts.start_paused)), changed: Condvar::new() });
     let feeder = {
         let (model, control) = (model.clone(), Arc::clone(&control));

@@ -19,7 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &
     breakdown(frame, left, s);
     let [rate, open, ranges] =
         Layout::vertical([Constraint::Length(4), Constraint::Length(4), Constraint::Min(3)]).areas(right);
-    sparkline(frame, rate, &format!("events/s: {} in the last second", count(s.events_per_sec)), &s.rate_history, Color::Cyan);
+    sparkline(frame, rate, &format!("events/s: {}", count(s.events_per_sec)), &s.rate_history, Color::Cyan);
     sparkline(frame, open, &format!("open ranges: {} now", count(s.open_now)), &s.open_history, Color::Magenta);
     open_ranges(frame, ranges, s, ui);
 }
@@ -49,7 +49,7 @@ fn sparkline(frame: &mut Frame, area: Rect, what: &str, history: &[u64], color: 
     let width = usize::from(area.width.saturating_sub(1));
     let shown = history.get(history.len().saturating_sub(width)..).unwrap_or(history);
     let max = shown.iter().copied().max().unwrap_or(0);
-    let title = format!(" {what}, {} max over {}s", count(max), shown.len());
+    let title = format!(" {what} · max {} over {}s", count(max), shown.len());
     let widget = Sparkline::default()
         .block(Block::default().borders(Borders::BOTTOM).title(title))
         .data(shown)

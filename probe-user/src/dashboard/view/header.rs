@@ -11,9 +11,9 @@ use crate::{checker::{RuleId, Verdict}, dashboard::{snapshot::Snapshot, ui::Ui}}
 /// Lays out groups of spans after `label` in lines of at most `width` columns, breaking
 /// only between groups (a group is one fact, such as `lost 0`).
 fn packed(label: &str, groups: Vec<Vec<Span<'static>>>, separator: &str, width: usize) -> Vec<Line<'static>> {
-    let indent = label.chars().count() + 1;
+    let indent = label.chars().count();
     let mut lines = Vec::new();
-    let mut spans = vec![Span::styled(format!(" {label}"), Style::default().add_modifier(Modifier::BOLD))];
+    let mut spans = vec![Span::styled(label.to_owned(), Style::default().add_modifier(Modifier::BOLD))];
     let mut used = indent;
     for (i, group) in groups.into_iter().enumerate() {
         let len: usize = group.iter().map(|s| s.content.chars().count()).sum();
@@ -45,8 +45,9 @@ pub fn lines(s: &Snapshot, ui: &Ui, width: u16) -> Vec<Line<'static>> {
     let dim = Style::default().fg(Color::DarkGray);
     let kernel = if s.kernel.is_empty() { "unknown" } else { &s.kernel };
     let mut title = vec![
-        Span::styled(" mmnotif-trace ", bold.fg(Color::Cyan)),
-        Span::raw(format!("{} · kernel {kernel} · up {}", s.source, age(s.uptime_ns))),
+        vec![Span::raw(s.source.clone())],
+        vec![Span::raw(format!("kernel {kernel}"))],
+        vec![Span::raw(format!("up {}", age(s.uptime_ns)))],
     ];
     if let Some(verdict) = s.verdict {
         let color = match verdict {
@@ -54,13 +55,15 @@ pub fn lines(s: &Snapshot, ui: &Ui, width: u16) -> Vec<Line<'static>> {
             Verdict::Fail => Color::Red,
             Verdict::Incomplete => Color::Yellow,
         };
-        title.push(Span::raw(" · "));
-        title.push(Span::styled(format!("trace ended: {verdict}"), bold.fg(color)));
+        title.push(vec![Span::styled(format!("trace ended: {verdict}"), bold.fg(color))]);
     }
     if ui.frozen {
-        title.push(Span::styled(" · PAUSED", bold.fg(Color::Yellow)));
+        title.push(vec![Span::styled("PAUSED", bold.fg(Color::Yellow))]);
     }
-    let mut out = vec![Line::from(title)];
+    let mut out = packed(" mmnotif-trace", title, " · ", width);
+    if let Some(first) = out.first_mut().and_then(|l| l.spans.first_mut()) {
+        first.style = bold.fg(Color::Cyan);
+    }
 
     let attached: Vec<String> =
         s.hooks.iter().filter_map(|h| Some(format!("{}={}", h.hook, h.method.as_deref()?))).collect();
@@ -68,15 +71,15 @@ pub fn lines(s: &Snapshot, ui: &Ui, width: u16) -> Vec<Line<'static>> {
     if attached.is_empty() {
         out.push(Line::from(Span::styled(" attached: nothing", Style::default().fg(Color::Red))));
     } else {
-        out.extend(packed("attached:", plain(attached, Style::default().fg(Color::Green)), " ", width));
+        out.extend(packed(" attached:", plain(attached, Style::default().fg(Color::Green)), " ", width));
     }
     if !missing.is_empty() {
-        out.extend(packed("unavailable:", plain(missing, dim), " ", width));
+        out.extend(packed(" unavailable:", plain(missing, dim), " ", width));
     }
     if !s.pairing {
         out.push(Line::from(Span::styled(
             format!(
-                " DEGRADED: no start/end probes · {} of {} rules not checked · pairing is not verified ",
+                " DEGRADED: no start/end probes · {} of {} rules not checked ",
                 s.not_checked,
                 RuleId::ALL.len()
             ),

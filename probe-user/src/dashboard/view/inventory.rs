@@ -5,7 +5,7 @@ use ratatui::{
     layout::Rect,
     style::{Color, Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Paragraph},
+    widgets::{Block, Paragraph, Wrap},
 };
 
 use super::format::age;
@@ -36,6 +36,9 @@ fn mm_lines(mm: &MmInventory, selected: bool) -> Vec<Line<'static>> {
         head.push(Span::styled(" (invalidating)", tree_style));
     }
     let mut out = vec![Line::from(head)];
+    if mm.subscribers.is_empty() {
+        out.push(Line::styled("  no subscribers right now (the subscription struct stays until the mm exits)", Style::default().fg(Color::DarkGray)));
+    }
     for (i, sub) in mm.subscribers.iter().enumerate() {
         let callbacks: Vec<String> = sub.callbacks.iter().map(|(slot, sym)| format!("{slot}={sym}")).collect();
         out.push(Line::from(format!("  [{i}] subscriber {} users {}: {}", sub.subscriber, sub.users, callbacks.join(" "))));
@@ -80,5 +83,5 @@ pub fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &
             }
         }
     };
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
 }

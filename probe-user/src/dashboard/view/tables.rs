@@ -61,7 +61,7 @@ pub fn violations(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot,
             Cell::from(v.callback.as_ref().map_or_else(|| "-".to_owned(), |c| c.to_string())),
         ])
     });
-    let widths = [Constraint::Length(6), Constraint::Length(7), Constraint::Length(23), Constraint::Length(18), Constraint::Min(10)];
+    let widths = [Constraint::Length(6), Constraint::Length(9), Constraint::Length(23), Constraint::Length(16), Constraint::Min(10)];
     let table = Table::new(table_rows, widths).header(header_row(&rows::VIOLATION_COLUMNS, sort, usize::MAX));
     let empty = if s.pairing {
         "no violations so far".to_owned()
@@ -88,16 +88,21 @@ pub fn notifiers(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, 
         ])
     });
     let widths = [
-        Constraint::Min(18),
-        Constraint::Length(14),
-        Constraint::Length(8),
-        Constraint::Length(8),
+        Constraint::Min(20),
+        Constraint::Max(16),
+        Constraint::Length(7),
+        Constraint::Length(7),
         Constraint::Length(6),
         Constraint::Length(5),
-        Constraint::Length(7),
-        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(6),
     ];
-    let table = Table::new(table_rows, widths).header(header_row(&rows::NOTIFIER_COLUMNS, sort, 2));
+    let table = Table::new(table_rows, widths).header(header_row(&rows::NOTIFIER_COLUMNS, sort, 2)).column_spacing(1);
+    // Narrow terminals cut the callback column: the selected row is also spelled out in full.
+    let block = match list.get(ui.selected(Pane::Notifiers, list.len())) {
+        Some(n) => block.title_bottom(format!(" › {} · {} ", n.callback, s.owner_of(&n.callback))),
+        None => block,
+    };
     draw_table(frame, area, block, table, list.len(), ui, Pane::Notifiers, "no subscriber callback seen yet");
 }
 
@@ -117,14 +122,14 @@ pub fn processes(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, 
         ])
     });
     let widths = [
-        Constraint::Length(7),
-        Constraint::Length(16),
-        Constraint::Min(18),
-        Constraint::Length(8),
-        Constraint::Length(8),
         Constraint::Length(6),
-        Constraint::Length(5),
-        Constraint::Length(8),
+        Constraint::Length(14),
+        Constraint::Length(18),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(4),
+        Constraint::Min(6),
     ];
     let table = Table::new(table_rows, widths).header(header_row(&rows::PROCESS_COLUMNS, sort, 3));
     draw_table(frame, area, block, table, list.len(), ui, Pane::Processes, "no process seen yet");
