@@ -45,7 +45,8 @@ pub enum Command {
     Stream(StreamArgs),
     /// Trace live and write a v1 JSON-lines trace to a file (same records as `stream --format jsonl`).
     Record(RecordArgs),
-    /// Run the checker over a recorded v1 trace and print its verdict, violations and statistics.
+    /// Run the checker over a recorded v1 trace and print its verdict, violations and statistics
+    /// (with --tui: show them in the dashboard, with time controls).
     Replay(ReplayArgs),
     /// Audit every mm that has notifier subscriptions (BPF task iterator): subscribers, their
     /// callbacks, interval-tree state and KVM's invalidation counters.

@@ -32,14 +32,14 @@ fn right(text: String) -> Cell<'static> {
     Cell::from(Line::from(text).right_aligned())
 }
 
-/// Draws `table` with the pane's selection, or `empty` when there are no rows.
-fn draw_table(frame: &mut Frame, area: Rect, block: Block<'_>, table: Table<'_>, rows: usize, ui: &Ui, pane: Pane, empty: &str) {
+/// Draws `table` with the focused pane's selection, or `empty` when there are no rows.
+fn draw_table(frame: &mut Frame, area: Rect, block: Block<'_>, table: Table<'_>, rows: usize, ui: &Ui, empty: &str) {
     if rows == 0 {
         let text = if ui.filter.is_empty() { empty.to_owned() } else { format!("nothing matches the filter {:?}", ui.filter.text()) };
         frame.render_widget(Paragraph::new(format!(" {text}")).style(Style::default().fg(Color::DarkGray)).block(block), area);
         return;
     }
-    let mut state = TableState::default().with_selected(Some(ui.selected(pane, rows)));
+    let mut state = TableState::default().with_selected(Some(ui.selected(ui.pane, rows)));
     let table = table.block(block).row_highlight_style(Style::default().add_modifier(Modifier::REVERSED)).highlight_symbol("›");
     frame.render_stateful_widget(table, area, &mut state);
 }
@@ -68,7 +68,7 @@ pub fn violations(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot,
     } else {
         format!("no violations so far ({} rules are not checked in this mode)", s.not_checked)
     };
-    draw_table(frame, area, block, table, list.len(), ui, Pane::Violations, &empty);
+    draw_table(frame, area, block, table, list.len(), ui, &empty);
 }
 
 pub fn notifiers(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
@@ -103,7 +103,7 @@ pub fn notifiers(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, 
         Some(n) => block.title_bottom(format!(" › {} · {} ", n.callback, s.owner_of(&n.callback))),
         None => block,
     };
-    draw_table(frame, area, block, table, list.len(), ui, Pane::Notifiers, "no subscriber callback seen yet");
+    draw_table(frame, area, block, table, list.len(), ui, "no subscriber callback seen yet");
 }
 
 pub fn processes(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
@@ -132,7 +132,7 @@ pub fn processes(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, 
         Constraint::Min(6),
     ];
     let table = Table::new(table_rows, widths).header(header_row(&rows::PROCESS_COLUMNS, sort, 3));
-    draw_table(frame, area, block, table, list.len(), ui, Pane::Processes, "no process seen yet");
+    draw_table(frame, area, block, table, list.len(), ui, "no process seen yet");
 }
 
 /// The block every pane is drawn in.
