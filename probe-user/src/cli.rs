@@ -15,8 +15,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = None,
     args_conflicts_with_subcommands = true,
     after_help = "Without a subcommand, on a terminal: open the live dashboard (the tracer with the \
-                  built-in KVM workload as traffic; ? shows its keys, q quits). When stdout is not \
-                  a terminal: print the live text stream instead (same as `stream --workload`).\n\nExit status: 0 success; 1 a check failed; 2 usage \
+                  built-in KVM workload as traffic; ? shows its keys, q quits). When stdin or \
+                  stdout is not a terminal: print the live text stream instead (same as `stream \
+                  --workload`).\n\nExit status: 0 success; 1 a check failed; 2 usage \
                   error; 10 not root; 11 no kernel BTF; 12 no /dev/kvm; 13 BPF load/attach failed; \
                   14 the binary lacks its eBPF object; 15 bad input file."
 )]

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Some(Command::Probe(args)) => cmd::probe::run(args),
         Some(Command::Inventory(args)) => cmd::inventory::run(args),
         Some(Command::Replay(args)) => cmd::replay::run(args),
-        None if dashboard::live::stdout_is_terminal() => dashboard::live::run(cli.dashboard.log_file.as_deref()),
+        None if dashboard::live::interactive_terminal() => dashboard::live::run(cli.dashboard.log_file.as_deref()),
         other => run_async(other),
     };
     match result {

@@ -200,8 +200,9 @@ pub fn run(log_file: Option<&Path>) -> Result<u8> {
     Ok(0)
 }
 
-/// Not a terminal: the dashboard cannot run; `main` falls back to the text stream.
-pub fn stdout_is_terminal() -> bool {
+/// Whether the dashboard can run: it draws on stdout and reads keys from stdin. Otherwise
+/// (piped, redirected) `main` falls back to the text stream.
+pub fn interactive_terminal() -> bool {
     use std::io::IsTerminal;
-    std::io::stdout().is_terminal()
+    std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
 }

@@ -173,6 +173,9 @@ pub struct ReplayOptions<'a> {
 /// otherwise) once the whole trace was checked, 0 if the person quit before the end.
 pub fn run(opts: &ReplayOptions<'_>) -> Result<u8> {
     let path = opts.file;
+    if !super::live::interactive_terminal() {
+        anyhow::bail!("--tui needs a terminal on stdin and stdout; without --tui, replay prints its report");
+    }
     // A missing file or a bad header is reported before the terminal is taken over.
     let file = File::open(path).map_err(|e| TraceError::new(0, TraceErrorKind::Io(e)).with_path(path))?;
     let reader = TraceReader::new(BufReader::with_capacity(1 << 16, file)).map_err(|e| e.with_path(path))?.with_path(path);
