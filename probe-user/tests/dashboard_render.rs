@@ -215,7 +215,9 @@ fn open_ranges_are_listed_until_the_trace_ends() {
     assert!(screen.contains("open ranges: 1 now"), "{screen}");
     model.finish();
     let ended = model.snapshot();
-    assert!(ended.violations.iter().any(|v| v.violation.rule.as_str() == "unpaired-start"), "end-of-trace conclusions are listed");
+    let unpaired = ended.violations.iter().filter(|v| v.violation.rule.as_str() == "unpaired-start").count();
+    assert_eq!(unpaired, 1, "end-of-trace conclusions are listed once: {:?}", ended.violations);
+    assert_eq!(ended.errors + ended.warnings, ended.violations.len() as u64);
     let screen = render(&Ui::default(), &ended, 100, 30);
     assert!(screen.contains("trace ended: FAIL"), "{screen}");
 }
@@ -304,8 +306,9 @@ fn help_overlay_and_pause_marker() {
     let snap = model_of("v6.6-double-end.jsonl", false).snapshot();
     let mut ui = Ui::default();
     key(&mut ui, &snap, KeyCode::Char('?'));
-    let screen = render(&ui, &snap, 100, 30);
-    assert!(screen.contains("keys (any key closes)") && screen.contains("freeze the display"), "{screen}");
+    let screen = render(&ui, &snap, 80, 24);
+    assert!(screen.contains("keys (any key closes)") && screen.contains("display freezes"), "{screen}");
+    assert!(screen.contains("replay: half as fast"), "the whole help fits 80x24: {screen}");
     key(&mut ui, &snap, KeyCode::Char('x'));
     assert!(!render(&ui, &snap, 100, 30).contains("keys (any key closes)"));
     ui.frozen = true;

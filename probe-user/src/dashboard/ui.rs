@@ -228,3 +228,63 @@ impl Ui {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn press(ui: &mut Ui, code: KeyCode, modifiers: KeyModifiers) -> Option<Command> {
+        ui.handle_key(KeyEvent::new(code, modifiers), &Snapshot::default())
+    }
+
+    fn key(ui: &mut Ui, code: KeyCode) -> Option<Command> {
+        press(ui, code, KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn quit_keys_quit_but_not_while_typing_a_filter() {
+        let mut ui = Ui::default();
+        assert_eq!(key(&mut ui, KeyCode::Char('q')), Some(Command::Quit));
+        assert_eq!(key(&mut ui, KeyCode::Esc), Some(Command::Quit));
+        assert_eq!(press(&mut ui, KeyCode::Char('c'), KeyModifiers::CONTROL), Some(Command::Quit));
+        assert_eq!(key(&mut ui, KeyCode::Char('/')), None);
+        assert_eq!(key(&mut ui, KeyCode::Char('q')), None, "typed into the filter");
+        assert_eq!(ui.input.as_deref(), Some("q"));
+        assert_eq!(press(&mut ui, KeyCode::Char('c'), KeyModifiers::CONTROL), Some(Command::Quit), "Ctrl-C always quits");
+    }
+
+    #[test]
+    fn tab_cycles_panes_both_ways_and_digits_jump() {
+        let mut ui = Ui::default();
+        key(&mut ui, KeyCode::BackTab);
+        assert_eq!(ui.pane, Pane::Inventory);
+        key(&mut ui, KeyCode::Tab);
+        assert_eq!(ui.pane, Pane::Violations);
+        key(&mut ui, KeyCode::Char('3'));
+        assert_eq!(ui.pane, Pane::Processes);
+    }
+
+    #[test]
+    fn time_and_counter_keys_become_commands() {
+        let mut ui = Ui::default();
+        assert_eq!(key(&mut ui, KeyCode::Char(' ')), Some(Command::TogglePause));
+        assert_eq!(key(&mut ui, KeyCode::Char('r')), Some(Command::Reset));
+        assert_eq!(key(&mut ui, KeyCode::Char('n')), Some(Command::Step));
+        assert_eq!(key(&mut ui, KeyCode::Char('+')), Some(Command::Faster));
+        assert_eq!(key(&mut ui, KeyCode::Char('-')), Some(Command::Slower));
+    }
+
+    #[test]
+    fn sort_cycles_columns_and_reverses() {
+        let mut ui = Ui::default();
+        key(&mut ui, KeyCode::Char('2'));
+        let before = ui.sort(Pane::Notifiers);
+        key(&mut ui, KeyCode::Char('s'));
+        assert_eq!(ui.sort(Pane::Notifiers).column, (before.column + 1) % NOTIFIER_COLUMNS.len());
+        key(&mut ui, KeyCode::Char('S'));
+        assert_eq!(ui.sort(Pane::Notifiers).descending, !before.descending);
+        key(&mut ui, KeyCode::Char('4'));
+        key(&mut ui, KeyCode::Char('s'));
+        assert_eq!(ui.sort(Pane::Events), Ui::default().sort(Pane::Events), "nothing to sort there");
+    }
+}

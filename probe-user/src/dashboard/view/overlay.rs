@@ -17,34 +17,36 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     cell
 }
 
-pub const KEYS: [(&str, &str); 15] = [
-    ("q  Esc  Ctrl-C", "quit (Esc first closes a dialog or clears the filter)"),
+/// Each line fits an 80-column terminal next to its key column.
+pub const KEYS: [(&str, &str); 13] = [
+    ("q  Esc  Ctrl-C", "quit (Esc closes a dialog or clears the filter first)"),
     ("?", "this help"),
     ("Tab  Shift-Tab  1-5", "next / previous pane, or pane by number"),
-    ("j k  ↓ ↑  PgDn PgUp", "move the selection (scroll a detail)"),
+    ("j k  ↓ ↑  PgDn PgUp", "move the selection (scrolls a detail)"),
     ("g G  Home End", "first / last row"),
-    ("Enter", "violation detail: explanation, known bug, events, stack"),
+    ("Enter", "violation detail: explanation, bug, events, stack"),
     ("s  S", "sort by the next column / reverse the order"),
-    ("/", "filter every pane: a pid, or part of a comm, callback or rule"),
-    ("Space", "live: freeze the display (events are still counted); replay: pause"),
-    ("r", "reset counters, rates and the violation list (losses stay shown)"),
-    ("n  .", "replay: one event forward (while paused)"),
+    ("/", "filter: a pid, or part of comm, callback or rule"),
+    ("Space", "pause (live: display freezes, events still counted)"),
+    ("r", "reset counters, rates, violation list (not losses)"),
+    ("n  .", "replay: one event forward"),
     ("+  ]", "replay: twice as fast"),
     ("-  [", "replay: half as fast"),
-    ("", ""),
-    ("", "Logs go to the log file, never to this screen."),
 ];
 
 pub fn help(frame: &mut Frame, area: Rect) {
     let lines: Vec<Line> = KEYS
         .iter()
         .map(|(keys, what)| {
-            Line::from(vec![Span::styled(format!(" {keys:<20}"), Style::default().add_modifier(Modifier::BOLD)), Span::raw(*what)])
+            Line::from(vec![Span::styled(format!(" {keys:<20} "), Style::default().add_modifier(Modifier::BOLD)), Span::raw(*what)])
         })
         .collect();
-    let rect = centered(area, 96, lines.len() as u16 + 2);
+    let rect = centered(area, 78, lines.len() as u16 + 2);
     frame.render_widget(Clear, rect);
-    let block = Block::default().borders(Borders::ALL).title(" keys (any key closes) ");
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" keys (any key closes) ")
+        .title_bottom(" logs go to the log file, never to this screen ");
     frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), rect);
 }
 
