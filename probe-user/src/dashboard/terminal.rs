@@ -9,6 +9,9 @@ use std::{
 use ratatui::DefaultTerminal;
 
 static TERMINATE: AtomicBool = AtomicBool::new(false);
+/// Set by the panic hook: ratatui's part of the hook has already restored the terminal, so
+/// the redraw loop must stop drawing (a panic on the ingest thread leaves the UI running).
+static PANICKED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_terminate(_signal: libc::c_int) {
     // Only an atomic store: the redraw loop notices within one frame and unwinds normally,
@@ -16,9 +19,9 @@ extern "C" fn on_terminate(_signal: libc::c_int) {
     TERMINATE.store(true, Ordering::Relaxed);
 }
 
-/// Whether a termination signal arrived since the dashboard started.
+/// Whether a termination signal arrived, or a thread panicked, since the dashboard started.
 pub fn terminate_requested() -> bool {
-    TERMINATE.load(Ordering::Relaxed)
+    TERMINATE.load(Ordering::Relaxed) || PANICKED.load(Ordering::Relaxed)
 }
 
 fn catch_termination_signals() {
@@ -39,6 +42,12 @@ impl TerminalGuard {
     pub fn enter() -> io::Result<TerminalGuard> {
         catch_termination_signals();
         let terminal = ratatui::try_init()?;
+        let restore_and_report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICKED.store(true, Ordering::Relaxed);
+            log::error!("{info}");
+            restore_and_report(info);
+        }));
         Ok(TerminalGuard { terminal })
     }
 
