@@ -158,10 +158,6 @@ impl Model {
         self.reset_ts = Some(self.now_ts);
     }
 
-    pub fn events(&self) -> u64 {
-        self.stats().totals.events
-    }
-
     fn stats(&self) -> &Statistics {
         match &self.checking {
             Checking::Running(c) => c.stats(),
