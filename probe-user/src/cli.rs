@@ -15,14 +15,28 @@ use crate::loader::{AttachChoice, TracepointChoice, TracerOptions};
              subscriber's callbacks), pair them per range and per notifier, and flag what the kernel \
              and its subscribers get wrong.",
     long_about = None,
-    after_help = "Without a subcommand: trace live with the built-in KVM workload as traffic \
-                  (same as `stream --workload`).\n\nExit status: 0 success; 1 a check failed; 2 usage \
+    args_conflicts_with_subcommands = true,
+    after_help = "Without a subcommand, on a terminal: open the live dashboard (the tracer with the \
+                  built-in KVM workload as traffic; ? shows its keys, q quits). When stdin or \
+                  stdout is not a terminal: print the live text stream instead (same as `stream \
+                  --workload`).\n\nExit status: 0 success; 1 a check failed; 2 usage \
                   error; 10 not root; 11 no kernel BTF; 12 no /dev/kvm; 13 BPF load/attach failed; \
                   14 the binary lacks its eBPF object; 15 bad input file."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
+}
+
+/// Options of the dashboard (no subcommand, and `replay --tui`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct DashboardArgs {
+    /// Where the dashboard logs (it never logs to the terminal it draws on) [default:
+    /// $XDG_STATE_HOME/mmnotif-trace/dashboard.log, else ~/.local/state/mmnotif-trace/dashboard.log]
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -34,7 +48,8 @@ pub enum Command {
     Stream(StreamArgs),
     /// Trace live and write a v1 JSON-lines trace to a file (same records as `stream --format jsonl`).
     Record(RecordArgs),
-    /// Run the checker over a recorded v1 trace and print its verdict, violations and statistics.
+    /// Run the checker over a recorded v1 trace and print its verdict, violations and statistics
+    /// (with --tui: show them in the dashboard, with time controls).
     Replay(ReplayArgs),
     /// Audit every mm that has notifier subscriptions (BPF task iterator): subscribers, their
     /// callbacks, interval-tree state and KVM's invalidation counters.
@@ -153,6 +168,17 @@ pub struct ReplayArgs {
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
     pub format: TextOrJson,
+    /// Open the dashboard over the recording instead of printing (Space pause, n step, +/- speed)
+    #[arg(long, conflicts_with = "format")]
+    pub tui: bool,
+    /// With --tui: replay at this multiple of the recorded pace (1/64 to 1048576)
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_speed, requires = "tui")]
+    pub speed: f64,
+    /// With --tui: start paused (step with n, play with Space)
+    #[arg(long, requires = "tui")]
+    pub start_paused: bool,
+    #[command(flatten)]
+    pub dashboard: DashboardArgs,
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +216,14 @@ pub struct SelftestArgs {
     pub attach: AttachArgs,
 }
 
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if !(1.0 / 64.0..=1_048_576.0).contains(&v) {
+        return Err(format!("{s} is outside 1/64 (0.015625) to 1048576"));
+    }
+    Ok(v)
+}
+
 fn parse_ring_size(s: &str) -> Result<u32, String> {
     let v: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
     if v < 4096 || !v.is_power_of_two() {
@@ -214,5 +248,17 @@ mod tests {
         assert!(parse_ring_size("4096").is_ok());
         assert_eq!(parse_ring_size("5000").unwrap_err(), "5000 is not a power of two of at least 4096");
         assert!(Cli::try_parse_from(["mmnotif-trace", "stream", "--ring-size", "12"]).is_err());
+    }
+
+    #[test]
+    fn replay_time_controls_need_the_dashboard() {
+        assert!(Cli::try_parse_from(["mmnotif-trace", "replay", "t.jsonl", "--speed", "2"]).is_err());
+        assert!(Cli::try_parse_from(["mmnotif-trace", "replay", "t.jsonl", "--tui", "--speed", "0"]).is_err());
+        assert!(Cli::try_parse_from(["mmnotif-trace", "replay", "t.jsonl", "--tui", "--format", "json"]).is_err());
+        let cli = Cli::try_parse_from(["mmnotif-trace", "replay", "t.jsonl", "--tui", "--speed", "0.5", "--start-paused"]).unwrap();
+        let Some(Command::Replay(args)) = cli.command else { panic!("not replay") };
+        assert!(args.tui && args.start_paused && args.speed == 0.5);
+        assert!(Cli::try_parse_from(["mmnotif-trace", "--log-file", "x", "stream"]).is_err(), "--log-file is the dashboard's");
+        assert!(Cli::try_parse_from(["mmnotif-trace", "--log-file", "x"]).is_ok());
     }
 }

@@ -2,6 +2,7 @@
 pub mod btf;
 pub mod checker;
 pub mod cli;
+pub mod dashboard;
 pub mod decode;
 pub mod exit;
 pub mod filter;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use mmnotif_trace::{
     cli::{Cli, Command, LiveArgs, TextOrJsonl},
-    cmd, exit,
+    cmd, dashboard, exit,
 };
 
 fn main() -> ExitCode {
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Some(Command::Probe(args)) => cmd::probe::run(args),
         Some(Command::Inventory(args)) => cmd::inventory::run(args),
         Some(Command::Replay(args)) => cmd::replay::run(args),
+        None if dashboard::live::interactive_terminal() => dashboard::live::run(cli.dashboard.log_file.as_deref()),
         other => run_async(other),
     };
     match result {
@@ -46,7 +47,7 @@ fn run_async(command: &Option<Command>) -> anyhow::Result<u8> {
             Some(Command::Stream(args)) => cmd::live::run(&args.live, cmd::live::Output::Stdout(args.format)).await,
             Some(Command::Record(args)) => cmd::live::run(&args.live, cmd::live::Output::File(args.output.clone())).await,
             Some(Command::Selftest(args)) => cmd::selftest::run(args).await,
-            // Until the dashboard lands, the default is the live text stream with the workload.
+            // Not a terminal (piped, redirected): the live text stream with the workload.
             None => {
                 cmd::live::run(&LiveArgs::with_workload(), cmd::live::Output::Stdout(TextOrJsonl::Text)).await
             }

@@ -88,6 +88,25 @@ impl LogHistogram {
         self.max
     }
 
+    /// What was recorded after `earlier`, a copy of this histogram taken before (for counters
+    /// a dashboard resets without disturbing the checker). `max` stays the overall maximum,
+    /// as the histogram does not keep when it was reached; it is capped by the buckets left.
+    pub fn since(&self, earlier: &LogHistogram) -> LogHistogram {
+        let mut out = LogHistogram::default();
+        for (bucket, (now, then)) in self.counts.iter().zip(earlier.counts.iter()).enumerate() {
+            let n = now.saturating_sub(*then);
+            if let Some(c) = out.counts.get_mut(bucket) {
+                *c = n;
+            }
+            if n > 0 {
+                out.max = bucket_upper(bucket).min(self.max);
+            }
+        }
+        out.total = self.total.saturating_sub(earlier.total);
+        out.sum = self.sum.saturating_sub(earlier.sum);
+        out
+    }
+
     pub fn summary(&self) -> DurationSummary {
         DurationSummary {
             count: self.total,
@@ -125,5 +144,23 @@ mod tests {
         assert!((500_000..=625_000).contains(&p50), "{p50}");
         assert_eq!(h.quantile(1.0), 1_000_000);
         assert_eq!(h.summary().count, 1000);
+    }
+
+    #[test]
+    fn since_keeps_only_later_values() {
+        let mut h = LogHistogram::default();
+        for _ in 0..100 {
+            h.record(1_000_000);
+        }
+        let earlier = h.clone();
+        for _ in 0..10 {
+            h.record(100);
+        }
+        let later = h.since(&earlier);
+        assert_eq!(later.count(), 10);
+        let p99 = later.quantile(0.99);
+        assert!((100..=125).contains(&p99), "within a quarter of 100, not near the earlier 1ms: {p99}");
+        assert_eq!(later.summary().mean_ns, 100);
+        assert_eq!(h.since(&h).count(), 0);
     }
 }

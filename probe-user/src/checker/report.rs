@@ -175,7 +175,8 @@ impl Report {
     }
 }
 
-fn fmt_ns(ns: u64) -> String {
+/// A duration for people: `850ns`, `12.3us`, `4.1ms`, `2.00s`.
+pub fn fmt_ns(ns: u64) -> String {
     match ns {
         0..1_000 => format!("{ns}ns"),
         1_000..1_000_000 => format!("{:.1}us", ns as f64 / 1e3),

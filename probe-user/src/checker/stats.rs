@@ -154,47 +154,80 @@ impl Statistics {
     }
 
     pub fn summary(&self) -> StatsSummary {
+        self.summary_since(None)
+    }
+
+    /// Like [`Statistics::summary`], with every counter and duration counted from `baseline`,
+    /// an earlier copy of these statistics (a dashboard's "reset counters"); gauges such as
+    /// `open_now` stay absolute. Rows are never removed, so a row index names the same
+    /// callback in both.
+    pub fn summary_since(&self, baseline: Option<&Statistics>) -> StatsSummary {
+        let durations = |now: &LogHistogram, then: Option<&LogHistogram>| match then {
+            Some(then) => now.since(then).summary(),
+            None => now.summary(),
+        };
         let mut notifiers: Vec<NotifierSummary> = self
             .notifiers
             .iter()
-            .map(|n| NotifierSummary {
-                callback: n.callback.clone(),
-                kind: n.kind,
-                starts: n.starts,
-                ends: n.ends,
-                failures: n.failures,
-                open_now: n.open_now,
-                durations: n.durations.summary(),
+            .enumerate()
+            .map(|(row, n)| {
+                let base = baseline.and_then(|b| b.notifiers.get(row));
+                let before = |f: fn(&NotifierStats) -> u64| base.map_or(0, f);
+                NotifierSummary {
+                    callback: n.callback.clone(),
+                    kind: n.kind,
+                    starts: n.starts.saturating_sub(before(|b| b.starts)),
+                    ends: n.ends.saturating_sub(before(|b| b.ends)),
+                    failures: n.failures.saturating_sub(before(|b| b.failures)),
+                    open_now: n.open_now,
+                    durations: durations(&n.durations, base.map(|b| &b.durations)),
+                }
             })
             .collect();
         notifiers.sort_by(|a, b| a.callback.cmp(&b.callback));
+        let mm_since = |mm: Option<Addr>, s: &MmStats, base: Option<&MmStats>| {
+            let mut row = MmSummary::from_stats(mm, s);
+            if let Some(b) = base {
+                row.starts = row.starts.saturating_sub(b.starts);
+                row.ends = row.ends.saturating_sub(b.ends);
+                row.failures = row.failures.saturating_sub(b.failures);
+                row.subscriber_calls = row.subscriber_calls.saturating_sub(b.subscriber_calls);
+            }
+            row
+        };
         let mut mms: Vec<MmSummary> = self
             .mms
             .iter()
-            .map(|(mm, s)| MmSummary::from_stats(Some(*mm), s))
+            .map(|(mm, s)| mm_since(Some(*mm), s, baseline.and_then(|b| b.mms.get(mm))))
             .collect();
         mms.sort_by_key(|m| m.mm);
         if self.other_mms.starts + self.other_mms.subscriber_calls > 0 {
-            mms.push(MmSummary::from_stats(None, &self.other_mms));
+            mms.push(mm_since(None, &self.other_mms, baseline.map(|b| &b.other_mms)));
         }
         let by_type = EventType::ALL
             .into_iter()
-            .map(|t| (t.as_str(), self.by_type.get(t.index()).copied().unwrap_or(0)))
+            .map(|t| {
+                let now = self.by_type.get(t.index()).copied().unwrap_or(0);
+                let then = baseline.and_then(|b| b.by_type.get(t.index()).copied()).unwrap_or(0);
+                (t.as_str(), now.saturating_sub(then))
+            })
             .filter(|(_, n)| *n > 0)
             .collect();
         let t = &self.totals;
+        let zero = Totals::default();
+        let b = baseline.map_or(&zero, |b| &b.totals);
         StatsSummary {
             totals: TotalsSummary {
-                events: t.events,
-                range_starts: t.range_starts,
-                range_ends: t.range_ends,
-                range_failures: t.range_failures,
+                events: t.events.saturating_sub(b.events),
+                range_starts: t.range_starts.saturating_sub(b.range_starts),
+                range_ends: t.range_ends.saturating_sub(b.range_ends),
+                range_failures: t.range_failures.saturating_sub(b.range_failures),
                 open_now: t.open_now,
-                lost: t.lost,
-                warns: t.warns,
-                unrelated_warns: t.unrelated_warns,
-                violations: t.violations,
-                range_durations: t.range_durations.summary(),
+                lost: t.lost.saturating_sub(b.lost),
+                warns: t.warns.saturating_sub(b.warns),
+                unrelated_warns: t.unrelated_warns.saturating_sub(b.unrelated_warns),
+                violations: t.violations.saturating_sub(b.violations),
+                range_durations: durations(&t.range_durations, baseline.map(|b| &b.totals.range_durations)),
             },
             by_type,
             notifiers,

@@ -1,0 +1,78 @@
+//! The redraw loop: a fresh snapshot and a frame ten times a second, keys in between. The
+//! loop never touches events; sources ingest on their own threads.
+
+use std::{
+    io,
+    time::{Duration, Instant},
+};
+
+use ratatui::{
+    DefaultTerminal,
+    crossterm::event::{self, Event},
+};
+
+use super::{
+    snapshot::Snapshot,
+    terminal::terminate_requested,
+    ui::{Command, Ui},
+    view,
+};
+
+/// Time between redraws.
+pub const FRAME: Duration = Duration::from_millis(100);
+
+/// Where frames come from: the live tracer or a recording.
+pub trait Source {
+    /// The state to draw now.
+    fn snapshot(&mut self) -> Snapshot;
+    /// Carries out `command`; false when the source has no use for it (the UI then handles
+    /// a pause by freezing the display).
+    fn command(&mut self, command: Command) -> bool;
+}
+
+/// Runs until the person quits or a termination signal arrives.
+pub fn run(terminal: &mut DefaultTerminal, source: &mut dyn Source) -> io::Result<()> {
+    let mut ui = Ui::default();
+    let mut snapshot = source.snapshot();
+    let mut next_frame = Instant::now();
+    loop {
+        if terminate_requested() {
+            return Ok(());
+        }
+        if Instant::now() >= next_frame {
+            if !ui.frozen {
+                snapshot = source.snapshot();
+            }
+            terminal.draw(|f| view::draw(f, &ui, &snapshot))?;
+            next_frame = Instant::now() + FRAME;
+        }
+        if !event::poll(next_frame.saturating_duration_since(Instant::now()))? {
+            continue;
+        }
+        match event::read()? {
+            Event::Key(key) => {
+                if let Some(command) = ui.handle_key(key, &snapshot) {
+                    match command {
+                        Command::Quit => return Ok(()),
+                        Command::TogglePause => {
+                            if !source.command(command) {
+                                ui.frozen = !ui.frozen;
+                            }
+                        }
+                        Command::Reset | Command::Step | Command::Faster | Command::Slower => {
+                            source.command(command);
+                        }
+                    }
+                    if !ui.frozen || command == Command::Reset {
+                        snapshot = source.snapshot();
+                    }
+                }
+                terminal.draw(|f| view::draw(f, &ui, &snapshot))?;
+            }
+            Event::Resize(..) => {
+                terminal.draw(|f| view::draw(f, &ui, &snapshot))?;
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The dashboard on a real terminal: the built binary runs in a tmux pane of the minimum
+//! supported size (80×24); keys are sent as a person would type them and the pane is read
+//! back. Every way out (q, SIGTERM) must leave the shell's terminal as it was.
+
+use std::{
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mmnotif-trace");
+
+/// A private tmux server with one 80×24 pane running a plain shell; killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str) -> Tmux {
+        let tmux = Tmux { socket: format!("mmnotif-{name}-{}", std::process::id()) };
+        tmux.run(&["-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", "80", "-y", "24", "bash --norc --noprofile"]);
+        tmux.run(&["set-option", "-t", "main", "status", "off"]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs (scripts/setup.sh installs it)");
+        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Keys by tmux name (`Tab`, `Enter`, `Space`, `q`).
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            self.run(&["send-keys", "-t", "main", key]);
+        }
+    }
+
+    /// Types a shell command and runs it.
+    fn command(&self, line: &str) {
+        self.run(&["send-keys", "-t", "main", "-l", line]);
+        self.keys(&["Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "main"])
+    }
+
+    /// Waits until the pane shows what `ready` wants; fails with the last screen otherwise.
+    /// The limit only bounds a hang: the assertions are on what is shown, not on time.
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "the pane never showed {what}:\n{screen}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The process the pane's shell is running in the foreground.
+    fn foreground_child(&self) -> u32 {
+        let shell = self.run(&["display-message", "-p", "-t", "main", "#{pane_pid}"]);
+        let shell = shell.trim();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).expect("children of the shell");
+        children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the shell runs a child")
+    }
+
+    /// The shell is back in charge and its terminal is in its normal (cooked, echoing) mode.
+    fn assert_terminal_restored(&self) {
+        self.command("stty -a | tr ' ' '\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' '; echo");
+        let screen = self.wait_for("the stty report", |s| s.lines().any(|l| l.contains("icanon") && l.contains("echo") && !l.contains("grep")));
+        let report = screen.lines().rev().find(|l| l.contains("icanon") && !l.contains("grep")).unwrap_or_default();
+        assert!(report.split_whitespace().any(|w| w == "icanon") && report.split_whitespace().any(|w| w == "echo"), "raw mode left on: {report}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").arg("-L").arg(&self.socket).arg("kill-server").status();
+    }
+}
+
+fn corpus(name: &str) -> String {
+    format!("{}/tests/corpus/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn log_file(name: &str) -> String {
+    std::env::temp_dir().join(format!("mmnotif-dashboard-{name}-{}.log", std::process::id())).display().to_string()
+}
+
+/// The number after `label` on the header's totals line.
+fn header_count(screen: &str, label: &str) -> Option<u64> {
+    let line = screen.lines().find(|l| l.trim_start().starts_with(label))?;
+    let rest = line.trim_start().strip_prefix(label)?;
+    rest.split_whitespace().next()?.replace(',', "").parse().ok()
+}
+
+#[test]
+fn replay_dashboard_steps_plays_shows_a_detail_and_quits_cleanly() {
+    let tmux = Tmux::start("replay");
+    let log = log_file("replay");
+    tmux.command(&format!("{BIN} replay {} --tui --start-paused --log-file {log}; echo \"exit status $?\"", corpus("v6.6-double-end.jsonl")));
+    let screen = tmux.wait_for("the paused replay", |s| s.contains("replay line 0") && s.contains("paused"));
+    assert_eq!(header_count(&screen, "events"), Some(0), "{screen}");
+    assert!(screen.contains("kernel 6.6.0"), "{screen}");
+
+    tmux.keys(&["n", "n", "n"]);
+    let screen = tmux.wait_for("three events stepped", |s| s.contains("replay line 4"));
+    assert_eq!(header_count(&screen, "events"), Some(3), "{screen}");
+
+    tmux.keys(&["Space"]);
+    let screen = tmux.wait_for("the end of the trace", |s| s.contains("finished") && s.contains("trace ended: FAIL"));
+    assert!(screen.contains("notifier-double-end"), "{screen}");
+    assert!(screen.contains("error"), "{screen}");
+
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("a violation's detail", |s| s.contains("What happened"));
+    assert!(screen.contains("violation: notifier-double-end"), "{screen}");
+    tmux.keys(&["Escape", "Tab"]);
+    let screen = tmux.wait_for("the notifiers pane", |s| s.contains("Notifiers · sorted by starts"));
+    assert!(screen.contains("nouveau_svmm_invalidate_range_start") || screen.contains("nouveau_svmm_inv"), "{screen}");
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the shell again", |s| s.contains("exit status 1"));
+    assert!(!screen.contains("Violations ("), "the dashboard is gone from the screen: {screen}");
+    tmux.assert_terminal_restored();
+    let logged = std::fs::read_to_string(&log).expect("log file");
+    assert!(logged.contains("replaying"), "{logged}");
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let tmux = Tmux::start("sigterm");
+    tmux.command(&format!("{BIN} replay {} --tui --start-paused --log-file {}; echo \"exit status $?\"", corpus("lost-events.jsonl"), log_file("sigterm")));
+    tmux.wait_for("the dashboard", |s| s.contains("replay line 0"));
+    let pid = tmux.foreground_child();
+    // SAFETY: signalling the dashboard this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    tmux.wait_for("the shell again", |s| s.contains("exit status 0"));
+    tmux.assert_terminal_restored();
+}
+
+#[test]
+fn live_dashboard_with_the_workload_on_this_host() {
+    // SAFETY: no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the live dashboard loads BPF programs: run this test as root");
+    let tmux = Tmux::start("live");
+    let log = log_file("live");
+    tmux.command(&format!("{BIN} --log-file {log}; echo \"exit status $?\""));
+    // This host has no kprobes and refuses fentry: the tracepoint mode, said plainly.
+    let screen = tmux.wait_for("traffic from the workload", |s| header_count(s, "events").is_some_and(|n| n > 0));
+    assert!(screen.contains("DEGRADED: no start/end probes"), "{screen}");
+    assert!(screen.contains("kvm_unmap_hva_range=tp_btf"), "{screen}");
+    assert!(screen.contains("unavailable: range_start"), "{screen}");
+    assert!(screen.contains("lost 0"), "{screen}");
+
+    tmux.keys(&["2"]);
+    tmux.wait_for("KVM's callback in the notifiers table", |s| s.contains("kvm_mmu_notifier_invalidate_range_start"));
+    tmux.keys(&["5"]);
+    tmux.wait_for("the workload's VM in the inventory", |s| s.contains("mn_active_invalidate_count"));
+
+    tmux.keys(&["Space"]);
+    let frozen = tmux.wait_for("the pause marker", |s| s.contains("PAUSED"));
+    tmux.keys(&["Space"]);
+    tmux.wait_for("the display running again", |s| !s.contains("PAUSED"));
+    assert!(frozen.contains("Inventory"), "{frozen}");
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the shell again", |s| s.contains("exit status 0"));
+    assert!(screen.contains("kernel emitted"), "the session summary follows the dashboard: {screen}");
+    assert!(!screen.contains("Notifiers ·"), "{screen}");
+    tmux.assert_terminal_restored();
+    let logged = std::fs::read_to_string(&log).expect("log file");
+    assert!(logged.contains("degraded: no start/end probes"), "the attach summary goes to the log: {logged}");
+}
