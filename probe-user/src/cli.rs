@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::loader::{AttachChoice, TracepointChoice, TracerOptions};
+use crate::{
+    check::policy::{Allow, parse_rule},
+    checker::RuleId,
+    loader::{AttachChoice, TracepointChoice, TracerOptions},
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,8 +24,9 @@ use crate::loader::{AttachChoice, TracepointChoice, TracerOptions};
                   built-in KVM workload as traffic; ? shows its keys, q quits). When stdin or \
                   stdout is not a terminal: print the live text stream instead (same as `stream \
                   --workload`).\n\nExit status: 0 success; 1 a check failed; 2 usage \
-                  error; 10 not root; 11 no kernel BTF; 12 no /dev/kvm; 13 BPF load/attach failed; \
-                  14 the binary lacks its eBPF object; 15 bad input file."
+                  error; 4 check: nothing about pairing could be asserted (skip); 5 check: events were \
+                  lost, the verdict is incomplete; 10 not root; 11 no kernel BTF; 12 no /dev/kvm; \
+                  13 BPF load/attach failed; 14 the binary lacks its eBPF object; 15 bad input file."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -60,6 +65,9 @@ pub enum Command {
     /// Run the workload under the tracer and compare, step by step, the invalidations expected
     /// with those observed.
     Selftest(SelftestArgs),
+    /// CI assertion mode: run a command under the tracer (or judge a recorded trace) and report
+    /// the verdict as KTAP v1, JUnit XML and JSON, with a kselftest-style exit status.
+    Check(CheckArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -224,6 +232,72 @@ fn parse_speed(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+#[derive(Args, Debug)]
+#[command(
+    override_usage = "mmnotif-trace check [OPTIONS] -- CMD [ARGS...]\n       mmnotif-trace check [OPTIONS] --replay FILE",
+    after_help = "The command's output passes through untouched; the reports are written \
+                        once it has exited and the last events are drained.\n\n\
+                        Exit status: 0 no violation; 1 a violation counts, or the command \
+                        failed (its status is a test case of its own); 2 usage error, or the \
+                        command could not be started; 4 skip: no start/end probe can attach on \
+                        this kernel, so pairing was not asserted (WARNs and losses still are); \
+                        5 events were lost, the verdict is incomplete (unless --allow-lost); \
+                        10-15 as for every subcommand. A failure outranks a loss, and a loss \
+                        outranks a skip."
+)]
+pub struct CheckArgs {
+    /// Judge this recorded trace (v1 JSON lines) instead of running a command.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["command", "pid_tree", "timeout"])]
+    pub replay: Option<PathBuf>,
+    /// Print the KTAP v1 report on stdout, after the command's own output.
+    #[arg(long)]
+    pub ktap: bool,
+    /// Write the KTAP v1 report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub ktap_file: Option<PathBuf>,
+    /// Write a JUnit XML report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the full JSON report (violations, statistics, attach methods, rules not checked,
+    /// lost events) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Tolerate a known issue: the violations of RULE, or only those naming CALLBACK (a
+    /// function; for kernel-warn, the WARN's caller); repeatable.
+    #[arg(long = "allow", value_name = "RULE[:CALLBACK]", value_parser = Allow::parse)]
+    pub allow: Vec<Allow>,
+    /// Only violations of these rules fail the run (default: every rule).
+    #[arg(long, value_name = "RULE,...", value_delimiter = ',', value_parser = parse_rule)]
+    pub fail_on: Vec<RuleId>,
+    /// Lost events do not make the verdict incomplete (they are still reported).
+    #[arg(long)]
+    pub allow_lost: bool,
+    /// Stop the command after this many seconds (SIGTERM, then SIGKILL 5 s later); it then
+    /// counts as failed.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: Option<f64>,
+    /// Only check the command and its descendants (default: system-wide, since kernel threads
+    /// such as the OOM reaper act on the test's behalf).
+    #[arg(long)]
+    pub pid_tree: bool,
+    /// Ring buffer size in bytes (power of two, at least 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
+    pub ring_size: u32,
+    #[command(flatten)]
+    pub attach: AttachArgs,
+    /// The command to run under the tracer, after `--`.
+    #[arg(last = true, value_name = "CMD", required_unless_present = "replay")]
+    pub command: Vec<String>,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("{s}: must be a positive number of seconds")),
+        Err(e) => Err(format!("{s:?}: {e}")),
+    }
+}
+
 fn parse_ring_size(s: &str) -> Result<u32, String> {
     let v: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
     if v < 4096 || !v.is_power_of_two() {
@@ -241,6 +315,30 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn check_takes_a_command_or_a_trace_but_not_both() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["mmnotif-trace", "check"], args].concat());
+        let Ok(Cli { command: Some(Command::Check(c)) }) = parse(&["--allow", "kernel-warn:f", "--fail-on", "unpaired-start,kernel-warn", "--", "sh", "-c", "x"]) else {
+            panic!("a command after -- parses")
+        };
+        assert_eq!(c.command, ["sh", "-c", "x"]);
+        assert_eq!(c.fail_on, [RuleId::UnpairedStart, RuleId::KernelWarn]);
+        assert_eq!(c.allow[0].to_string(), "kernel-warn:f");
+        assert!(parse(&["--replay", "t.jsonl"]).is_ok());
+        for bad in [
+            &[][..],
+            &["--replay", "t.jsonl", "--", "true"],
+            &["--replay", "t.jsonl", "--pid-tree"],
+            &["--allow", "nonsense", "--", "true"],
+            &["--fail-on", "unpaired-start,nonsense", "--", "true"],
+            &["--timeout", "0", "--", "true"],
+            &["true"],
+        ] {
+            let err = parse(bad).expect_err(&format!("{bad:?} must be refused"));
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
+        }
     }
 
     #[test]

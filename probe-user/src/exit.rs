@@ -3,6 +3,13 @@
 use crate::{btf::LoadBtfError, loader::LoadError, workload::{WorkloadError, kvm::KvmError}};
 
 pub const FAILED: u8 = 1;
+/// Bad command line (clap uses it too), or `check`'s command could not be started.
+pub const USAGE: u8 = 2;
+/// `check`: the start/end pair cannot be observed on this kernel, so nothing about pairing
+/// was asserted (kselftest's skip status).
+pub const SKIP: u8 = 4;
+/// `check`: events were lost, so the verdict is incomplete (unless `--allow-lost`).
+pub const INCOMPLETE: u8 = 5;
 pub const NOT_ROOT: u8 = 10;
 pub const NO_BTF: u8 = 11;
 pub const NO_KVM: u8 = 12;
@@ -40,6 +47,9 @@ pub fn for_error(e: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<crate::trace::TraceError>().is_some() {
             return BAD_INPUT;
+        }
+        if cause.downcast_ref::<crate::cmd::check::UsageError>().is_some() {
+            return USAGE;
         }
     }
     FAILED

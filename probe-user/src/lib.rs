@@ -1,5 +1,6 @@
 //! mmnotif-trace's userspace: loader, decoder, checker, sinks.
 pub mod btf;
+pub mod check;
 pub mod checker;
 pub mod cli;
 pub mod dashboard;

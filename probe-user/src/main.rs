@@ -47,6 +47,7 @@ fn run_async(command: &Option<Command>) -> anyhow::Result<u8> {
             Some(Command::Stream(args)) => cmd::live::run(&args.live, cmd::live::Output::Stdout(args.format)).await,
             Some(Command::Record(args)) => cmd::live::run(&args.live, cmd::live::Output::File(args.output.clone())).await,
             Some(Command::Selftest(args)) => cmd::selftest::run(args).await,
+            Some(Command::Check(args)) => cmd::check::run(args).await,
             // Not a terminal (piped, redirected): the live text stream with the workload.
             None => {
                 cmd::live::run(&LiveArgs::with_workload(), cmd::live::Output::Stdout(TextOrJsonl::Text)).await

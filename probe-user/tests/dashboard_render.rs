@@ -269,6 +269,7 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
                 users: 1,
                 callbacks: vec![("invalidate_range_start".into(), "kvm_mmu_notifier_invalidate_range_start".into())],
                 kvm: Some(KvmState { kvm: Addr(0xffffc90001000000), mn_active_invalidate_count: Some(1), mmu_invalidate_in_progress: None }),
+                callback_addrs: [0; probe_common::OPS_SLOTS],
             }],
             truncated: false,
         }]),

@@ -28,10 +28,15 @@ pub fn replay<R: BufRead>(input: R) -> Result<Report, TraceError> {
 
 /// Like [`replay`], with `path` named in error messages.
 pub fn replay_file(path: impl AsRef<Path>) -> Result<Report, TraceError> {
+    replay_reader(open_trace(path)?)
+}
+
+/// Opens a trace file and reads its header; errors name `path`.
+pub fn open_trace(path: impl AsRef<Path>) -> Result<TraceReader<BufReader<File>>, TraceError> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| TraceError::new(0, TraceErrorKind::Io(e)).with_path(path))?;
     let reader = TraceReader::new(BufReader::with_capacity(1 << 16, file)).map_err(|e| e.with_path(path))?;
-    replay_reader(reader.with_path(path))
+    Ok(reader.with_path(path))
 }
 
 /// Checks every event of an opened reader.

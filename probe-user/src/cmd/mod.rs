@@ -1,4 +1,5 @@
 //! One module per subcommand; each returns the process exit status.
+pub mod check;
 pub mod inventory;
 pub mod live;
 pub mod probe;

@@ -1,0 +1,474 @@
+//! The verdict of a check: every violation judged against the policy and the command's run,
+//! every rule's result, the status and its exit code, and what every report must say was not
+//! checked.
+
+use std::{collections::BTreeMap, fmt, path::PathBuf};
+
+use serde::Serialize;
+
+use super::{command::CommandResult, pid_tree::PidTreeSummary, policy::Policy};
+use crate::{
+    checker::{NotChecked, OpenRange, Report, RuleId, Severity, StatsSummary, Violation},
+    exit,
+    session::SessionTotals,
+    trace::{AttachState, Header, Hook},
+};
+
+/// A range opened this shortly before the tracer detached was in flight, not missing its end.
+pub const IN_FLIGHT_NS: u64 = 100_000_000;
+
+/// The run's verdict; each has its exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Nothing failed and everything the kernel allows was checked.
+    Pass,
+    /// A violation counts against the run, or the command failed.
+    Fail,
+    /// The start/end pair cannot be observed on this kernel: nothing about pairing was asserted.
+    Skip,
+    /// Events were lost, so a violation may have been missed.
+    Incomplete,
+}
+
+impl Status {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Pass => 0,
+            Status::Fail => exit::FAILED,
+            Status::Skip => exit::SKIP,
+            Status::Incomplete => exit::INCOMPLETE,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+            Status::Incomplete => "INCOMPLETE",
+        })
+    }
+}
+
+/// What a violation means for the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disposition {
+    /// Counts against the run.
+    Failing,
+    /// Tolerated by `--allow` (or, for `events-lost`, `--allow-lost`).
+    Allowed,
+    /// Its rule is not among `--fail-on`.
+    NotFailOn,
+    /// Found before the command started: activity the tracer attached into, not the test's.
+    BeforeCommand,
+    /// An unpaired start of a range opened just before the tracer detached: still in flight.
+    InFlightAtDetach,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Failing => "failing",
+            Disposition::Allowed => "allowed",
+            Disposition::NotFailOn => "not-fail-on",
+            Disposition::BeforeCommand => "before-command",
+            Disposition::InFlightAtDetach => "in-flight-at-detach",
+        }
+    }
+
+    /// Why a violation with this disposition does not count (None when it does).
+    pub fn excuse(self) -> Option<&'static str> {
+        match self {
+            Disposition::Failing => None,
+            Disposition::Allowed => Some("allowed as a known issue"),
+            Disposition::NotFailOn => Some("its rule is not among --fail-on"),
+            Disposition::BeforeCommand => Some("found before the command started"),
+            Disposition::InFlightAtDetach => Some("the range was still in flight when the tracer detached"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct JudgedViolation {
+    #[serde(flatten)]
+    pub violation: Violation,
+    pub disposition: Disposition,
+    /// The `--allow` (or `--allow-lost`) that tolerates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_by: Option<String>,
+}
+
+/// A rule's result, one test case in KTAP and JUnit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleVerdict {
+    Pass,
+    Fail,
+    /// The hooks it needs are not attached.
+    NotChecked,
+    /// Nothing found, but events were lost and the rule pairs events.
+    Incomplete,
+    /// Violations, all tolerated by `--allow`.
+    Allowed,
+    /// Violations, none counting (not in `--fail-on`, or outside the command's run).
+    Reported,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleResult {
+    pub rule: RuleId,
+    pub severity: Severity,
+    pub summary: &'static str,
+    pub verdict: RuleVerdict,
+    /// Every violation of the rule, stored or only counted.
+    pub violations: u64,
+    pub failing: u64,
+    pub allowed: u64,
+    pub not_fail_on: u64,
+    pub outside_run: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A live check's command and tracing session.
+pub struct LiveRun {
+    pub command: CommandResult,
+    pub session: SessionTotals,
+    pub pid_tree: Option<PidTreeSummary>,
+    /// When the tracer was told to stop (CLOCK_MONOTONIC ns, the events' clock).
+    pub detach_ts: u64,
+    /// Ranges open when the tracer stopped.
+    pub open_at_end: Vec<OpenRange>,
+}
+
+pub enum Source {
+    Live(LiveRun),
+    Replay(PathBuf),
+}
+
+impl Source {
+    pub fn live(&self) -> Option<&LiveRun> {
+        match self {
+            Source::Live(run) => Some(run),
+            Source::Replay(_) => None,
+        }
+    }
+}
+
+pub struct CheckOutcome {
+    pub status: Status,
+    /// Why the status is not PASS; empty for PASS.
+    pub reasons: Vec<String>,
+    /// What was not checked, tolerated or left out, whatever the status.
+    pub notes: Vec<String>,
+    pub kernel: String,
+    /// Whether the start/end pair could be observed (full mode).
+    pub pairing: bool,
+    pub attach: BTreeMap<String, String>,
+    pub rules: Vec<RuleResult>,
+    pub violations: Vec<JudgedViolation>,
+    pub violations_not_stored: u64,
+    pub not_checked: Vec<NotChecked>,
+    pub lost: u64,
+    pub stats: StatsSummary,
+    pub policy: Policy,
+    pub source: Source,
+}
+
+impl CheckOutcome {
+    pub fn exit_code(&self) -> u8 {
+        self.status.exit_code()
+    }
+
+    pub fn violations_of(&self, rule: RuleId) -> impl Iterator<Item = &JudgedViolation> {
+        self.violations.iter().filter(move |v| v.violation.rule == rule)
+    }
+}
+
+/// Why nothing about pairing can be asserted, when the start/end pair is not observable.
+pub fn skip_reason(header: &Header) -> Option<String> {
+    // Hooks refused for the same reason share it, so a long reason is given once.
+    let mut groups: Vec<(Vec<&str>, &str)> = Vec::new();
+    for hook in [Hook::RangeStart, Hook::RangeEnd] {
+        let reason = match header.attach_state(hook) {
+            AttachState::Attached(_) => continue,
+            AttachState::Unavailable(reason) => reason.unwrap_or("not attached"),
+        };
+        match groups.iter_mut().find(|(_, r)| *r == reason) {
+            Some((hooks, _)) => hooks.push(hook.as_str()),
+            None => groups.push((vec![hook.as_str()], reason)),
+        }
+    }
+    let missing: Vec<String> = groups.iter().map(|(hooks, reason)| format!("{}: {reason}", hooks.join(", "))).collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "no start/end probe: __mmu_notifier_invalidate_range_start/_end cannot be traced here, so invalidation pairing was not asserted ({})",
+            missing.join("; ")
+        )
+    })
+}
+
+/// The hooks a rule needs that this trace lacks.
+fn missing_hooks(rule: RuleId, header: &Header) -> Vec<&'static str> {
+    rule.required_hooks().iter().filter(|h| !header.is_attached(**h)).map(|h| h.as_str()).collect()
+}
+
+fn judge(violation: Violation, policy: &Policy, source: &Source) -> JudgedViolation {
+    let (disposition, allowed_by) = disposition_of(&violation, policy, source);
+    JudgedViolation { violation, disposition, allowed_by }
+}
+
+fn disposition_of(v: &Violation, policy: &Policy, source: &Source) -> (Disposition, Option<String>) {
+    if v.rule == RuleId::EventsLost {
+        return if policy.allow_lost { (Disposition::Allowed, Some("--allow-lost".into())) } else { (Disposition::Failing, None) };
+    }
+    if let Some(run) = source.live() {
+        if v.ts < run.command.started_ts {
+            return (Disposition::BeforeCommand, None);
+        }
+        if v.rule == RuleId::UnpairedStart && in_flight_at_detach(v, run) {
+            return (Disposition::InFlightAtDetach, None);
+        }
+    }
+    if !policy.fails_on(v.rule) {
+        return (Disposition::NotFailOn, None);
+    }
+    match policy.allowance(v) {
+        Some(allow) => (Disposition::Allowed, Some(format!("--allow {allow}"))),
+        None => (Disposition::Failing, None),
+    }
+}
+
+fn in_flight_at_detach(v: &Violation, run: &LiveRun) -> bool {
+    let (Some(task), Some(range)) = (&v.task, &v.range) else { return false };
+    run.open_at_end.iter().any(|open| {
+        open.tid == task.tid && range.ptr == Some(open.range) && open.started_ts.saturating_add(IN_FLIGHT_NS) >= run.detach_ts
+    })
+}
+
+#[derive(Default)]
+struct Tally {
+    failing: u64,
+    allowed: u64,
+    not_fail_on: u64,
+    outside_run: u64,
+}
+
+impl Tally {
+    fn add(&mut self, d: Disposition, n: u64) {
+        match d {
+            Disposition::Failing => self.failing += n,
+            Disposition::Allowed => self.allowed += n,
+            Disposition::NotFailOn => self.not_fail_on += n,
+            Disposition::BeforeCommand | Disposition::InFlightAtDetach => self.outside_run += n,
+        }
+    }
+}
+
+/// "1 violation", "3 violations"; irregular plurals are given whole ("process|processes").
+fn plural(n: u64, word: &str) -> String {
+    let (one, many) = word.split_once('|').map_or_else(|| (word.to_owned(), format!("{word}s")), |(a, b)| (a.to_owned(), b.to_owned()));
+    if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
+}
+
+struct RuleContext<'a> {
+    header: &'a Header,
+    policy: &'a Policy,
+    checked: &'a [RuleId],
+    counts: &'a BTreeMap<RuleId, u64>,
+    lost: u64,
+}
+
+fn rule_result(rule: RuleId, judged: &[JudgedViolation], cx: &RuleContext<'_>) -> RuleResult {
+    let mut tally = Tally::default();
+    let mut stored = 0u64;
+    for j in judged.iter().filter(|j| j.violation.rule == rule) {
+        stored += 1;
+        tally.add(j.disposition, 1);
+    }
+    let total = cx.counts.get(&rule).copied().unwrap_or(0).max(stored);
+    // Violations beyond the checker's storage cap are known by rule only: judged by rule,
+    // and counted as failing unless the rule is excluded or allowed whatever the callback.
+    let unstored = total - stored;
+    if unstored > 0 {
+        let d = if rule == RuleId::EventsLost {
+            if cx.policy.allow_lost { Disposition::Allowed } else { Disposition::Failing }
+        } else if !cx.policy.fails_on(rule) {
+            Disposition::NotFailOn
+        } else if cx.policy.allows_all_of(rule).is_some() {
+            Disposition::Allowed
+        } else {
+            Disposition::Failing
+        };
+        tally.add(d, unstored);
+    }
+    let lost_words = format!("{} lost", plural(cx.lost, "event"));
+    let (verdict, reason) = if tally.failing > 0 {
+        let words = if tally.failing == total {
+            plural(tally.failing, "failing violation")
+        } else {
+            format!("{} of {total} violations failing", tally.failing)
+        };
+        (RuleVerdict::Fail, Some(words))
+    } else if !cx.checked.contains(&rule) {
+        let hooks = missing_hooks(rule, cx.header);
+        (RuleVerdict::NotChecked, Some(format!("not checked: needs {} (not attached on this kernel)", hooks.join(", "))))
+    } else if tally.allowed > 0 {
+        let by = if rule == RuleId::EventsLost {
+            "--allow-lost".to_owned()
+        } else {
+            let specs: Vec<String> = cx.policy.allow.iter().filter(|a| a.rule == rule).map(|a| format!("--allow {a}")).collect();
+            specs.join(", ")
+        };
+        (RuleVerdict::Allowed, Some(format!("{} allowed as a known issue ({by})", plural(tally.allowed, "violation"))))
+    } else if total > 0 {
+        let mut parts = Vec::new();
+        if tally.not_fail_on > 0 {
+            parts.push(format!("{} not counted: the rule is not among --fail-on", plural(tally.not_fail_on, "violation")));
+        }
+        if tally.outside_run > 0 {
+            parts.push(format!("{} outside the command's run", plural(tally.outside_run, "violation")));
+        }
+        (RuleVerdict::Reported, Some(parts.join("; ")))
+    } else if cx.lost > 0 && rule.affected_by_loss() {
+        if cx.policy.allow_lost {
+            (RuleVerdict::Pass, Some(format!("{lost_words}, tolerated by --allow-lost: a violation may have been missed")))
+        } else {
+            (RuleVerdict::Incomplete, Some(format!("incomplete: {lost_words}, so a violation may have been missed")))
+        }
+    } else {
+        (RuleVerdict::Pass, None)
+    };
+    RuleResult {
+        rule,
+        severity: rule.severity(),
+        summary: rule.summary(),
+        verdict,
+        violations: total,
+        failing: tally.failing,
+        allowed: tally.allowed,
+        not_fail_on: tally.not_fail_on,
+        outside_run: tally.outside_run,
+        reason,
+    }
+}
+
+/// Judges a checker report: `header` is the trace's (which hooks were attached), `source` the
+/// command's run (live) or the trace file (replay).
+pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source) -> CheckOutcome {
+    let Report { kernel, violations, violations_not_stored, violation_counts, checked, not_checked, lost, stats, .. } = report;
+    let judged: Vec<JudgedViolation> = violations.into_iter().map(|v| judge(v, policy, &source)).collect();
+    let cx = RuleContext { header, policy, checked: &checked, counts: &violation_counts, lost };
+    let rules: Vec<RuleResult> = RuleId::ALL.into_iter().map(|rule| rule_result(rule, &judged, &cx)).collect();
+    let skip = skip_reason(header);
+
+    let mut reasons = Vec::new();
+    let failing: Vec<String> = rules
+        .iter()
+        .filter(|r| r.rule != RuleId::EventsLost && r.failing > 0)
+        .map(|r| format!("{}={}", r.rule, r.failing))
+        .collect();
+    if !failing.is_empty() {
+        let n: u64 = rules.iter().filter(|r| r.rule != RuleId::EventsLost).map(|r| r.failing).sum();
+        reasons.push(format!("{} ({})", plural(n, "failing violation"), failing.join(", ")));
+    }
+    if let Some(run) = source.live()
+        && !run.command.end.passed()
+    {
+        reasons.push(format!("the command failed: {}: {}", run.command.command_line(), run.command.end.describe()));
+    }
+    let status = if !reasons.is_empty() {
+        Status::Fail
+    } else if lost > 0 && !policy.allow_lost {
+        reasons.push(format!(
+            "{} lost before reaching userspace, so rules that pair events may have missed a violation (--allow-lost accepts this)",
+            plural(lost, "event was|events were")
+        ));
+        Status::Incomplete
+    } else if let Some(why) = &skip {
+        reasons.push(why.clone());
+        Status::Skip
+    } else {
+        Status::Pass
+    };
+
+    let mut notes = Vec::new();
+    if !not_checked.is_empty() {
+        let names: Vec<&str> = not_checked.iter().map(|n| n.rule.as_str()).collect();
+        notes.push(format!(
+            "{} of {} rules not checked (their hooks are not attached): {}",
+            not_checked.len(),
+            RuleId::ALL.len(),
+            names.join(", ")
+        ));
+    }
+    if lost > 0 && policy.allow_lost {
+        notes.push(format!("{} lost, tolerated by --allow-lost: rules that pair events may have missed a violation", plural(lost, "event")));
+    }
+    let sum = |f: fn(&RuleResult) -> u64| rules.iter().filter(|r| r.rule != RuleId::EventsLost).map(f).sum::<u64>();
+    let (allowed, not_fail_on, outside) = (sum(|r| r.allowed), sum(|r| r.not_fail_on), sum(|r| r.outside_run));
+    if allowed > 0 {
+        notes.push(format!("{} allowed as known issues", plural(allowed, "violation")));
+    }
+    if not_fail_on > 0 {
+        notes.push(format!("{} of rules not among --fail-on, not counted", plural(not_fail_on, "violation")));
+    }
+    if outside > 0 {
+        notes.push(format!(
+            "{} outside the command's run (before it started, or ranges in flight when the tracer detached), not counted",
+            plural(outside, "violation")
+        ));
+    }
+    if violations_not_stored > 0 {
+        notes.push(format!("{violations_not_stored} further violations were counted but not stored; they are judged by rule only"));
+    }
+    if let Some(run) = source.live() {
+        if run.session.undecodable > 0 {
+            notes.push(format!("{} kernel records could not be decoded", run.session.undecodable));
+        }
+        if let Some(tree) = &run.pid_tree {
+            notes.push(format!(
+                "--pid-tree (membership from {}): kept {} of {} (the command and its descendants); left out {} of {} other processes, kernel threads included",
+                tree.membership_source,
+                plural(tree.events_kept, "event"),
+                plural(tree.processes_inside, "process|processes"),
+                plural(tree.events_outside, "event"),
+                tree.processes_outside
+            ));
+            if tree.fork_events_lost > 0 {
+                notes.push(format!(
+                    "--pid-tree: fork notifications were dropped {}; processes not seen forking were placed from /proc",
+                    plural(tree.fork_events_lost, "time")
+                ));
+            }
+            if tree.events_gone > 0 {
+                notes.push(format!(
+                    "--pid-tree: left out {} of {} that exited before their ancestry could be read (not checked)",
+                    plural(tree.events_gone, "event"),
+                    plural(tree.processes_gone, "process|processes")
+                ));
+            }
+        }
+    }
+
+    CheckOutcome {
+        status,
+        reasons,
+        notes,
+        kernel,
+        pairing: skip.is_none(),
+        attach: header.attach.clone(),
+        rules,
+        violations: judged,
+        violations_not_stored,
+        not_checked,
+        lost,
+        stats,
+        policy: policy.clone(),
+        source,
+    }
+}
