@@ -68,3 +68,31 @@ for method in fentry kprobe; do
 		for f in "$OUT/$name.jsonl" "$err" "$OUT/$name.counters"; do ship "$f"; done
 	done
 done
+
+# `check` around guest scenarios: the verdict a CI run would get (exit status per kselftest).
+check_case() {
+	name=$1
+	want=$2
+	shift 2
+	out=$OUT/check-$name.out
+	MMNOTIF_PROBED=$out "$BIN" check --ktap "$@" >"$out" 2>&1
+	rc=$?
+	if [ "$rc" = "$want" ]; then
+		result "PASS check-$name"
+	else
+		cat "$out"
+		result "FAIL check-$name (exit status $rc, want $want)"
+	fi
+}
+check_case clean 0 -- "$DIR/mmnotif-basic" list-ops
+check_case oom-rfc2019 0 -- "$DIR/mmnotif-oom" oom-rfc2019
+check_case oom-eagain-endop 1 -- "$DIR/mmnotif-oom" oom-eagain-endop
+if grep -q '^not ok [0-9]* failed-start-has-end-op' "$OUT/check-oom-eagain-endop.out"; then
+	result "PASS check-oom-eagain-endop-ktap"
+else
+	result "FAIL check-oom-eagain-endop-ktap (no 'not ok ... failed-start-has-end-op' line)"
+fi
+check_case allow 0 --allow failed-start-has-end-op --allow kernel-warn --allow notifier-unpaired-end \
+	-- "$DIR/mmnotif-oom" oom-eagain-endop
+check_case failing-command 1 -- false
+check_case kprobe-method 0 --attach kprobe -- "$DIR/mmnotif-oom" oom-rfc2019
