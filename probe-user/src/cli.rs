@@ -1,7 +1,7 @@
 //! Command-line interface. This `--help` text is the reference documentation of every
 //! subcommand and flag.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
              subscriber's callbacks), pair them per range and per notifier, and flag what the kernel \
              and its subscribers get wrong.",
     long_about = None,
+    args_conflicts_with_subcommands = true,
     after_help = "Without a subcommand: trace live with the built-in KVM workload as traffic \
                   (same as `stream --workload`).\n\nExit status: 0 success; 1 a check failed; 2 usage \
                   error; 10 not root; 11 no kernel BTF; 12 no /dev/kvm; 13 BPF load/attach failed; \
@@ -21,6 +22,24 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// For the default live mode (no subcommand).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// `--metrics`, on every live mode.
+#[derive(Args, Debug, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics while tracing. ADDR is PORT (on
+    /// 127.0.0.1), IP or IP:PORT; without a value, 127.0.0.1:9477.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = crate::metrics::DEFAULT_ADDR,
+        value_parser = crate::metrics::parse_metrics_addr
+    )]
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +103,8 @@ pub struct LiveArgs {
     /// Wake the reader early once this many bytes are pending (otherwise it drains every 10 ms).
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 10)]
     pub wakeup_bytes: u64,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +164,8 @@ pub struct WorkloadArgs {
 pub struct SelftestArgs {
     #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
     pub format: TextOrJson,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -169,5 +192,32 @@ mod tests {
         assert!(parse_ring_size("4096").is_ok());
         assert_eq!(parse_ring_size("5000").unwrap_err(), "5000 is not a power of two of at least 4096");
         assert!(Cli::try_parse_from(["mmnotif-trace", "stream", "--ring-size", "12"]).is_err());
+    }
+
+    fn stream_metrics(args: &[&str]) -> Option<SocketAddr> {
+        let cli = Cli::try_parse_from(args).expect("parses");
+        match cli.command {
+            Some(Command::Stream(s)) => s.live.metrics.metrics,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn metrics_is_off_by_default_and_loopback_without_an_address() {
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream"]), None);
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics"]), Some("127.0.0.1:9477".parse().unwrap()));
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics", "--workload"]), Some("127.0.0.1:9477".parse().unwrap()));
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics", "9100"]), Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics=0.0.0.0:9100"]), Some("0.0.0.0:9100".parse().unwrap()));
+        let default_mode = Cli::try_parse_from(["mmnotif-trace", "--metrics", "9200"]).expect("parses");
+        assert!(default_mode.command.is_none());
+        assert_eq!(default_mode.metrics.metrics, Some("127.0.0.1:9200".parse().unwrap()));
+        assert!(matches!(
+            Cli::try_parse_from(["mmnotif-trace", "selftest", "--metrics"]).map(|c| c.command),
+            Ok(Some(Command::Selftest(SelftestArgs { metrics: MetricsArgs { metrics: Some(_) }, .. })))
+        ));
+        let bad = Cli::try_parse_from(["mmnotif-trace", "record", "-o", "x", "--metrics", "localhost:1"]).unwrap_err().to_string();
+        assert!(bad.contains("--metrics") && bad.contains("is not a port"), "{bad}");
+        assert!(Cli::try_parse_from(["mmnotif-trace", "--metrics", "9200", "stream"]).is_err(), "default-mode flag before a subcommand");
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::{
     kallsyms::Kallsyms,
-    loader::{LoadError, error_chain},
+    loader::{KernelContext, LoadError, TracerOptions, error_chain, load_object, require_root},
     trace::Addr,
 };
 
@@ -144,6 +144,36 @@ pub fn run_iterator(ebpf: &mut Ebpf) -> Result<Vec<u8>, LoadError> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(|e| LoadError::Other(format!("reading the inventory iterator: {e}")))?;
     Ok(bytes)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Decode(#[from] InventoryDecodeError),
+}
+
+/// The iterator program of an object of its own, loaded once and walked as often as needed.
+pub struct InventoryWalker {
+    kernel: KernelContext,
+    ebpf: Ebpf,
+}
+
+impl InventoryWalker {
+    pub fn open() -> Result<InventoryWalker, LoadError> {
+        require_root()?;
+        let kernel = KernelContext::discover()?;
+        // The ring buffer is not used by the iterator: one page is enough.
+        let ebpf = load_object(&kernel, &TracerOptions { ring_bytes: 4096, ..TracerOptions::default() })?;
+        Ok(InventoryWalker { kernel, ebpf })
+    }
+
+    /// Every mm with subscriptions, as of now.
+    pub fn walk(&mut self) -> Result<Vec<MmInventory>, WalkError> {
+        let bytes = run_iterator(&mut self.ebpf)?;
+        Ok(decode(&bytes, &self.kernel.kallsyms, &self.kernel.offsets)?)
+    }
 }
 
 /// Renders the inventory for people.

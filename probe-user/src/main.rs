@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mmnotif_trace::{
-    cli::{Cli, Command, LiveArgs, TextOrJsonl},
+    cli::{Cli, Command, LiveArgs, MetricsArgs, TextOrJsonl},
     cmd, exit,
 };
 
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Some(Command::Probe(args)) => cmd::probe::run(args),
         Some(Command::Inventory(args)) => cmd::inventory::run(args),
         Some(Command::Replay(args)) => cmd::replay::run(args),
-        other => run_async(other),
+        other => run_async(other, &cli.metrics),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_async(command: &Option<Command>) -> anyhow::Result<u8> {
+fn run_async(command: &Option<Command>, metrics: &MetricsArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
         match command {
@@ -55,6 +55,7 @@ fn run_async(command: &Option<Command>) -> anyhow::Result<u8> {
                     workload: true,
                     ring_size: 4 << 20,
                     wakeup_bytes: 256 << 10,
+                    metrics: metrics.clone(),
                 };
                 cmd::live::run(&live, cmd::live::Output::Stdout(TextOrJsonl::Text)).await
             }

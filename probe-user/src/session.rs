@@ -45,6 +45,21 @@ impl SessionTotals {
     }
 }
 
+/// Where a session delivers its events. Any `FnMut(&Event)` is one; sinks that also keep
+/// derived state fresh while no events arrive (metrics) implement [`Sink::drained`].
+pub trait Sink {
+    fn event(&mut self, event: &Event);
+    /// Called after every drain of the ring buffer, at least every [`DRAIN_INTERVAL`] and
+    /// once more at the end, with the totals so far.
+    fn drained(&mut self, _totals: &SessionTotals) {}
+}
+
+impl<F: FnMut(&Event)> Sink for F {
+    fn event(&mut self, event: &Event) {
+        self(event)
+    }
+}
+
 /// Takes everything pending: decodes, filters and delivers it; with `read_counters`, also
 /// turns any growth of the kernel's loss counter into a `lost` event.
 fn pump(
@@ -53,7 +68,7 @@ fn pump(
     filter: &EventFilter,
     totals: &mut SessionTotals,
     read_counters: bool,
-    sink: &mut impl FnMut(&Event),
+    sink: &mut impl Sink,
 ) -> Result<(), LoadError> {
     let short_before = collector.malformed;
     collector.drain(|raw| {
@@ -61,7 +76,7 @@ fn pump(
         match decoder.decode(raw) {
             Ok(ev) if filter.matches(&ev) => {
                 totals.delivered += 1;
-                sink(&ev);
+                sink.event(&ev);
             }
             Ok(_) => {}
             Err(e) => {
@@ -79,9 +94,10 @@ fn pump(
         if totals.kernel.lost > before {
             let lost = Event::new(monotonic_ns(), EventBody::Lost(Lost { count: totals.kernel.lost - before }));
             totals.delivered += 1;
-            sink(&lost);
+            sink.event(&lost);
         }
     }
+    sink.drained(totals);
     Ok(())
 }
 
@@ -92,7 +108,19 @@ pub fn run(
     filter: &EventFilter,
     stop: &AtomicBool,
     deadline: Option<Instant>,
-    mut sink: impl FnMut(&Event),
+    sink: impl FnMut(&Event),
+) -> Result<SessionTotals, LoadError> {
+    run_sink(collector, decoder, filter, stop, deadline, sink)
+}
+
+/// [`run`] for a sink that also wants to hear about every drain.
+pub fn run_sink(
+    collector: &mut Collector,
+    decoder: &mut Decoder<'_>,
+    filter: &EventFilter,
+    stop: &AtomicBool,
+    deadline: Option<Instant>,
+    mut sink: impl Sink,
 ) -> Result<SessionTotals, LoadError> {
     let mut totals = SessionTotals::default();
     let mut last_counter_read = Instant::now();

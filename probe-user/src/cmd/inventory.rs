@@ -2,16 +2,15 @@ use anyhow::Result;
 
 use crate::{
     cli::{InventoryArgs, TextOrJsonl},
-    inventory,
-    loader::{KernelContext, TracerOptions, load_object, require_root},
+    inventory::{self, InventoryWalker, WalkError},
 };
 
 pub fn collect() -> Result<Vec<inventory::MmInventory>> {
-    require_root()?;
-    let kernel = KernelContext::discover()?;
-    let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
-    let bytes = inventory::run_iterator(&mut ebpf)?;
-    Ok(inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)?)
+    // Load errors stay themselves in the chain: the exit status is chosen from them.
+    InventoryWalker::open()?.walk().map_err(|e| match e {
+        WalkError::Load(e) => e.into(),
+        WalkError::Decode(e) => e.into(),
+    })
 }
 
 pub fn run(args: &InventoryArgs) -> Result<u8> {

@@ -12,14 +12,15 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    checker::{Checker, Report},
-    cli::{LiveArgs, TextOrJsonl},
+    checker::{Checker, Report, Violation},
+    cli::{LiveArgs, MetricsArgs, TextOrJsonl},
     decode::Decoder,
     filter::EventFilter,
-    loader::{AttachReport, Tracer, TracerOptions},
+    loader::{AttachReport, Collector, LoadError, Tracer, TracerOptions},
+    metrics::{Exporter, Recorder, SessionInfo},
     render::event_text,
-    session::{self, SessionTotals},
-    trace::{Header, TraceWriter, event_to_line},
+    session::{self, SessionTotals, Sink},
+    trace::{Event, Header, TraceWriter, event_to_line},
 };
 
 pub enum Output {
@@ -51,12 +52,64 @@ impl<W: Write> Throttled<W> {
     }
 }
 
+/// The checker every live session runs, the session's output, and the metrics recorder
+/// when `--metrics` is on: one [`Sink`] so the recorder can publish between events.
+pub struct CheckedSink<W: FnMut(&Event, &[Violation])> {
+    pub checker: Checker,
+    pub metrics: Option<Recorder>,
+    pub output: W,
+}
+
+impl<W: FnMut(&Event, &[Violation])> Sink for &mut CheckedSink<W> {
+    fn event(&mut self, event: &Event) {
+        let violations = self.checker.push(event);
+        (self.output)(event, violations);
+        if let Some(m) = self.metrics.as_mut() {
+            m.observe(event);
+        }
+    }
+
+    fn drained(&mut self, totals: &SessionTotals) {
+        if let Some(m) = self.metrics.as_mut() {
+            m.publish(&self.checker, totals);
+        }
+    }
+}
+
+impl<W: FnMut(&Event, &[Violation])> CheckedSink<W> {
+    /// Runs the session to its end; the last metrics publication includes the final drain.
+    pub fn run(
+        mut self,
+        collector: &mut Collector,
+        decoder: &mut Decoder<'_>,
+        filter: &EventFilter,
+        stop: &AtomicBool,
+        deadline: Option<Instant>,
+    ) -> Result<(SessionTotals, Checker), LoadError> {
+        let totals = session::run_sink(collector, decoder, filter, stop, deadline, &mut self)?;
+        if let Some(m) = self.metrics.as_mut() {
+            m.publish_now(&self.checker, &totals);
+        }
+        Ok((totals, self.checker))
+    }
+}
+
+/// Starts the exporter for `--metrics`, saying where it listens.
+pub async fn start_metrics(args: &MetricsArgs, tracer: &Tracer) -> Result<Option<Exporter>> {
+    let Some(addr) = args.metrics else { return Ok(None) };
+    let exporter = Exporter::start(addr, SessionInfo::new(&tracer.kernel.release, &tracer.attach)).await?.with_inventory()?;
+    eprintln!("mmnotif-trace: serving metrics at http://{}/metrics", exporter.local_addr());
+    Ok(Some(exporter))
+}
+
 pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     let opts = TracerOptions { ring_bytes: live.ring_size, wakeup_bytes: live.wakeup_bytes };
     let mut tracer = Tracer::start(&opts)?;
     let filter = EventFilter { pids: live.pids.clone(), comms: live.comms.clone() };
     let header = header(&tracer.kernel.release, &tracer.attach);
     eprintln!("mmnotif-trace: kernel {}: {}", tracer.kernel.release, tracer.attach.summary());
+    let exporter = start_metrics(&live.metrics, &tracer).await?;
+    let recorder = exporter.as_ref().map(Exporter::recorder);
 
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = live.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
@@ -65,49 +118,62 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
         let mut collector = tracer.collector()?;
         let mut decoder = Decoder::new(&tracer.kernel.kallsyms);
         // Every live mode checks as it goes; the text stream shows violations inline.
-        let mut checker = Checker::new(&header);
-        let totals = match output {
+        let checker = Checker::new(&header);
+        let (totals, checker) = match output {
             Output::Stdout(TextOrJsonl::Text) => {
                 let mut out = Throttled { out: BufWriter::new(std::io::stdout().lock()), last: Instant::now() };
                 let _ = writeln!(out.out, "# kernel {} attach {}", header.kernel, tracer.attach.summary());
-                let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
-                    let _ = writeln!(out.out, "{}", event_text(e));
-                    for v in checker.push(e) {
-                        let _ = writeln!(out.out, "!! {v}");
-                    }
-                    out.tick();
-                })?;
+                let sink = CheckedSink {
+                    checker,
+                    metrics: recorder,
+                    output: |e: &Event, violations: &[Violation]| {
+                        let _ = writeln!(out.out, "{}", event_text(e));
+                        for v in violations {
+                            let _ = writeln!(out.out, "!! {v}");
+                        }
+                        out.tick();
+                    },
+                };
+                let r = sink.run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline)?;
                 let _ = out.out.flush();
-                t
+                r
             }
             Output::Stdout(TextOrJsonl::Jsonl) => {
                 let mut out = Throttled { out: BufWriter::new(std::io::stdout().lock()), last: Instant::now() };
                 let _ = writeln!(out.out, "{}", serde_json::to_string(&header)?);
-                let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
-                    let _ = writeln!(out.out, "{}", event_to_line(e));
-                    checker.push(e);
-                    out.tick();
-                })?;
+                let sink = CheckedSink {
+                    checker,
+                    metrics: recorder,
+                    output: |e: &Event, _: &[Violation]| {
+                        let _ = writeln!(out.out, "{}", event_to_line(e));
+                        out.tick();
+                    },
+                };
+                let r = sink.run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline)?;
                 let _ = out.out.flush();
-                t
+                r
             }
             Output::File(path) => {
                 let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
                 let mut w = TraceWriter::new(BufWriter::new(file), &header).with_context(|| format!("writing {}", path.display()))?;
                 let mut err = None;
-                let t = session::run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline, |e| {
-                    checker.push(e);
-                    if let Err(e) = w.write_event(e)
-                        && err.is_none()
-                    {
-                        err = Some(e);
-                    }
-                })?;
+                let sink = CheckedSink {
+                    checker,
+                    metrics: recorder,
+                    output: |e: &Event, _: &[Violation]| {
+                        if let Err(e) = w.write_event(e)
+                            && err.is_none()
+                        {
+                            err = Some(e);
+                        }
+                    },
+                };
+                let r = sink.run(&mut collector, &mut decoder, &filter, &stop_in_session, deadline)?;
                 if let Some(e) = err {
                     return Err(e).with_context(|| format!("writing {}", path.display()));
                 }
                 w.flush().with_context(|| format!("writing {}", path.display()))?;
-                t
+                r
             }
         };
         Ok((totals, checker.finish()))
@@ -135,6 +201,7 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
         let _ = child.kill().await;
     }
     let (totals, report) = session.await.context("the tracing session panicked")??;
+    drop(exporter);
     eprintln!("mmnotif-trace: {}", totals.summary());
     eprintln!("mmnotif-trace: {}", report_line(&report));
     Ok(0)

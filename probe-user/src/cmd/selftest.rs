@@ -6,27 +6,37 @@ use std::{
 use anyhow::{Context, Result, anyhow};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::live::CheckedSink;
 use crate::{
+    checker::{Checker, Violation},
     cli::{SelftestArgs, TextOrJson},
     decode::Decoder,
     filter::EventFilter,
     loader::{Tracer, TracerOptions},
+    metrics::Exporter,
     selftest::{PlannedStep, StepRecord, judge},
-    session,
+    trace::Event,
 };
 
 pub async fn run(args: &SelftestArgs) -> Result<u8> {
     let mut tracer = Tracer::start(&TracerOptions::default())?;
     let summary = tracer.attach.summary();
+    let exporter = super::live::start_metrics(&args.metrics, &tracer).await?;
+    let recorder = exporter.as_ref().map(Exporter::recorder);
+    let header = super::live::header(&tracer.kernel.release, &tracer.attach);
     let stop = Arc::new(AtomicBool::new(false));
     let stop_in_session = stop.clone();
     let session = tokio::task::spawn_blocking(move || -> Result<_> {
         let mut collector = tracer.collector()?;
         let mut decoder = Decoder::new(&tracer.kernel.kallsyms);
         let mut events = Vec::new();
-        let totals = session::run(&mut collector, &mut decoder, &EventFilter::default(), &stop_in_session, None, |e| {
-            events.push(e.clone())
-        })?;
+        // The steps are judged from the events; the checker runs for the metrics' sake.
+        let sink = CheckedSink {
+            checker: Checker::new(&header),
+            metrics: recorder,
+            output: |e: &Event, _: &[Violation]| events.push(e.clone()),
+        };
+        let (totals, _) = sink.run(&mut collector, &mut decoder, &EventFilter::default(), &stop_in_session, None)?;
         Ok((events, totals))
     });
 
@@ -49,6 +59,7 @@ pub async fn run(args: &SelftestArgs) -> Result<u8> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::Relaxed);
     let (events, totals) = session.await.context("the tracing session panicked")??;
+    drop(exporter);
     let verdict = judge(&steps, &events, totals.kernel.lost);
     match args.format {
         TextOrJson::Text => print!("{}", verdict.render_text(&summary)),
