@@ -129,13 +129,14 @@ pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelO
 /// Loads and runs the iterator once; returns its raw output.
 pub fn run_iterator(ebpf: &mut Ebpf) -> Result<Vec<u8>, LoadError> {
     let err = |e: &(dyn std::error::Error + 'static)| LoadError::Other(format!("inventory iterator: {}", error_chain(e)));
-    let btf = AyaBtf::from_sys_fs().map_err(|e| err(&e))?;
     let prog: &mut Iter = ebpf
         .program_mut(ITER_PROGRAM)
         .ok_or_else(|| LoadError::Other(format!("program {ITER_PROGRAM} missing")))?
         .try_into()
         .map_err(|e| err(&e))?;
     if prog.fd().is_err() {
+        // Parsed only to load: walks repeated by a live session's metrics reuse the program.
+        let btf = AyaBtf::from_sys_fs().map_err(|e| err(&e))?;
         prog.load("task", &btf).map_err(|e| err(&e))?;
     }
     let link_id = prog.attach().map_err(|e| err(&e))?;
@@ -161,9 +162,10 @@ pub struct InventoryWalker {
 }
 
 impl InventoryWalker {
-    pub fn open() -> Result<InventoryWalker, LoadError> {
+    /// Loads the object for `kernel` (a live session passes a copy of its own context, so
+    /// the kernel's BTF is not parsed twice).
+    pub fn open(kernel: KernelContext) -> Result<InventoryWalker, LoadError> {
         require_root()?;
-        let kernel = KernelContext::discover()?;
         // The ring buffer is not used by the iterator: one page is enough.
         let ebpf = load_object(&kernel, &TracerOptions { ring_bytes: 4096, ..TracerOptions::default() })?;
         Ok(InventoryWalker { kernel, ebpf })

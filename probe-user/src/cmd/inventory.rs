@@ -3,11 +3,13 @@ use anyhow::Result;
 use crate::{
     cli::{InventoryArgs, TextOrJsonl},
     inventory::{self, InventoryWalker, WalkError},
+    loader::{KernelContext, require_root},
 };
 
 pub fn collect() -> Result<Vec<inventory::MmInventory>> {
     // Load errors stay themselves in the chain: the exit status is chosen from them.
-    InventoryWalker::open()?.walk().map_err(|e| match e {
+    require_root()?;
+    InventoryWalker::open(KernelContext::discover()?)?.walk().map_err(|e| match e {
         WalkError::Load(e) => e.into(),
         WalkError::Decode(e) => e.into(),
     })

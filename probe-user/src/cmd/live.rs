@@ -16,7 +16,7 @@ use crate::{
     cli::{LiveArgs, MetricsArgs, TextOrJsonl},
     decode::Decoder,
     filter::EventFilter,
-    loader::{AttachReport, Collector, LoadError, Tracer, TracerOptions},
+    loader::{AttachReport, Collector, KernelContext, LoadError, Tracer, TracerOptions},
     metrics::{Exporter, Recorder, SessionInfo},
     render::event_text,
     session::{self, SessionTotals, Sink},
@@ -97,7 +97,12 @@ impl<W: FnMut(&Event, &[Violation])> CheckedSink<W> {
 /// Starts the exporter for `--metrics`, saying where it listens.
 pub async fn start_metrics(args: &MetricsArgs, tracer: &Tracer) -> Result<Option<Exporter>> {
     let Some(addr) = args.metrics else { return Ok(None) };
-    let exporter = Exporter::start(addr, SessionInfo::new(&tracer.kernel.release, &tracer.attach)).await?.with_inventory()?;
+    let kernel = KernelContext {
+        offsets: tracer.kernel.offsets,
+        kallsyms: tracer.kernel.kallsyms.clone(),
+        release: tracer.kernel.release.clone(),
+    };
+    let exporter = Exporter::start(addr, SessionInfo::new(&tracer.kernel.release, &tracer.attach)).await?.with_inventory(kernel)?;
     eprintln!("mmnotif-trace: serving metrics at http://{}/metrics", exporter.local_addr());
     Ok(Some(exporter))
 }

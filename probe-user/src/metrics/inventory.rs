@@ -8,7 +8,10 @@ use std::{
 };
 
 use super::Shared;
-use crate::inventory::{InventoryWalker, MmInventory};
+use crate::{
+    inventory::{InventoryWalker, MmInventory},
+    loader::KernelContext,
+};
 
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -97,9 +100,10 @@ pub struct InventoryPoller {
 }
 
 impl InventoryPoller {
-    pub(super) fn spawn(shared: Arc<Shared>) -> std::io::Result<InventoryPoller> {
+    pub(super) fn spawn(shared: Arc<Shared>, kernel: KernelContext) -> std::io::Result<InventoryPoller> {
         let (stop, stopped) = mpsc::channel();
-        let thread = std::thread::Builder::new().name("metrics-inventory".into()).spawn(move || poll(&shared, &stopped))?;
+        let thread =
+            std::thread::Builder::new().name("metrics-inventory".into()).spawn(move || poll(&shared, kernel, &stopped))?;
         Ok(InventoryPoller { stop: Some(stop), thread: Some(thread) })
     }
 }
@@ -118,8 +122,8 @@ fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn poll(shared: &Shared, stopped: &mpsc::Receiver<()>) {
-    let mut walker = match InventoryWalker::open() {
+fn poll(shared: &Shared, kernel: KernelContext, stopped: &mpsc::Receiver<()>) {
+    let mut walker = match InventoryWalker::open(kernel) {
         Ok(w) => Some(w),
         Err(e) => {
             eprintln!("mmnotif-trace: metrics: the inventory cannot be loaded, per-mm gauges stay empty: {e}");

@@ -9,10 +9,12 @@ use crate::{
 pub const EVENT_LABELS: [&str; 9] =
     ["unmap", "clear", "protection_vma", "protection_page", "soft_dirty", "release", "migrate", "exclusive", "unknown"];
 
-/// Index into [`EVENT_LABELS`].
+/// Index into [`EVENT_LABELS`] (its order is the enum's numbering; called per event).
 pub fn event_index(event: MmuEvent) -> usize {
-    let known = EVENT_LABELS.len() - 1;
-    event.name().and_then(|name| EVENT_LABELS.iter().position(|l| *l == name)).unwrap_or(known)
+    match event.name() {
+        Some(_) => event.raw() as usize,
+        None => EVENT_LABELS.len() - 1,
+    }
 }
 
 pub fn blockable_label(blockable: bool) -> &'static str {
@@ -56,6 +58,10 @@ mod tests {
 
     #[test]
     fn label_values_are_bounded_and_never_addresses() {
+        for raw in 0..8 {
+            let event = MmuEvent::from_raw(raw);
+            assert_eq!(Some(EVENT_LABELS[event_index(event)]), event.name(), "{raw}");
+        }
         assert_eq!(EVENT_LABELS[event_index(MmuEvent::ProtectionPage)], "protection_page");
         assert_eq!(EVENT_LABELS[event_index(MmuEvent::Other(99))], "unknown");
         assert_eq!(errno_label(-11), "EAGAIN");

@@ -23,6 +23,8 @@ use std::{
 use prometheus::{Encoder, Registry, TextEncoder};
 use thiserror::Error;
 
+use crate::loader::KernelContext;
+
 pub use addr::{DEFAULT_ADDR, DEFAULT_PORT, parse_metrics_addr};
 pub use collector::{SnapshotCollector, encode};
 pub use inventory::{InventoryPoller, InventorySnapshot};
@@ -111,9 +113,10 @@ impl Exporter {
         Ok(Exporter { shared, local_addr, server, inventory: None })
     }
 
-    /// Also refresh the per-mm inventory gauges every [`inventory::REFRESH_INTERVAL`].
-    pub fn with_inventory(mut self) -> Result<Exporter, MetricsError> {
-        self.inventory = Some(InventoryPoller::spawn(self.shared.clone()).map_err(MetricsError::Thread)?);
+    /// Also refresh the per-mm inventory gauges every [`inventory::REFRESH_INTERVAL`], with
+    /// an iterator loaded for `kernel`.
+    pub fn with_inventory(mut self, kernel: KernelContext) -> Result<Exporter, MetricsError> {
+        self.inventory = Some(InventoryPoller::spawn(self.shared.clone(), kernel).map_err(MetricsError::Thread)?);
         Ok(self)
     }
 

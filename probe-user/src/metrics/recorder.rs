@@ -51,7 +51,7 @@ impl EventBreakdown {
 }
 
 impl Recorder {
-    pub(super) fn new(shared: Arc<Shared>) -> Recorder {
+    pub fn new(shared: Arc<Shared>) -> Recorder {
         Recorder { shared, breakdown: EventBreakdown::default(), last_publish: None }
     }
 
