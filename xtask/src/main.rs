@@ -89,7 +89,9 @@ pub fn build_release() -> Result<PathBuf> {
     if !status.success() {
         bail!("cargo build --release -p probe-user failed");
     }
-    Ok(workspace_root().join("target/release/mmnotif-trace"))
+    // Cargo builds into CARGO_TARGET_DIR when it is set.
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    Ok(target.join("release/mmnotif-trace"))
 }
 
 fn run(args: &[String]) -> Result<u8> {
