@@ -154,3 +154,31 @@ fn prometheus_stores_the_tracer_totals() {
     let violations: f64 = verdict.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{verdict}"));
     assert_eq!(stored_violations, violations, "{verdict}");
 }
+
+#[test]
+fn selftest_serves_metrics_while_it_runs() {
+    require_root();
+    let selftest = LiveTracer::start(&["selftest", "--format", "json"]);
+    let (body, samples) = selftest.scrape();
+    assert_eq!(sum(&samples, "mmnotif_tracer_info", &[]), 1.0, "{body}");
+    let (ok, stdout, stderr) = selftest.wait();
+    assert!(ok, "{stdout}\n{stderr:#?}");
+    let verdict: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(verdict["pass"], true, "{verdict:#}");
+}
+
+#[test]
+fn a_taken_port_is_a_one_line_error_naming_the_option() {
+    require_root();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let out = Command::new(BIN)
+        .args(["stream", "--duration", "5", "--metrics", &addr.to_string()])
+        .output()
+        .expect("run mmnotif-trace");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let error = stderr.lines().last().unwrap_or_default();
+    assert!(error.starts_with(&format!("mmnotif-trace: cannot serve metrics on {addr} (--metrics): ")), "{stderr}");
+    assert!(error.contains("in use"), "{stderr}");
+}

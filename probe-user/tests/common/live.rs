@@ -90,6 +90,14 @@ impl LiveTracer {
         panic!("the exporter never showed {what}; last scrape:\n{body}");
     }
 
+    /// Waits for the tracer to end by itself: (success, stdout, stderr lines).
+    pub fn wait(mut self) -> (bool, String, Vec<String>) {
+        let status = self.child.wait().expect("tracer exit");
+        let stdout = self.stdout.take().map(|t| t.join().expect("stdout reader")).unwrap_or_default();
+        self.stderr_seen.extend(self.stderr.iter());
+        (status.success(), stdout, std::mem::take(&mut self.stderr_seen))
+    }
+
     /// SIGTERM, then everything it wrote: (stdout, stderr lines).
     pub fn stop(mut self) -> (String, Vec<String>) {
         // SAFETY: signalling our own child by its pid.
