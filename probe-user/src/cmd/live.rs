@@ -60,6 +60,7 @@ pub struct CheckedSink<W: FnMut(&Event, &[Violation])> {
     pub output: W,
 }
 
+// On `&mut`: the session consumes its sink, and the checker must outlive the session.
 impl<W: FnMut(&Event, &[Violation])> Sink for &mut CheckedSink<W> {
     fn event(&mut self, event: &Event) {
         let violations = self.checker.push(event);
