@@ -25,6 +25,7 @@ APT_NEEDS=(
   "/usr/lib/x86_64-linux-gnu/libdw.so.1:libdw1"
   "/usr/lib/x86_64-linux-gnu/libbpf.so.1:libbpf1"
   "promtool:prometheus"
+  "prometheus:prometheus"
   "xmllint:libxml2-utils"
 )
 missing=()

@@ -2,8 +2,9 @@
 //! few mms with KVM-like and GRU-like list subscribers, interval subscribers on some mms,
 //! nested ranges, and OOM-reaper failures with compensating ends.
 //!
-//! Measures (1) the checker alone on already-decoded events and (2) JSON-lines decoding plus
-//! checking, and prints events/s and peak RSS. Run with
+//! Measures (1) the checker alone on already-decoded events, (2) JSON-lines decoding plus
+//! checking and (3) what the `--metrics` recorder adds to the checker, and prints events/s and
+//! peak RSS. Run with
 //! `cargo bench -p probe-user --bench checker` (optionally `-- <million events>`).
 use std::{
     hint::black_box,
@@ -14,6 +15,8 @@ use std::{
 
 use mmnotif_trace::{
     checker::Checker,
+    metrics::{Recorder, Shared, registry, render},
+    session::SessionTotals,
     trace::{TraceReader, event_to_line, Event},
 };
 
@@ -110,6 +113,38 @@ fn main() {
         proc_status_kib("VmRSS:") / 1024,
         proc_status_kib("VmHWM:") / 1024
     );
+
+    // (3) What --metrics adds on the session thread: the recorder's per-event breakdown and
+    // a publication attempt after every 1000 events (a live session drains in batches), then
+    // the cost of rendering one scrape of the final state.
+    let shared = Arc::new(Shared::default());
+    let mut recorder = Recorder::new(shared.clone());
+    let mut checker = Checker::new(&header());
+    let totals = SessionTotals::default();
+    let t0 = Instant::now();
+    let mut since_drain = 0;
+    for _ in 0..passes {
+        for e in &block {
+            checker.push(black_box(e));
+            recorder.observe(e);
+            since_drain += 1;
+            if since_drain == 1000 {
+                recorder.publish(&checker, &totals);
+                since_drain = 0;
+            }
+        }
+    }
+    recorder.publish_now(&checker, &totals);
+    let secs = t0.elapsed().as_secs_f64();
+    println!("check + metrics: {:>11.0} events/s  ({} events in {:.2} s)", n / secs, passes * block.len(), secs);
+    let registry = registry(shared).expect("registry");
+    let scrapes = 200;
+    let t0 = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..scrapes {
+        bytes = black_box(render(&registry).expect("render")).len();
+    }
+    println!("                one scrape renders {bytes} bytes in {:.0} us", t0.elapsed().as_secs_f64() * 1e6 / f64::from(scrapes));
 
     // (2) Decode + check: a ~250k-event text block, read through the streaming reader.
     // A block of whole invalidations, so that passes chain without broken pairs.

@@ -1,7 +1,7 @@
 //! Command-line interface. This `--help` text is the reference documentation of every
 //! subcommand and flag.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -33,6 +33,9 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub dashboard: DashboardArgs,
+    /// For the default live mode (no subcommand).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Options of the dashboard (no subcommand, and `replay --tui`).
@@ -42,6 +45,21 @@ pub struct DashboardArgs {
     /// $XDG_STATE_HOME/mmnotif-trace/dashboard.log, else ~/.local/state/mmnotif-trace/dashboard.log]
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+}
+
+/// `--metrics`, on every live mode.
+#[derive(Args, Debug, Clone, Default)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics while tracing. ADDR is PORT (on
+    /// 127.0.0.1), IP or IP:PORT; without a value, 127.0.0.1:9477.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = crate::metrics::DEFAULT_ADDR,
+        value_parser = crate::metrics::parse_metrics_addr
+    )]
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +148,8 @@ pub struct LiveArgs {
     pub no_stacks: bool,
     #[command(flatten)]
     pub attach: AttachArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 impl LiveArgs {
@@ -222,6 +242,8 @@ pub struct SelftestArgs {
     pub format: TextOrJson,
     #[command(flatten)]
     pub attach: AttachArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
@@ -247,7 +269,7 @@ fn parse_speed(s: &str) -> Result<f64, String> {
 )]
 pub struct CheckArgs {
     /// Judge this recorded trace (v1 JSON lines) instead of running a command.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["command", "pid_tree", "timeout"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["command", "pid_tree", "timeout", "metrics"])]
     pub replay: Option<PathBuf>,
     /// Print the KTAP v1 report on stdout, after the command's own output.
     #[arg(long)]
@@ -285,6 +307,8 @@ pub struct CheckArgs {
     pub ring_size: u32,
     #[command(flatten)]
     pub attach: AttachArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// The command to run under the tracer, after `--`.
     #[arg(last = true, value_name = "CMD", required_unless_present = "replay")]
     pub command: Vec<String>,
@@ -320,7 +344,7 @@ mod tests {
     #[test]
     fn check_takes_a_command_or_a_trace_but_not_both() {
         let parse = |args: &[&str]| Cli::try_parse_from([&["mmnotif-trace", "check"], args].concat());
-        let Ok(Cli { command: Some(Command::Check(c)) }) = parse(&["--allow", "kernel-warn:f", "--fail-on", "unpaired-start,kernel-warn", "--", "sh", "-c", "x"]) else {
+        let Ok(Cli { command: Some(Command::Check(c)), .. }) = parse(&["--allow", "kernel-warn:f", "--fail-on", "unpaired-start,kernel-warn", "--", "sh", "-c", "x"]) else {
             panic!("a command after -- parses")
         };
         assert_eq!(c.command, ["sh", "-c", "x"]);
@@ -331,6 +355,7 @@ mod tests {
             &[][..],
             &["--replay", "t.jsonl", "--", "true"],
             &["--replay", "t.jsonl", "--pid-tree"],
+            &["--replay", "t.jsonl", "--metrics"],
             &["--allow", "nonsense", "--", "true"],
             &["--fail-on", "unpaired-start,nonsense", "--", "true"],
             &["--timeout", "0", "--", "true"],
@@ -358,5 +383,36 @@ mod tests {
         assert!(args.tui && args.start_paused && args.speed == 0.5);
         assert!(Cli::try_parse_from(["mmnotif-trace", "--log-file", "x", "stream"]).is_err(), "--log-file is the dashboard's");
         assert!(Cli::try_parse_from(["mmnotif-trace", "--log-file", "x"]).is_ok());
+    }
+
+    fn stream_metrics(args: &[&str]) -> Option<SocketAddr> {
+        let cli = Cli::try_parse_from(args).expect("parses");
+        match cli.command {
+            Some(Command::Stream(s)) => s.live.metrics.metrics,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn metrics_is_off_by_default_and_loopback_without_an_address() {
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream"]), None);
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics"]), Some("127.0.0.1:9477".parse().unwrap()));
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics", "--workload"]), Some("127.0.0.1:9477".parse().unwrap()));
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics", "9100"]), Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics=0.0.0.0:9100"]), Some("0.0.0.0:9100".parse().unwrap()));
+        let default_mode = Cli::try_parse_from(["mmnotif-trace", "--metrics", "9200"]).expect("parses");
+        assert!(default_mode.command.is_none());
+        assert_eq!(default_mode.metrics.metrics, Some("127.0.0.1:9200".parse().unwrap()));
+        assert!(matches!(
+            Cli::try_parse_from(["mmnotif-trace", "selftest", "--metrics"]).map(|c| c.command),
+            Ok(Some(Command::Selftest(SelftestArgs { metrics: MetricsArgs { metrics: Some(_) }, .. })))
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["mmnotif-trace", "check", "--metrics", "9300", "--", "true"]).map(|c| c.command),
+            Ok(Some(Command::Check(CheckArgs { metrics: MetricsArgs { metrics: Some(a) }, .. }))) if a.port() == 9300
+        ));
+        let bad = Cli::try_parse_from(["mmnotif-trace", "record", "-o", "x", "--metrics", "localhost:1"]).unwrap_err().to_string();
+        assert!(bad.contains("--metrics") && bad.contains("is not a port"), "{bad}");
+        assert!(Cli::try_parse_from(["mmnotif-trace", "--metrics", "9200", "stream"]).is_err(), "default-mode flag before a subcommand");
     }
 }

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod inventory;
 pub mod kallsyms;
 pub mod loader;
+pub mod metrics;
 pub mod render;
 pub mod session;
 pub mod trace;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mmnotif_trace::{
-    cli::{Cli, Command, LiveArgs, TextOrJsonl},
+    cli::{Cli, Command, LiveArgs, MetricsArgs, TextOrJsonl},
     cmd, dashboard, exit,
 };
 
@@ -17,8 +17,8 @@ fn main() -> ExitCode {
         Some(Command::Probe(args)) => cmd::probe::run(args),
         Some(Command::Inventory(args)) => cmd::inventory::run(args),
         Some(Command::Replay(args)) => cmd::replay::run(args),
-        None if dashboard::live::interactive_terminal() => dashboard::live::run(cli.dashboard.log_file.as_deref()),
-        other => run_async(other),
+        None if dashboard::live::interactive_terminal() => dashboard::live::run(cli.dashboard.log_file.as_deref(), cli.metrics.metrics),
+        other => run_async(other, &cli.metrics),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_async(command: &Option<Command>) -> anyhow::Result<u8> {
+fn run_async(command: &Option<Command>, metrics: &MetricsArgs) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
         match command {
@@ -50,7 +50,8 @@ fn run_async(command: &Option<Command>) -> anyhow::Result<u8> {
             Some(Command::Check(args)) => cmd::check::run(args).await,
             // Not a terminal (piped, redirected): the live text stream with the workload.
             None => {
-                cmd::live::run(&LiveArgs::with_workload(), cmd::live::Output::Stdout(TextOrJsonl::Text)).await
+                let live = LiveArgs { metrics: metrics.clone(), ..LiveArgs::with_workload() };
+                cmd::live::run(&live, cmd::live::Output::Stdout(TextOrJsonl::Text)).await
             }
             Some(Command::Workload(_) | Command::Probe(_) | Command::Inventory(_) | Command::Replay(_)) => unreachable!("handled synchronously"),
         }

@@ -48,6 +48,16 @@ impl SessionTotals {
     }
 }
 
+/// What a session hands its sink.
+pub enum Delivery<'a> {
+    /// An event that passed the filter.
+    Event(&'a Event),
+    /// The ring buffer was just drained (at least every [`DRAIN_INTERVAL`], and once more at
+    /// the end): the totals so far, so state derived from them (the metrics) stays fresh while
+    /// no events arrive.
+    Drained(&'a SessionTotals),
+}
+
 /// Takes everything pending: decodes, filters and delivers it; with `read_counters`, also
 /// turns any growth of the kernel's loss counter into a `lost` event.
 fn pump(
@@ -56,7 +66,7 @@ fn pump(
     filter: &EventFilter,
     totals: &mut SessionTotals,
     read_counters: bool,
-    sink: &mut impl FnMut(&Event),
+    sink: &mut impl FnMut(Delivery<'_>),
     registered: &mut impl FnMut(Discovered),
 ) -> Result<(), LoadError> {
     let short_before = collector.malformed;
@@ -65,7 +75,7 @@ fn pump(
         match decoder.decode(raw) {
             Ok(Decoded::Event(ev)) if filter.matches(&ev) => {
                 totals.delivered += 1;
-                sink(&ev);
+                sink(Delivery::Event(&ev));
             }
             Ok(Decoded::Event(_)) => {}
             Ok(Decoded::Registered { found, mm, subscriber, pid, comm }) => {
@@ -88,9 +98,10 @@ fn pump(
         if totals.kernel.lost > before {
             let lost = Event::new(monotonic_ns(), EventBody::Lost(Lost { count: totals.kernel.lost - before }));
             totals.delivered += 1;
-            sink(&lost);
+            sink(Delivery::Event(&lost));
         }
     }
+    sink(Delivery::Drained(totals));
     Ok(())
 }
 
@@ -102,7 +113,7 @@ pub fn run(
     filter: &EventFilter,
     stop: &AtomicBool,
     deadline: Option<Instant>,
-    mut sink: impl FnMut(&Event),
+    mut sink: impl FnMut(Delivery<'_>),
     mut registered: impl FnMut(Discovered),
 ) -> Result<SessionTotals, LoadError> {
     let mut totals = SessionTotals::default();
@@ -133,13 +144,13 @@ impl StackSource for KernelStacks {
 
 /// Runs a whole session on a started tracer: drains, decodes (with kernel stacks), probes
 /// the callbacks of subscribers as they register (each outcome goes to `probed`), and hands
-/// events to `sink`.
+/// events and drains to `sink`.
 pub fn trace(
     tracer: &mut Tracer,
     filter: &EventFilter,
     stop: &AtomicBool,
     deadline: Option<Instant>,
-    sink: impl FnMut(&Event),
+    sink: impl FnMut(Delivery<'_>),
     mut probed: impl FnMut(&CallbackProbe),
 ) -> Result<SessionTotals, LoadError> {
     let mut collector = tracer.collector()?;

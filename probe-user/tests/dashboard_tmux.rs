@@ -2,11 +2,16 @@
 //! supported size (80×24); keys are sent as a person would type them and the pane is read
 //! back. Every way out (q, SIGTERM) must leave the shell's terminal as it was.
 
+mod common;
+
 use std::{
+    net::SocketAddr,
     process::Command,
     thread,
     time::{Duration, Instant},
 };
+
+use common::{http_get, parse_exposition, sum};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mmnotif-trace");
 
@@ -175,4 +180,39 @@ fn live_dashboard_with_the_workload_on_this_host() {
     tmux.assert_terminal_restored();
     let logged = std::fs::read_to_string(&log).expect("log file");
     assert!(logged.contains("degraded: no start/end probes"), "the attach summary goes to the log: {logged}");
+}
+
+#[test]
+fn live_dashboard_serves_metrics_until_it_quits() {
+    // SAFETY: no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the live dashboard loads BPF programs: run this test as root");
+    let tmux = Tmux::start("metrics");
+    let log = log_file("metrics");
+    tmux.command(&format!("{BIN} --log-file {log} --metrics 127.0.0.1:0; echo \"exit status $?\""));
+    tmux.wait_for("traffic from the workload", |s| header_count(s, "events").is_some_and(|n| n > 0));
+    // The screen is the dashboard's: the address is in the log.
+    let logged = std::fs::read_to_string(&log).expect("log file");
+    let addr: SocketAddr = logged
+        .lines()
+        .find_map(|l| l.split("serving metrics at http://").nth(1)?.strip_suffix("/metrics")?.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics address in the log: {logged}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let samples = loop {
+        let (status, body) = http_get(addr, "/metrics").expect("scrape");
+        assert_eq!(status, 200, "{body}");
+        let samples = parse_exposition(&body);
+        let events = sum(&samples, "mmnotif_events_total", &[]);
+        let walks = sum(&samples, "mmnotif_inventory_refreshes_total", &[("result", "ok")]);
+        if events > 0.0 && walks > 0.0 {
+            break samples;
+        }
+        assert!(Instant::now() < deadline, "no events or inventory walk in the scrape:\n{body}");
+        thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(sum(&samples, "mmnotif_tracer_info", &[]), 1.0);
+
+    tmux.keys(&["q"]);
+    tmux.wait_for("the shell again", |s| s.contains("exit status 0"));
+    tmux.assert_terminal_restored();
+    assert!(http_get(addr, "/metrics").is_err(), "the endpoint closes with the dashboard");
 }

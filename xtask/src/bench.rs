@@ -17,6 +17,28 @@ pub struct BenchArgs {
     /// Untraced/traced pairs to run.
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
+    /// Trace with `--metrics` on and scrape the endpoint every second, as Prometheus would.
+    #[arg(long)]
+    pub metrics: bool,
+}
+
+/// Scrapes `http://addr/metrics` every second until `stop` is set; returns the scrape count.
+fn scrape_every_second(addr: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut scrapes = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                let mut body = Vec::new();
+                if s.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
+                    scrapes += 1;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        scrapes
+    })
 }
 
 fn hammer(bin: &Path, iterations: u64) -> Result<f64> {
@@ -28,17 +50,30 @@ fn hammer(bin: &Path, iterations: u64) -> Result<f64> {
 }
 
 /// Runs one traced measurement; returns (ns/op, events received, events lost).
-fn traced(bin: &Path, iterations: u64) -> Result<(f64, u64, u64)> {
-    let mut tracer = Command::new(bin)
-        .args(["stream", "--format", "jsonl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the tracer")?;
+fn traced(bin: &Path, iterations: u64, metrics: bool) -> Result<(f64, u64, u64)> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["stream", "--format", "jsonl"]);
+    if metrics {
+        cmd.args(["--metrics", "127.0.0.1:0"]);
+    }
+    let mut tracer = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().context("starting the tracer")?;
     let mut err = BufReader::new(tracer.stderr.take().context("tracer stderr")?);
     let mut line = String::new();
     err.read_line(&mut line)?; // "mmnotif-trace: kernel …: <attach summary>" once attached
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = if metrics {
+        line.clear();
+        err.read_line(&mut line)?; // "mmnotif-trace: serving metrics at http://ADDR/metrics"
+        let addr = line.trim().strip_prefix("mmnotif-trace: serving metrics at http://").and_then(|a| a.strip_suffix("/metrics"));
+        Some(scrape_every_second(addr.context("the tracer did not say where it serves metrics")?.to_owned(), stop.clone()))
+    } else {
+        None
+    };
     let ns = hammer(bin, iterations);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(scrapes) = scraper.and_then(|t| t.join().ok()) {
+        println!("  {scrapes} scrapes of the metrics endpoint while traced");
+    }
     // SAFETY: signalling our own child.
     unsafe { libc::kill(tracer.id() as i32, libc::SIGTERM) };
     let mut rest = String::new();
@@ -61,7 +96,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     let (mut received_total, mut lost_total) = (0, 0);
     for round in 1..=args.rounds.max(1) {
         let base = hammer(&bin, args.iterations)?;
-        let (with, received, lost) = traced(&bin, args.iterations)?;
+        let (with, received, lost) = traced(&bin, args.iterations, args.metrics)?;
         println!("round {round}: untraced {base:.0} ns/op, traced {with:.0} ns/op, ratio {:.3}, lost {lost}", with / base);
         ratios.push(with / base);
         untraced_all.push(base);

@@ -124,6 +124,11 @@ impl Checker {
         &self.stats
     }
 
+    /// Violations of `rule` found so far (stored or not).
+    pub fn violation_count(&self, rule: RuleId) -> u64 {
+        self.counts.get(rule.index()).copied().unwrap_or(0)
+    }
+
     /// Feeds one event; returns the violations it made certain (possibly about earlier events).
     pub fn push(&mut self, event: &Event) -> &[Violation] {
         self.new_violations.clear();
@@ -1294,7 +1299,15 @@ fn range_ref(ptr: Addr, args: Option<RangeArgs>) -> RangeRef {
 
 /// `-11 (-EAGAIN)` style rendering of a kernel return value.
 pub fn errno_name(ret: i64) -> String {
-    let name = match ret.checked_neg().unwrap_or(0) {
+    match errno_symbol(ret) {
+        Some(name) => format!("{ret} (-{name})"),
+        None => ret.to_string(),
+    }
+}
+
+/// The symbolic name of a negative errno a start may plausibly return (`-11` → `EAGAIN`).
+pub fn errno_symbol(ret: i64) -> Option<&'static str> {
+    Some(match ret.checked_neg()? {
         1 => "EPERM",
         4 => "EINTR",
         11 => "EAGAIN",
@@ -1302,7 +1315,6 @@ pub fn errno_name(ret: i64) -> String {
         14 => "EFAULT",
         16 => "EBUSY",
         22 => "EINVAL",
-        _ => return ret.to_string(),
-    };
-    format!("{ret} (-{name})")
+        _ => return None,
+    })
 }

@@ -72,6 +72,24 @@ impl LogHistogram {
         self.max
     }
 
+    /// Sum of all recorded values.
+    pub fn sum(&self) -> u128 {
+        self.sum
+    }
+
+    /// How many values are at most `value`: exact when `value` is a bucket's upper bound
+    /// ([`LogHistogram::is_exact_bound`]), otherwise the count up to the bucket below.
+    pub fn count_at_most(&self, value: u64) -> u64 {
+        let last = bucket_of(value);
+        let whole = if bucket_upper(last) <= value { last + 1 } else { last };
+        self.counts.iter().take(whole).sum()
+    }
+
+    /// Whether [`LogHistogram::count_at_most`] is exact at `value` (all of `2^k - 1` are).
+    pub fn is_exact_bound(value: u64) -> bool {
+        bucket_upper(bucket_of(value)) == value
+    }
+
     /// The `q`-quantile (0.0..=1.0), reported as its bucket's upper bound (never above max).
     pub fn quantile(&self, q: f64) -> u64 {
         if self.total == 0 {
@@ -132,6 +150,24 @@ mod tests {
             assert!(bucket_upper(b) >= v, "{v}: upper {}", bucket_upper(b));
             last = b;
         }
+    }
+
+    #[test]
+    fn counts_at_bucket_bounds_are_exact() {
+        let values: Vec<u64> = (0..2000u64).map(|i| i * i * 37 % 1_000_003).collect();
+        let mut h = LogHistogram::default();
+        for &v in &values {
+            h.record(v);
+        }
+        for k in 0..24 {
+            let bound = (1u64 << k) - 1;
+            assert!(LogHistogram::is_exact_bound(bound), "{bound}");
+            let expected = values.iter().filter(|&&v| v <= bound).count() as u64;
+            assert_eq!(h.count_at_most(bound), expected, "bound {bound}");
+        }
+        assert!(!LogHistogram::is_exact_bound(1000));
+        assert!(h.count_at_most(1000) <= values.iter().filter(|&&v| v <= 1000).count() as u64);
+        assert_eq!(h.sum(), values.iter().map(|&v| u128::from(v)).sum::<u128>());
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod stats;
 
 use std::{fs::File, io::BufRead, io::BufReader, path::Path};
 
-pub use engine::{Checker, EAGAIN, MAX_STORED_VIOLATIONS, OpenRange, SETTLE_NS, errno_name};
+pub use engine::{Checker, EAGAIN, MAX_STORED_VIOLATIONS, OpenRange, SETTLE_NS, errno_name, errno_symbol};
 pub use hints::{KernelInfo, KernelVersion};
 pub use histogram::{DurationSummary, LogHistogram};
 pub use report::{RangeRef, Report, TaskRef, Verdict, Violation};

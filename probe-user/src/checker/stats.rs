@@ -125,6 +125,16 @@ impl Statistics {
         self.notifier_row(end_callback, NotifierKind::List)
     }
 
+    /// Every notifier row, in the order first seen.
+    pub fn notifiers(&self) -> &[NotifierStats] {
+        &self.notifiers
+    }
+
+    /// Events of one type seen so far.
+    pub fn events_of_type(&self, kind: EventType) -> u64 {
+        self.by_type.get(kind.index()).copied().unwrap_or(0)
+    }
+
     pub fn notifier(&mut self, row: NotifierRow) -> Option<&mut NotifierStats> {
         self.notifiers.get_mut(row)
     }

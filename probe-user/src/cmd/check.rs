@@ -17,7 +17,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::live::{LiveSession, Sink};
+use super::runner::{LiveSession, Sink};
 use crate::{
     check::{
         self, CheckOutcome, CommandEnd, CommandResult, LiveRun, Policy, Source, evaluate, json, junit, ktap,
@@ -162,8 +162,7 @@ async fn run_live(args: &CheckArgs, policy: &Policy) -> Result<CheckOutcome> {
         ..TracerOptions::default()
     };
     let tree = if args.pid_tree { Some(tree_filter()?) } else { None };
-    let session = LiveSession::start(&opts, EventFilter::default(), None, move |_, _| Ok(CheckSink { tree }))?;
-    eprintln!("mmnotif-trace: {}", session.banner());
+    let session = LiveSession::start(&opts, args.metrics.metrics, EventFilter::default(), None, move |_, _| Ok(CheckSink { tree })).await?;
     let header = session.header.clone();
     tokio::time::sleep(LEAD_IN).await;
     let command = match run_command(&args.command, args.timeout).await {

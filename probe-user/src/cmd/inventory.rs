@@ -2,16 +2,17 @@ use anyhow::Result;
 
 use crate::{
     cli::{InventoryArgs, TextOrJsonl},
-    inventory,
-    loader::{KernelContext, TracerOptions, load_object, require_root},
+    inventory::{self, InventoryWalker, WalkError},
+    loader::{KernelContext, require_root},
 };
 
 pub fn collect() -> Result<Vec<inventory::MmInventory>> {
+    // Load errors stay themselves in the chain: the exit status is chosen from them.
     require_root()?;
-    let kernel = KernelContext::discover()?;
-    let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
-    let bytes = inventory::run_iterator(&mut ebpf)?;
-    Ok(inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)?)
+    InventoryWalker::open(KernelContext::discover()?)?.walk().map_err(|e| match e {
+        WalkError::Load(e) => e.into(),
+        WalkError::Decode(e) => e.into(),
+    })
 }
 
 pub fn run(args: &InventoryArgs) -> Result<u8> {

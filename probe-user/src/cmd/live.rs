@@ -1,122 +1,29 @@
-//! `stream`, `record` and the default live mode, and the session runner they share with
-//! `check`: tracer -> decoder -> filter -> checker -> sink, on a blocking thread.
+//! `stream`, `record` and the default text stream: the sinks that print or record what the
+//! session runner delivers.
 
 use std::{
     fs::File,
     io::{BufWriter, StdoutLock, Write},
     path::PathBuf,
-    sync::{Arc, atomic::{AtomicBool, Ordering}},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
-use tokio::{signal::unix::{SignalKind, signal}, task::JoinHandle};
+use tokio::signal::unix::{SignalKind, signal};
 
+use super::runner::{LiveSession, Sink};
 use crate::{
-    checker::{Checker, OpenRange, Report, Violation},
+    checker::{Report, Violation},
     cli::{LiveArgs, TextOrJsonl},
     filter::EventFilter,
-    loader::{AttachReport, CallbackProbe, Tracer, TracerOptions},
+    loader::AttachReport,
     render::event_text,
-    session::{self, SessionTotals},
     trace::{Event, Header, TraceWriter, event_to_line},
 };
 
 pub enum Output {
     Stdout(TextOrJsonl),
     File(PathBuf),
-}
-
-/// The trace header for a live session.
-pub fn header(kernel: &str, attach: &AttachReport) -> Header {
-    let mut h = Header::new(kernel);
-    h.attach = attach.header_map();
-    h.extra.insert("mode".into(), serde_json::Value::from(if attach.pairing_available() { "full" } else { "degraded" }));
-    h
-}
-
-/// What a live session does with each event once the checker has seen it.
-pub trait Sink {
-    /// What the sink hands back when the session ends.
-    type Output: Send + 'static;
-    /// Whether the checker sees this event at all (`check --pid-tree` narrows the session here).
-    fn keep(&mut self, _event: &Event) -> bool {
-        true
-    }
-    /// One event, with the violations the checker found on it.
-    fn event(&mut self, event: &Event, violations: &[Violation]);
-    fn close(self) -> Result<Self::Output>;
-}
-
-/// What a session ends with.
-pub struct SessionEnd<O> {
-    pub totals: SessionTotals,
-    /// Ranges still open when the tracer stopped, which the report calls unpaired.
-    pub open_at_end: Vec<OpenRange>,
-    pub report: Report,
-    pub output: O,
-}
-
-/// An attached tracer whose events are drained, checked and sunk on a blocking thread until
-/// [`LiveSession::finish`].
-pub struct LiveSession<O> {
-    pub header: Header,
-    pub attach: AttachReport,
-    stop: Arc<AtomicBool>,
-    task: JoinHandle<Result<SessionEnd<O>>>,
-}
-
-impl<O: Send + 'static> LiveSession<O> {
-    /// Attaches every hook the kernel allows and starts draining. `make_sink` runs on the
-    /// session's thread, so the sink may hold what cannot move between threads (a stdout lock).
-    pub fn start<S, F>(opts: &TracerOptions, filter: EventFilter, deadline: Option<Instant>, make_sink: F) -> Result<Self>
-    where
-        S: Sink<Output = O>,
-        F: FnOnce(&Header, &AttachReport) -> Result<S> + Send + 'static,
-    {
-        let mut tracer = Tracer::start(opts)?;
-        let header = header(&tracer.kernel.release, &tracer.attach);
-        let attach = tracer.attach.clone();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (session_header, session_stop) = (header.clone(), stop.clone());
-        let task = tokio::task::spawn_blocking(move || -> Result<SessionEnd<O>> {
-            let mut checker = Checker::new(&session_header);
-            let mut sink = make_sink(&session_header, &tracer.attach)?;
-            let totals = session::trace(
-                &mut tracer,
-                &filter,
-                &session_stop,
-                deadline,
-                |e| {
-                    if sink.keep(e) {
-                        let violations = checker.push(e);
-                        sink.event(e, violations);
-                    }
-                },
-                announce_probe,
-            )?;
-            let output = sink.close()?;
-            let open_at_end = checker.open_ranges();
-            Ok(SessionEnd { totals, open_at_end, report: checker.finish(), output })
-        });
-        Ok(LiveSession { header, attach, stop, task })
-    }
-
-    /// "kernel 6.18.0: degraded: …; attached …", for the banner on stderr.
-    pub fn banner(&self) -> String {
-        format!("kernel {}: {}", self.header.kernel, self.attach.summary())
-    }
-
-    /// Makes the session drain what is pending and end; [`LiveSession::finish`] collects it.
-    pub fn request_stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
-    /// Stops draining (after what is pending) and returns the session's results.
-    pub async fn finish(self) -> Result<SessionEnd<O>> {
-        self.request_stop();
-        self.task.await.context("the tracing session panicked")?
-    }
 }
 
 /// Flushes buffered output at most every 50 ms so a pipe reader sees events promptly without
@@ -216,8 +123,8 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     let opts = live.tracer_options();
     let filter = EventFilter { pids: live.pids.clone(), comms: live.comms.clone() };
     let deadline = live.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
-    let session = LiveSession::start(&opts, filter, deadline, move |header, attach| StreamSink::open(output, header, attach))?;
-    eprintln!("mmnotif-trace: {}", session.banner());
+    let make_sink = move |header: &Header, attach: &AttachReport| StreamSink::open(output, header, attach);
+    let session = LiveSession::start(&opts, live.metrics.metrics, filter, deadline, make_sink).await?;
 
     let mut workload = if live.workload {
         Some(super::spawn_workload(&["--repeat", "0", "--hold-ms", "500"], false)?)
@@ -244,11 +151,6 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     eprintln!("mmnotif-trace: {}", end.totals.summary());
     eprintln!("mmnotif-trace: {}", report_line(&end.report));
     Ok(0)
-}
-
-/// Says on stderr which subscriber callback was probed, or why it could not be.
-pub fn announce_probe(probe: &CallbackProbe) {
-    eprintln!("mmnotif-trace: {}", probe.describe());
 }
 
 /// The checker's verdict in one line for the end of a live session (`replay` prints it all).

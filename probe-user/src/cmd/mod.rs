@@ -1,9 +1,11 @@
-//! One module per subcommand; each returns the process exit status.
+//! One module per subcommand, each returning the process exit status, and the session
+//! runner the live ones share.
 pub mod check;
 pub mod inventory;
 pub mod live;
 pub mod probe;
 pub mod replay;
+pub mod runner;
 pub mod selftest;
 pub mod workload;
 

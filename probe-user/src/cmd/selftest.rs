@@ -1,18 +1,33 @@
-use std::{
-    sync::{Arc, atomic::{AtomicBool, Ordering}},
-    time::Duration,
-};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::runner::{LiveSession, Sink};
 use crate::{
+    checker::Violation,
     cli::{SelftestArgs, TextOrJson},
     filter::EventFilter,
-    loader::{Tracer, TracerOptions},
+    loader::TracerOptions,
     selftest::{PlannedStep, StepRecord, judge},
-    session,
+    trace::Event,
 };
+
+/// Keeps every event: the steps are judged against them once the workload is done (the
+/// session's checker runs too, for `--metrics`).
+struct Collected(Vec<Event>);
+
+impl Sink for Collected {
+    type Output = Vec<Event>;
+
+    fn event(&mut self, event: &Event, _violations: &[Violation]) {
+        self.0.push(event.clone());
+    }
+
+    fn close(self) -> Result<Vec<Event>> {
+        Ok(self.0)
+    }
+}
 
 pub async fn run(args: &SelftestArgs) -> Result<u8> {
     let opts = TracerOptions {
@@ -20,23 +35,27 @@ pub async fn run(args: &SelftestArgs) -> Result<u8> {
         tracepoints: args.attach.tracepoint_method,
         ..TracerOptions::default()
     };
-    let mut tracer = Tracer::start(&opts)?;
-    let summary = tracer.attach.summary();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_in_session = stop.clone();
-    let session = tokio::task::spawn_blocking(move || -> Result<_> {
-        let mut events = Vec::new();
-        let totals = session::trace(
-            &mut tracer,
-            &EventFilter::default(),
-            &stop_in_session,
-            None,
-            |e| events.push(e.clone()),
-            super::live::announce_probe,
-        )?;
-        Ok((events, totals))
-    });
+    let session = LiveSession::start(&opts, args.metrics.metrics, EventFilter::default(), None, |_, _| Ok(Collected(Vec::new()))).await?;
+    let summary = session.attach.summary();
+    let steps = run_workload().await;
+    if steps.is_ok() {
+        // Let the last records reach the ring buffer reader.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Detach before reporting, whether the workload ran or not.
+    let end = session.finish().await;
+    let steps = steps?;
+    let end = end?;
+    let verdict = judge(&steps, &end.output, end.totals.kernel.lost);
+    match args.format {
+        TextOrJson::Text => print!("{}", verdict.render_text(&summary)),
+        TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
+    }
+    Ok(if verdict.pass { 0 } else { crate::exit::FAILED })
+}
 
+/// Runs the workload and reads the steps it reports having taken.
+async fn run_workload() -> Result<Vec<PlannedStep>> {
     let mut child = super::spawn_workload(&["--format", "jsonl"], true)?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("workload stdout not captured"))?;
     let mut lines = BufReader::new(stdout).lines();
@@ -49,17 +68,7 @@ pub async fn run(args: &SelftestArgs) -> Result<u8> {
     }
     let status = child.wait().await.context("waiting for the workload")?;
     if !status.success() {
-        stop.store(true, Ordering::Relaxed);
         return Err(anyhow!("the workload failed ({status})"));
     }
-    // Let the last records reach the ring buffer reader.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (events, totals) = session.await.context("the tracing session panicked")??;
-    let verdict = judge(&steps, &events, totals.kernel.lost);
-    match args.format {
-        TextOrJson::Text => print!("{}", verdict.render_text(&summary)),
-        TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
-    }
-    Ok(if verdict.pass { 0 } else { crate::exit::FAILED })
+    Ok(steps)
 }

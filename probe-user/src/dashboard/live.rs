@@ -3,6 +3,7 @@
 //! the built-in workload provides traffic.
 
 use std::{
+    net::SocketAddr,
     path::Path,
     process::{Child, Stdio},
     sync::{
@@ -10,7 +11,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::{self, JoinHandle},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context, Result};
@@ -25,19 +26,14 @@ use super::{
     ui::Command,
 };
 use crate::{
-    cmd::{
-        live::{header, report_line},
-        workload_command,
-    },
+    cmd::{live::report_line, runner::header, workload_command},
     filter::EventFilter,
-    inventory::{self, MmInventory},
-    loader::{CallbackProbe, KernelContext, Tracer, TracerOptions, load_object},
-    session::{self, SessionTotals},
+    inventory::{InventoryPoller, MmInventory, WalkError},
+    loader::{CallbackProbe, Tracer, TracerOptions},
+    metrics::{Exporter, SessionInfo},
+    session::{self, Delivery, SessionTotals},
     workload::monotonic_ns,
 };
-
-/// How often the inventory is read again.
-pub const INVENTORY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The last inventory read, or why there is none.
 #[derive(Default)]
@@ -46,40 +42,42 @@ struct InventorySlot {
     error: Option<String>,
 }
 
-/// Reads the inventory until `stop`, with its own copy of the eBPF object (the tracer's is
-/// busy on the ingest thread).
-fn read_inventory(slot: &Mutex<InventorySlot>, stop: &AtomicBool) {
-    let set_error = |e: String| {
-        log::warn!("inventory: {e}");
-        if let Ok(mut s) = slot.lock() {
-            s.error = Some(e);
-        }
-    };
-    let kernel = match KernelContext::discover() {
-        Ok(k) => k,
-        Err(e) => return set_error(e.to_string()),
-    };
-    // The ring buffer of this copy is never used: the smallest size the kernel takes.
-    let mut ebpf = match load_object(&kernel, &TracerOptions { ring_bytes: 4096, wakeup_bytes: 4096, ..TracerOptions::default() }) {
-        Ok(o) => o,
-        Err(e) => return set_error(e.to_string()),
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let read = inventory::run_iterator(&mut ebpf)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets).map_err(|e| e.to_string()));
-        match read {
-            Ok(mms) => {
-                if let Ok(mut s) = slot.lock() {
-                    *s = InventorySlot { mms: Some((Arc::new(mms), Instant::now())), error: None };
+impl InventorySlot {
+    /// Takes a walk's outcome; a failure keeps the last inventory read, marked as failed.
+    fn store(&mut self, walk: Result<Vec<MmInventory>, &WalkError>) {
+        match walk {
+            Ok(mms) => *self = InventorySlot { mms: Some((Arc::new(mms), Instant::now())), error: None },
+            Err(e) => {
+                let e = e.to_string();
+                // An iterator that cannot load fails alike every round: logged once.
+                if self.error.as_ref() != Some(&e) {
+                    log::warn!("inventory: {e}");
                 }
+                self.error = Some(e);
             }
-            Err(e) => set_error(e),
         }
-        let next = Instant::now() + INVENTORY_INTERVAL;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < next {
-            thread::sleep(Duration::from_millis(50));
-        }
+    }
+}
+
+/// `--metrics` in the dashboard, which has no async runtime of its own: the endpoint gets
+/// one. The dashboard's inventory walks feed the per-mm gauges.
+struct Metrics {
+    // Dropped first: the endpoint stops before its runtime does.
+    exporter: Exporter,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Metrics {
+    fn serve(addr: SocketAddr, tracer: &Tracer) -> Result<Metrics> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("starting the metrics endpoint")?;
+        let exporter = runtime.block_on(Exporter::start(addr, SessionInfo::new(&tracer.kernel.release, &tracer.attach)))?;
+        // The terminal belongs to the dashboard; the address goes to the log.
+        log::info!("serving metrics at http://{}/metrics", exporter.local_addr());
+        Ok(Metrics { exporter, _runtime: runtime })
     }
 }
 
@@ -125,21 +123,26 @@ impl Source for LiveSource {
     }
 }
 
-/// Traces live and shows the dashboard until the person quits (or SIGTERM); then prints the
-/// session's summary and verdict lines like the text stream does.
-pub fn run(log_file: Option<&Path>) -> Result<u8> {
+/// Traces live and shows the dashboard until the person quits (or SIGTERM), serving metrics at
+/// `metrics` if given; then prints the session's summary and verdict lines like the text
+/// stream does.
+pub fn run(log_file: Option<&Path>, metrics: Option<SocketAddr>) -> Result<u8> {
     let (log_path, log) = logfile::open(log_file)?;
     let workload_log = log.try_clone().context("--log-file: duplicating the log file handle")?;
     logfile::install(log);
     let mut tracer = Tracer::start(&TracerOptions::default())?;
     let header = header(&tracer.kernel.release, &tracer.attach);
     log::info!("kernel {}: {}", tracer.kernel.release, tracer.attach.summary());
+    let metrics = metrics.map(|addr| Metrics::serve(addr, &tracer)).transpose()?;
+    // The inventory thread loads an object of its own: the tracer's is busy on the ingest thread.
+    let kernel = tracer.kernel.clone();
     let model = SharedModel::new(Model::new(&header, "live", Some(monotonic_ns())));
     let stop = Arc::new(AtomicBool::new(false));
     let feed_error = Arc::new(Mutex::new(None));
 
     let ingest: JoinHandle<Result<SessionTotals>> = {
         let (model, stop, feed_error) = (model.clone(), Arc::clone(&stop), Arc::clone(&feed_error));
+        let mut recorder = metrics.as_ref().map(|m| m.exporter.recorder());
         thread::Builder::new().name("ingest".into()).spawn(move || {
             let result = (|| {
                 let filter = EventFilter::default();
@@ -148,7 +151,22 @@ pub fn run(log_file: Option<&Path>) -> Result<u8> {
                     None => log::info!("{}", p.describe()),
                     Some(_) => log::warn!("{}", p.describe()),
                 };
-                Ok(session::trace(&mut tracer, &filter, &stop, None, |e| model.push(e), probed)?)
+                let sink = |d: Delivery<'_>| match d {
+                    Delivery::Event(e) => {
+                        model.push(e);
+                        if let Some(r) = &mut recorder {
+                            r.observe(e);
+                        }
+                    }
+                    Delivery::Drained(totals) => {
+                        if let Some(r) = &mut recorder
+                            && let Some(checker) = model.lock().checker()
+                        {
+                            r.publish(checker, totals);
+                        }
+                    }
+                };
+                Ok(session::trace(&mut tracer, &filter, &stop, None, sink, probed)?)
             })();
             if let Err(e) = &result {
                 log::error!("tracing stopped: {e:#}");
@@ -160,9 +178,17 @@ pub fn run(log_file: Option<&Path>) -> Result<u8> {
         })?
     };
     let inventory = Arc::new(Mutex::new(InventorySlot::default()));
-    let inventory_thread = {
-        let (slot, stop) = (Arc::clone(&inventory), Arc::clone(&stop));
-        thread::Builder::new().name("inventory".into()).spawn(move || read_inventory(&slot, &stop))?
+    let inventory_poller = {
+        let slot = Arc::clone(&inventory);
+        let feed = metrics.as_ref().map(|m| m.exporter.inventory_feed());
+        InventoryPoller::spawn("inventory", kernel, move |walk| {
+            if let Some(feed) = &feed {
+                feed.record(&walk);
+            }
+            if let Ok(mut slot) = slot.lock() {
+                slot.store(walk);
+            }
+        })?
     };
     // Every step but vm_close, so each round's VM stays open during the hold and the
     // inventory finds it subscribed.
@@ -189,7 +215,8 @@ pub fn run(log_file: Option<&Path>) -> Result<u8> {
     // Dropping the child kills it.
     let workload_started = workload.map(drop);
     let totals = ingest.join().map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
-    let _ = inventory_thread.join();
+    drop(inventory_poller);
+    drop(metrics);
     workload_started?;
     shown?;
     let totals = totals?;

@@ -142,6 +142,14 @@ impl Model {
         Some(report)
     }
 
+    /// The checker while the input runs, for what is published from it (the metrics).
+    pub fn checker(&self) -> Option<&Checker> {
+        match &self.checking {
+            Checking::Running(c) => Some(c),
+            Checking::Ended { .. } => None,
+        }
+    }
+
     pub fn ended(&self) -> bool {
         matches!(self.checking, Checking::Ended { .. })
     }

@@ -70,7 +70,9 @@ impl Default for TracerOptions {
     }
 }
 
-/// Facts about the running kernel that every later step uses.
+/// Facts about the running kernel that every later step uses. Cloned for the threads that
+/// load an object of their own (the inventory), so the kernel's BTF is parsed once.
+#[derive(Clone)]
 pub struct KernelContext {
     pub offsets: KernelOffsets,
     pub kallsyms: Kallsyms,

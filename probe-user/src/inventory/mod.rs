@@ -1,6 +1,8 @@
 //! The notifier inventory: every mm with subscriptions, its list subscribers and their
 //! callbacks, interval-tree state and KVM's own counters, read by the `iter/task` program.
 
+mod poller;
+
 use std::io::Read;
 
 use aya::{Btf as AyaBtf, Ebpf, programs::Iter};
@@ -9,9 +11,11 @@ use serde::Serialize;
 
 use crate::{
     kallsyms::Kallsyms,
-    loader::{LoadError, error_chain},
+    loader::{KernelContext, LoadError, TracerOptions, error_chain, load_object, require_root},
     trace::Addr,
 };
+
+pub use poller::{InventoryPoller, REFRESH_INTERVAL};
 
 pub const ITER_PROGRAM: &str = "inventory_task";
 
@@ -139,13 +143,14 @@ pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelO
 /// Loads and runs the iterator once; returns its raw output.
 pub fn run_iterator(ebpf: &mut Ebpf) -> Result<Vec<u8>, LoadError> {
     let err = |e: &(dyn std::error::Error + 'static)| LoadError::Other(format!("inventory iterator: {}", error_chain(e)));
-    let btf = AyaBtf::from_sys_fs().map_err(|e| err(&e))?;
     let prog: &mut Iter = ebpf
         .program_mut(ITER_PROGRAM)
         .ok_or_else(|| LoadError::Other(format!("program {ITER_PROGRAM} missing")))?
         .try_into()
         .map_err(|e| err(&e))?;
     if prog.fd().is_err() {
+        // Parsed only to load: the walks a live view repeats reuse the loaded program.
+        let btf = AyaBtf::from_sys_fs().map_err(|e| err(&e))?;
         prog.load("task", &btf).map_err(|e| err(&e))?;
     }
     let link_id = prog.attach().map_err(|e| err(&e))?;
@@ -154,6 +159,37 @@ pub fn run_iterator(ebpf: &mut Ebpf) -> Result<Vec<u8>, LoadError> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(|e| LoadError::Other(format!("reading the inventory iterator: {e}")))?;
     Ok(bytes)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalkError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Decode(#[from] InventoryDecodeError),
+}
+
+/// The iterator program of an object of its own, loaded once and walked as often as needed.
+pub struct InventoryWalker {
+    kernel: KernelContext,
+    ebpf: Ebpf,
+}
+
+impl InventoryWalker {
+    /// Loads the object for `kernel` (a live session passes a copy of its own context, so
+    /// the kernel's BTF is not parsed twice).
+    pub fn open(kernel: KernelContext) -> Result<InventoryWalker, LoadError> {
+        require_root()?;
+        // The ring buffer is not used by the iterator: one page is enough.
+        let ebpf = load_object(&kernel, &TracerOptions { ring_bytes: 4096, ..TracerOptions::default() })?;
+        Ok(InventoryWalker { kernel, ebpf })
+    }
+
+    /// Every mm with subscriptions, as of now.
+    pub fn walk(&mut self) -> Result<Vec<MmInventory>, WalkError> {
+        let bytes = run_iterator(&mut self.ebpf)?;
+        Ok(decode(&bytes, &self.kernel.kallsyms, &self.kernel.offsets)?)
+    }
 }
 
 /// Renders the inventory for people.

@@ -1,0 +1,107 @@
+//! Helpers shared by the metrics tests: reading the exposition format, plain HTTP GETs on
+//! loopback, and promtool.
+#![allow(dead_code)]
+
+pub mod dashboards;
+pub mod live;
+pub mod prometheus;
+pub mod promql;
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+/// One sample: metric name and its labels in order.
+pub type SeriesKey = (String, BTreeMap<String, String>);
+
+/// Parses the text exposition format (0.0.4) into samples; panics on a malformed line, which
+/// is what a test wants.
+pub fn parse_exposition(text: &str) -> BTreeMap<SeriesKey, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|e| panic!("{line}: {e}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}")))),
+            None => (series, BTreeMap::new()),
+        };
+        assert!(out.insert((name.to_owned(), labels), value).is_none(), "duplicate series: {line}");
+    }
+    out
+}
+
+fn parse_labels(mut text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    while !text.is_empty() {
+        let (name, rest) = text.split_once("=\"").unwrap_or_else(|| panic!("bad labels: {text}"));
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => panic!("dangling escape: {text}"),
+                },
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => panic!("unterminated label value: {text}"),
+            }
+        };
+        labels.insert(name.trim_start_matches(',').to_owned(), value);
+        text = rest.get(end + 1..).unwrap_or_default().trim_start_matches(',');
+    }
+    labels
+}
+
+/// Sum of every sample of `name` whose labels include all of `matching`.
+pub fn sum(samples: &BTreeMap<SeriesKey, f64>, name: &str, matching: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|((n, labels), _)| n == name && matching.iter().all(|(k, v)| labels.get(*k).is_some_and(|x| x == v)))
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+/// GET `path` with HTTP/1.1 and `Connection: close`; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no header end in {response:?}")))?;
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    // Chunked bodies are not expected from either server these tests talk to.
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    Ok((status, body.to_owned()))
+}
+
+/// `promtool check metrics` on `text`: (success, its report).
+pub fn promtool_check(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) must be installed: run scripts/setup.sh");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), report)
+}
+
+/// A TCP port nothing listens on right now (the kernel's choice).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
