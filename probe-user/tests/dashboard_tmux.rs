@@ -124,7 +124,10 @@ fn replay_dashboard_steps_plays_shows_a_detail_and_quits_cleanly() {
     tmux.keys(&["Enter"]);
     let screen = tmux.wait_for("a violation's detail", |s| s.contains("What happened"));
     assert!(screen.contains("violation: notifier-double-end"), "{screen}");
-    tmux.keys(&["Escape", "Tab"]);
+    // Esc and Tab arriving in one read would parse as Alt+Tab: let the detail close first.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the detail closed", |s| !s.contains("What happened"));
+    tmux.keys(&["Tab"]);
     let screen = tmux.wait_for("the notifiers pane", |s| s.contains("Notifiers · sorted by starts"));
     assert!(screen.contains("nouveau_svmm_invalidate_range_start") || screen.contains("nouveau_svmm_inv"), "{screen}");
 

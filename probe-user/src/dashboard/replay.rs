@@ -126,9 +126,12 @@ fn feed<R: BufRead>(reader: TraceReader<R>, model: &SharedModel, control: &Contr
                 }
             }
         }
-        guard.line = event.seq.unwrap_or(guard.line + 1);
+        let line = event.seq.unwrap_or(guard.line + 1);
         drop(guard);
         model.push(&event);
+        // The line moves only once its event is in the model: a frame (which reads the line
+        // first) never shows a line ahead of the events counted.
+        control.lock().line = line;
     }
     model.lock().finish();
     control.lock().finished = true;
@@ -142,11 +145,15 @@ struct ReplaySource {
 
 impl Source for ReplaySource {
     fn snapshot(&mut self) -> Snapshot {
+        // The pace before the model: the model then holds at least the line's events.
+        let (status, error) = {
+            let pace = self.control.lock();
+            (pace.status(), pace.error.clone())
+        };
         let mut s = self.model.snapshot(None);
         s.inventory = Inventory::Unavailable("a recorded trace carries no inventory; it is read live only".into());
-        let pace = self.control.lock();
-        s.status = Some(pace.status());
-        s.error = pace.error.clone();
+        s.status = Some(status);
+        s.error = error;
         s
     }
 
