@@ -320,7 +320,7 @@ mod tests {
     #[test]
     fn check_takes_a_command_or_a_trace_but_not_both() {
         let parse = |args: &[&str]| Cli::try_parse_from([&["mmnotif-trace", "check"], args].concat());
-        let Ok(Cli { command: Some(Command::Check(c)) }) = parse(&["--allow", "kernel-warn:f", "--fail-on", "unpaired-start,kernel-warn", "--", "sh", "-c", "x"]) else {
+        let Ok(Cli { command: Some(Command::Check(c)), .. }) = parse(&["--allow", "kernel-warn:f", "--fail-on", "unpaired-start,kernel-warn", "--", "sh", "-c", "x"]) else {
             panic!("a command after -- parses")
         };
         assert_eq!(c.command, ["sh", "-c", "x"]);
