@@ -32,8 +32,6 @@ pub struct SessionTotals {
     pub undecodable: u64,
     /// Events handed to the sink after filtering.
     pub delivered: u64,
-    /// Subscriber registrations seen (their callbacks get probed).
-    pub registrations: u64,
 }
 
 impl SessionTotals {
@@ -79,7 +77,6 @@ fn pump(
             }
             Ok(Decoded::Event(_)) => {}
             Ok(Decoded::Registered { found, mm, subscriber, pid, comm }) => {
-                totals.registrations += 1;
                 log::info!("subscriber {subscriber} registered on mm {mm} by {pid} ({comm})");
                 registered(found);
             }

@@ -24,6 +24,26 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs the tracer with `args` (it must stop by itself, e.g. `--duration`), and `traffic` as a
+/// separate process once the tracer says it is attached; returns the tracer's output.
+fn trace_during(args: &[&str], traffic: &[&str]) -> Output {
+    use std::io::{BufRead, BufReader, Read};
+    let mut tracer =
+        Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the tracer");
+    let mut err = BufReader::new(tracer.stderr.take().expect("stderr"));
+    let mut banner = String::new();
+    err.read_line(&mut banner).expect("tracer stderr");
+    assert!(banner.contains("kernel"), "the tracer did not start: {banner}");
+    let traffic = Command::new(BIN).args(traffic).output().expect("run the traffic");
+    assert!(traffic.status.success(), "traffic failed: {}", stderr(&traffic));
+    let mut stdout = Vec::new();
+    tracer.stdout.take().expect("stdout").read_to_end(&mut stdout).expect("tracer stdout");
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).expect("tracer stderr");
+    let status = tracer.wait().expect("tracer exit");
+    Output { status, stdout, stderr: (banner + &rest).into_bytes() }
+}
+
 #[test]
 fn selftest_sees_exactly_the_invalidations_each_step_causes() {
     require_root();
@@ -61,7 +81,10 @@ fn raw_tracepoint_fallback_sees_the_same_invalidations() {
     assert!(!text.contains("tp_btf"), "only raw tracepoints may be attached: {text}");
     assert!(o.status.success(), "selftest over raw tracepoints failed:\n{text}\n{}", stderr(&o));
 
-    let o = run(&["stream", "--format", "jsonl", "--tracepoint-method", "raw", "--duration", "2", "--workload"]);
+    let o = trace_during(
+        &["stream", "--format", "jsonl", "--tracepoint-method", "raw", "--duration", "2"],
+        &["workload", "--steps", "madvise_dontneed"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let header: Value = serde_json::from_str(out.lines().next().expect("header")).expect("header json");
@@ -108,9 +131,11 @@ fn inventory_shows_the_workload_vm_as_an_idle_kvm_subscriber() {
 #[test]
 fn a_tiny_ring_reports_exactly_the_events_it_lost() {
     require_root();
-    let o = run(&[
-        "stream", "--format", "jsonl", "--ring-size", "4096", "--wakeup-bytes", "1000000000", "--duration", "3", "--workload",
-    ]);
+    // The hammer invalidates a page every few microseconds: far more than 32 records per drain.
+    let o = trace_during(
+        &["stream", "--format", "jsonl", "--ring-size", "4096", "--wakeup-bytes", "1000000000", "--duration", "3"],
+        &["workload", "--hammer", "50000"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let mut lines = out.lines();

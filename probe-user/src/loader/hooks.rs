@@ -202,14 +202,17 @@ pub fn attach_tracepoint(ebpf: &mut Ebpf, btf: Option<&Btf>, hook: &TracepointHo
 pub fn try_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
     let prog: &mut FEntry =
         ebpf.program_mut("cap_fentry").ok_or("program cap_fentry missing from the object")?.try_into().map_err(|e| error_chain(&e))?;
-    prog.load(START_FUNCTION, btf).map_err(|e| {
-        let msg = error_chain(&e);
-        if msg.contains("Operation not permitted") || msg.contains("EPERM") {
-            format!("{msg} (this kernel refuses BPF trampolines)")
-        } else {
-            msg
-        }
-    })?;
+    // Tried once per object (`probe` reports it, then attaches like a session does).
+    if prog.fd().is_err() {
+        prog.load(START_FUNCTION, btf).map_err(|e| {
+            let msg = error_chain(&e);
+            if msg.contains("Operation not permitted") || msg.contains("EPERM") {
+                format!("{msg} (this kernel refuses BPF trampolines)")
+            } else {
+                msg
+            }
+        })?;
+    }
     let link = prog.attach().map_err(|e| error_chain(&e))?;
     prog.detach(link).map_err(|e| error_chain(&e))?;
     Ok(())

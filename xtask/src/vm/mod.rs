@@ -43,7 +43,7 @@ pub struct VmArgs {
     /// After the tests, open a shell on the guest console (one kernel only); exit it to power off.
     #[arg(long)]
     pub keep: bool,
-    /// Per-guest time limit in seconds (default 300; none with --keep).
+    /// Per-guest time limit in seconds (default 900; none with --keep).
     #[arg(long, value_name = "S")]
     pub timeout: Option<u64>,
     /// Copy a host binary (and the shared libraries it loads) to /usr/local/bin in the guest.
@@ -243,7 +243,7 @@ fn prepare(
         keep: args.keep,
     };
     build_initramfs(paths, &initramfs, &spec)?;
-    let default_timeout = if args.keep { None } else { Some(300) };
+    let default_timeout = if args.keep { None } else { Some(900) };
     Ok(qemu::Boot {
         name: r.series.name().into(),
         vmlinux,
