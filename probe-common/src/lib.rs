@@ -80,6 +80,19 @@ pub struct KernelOffsets {
     /// `struct mmu_interval_notifier.ops` and `struct mmu_interval_notifier_ops.invalidate`.
     pub interval_ops: u32,
     pub interval_ops_invalidate: u32,
+    /// `mmu_notifier_subscriptions.itree.rb_leftmost`: the interval tree's first node, cached.
+    pub subs_itree_leftmost: u32,
+    /// Where the `rb_node` sits inside `struct mmu_interval_notifier` (container_of from a node).
+    pub interval_rb: u32,
+    /// `mmu_interval_notifier.interval_tree.start` / `.last` (inclusive), from the notifier.
+    pub interval_start: u32,
+    pub interval_last: u32,
+    /// `mmu_interval_notifier.invalidate_seq`.
+    pub interval_seq: u32,
+    /// `struct rb_node` members, for walking the tree in order.
+    pub rb_parent_color: u32,
+    pub rb_right: u32,
+    pub rb_left: u32,
     /// Address of `kvm_mmu_notifier_invalidate_range_start` (from /proc/kallsyms): a subscriber
     /// whose ops point there is KVM's. 0 when KVM is absent. (The ops table itself is data,
     /// which kallsyms only lists with CONFIG_KALLSYMS_ALL.)
@@ -112,6 +125,14 @@ impl KernelOffsets {
             range_event: ABSENT,
             interval_ops: ABSENT,
             interval_ops_invalidate: ABSENT,
+            subs_itree_leftmost: ABSENT,
+            interval_rb: ABSENT,
+            interval_start: ABSENT,
+            interval_last: ABSENT,
+            interval_seq: ABSENT,
+            rb_parent_color: ABSENT,
+            rb_right: ABSENT,
+            rb_left: ABSENT,
             kvm_start_callback: 0,
         }
     }
@@ -249,6 +270,8 @@ pub mod inventory_kind {
     pub const MM: u32 = 1;
     /// One list subscriber of the preceding mm.
     pub const SUBSCRIBER: u32 = 2;
+    /// One interval subscriber of the preceding mm (the `interval_*` fields are set).
+    pub const INTERVAL: u32 = 3;
 }
 
 /// One record of the inventory iterator (written with `bpf_seq_write`).
@@ -261,7 +284,7 @@ pub struct InventoryRecord {
     pub mm: u64,
     pub subscriptions: u64,
     pub has_itree: u32,
-    /// Subscribers walked so far for this mm (on MM records: the total).
+    /// List subscribers walked so far for this mm (on MM records: the total).
     pub index: u32,
     pub invalidate_seq: u64,
     pub active_invalidate_ranges: u64,
@@ -269,12 +292,18 @@ pub struct InventoryRecord {
     pub ops: u64,
     pub callbacks: [u64; OPS_SLOTS],
     pub users: u32,
-    /// 1 when the list walk stopped at [`MAX_SUBSCRIBERS`] with more entries left.
+    /// 1 when the list or tree walk stopped at [`MAX_SUBSCRIBERS`] with more entries left.
     pub truncated: u32,
     /// `struct kvm` address when the subscriber is KVM's, else 0.
     pub kvm: u64,
     pub kvm_mn_active_invalidate_count: u64,
     pub kvm_invalidate_in_progress: i64,
+    /// Interval subscriber: its range `[start, last]` (inclusive), `invalidate_seq` and
+    /// `ops->invalidate`.
+    pub interval_start: u64,
+    pub interval_last: u64,
+    pub interval_seq: u64,
+    pub interval_invalidate: u64,
 }
 
 #[cfg(feature = "user")]

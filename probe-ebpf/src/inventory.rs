@@ -1,10 +1,11 @@
 //! `iter/task`: for every process whose mm has notifier subscriptions, one SUBSCRIBER record per
-//! list subscriber followed by one MM record, written to the iterator's seq file.
+//! list subscriber and one INTERVAL record per interval subscriber, followed by one MM record,
+//! written to the iterator's seq file.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{bindings::seq_file, helpers::bpf_seq_write, macros::map, maps::PerCpuArray};
-use probe_common::{InventoryRecord, MAX_SUBSCRIBERS, OPS_SLOTS, inventory_kind};
+use probe_common::{ABSENT, InventoryRecord, MAX_SUBSCRIBERS, OPS_SLOTS, inventory_kind};
 
 use crate::kread::{at, offset};
 
@@ -13,6 +14,10 @@ use crate::kread::{at, offset};
 static SCRATCH: PerCpuArray<InventoryRecord> = PerCpuArray::with_max_entries(1, 0);
 
 const RECORD_LEN: u32 = core::mem::size_of::<InventoryRecord>() as u32;
+
+/// Deeper than any red-black tree the kernel can hold (height <= 2 log2(n + 1)); a walk that
+/// gets this deep is reading a tree changing under it and stops.
+const RB_MAX_DEPTH: u32 = 64;
 
 #[unsafe(no_mangle)]
 #[unsafe(link_section = "iter/task")]
@@ -54,6 +59,12 @@ pub fn inventory_task(ctx: *mut c_void) -> i32 {
         (*r).truncated = 0;
         clear_subscriber(r);
     }
+
+    // The tree first: it leaves nothing in registers (its outcome is in the record), so the
+    // verifier meets one state after it whatever it found. Put after the list walk, each of
+    // that loop's exits would have the tree walk verified again (too large for 6.1).
+    walk_intervals(seq, r, subs);
+    unsafe { clear_subscriber(r) };
 
     // Walk the hlist of `struct mmu_notifier`; readers use probe reads throughout (direct BTF
     // loads through hlist_node -> container were rejected by the verifier).
@@ -104,11 +115,92 @@ pub fn inventory_task(ctx: *mut c_void) -> i32 {
     unsafe {
         (*r).kind = inventory_kind::MM;
         (*r).index = count;
-        (*r).truncated = truncated;
+        let tree_truncated = core::ptr::read_volatile(&(*r).truncated);
+        (*r).truncated = tree_truncated | truncated;
         clear_subscriber(r);
         bpf_seq_write(seq, r as *const c_void, RECORD_LEN);
     }
     0
+}
+
+/// Writes one INTERVAL record per interval subscriber, in address order, walking the tree from
+/// its cached leftmost node; sets the record's `truncated` when the walk stopped early. The
+/// tree is read without its lock: a concurrent insert or removal can at worst shorten or
+/// repeat part of the listing.
+#[inline(always)]
+fn walk_intervals(seq: *mut seq_file, r: *mut InventoryRecord, subs: u64) {
+    let leftmost = offset!(subs_itree_leftmost);
+    let rb = offset!(interval_rb);
+    if leftmost == ABSENT || rb == ABSENT {
+        return;
+    }
+    let mut node: u64 = at(subs, leftmost);
+    let mut i = 0;
+    while i < MAX_SUBSCRIBERS {
+        if node == 0 {
+            return;
+        }
+        if node == RB_LOST {
+            break;
+        }
+        let mni = node - rb as u64;
+        let ops: u64 = at(mni, offset!(interval_ops));
+        unsafe {
+            clear_subscriber(r);
+            (*r).kind = inventory_kind::INTERVAL;
+            (*r).index = i;
+            (*r).subscriber = mni;
+            (*r).ops = ops;
+            (*r).interval_start = at(mni, offset!(interval_start));
+            (*r).interval_last = at(mni, offset!(interval_last));
+            (*r).interval_seq = at(mni, offset!(interval_seq));
+            (*r).interval_invalidate = at(ops, offset!(interval_ops_invalidate));
+            bpf_seq_write(seq, r as *const c_void, RECORD_LEN);
+        }
+        node = rb_next(node);
+        i += 1;
+    }
+    if node != 0 {
+        unsafe { core::ptr::write_volatile(&mut (*r).truncated, 1) };
+    }
+}
+
+/// What [`rb_next`] returns when the tree stopped looking like one.
+const RB_LOST: u64 = 1;
+
+/// The in-order successor of `node` (0 after the last): the leftmost node of the right subtree,
+/// else the first ancestor reached from its left side.
+#[inline(always)]
+fn rb_next(node: u64) -> u64 {
+    let right: u64 = at(node, offset!(rb_right));
+    if right != 0 {
+        let mut n = right;
+        let mut depth = 0;
+        while depth < RB_MAX_DEPTH {
+            let left: u64 = at(n, offset!(rb_left));
+            if left == 0 {
+                return n;
+            }
+            n = left;
+            depth += 1;
+        }
+        return RB_LOST;
+    }
+    let mut child = node;
+    let mut depth = 0;
+    while depth < RB_MAX_DEPTH {
+        // The parent pointer shares its word with the colour bit.
+        let parent = at::<u64>(child, offset!(rb_parent_color)) & !3;
+        if parent == 0 {
+            return 0;
+        }
+        if at::<u64>(parent, offset!(rb_right)) != child {
+            return parent;
+        }
+        child = parent;
+        depth += 1;
+    }
+    RB_LOST
 }
 
 #[inline(always)]
@@ -125,5 +217,9 @@ unsafe fn clear_subscriber(r: *mut InventoryRecord) {
         (*r).kvm = 0;
         (*r).kvm_mn_active_invalidate_count = 0;
         (*r).kvm_invalidate_in_progress = 0;
+        (*r).interval_start = 0;
+        (*r).interval_last = 0;
+        (*r).interval_seq = 0;
+        (*r).interval_invalidate = 0;
     }
 }

@@ -140,8 +140,9 @@ impl StackSource for KernelStacks {
 }
 
 /// Runs a whole session on a started tracer: drains, decodes (with kernel stacks), probes
-/// the callbacks of subscribers as they register (each outcome goes to `probed`), and hands
-/// events and drains to `sink`.
+/// the callbacks of subscribers as they register, and hands events and drains to `sink`.
+/// Every probe outcome goes to `probed`: first those of the subscribers the startup
+/// inventory found, then each new one.
 pub fn trace(
     tracer: &mut Tracer,
     filter: &EventFilter,
@@ -153,6 +154,9 @@ pub fn trace(
     let mut collector = tracer.collector()?;
     let stacks = tracer.ebpf.take_map("STACKS").and_then(|m| StackTraceMap::try_from(m).ok()).map(KernelStacks);
     let Tracer { ebpf, kernel, callbacks, .. } = tracer;
+    for probe in callbacks.probes.values() {
+        probed(probe);
+    }
     let mut decoder = Decoder::new(&kernel.kallsyms);
     if let Some(stacks) = stacks {
         decoder = decoder.with_stacks(Box::new(stacks));

@@ -5,7 +5,7 @@ use std::{fs::File, io::BufReader, sync::Arc};
 
 use mmnotif_trace::{
     dashboard::{Model, Pane, Snapshot, Ui, snapshot::Inventory, view},
-    inventory::{KvmState, MmInventory, Subscriber},
+    inventory::{IntervalSubscriber, KvmState, MmInventory, Subscriber},
     trace::{Addr, Comm, Event, EventBody, Header, Hook, ItreeSnapshot, MmuEvent, RangeCall, RangeStartRet, TraceReader},
 };
 use ratatui::{
@@ -271,6 +271,15 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
                 kvm: Some(KvmState { kvm: Addr(0xffffc90001000000), mn_active_invalidate_count: Some(1), mmu_invalidate_in_progress: None }),
                 callback_addrs: [0; probe_common::OPS_SLOTS],
             }],
+            intervals: vec![IntervalSubscriber {
+                subscriber: Addr(0xffff888007000000),
+                ops: Addr(0xffffffffc0002000),
+                start: Addr(0x7f0000000000),
+                last: Addr(0x7f0000003fff),
+                invalidate_seq: 7,
+                invalidate: "mmnt_invalidate_ok [mmnotif_test]".into(),
+                invalidate_addr: 0xffffffffc0001000,
+            }],
             truncated: false,
         }]),
         age_ns: 1_500_000_000,
@@ -283,6 +292,8 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
     assert!(screen.contains("invalidate_range_start=kvm_mmu_notifier_invalidate_range_start"), "{screen}");
     assert!(screen.contains("mn_active_invalidate_count 1 · mmu_invalidate_in_progress unknown"), "{screen}");
     assert!(screen.contains("1 mms with subscriptions · read 1s ago"), "{screen}");
+    assert!(screen.contains("[interval 0] subscriber 0xffff888007000000 [0x7f0000000000, 0x7f0000003fff] seq 7 (invalidating)"), "{screen}");
+    assert!(screen.contains("      invalidate=mmnt_invalidate_ok [mmnotif_test]"), "{screen}");
     snap.inventory = Inventory::Unavailable("a recorded trace carries no inventory".into());
     assert!(render(&ui, &snap, 80, 24).contains("a recorded trace carries no inventory"));
 }

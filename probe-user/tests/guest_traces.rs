@@ -23,7 +23,7 @@ const METHODS: [(&str, [(&str, &str); 4]); 2] = [
     ("kprobe", [("range_start", "kprobe"), ("range_start_ret", "kretprobe"), ("range_end", "kprobe"), ("subscriber_start", "kretprobe")]),
 ];
 
-const SCENARIOS: [&str; 7] = ["list-ops", "interval-seq", "oom-baseline", "oom-eagain", "oom-eagain-endop", "oom-rfc2019", "oom-interval"];
+const SCENARIOS: [&str; 8] = ["list-ops", "interval-seq", "interval-preregistered", "oom-baseline", "oom-eagain", "oom-eagain-endop", "oom-rfc2019", "oom-interval"];
 
 /// The rule ids the checker must report per scenario on these (v5.12+) kernels; every
 /// other scenario is clean.
@@ -234,6 +234,11 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                 problems.extend(check_counts(&r, &what));
                 if scenario.contains("interval") {
                     problems.extend(check_interval_tree(&r, &what));
+                }
+                // Registered before the tracer started: only the startup inventory's tree walk
+                // can have found it (the counts above show the probe saw every invalidate).
+                if scenario == "interval-preregistered" && !r.stderr.contains("probing mmnt_invalidate_ok [mmnotif_test] (interval_invalidate)") {
+                    problems.push(format!("{what}: the pre-registered interval subscriber was not probed: {}", r.stderr));
                 }
                 if scenario == "oom-rfc2019" {
                     problems.extend(check_rfc2019_sequence(&r, &what));

@@ -65,6 +65,7 @@ fn every_metric_the_dashboards_query_is_in_a_live_scrape() {
     let _ = workload.wait();
     assert_eq!(sum(&samples, "mmnotif_kvm_mn_active_invalidate_count", &[("pid", &pid)]), 0.0, "an idle VM has no open invalidation: {body}");
     assert_eq!(sum(&samples, "mmnotif_mm_subscribers", &[("pid", &pid)]), 1.0, "one VM, one subscriber: {body}");
+    assert_eq!(sum(&samples, "mmnotif_mm_interval_subscribers", &[("pid", &pid)]), 0.0, "KVM subscribes by list only: {body}");
     let served: std::collections::BTreeSet<&str> = samples.keys().map(|(n, _)| n.as_str()).collect();
     for (name, dashboard) in dashboards() {
         for metric in metric_names_used(&dashboard) {

@@ -287,6 +287,34 @@ static int interval_seq(void)
 	return scenario_end();
 }
 
+/* Registered before the tracer starts (tracer.sh holds the tracer back until tracer_gate): the
+ * tracer can only know this subscriber from its startup inventory, so it must find it in the
+ * interval tree and probe its callback from there, or the invalidate below goes unseen. */
+static int interval_preregistered(void)
+{
+	struct mmnt_counters c0, c1;
+	char *p;
+	int slot;
+
+	scenario_begin("interval-preregistered");
+	mmnt_reset(fd);
+	p = map_touched(NPAGES);
+	slot = reg_interval_unprobed(fd, MMNT_OK, u(p + 2 * pg), 4 * pg);
+	tracer_gate();
+	wait_probed("mmnt_invalidate_ok");
+	read_slot(fd, slot, &c0);
+	if (madvise(p + 3 * pg, pg, MADV_DONTNEED))
+		die("madvise inside");
+	read_slot(fd, slot, &c1);
+	print_slot("interval", &c1);
+	check(D(c1, c0, inval_blockable) == 1, "invalidates +%lld, want 1", D(c1, c0, inval_blockable));
+	check(c1.last_start == u(p + 3 * pg) && c1.last_end == u(p + 4 * pg),
+	      "last range [%#llx,%#llx)", (unsigned long long)c1.last_start, (unsigned long long)c1.last_end);
+	munmap(p, NPAGES * pg);
+	mmnt_reset(fd);
+	return scenario_end();
+}
+
 /* A subscriber that fails in blockable context: the kernel WARNs, hands every
  * end-op subscriber a compensating end, and the caller then ends the range
  * again, so the failing subscriber (it has an end op) sees two ends. */
@@ -373,6 +401,7 @@ int main(int argc, char **argv)
 		RUN("list-ops", list_ops);
 		RUN("list-release", list_release);
 		RUN("interval-seq", interval_seq);
+		RUN("interval-preregistered", interval_preregistered);
 		RUN("list-buggy-blockable", list_buggy_blockable);
 		/* only when named: suite.sh runs it after everything else */
 		if (want && !strcmp(want, "leave-registered"))

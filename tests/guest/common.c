@@ -74,7 +74,7 @@ int mmnt_reset(int fd)
 /* Under the tracer (tracer.sh sets MMNOTIF_PROBED to the file its stderr goes to), a new
  * subscriber's callbacks are probed a moment after it registers: wait for the tracer to say
  * so, or the scenario's first invalidations would go unseen. */
-static void wait_probed(const char *callback)
+void wait_probed(const char *callback)
 {
 	const char *path = getenv("MMNOTIF_PROBED");
 	char needle[128], buf[65536];
@@ -118,7 +118,7 @@ int reg_list(int fd, uint32_t behaviour, int end_op)
 	return (int)r.slot;
 }
 
-int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length)
+int reg_interval_unprobed(int fd, uint32_t behaviour, uint64_t start, uint64_t length)
 {
 	struct mmnt_register r = { .kind = MMNT_KIND_INTERVAL, .behaviour = behaviour,
 				   .start = start, .length = length };
@@ -126,8 +126,37 @@ int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length)
 	if (ioctl(fd, MMNT_IOC_REGISTER, &r))
 		die("register interval notifier [%#llx, +%#llx)", (unsigned long long)start,
 		    (unsigned long long)length);
-	wait_probed(behaviour == MMNT_OK ? "mmnt_invalidate_ok" : "mmnt_invalidate_false_nonblock");
 	return (int)r.slot;
+}
+
+int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length)
+{
+	int slot = reg_interval_unprobed(fd, behaviour, start, length);
+
+	wait_probed(behaviour == MMNT_OK ? "mmnt_invalidate_ok" : "mmnt_invalidate_false_nonblock");
+	return slot;
+}
+
+void tracer_gate(void)
+{
+	const char *gate = getenv("MMNOTIF_GATE");
+	char path[256];
+	int f;
+
+	if (!gate)
+		return;
+	snprintf(path, sizeof(path), "%s.ready", gate);
+	f = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	if (f < 0)
+		die("create %s", path);
+	close(f);
+	snprintf(path, sizeof(path), "%s.go", gate);
+	for (int i = 0; i < 6000; i++) {
+		if (!access(path, F_OK))
+			return;
+		sleep_ms(10);
+	}
+	die("%s did not appear within 60 s", path);
 }
 
 void read_slot(int fd, int slot, struct mmnt_counters *c)

@@ -19,6 +19,15 @@ int mmnt_reset(int fd);
 /* Register on the caller's mm; returns the slot, exits the program on error. */
 int reg_list(int fd, uint32_t behaviour, int end_op);
 int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length);
+/* The same without waiting for the tracer to probe the callback: for registering before the
+ * tracer starts (see tracer_gate). */
+int reg_interval_unprobed(int fd, uint32_t behaviour, uint64_t start, uint64_t length);
+/* Under the tracer (MMNOTIF_PROBED set), wait until it reports probing this callback. */
+void wait_probed(const char *callback);
+/* For a scenario that sets up before the tracer starts (tracer.sh sets MMNOTIF_GATE): create
+ * <gate>.ready, then wait for <gate>.go, which tracer.sh creates once the tracer is attached.
+ * Does nothing without MMNOTIF_GATE. */
+void tracer_gate(void);
 void read_slot(int fd, int slot, struct mmnt_counters *c);
 void print_slot(const char *label, const struct mmnt_counters *c);
 /* One JSON object per used slot (counters survive the registering process). */

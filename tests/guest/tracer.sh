@@ -6,7 +6,7 @@ BIN=/usr/local/bin/mmnotif-trace
 DIR=$(dirname "$0")
 OUT=/tmp/traces
 RESULTS=${RESULTS:-/tmp/results}
-SCENARIOS_UNDER_TRACE=${SCENARIOS_UNDER_TRACE:-"list-ops interval-seq oom-baseline oom-eagain oom-eagain-endop oom-rfc2019 oom-interval"}
+SCENARIOS_UNDER_TRACE=${SCENARIOS_UNDER_TRACE:-"list-ops interval-seq interval-preregistered oom-baseline oom-eagain oom-eagain-endop oom-rfc2019 oom-interval"}
 mkdir -p "$OUT"
 
 result() { echo "MMNOTIF-TEST: $*" | tee -a "$RESULTS"; }
@@ -33,6 +33,25 @@ for method in fentry kprobe; do
 	for scenario in $SCENARIOS_UNDER_TRACE; do
 		name=$method-$scenario
 		err=$OUT/$name.err
+		program=$(program_for "$scenario")
+		: >"$OUT/$name.counters"
+		: >"$err"
+		export MMNOTIF_PROBED=$err MMNOTIF_COUNTERS=$OUT/$name.counters
+		early=
+		case $scenario in
+		*-preregistered)
+			# Sets up before the tracer starts; continues once the tracer is attached.
+			gate=$OUT/$name.gate
+			rm -f "$gate".*
+			MMNOTIF_GATE=$gate "$program" "$scenario" >"$OUT/$name.out" 2>&1 &
+			early=$!
+			i=0
+			while [ ! -e "$gate.ready" ] && [ $i -lt 600 ] && kill -0 $early 2>/dev/null; do
+				sleep 0.1
+				i=$((i + 1))
+			done
+			;;
+		esac
 		"$BIN" record --attach "$method" -o "$OUT/$name.jsonl" 2>"$err" &
 		tracer=$!
 		# The first stderr line says the hooks are attached.
@@ -45,12 +64,16 @@ for method in fentry kprobe; do
 		if ! grep -q '^mmnotif-trace: kernel ' "$err"; then
 			cat "$err"
 			result "FAIL tracer-$name (the tracer did not start)"
-			kill -TERM $tracer 2>/dev/null
-			wait $tracer
+			kill -TERM $tracer $early 2>/dev/null
+			wait $tracer $early
 			continue
 		fi
-		: >"$OUT/$name.counters"
-		MMNOTIF_PROBED=$err MMNOTIF_COUNTERS=$OUT/$name.counters "$(program_for "$scenario")" "$scenario" >"$OUT/$name.out" 2>&1
+		if [ -n "$early" ]; then
+			touch "$gate.go"
+			wait $early
+		else
+			"$program" "$scenario" >"$OUT/$name.out" 2>&1
+		fi
 		rc=$?
 		# Let the last records reach the reader before stopping it.
 		sleep 0.3
@@ -68,6 +91,8 @@ for method in fentry kprobe; do
 		for f in "$OUT/$name.jsonl" "$err" "$OUT/$name.counters"; do ship "$f"; done
 	done
 done
+
+unset MMNOTIF_PROBED MMNOTIF_COUNTERS
 
 # `check` around guest scenarios: the verdict a CI run would get (exit status per kselftest).
 check_case() {

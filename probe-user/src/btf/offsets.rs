@@ -71,6 +71,7 @@ pub fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelOffsets,
     // Interval subscribers exist since 5.5.
     o.interval_ops = optional(btf, "mmu_interval_notifier", &["ops"]);
     o.interval_ops_invalidate = optional(btf, "mmu_interval_notifier_ops", &["invalidate"]);
+    interval_tree_offsets(btf, subs, &mut o);
 
     if let Some(kvm) = kvm_btf.filter(|b| b.has_struct("kvm")) {
         o.kvm_mmu_notifier = optional(kvm, "kvm", &["mmu_notifier"]);
@@ -78,6 +79,36 @@ pub fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelOffsets,
         o.kvm_invalidate_in_progress = optional(kvm, "kvm", &["mmu_invalidate_in_progress", "mmu_notifier_count"]);
     }
     Ok(o)
+}
+
+/// What walking the interval tree needs; all stay [`ABSENT`] unless every one is found, so the
+/// walk is either possible or skipped (kernels before 5.5 have no interval subscribers).
+fn interval_tree_offsets(btf: &Btf, subs: &str, o: &mut KernelOffsets) {
+    let at = |strukt: &str, member: &str| btf.member(strukt, member).ok().map(|loc| loc.offset);
+    let found = (|| {
+        let leftmost = at(subs, "itree")? + at("rb_root_cached", "rb_leftmost")?;
+        let node = at("mmu_interval_notifier", "interval_tree")?;
+        Some([
+            leftmost,
+            node + at("interval_tree_node", "rb")?,
+            node + at("interval_tree_node", "start")?,
+            node + at("interval_tree_node", "last")?,
+            at("mmu_interval_notifier", "invalidate_seq")?,
+            at("rb_node", "__rb_parent_color")?,
+            at("rb_node", "rb_right")?,
+            at("rb_node", "rb_left")?,
+        ])
+    })();
+    if let Some([leftmost, rb, start, last, seq, parent, right, left]) = found {
+        o.subs_itree_leftmost = leftmost;
+        o.interval_rb = rb;
+        o.interval_start = start;
+        o.interval_last = last;
+        o.interval_seq = seq;
+        o.rb_parent_color = parent;
+        o.rb_right = right;
+        o.rb_left = left;
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +173,12 @@ mod tests {
         assert_eq!(o.range_flags, o.range_end + 8);
         assert_ne!(o.range_event, ABSENT);
         assert_ne!(o.interval_ops_invalidate, ABSENT);
+        // The tree walk: `rb_node` is three words, the interval's bounds follow it.
+        assert_ne!(o.subs_itree_leftmost, ABSENT);
+        assert_eq!((o.rb_parent_color, o.rb_right, o.rb_left), (0, 8, 16));
+        assert_eq!(o.interval_start, o.interval_rb + 24);
+        assert_eq!(o.interval_last, o.interval_start + 8);
+        assert_ne!(o.interval_seq, ABSENT);
         assert!(o.ops[OpsSlot::InvalidateRangeEnd as usize] > o.ops[OpsSlot::InvalidateRangeStart as usize]);
         if btf.has_struct("mmu_notifier_subscriptions") {
             assert_ne!(o.subs_invalidate_seq, ABSENT);

@@ -139,7 +139,8 @@ pub fn processes<'a>(s: &'a Snapshot, filter: &Filter, sort: Sort) -> Vec<&'a Mm
 pub fn inventory<'a>(mms: &'a [MmInventory], filter: &Filter) -> Vec<&'a MmInventory> {
     mms.iter()
         .filter(|m| {
-            let callbacks: Vec<&str> = m.subscribers.iter().flat_map(|s| s.callbacks.iter().map(|(_, sym)| sym.as_str())).collect();
+            let list = m.subscribers.iter().flat_map(|s| s.callbacks.iter().map(|(_, sym)| sym.as_str()));
+            let callbacks: Vec<&str> = list.chain(m.intervals.iter().map(|iv| iv.invalidate.as_str())).collect();
             let process = Process { pid: Some(m.pid), comm: Some(m.comm.as_str().into()) };
             filter.matches(&process, &callbacks)
         })

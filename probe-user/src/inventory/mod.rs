@@ -42,6 +42,22 @@ pub struct Subscriber {
     pub callback_addrs: [u64; probe_common::OPS_SLOTS],
 }
 
+/// A `struct mmu_interval_notifier` in an mm's interval tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IntervalSubscriber {
+    pub subscriber: Addr,
+    pub ops: Addr,
+    /// The watched range, `[start, last]` inclusive as the kernel keeps it.
+    pub start: Addr,
+    pub last: Addr,
+    /// Even when idle, odd while an invalidation covering it is in progress.
+    pub invalidate_seq: u64,
+    /// `ops->invalidate`, symbolized.
+    pub invalidate: String,
+    #[serde(skip)]
+    pub invalidate_addr: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MmInventory {
     pub pid: u32,
@@ -52,7 +68,9 @@ pub struct MmInventory {
     pub invalidate_seq: Option<u64>,
     pub active_invalidate_ranges: Option<u64>,
     pub subscribers: Vec<Subscriber>,
-    /// The list had more subscribers than the walk reads.
+    /// Interval subscribers, in address order.
+    pub intervals: Vec<IntervalSubscriber>,
+    /// The list or the tree had more subscribers than the walk reads.
     pub truncated: bool,
 }
 
@@ -93,6 +111,7 @@ pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelO
     let known = |off: u32| off != probe_common::ABSENT;
     let mut out = Vec::new();
     let mut pending = Vec::new();
+    let mut pending_intervals = Vec::new();
     for (i, chunk) in bytes.chunks_exact(size).enumerate() {
         // SAFETY: the chunk is exactly one record, written by the iterator program.
         let r = unsafe { std::ptr::read_unaligned(chunk.as_ptr() as *const InventoryRecord) };
@@ -120,6 +139,15 @@ pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelO
                     callback_addrs: r.callbacks,
                 });
             }
+            inventory_kind::INTERVAL => pending_intervals.push(IntervalSubscriber {
+                subscriber: Addr(r.subscriber),
+                ops: Addr(r.ops),
+                start: Addr(r.interval_start),
+                last: Addr(r.interval_last),
+                invalidate_seq: r.interval_seq,
+                invalidate: kallsyms.describe(r.interval_invalidate),
+                invalidate_addr: r.interval_invalidate,
+            }),
             inventory_kind::MM => out.push(MmInventory {
                 pid: r.pid,
                 comm: comm_str(&r.comm),
@@ -129,12 +157,13 @@ pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelO
                 invalidate_seq: known(offsets.subs_invalidate_seq).then_some(r.invalidate_seq),
                 active_invalidate_ranges: known(offsets.subs_active_invalidate_ranges).then_some(r.active_invalidate_ranges),
                 subscribers: std::mem::take(&mut pending),
+                intervals: std::mem::take(&mut pending_intervals),
                 truncated: r.truncated != 0,
             }),
             other => return Err(InventoryDecodeError::Kind(i, other)),
         }
     }
-    if !pending.is_empty() {
+    if !pending.is_empty() || !pending_intervals.is_empty() {
         return Err(InventoryDecodeError::Dangling);
     }
     Ok(out)
@@ -225,8 +254,13 @@ pub fn render_text(mms: &[MmInventory]) -> String {
                 );
             }
         }
+        for (i, iv) in mm.intervals.iter().enumerate() {
+            let busy = if iv.invalidate_seq % 2 == 1 { " (invalidating)" } else { "" };
+            let _ = writeln!(s, "  [interval {i}] subscriber {} [{}, {}] seq {}{busy}", iv.subscriber, iv.start, iv.last, iv.invalidate_seq);
+            let _ = writeln!(s, "      {:<31} {}", "invalidate", iv.invalidate);
+        }
         if mm.truncated {
-            let _ = writeln!(s, "  (more subscribers than the {} the walk reads)", probe_common::MAX_SUBSCRIBERS);
+            let _ = writeln!(s, "  (more subscribers than the {} per kind the walk reads)", probe_common::MAX_SUBSCRIBERS);
         }
     }
     s
@@ -259,6 +293,10 @@ mod tests {
             kvm: 0,
             kvm_mn_active_invalidate_count: 0,
             kvm_invalidate_in_progress: 0,
+            interval_start: 0,
+            interval_last: 0,
+            interval_seq: 0,
+            interval_invalidate: 0,
         }
     }
 
@@ -303,6 +341,32 @@ mod tests {
         assert_eq!(kvm.mmu_invalidate_in_progress, None);
         let text = render_text(&out);
         assert!(text.contains("mn_active_invalidate_count 0  mmu_invalidate_in_progress unknown"), "{text}");
+    }
+
+    #[test]
+    fn interval_subscribers_belong_to_the_following_mm() {
+        let k = Kallsyms::parse("ffffffffc0001000 t mmnt_invalidate_ok\t[mmnotif_test]\n").unwrap();
+        let mut iv = record(inventory_kind::INTERVAL);
+        iv.subscriber = 0xffff888005000000;
+        iv.interval_start = 0x7f0000004000;
+        iv.interval_last = 0x7f0000007fff;
+        iv.interval_seq = 5;
+        iv.interval_invalidate = 0xffffffffc0001000;
+        let mut mm = record(inventory_kind::MM);
+        mm.has_itree = 1;
+        let out = decode(&bytes(&[iv, mm, record(inventory_kind::MM)]), &k, &KernelOffsets::absent()).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(out[0].subscribers.is_empty() && out[1].intervals.is_empty());
+        let got = &out[0].intervals[0];
+        assert_eq!((got.start, got.last, got.invalidate_seq), (Addr(0x7f0000004000), Addr(0x7f0000007fff), 5));
+        assert_eq!(got.invalidate, "mmnt_invalidate_ok [mmnotif_test]");
+        assert_eq!(got.invalidate_addr, 0xffffffffc0001000);
+        let text = render_text(&out);
+        assert!(text.contains("[0x7f0000004000, 0x7f0000007fff] seq 5 (invalidating)"), "{text}");
+        assert!(text.contains("mmnt_invalidate_ok [mmnotif_test]"), "{text}");
+        // A tree record with no mm after it is output cut short.
+        let dangling = bytes(&[record(inventory_kind::MM), iv]);
+        assert_eq!(decode(&dangling, &k, &KernelOffsets::absent()), Err(InventoryDecodeError::Dangling));
     }
 
     #[test]

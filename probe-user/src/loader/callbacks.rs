@@ -24,6 +24,16 @@ pub enum Discovered {
     Interval { invalidate: u64 },
 }
 
+/// What the inventory says is already subscribed, as discoveries, in inventory order.
+pub fn seed_targets(mms: &[MmInventory]) -> Vec<Discovered> {
+    let lists = mms.iter().flat_map(|m| &m.subscribers).map(|sub| Discovered::List {
+        start: sub.callback_addrs[OpsSlot::InvalidateRangeStart as usize],
+        end: sub.callback_addrs[OpsSlot::InvalidateRangeEnd as usize],
+    });
+    let intervals = mms.iter().flat_map(|m| &m.intervals).map(|iv| Discovered::Interval { invalidate: iv.invalidate_addr });
+    lists.chain(intervals).collect()
+}
+
 /// The programs each kind of callback gets, by hook.
 const PROGRAMS: [(&str, &[&str]); 3] = [
     ("subscriber_start", &["subscriber_start_entry", "subscriber_start_ret"]),
@@ -77,14 +87,10 @@ impl CallbackAttacher {
         CallbackAttacher { enabled, seen: HashSet::new(), probes: BTreeMap::new(), late_symbols: None }
     }
 
-    /// Attaches to the callbacks of every list subscriber the inventory lists.
+    /// Attaches to the callbacks of every list and interval subscriber the inventory lists.
     pub fn seed(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, mms: &[MmInventory]) -> Vec<CallbackProbe> {
         let mut out = Vec::new();
-        for sub in mms.iter().flat_map(|m| &m.subscribers) {
-            let found = Discovered::List {
-                start: sub.callback_addrs[OpsSlot::InvalidateRangeStart as usize],
-                end: sub.callback_addrs[OpsSlot::InvalidateRangeEnd as usize],
-            };
+        for found in seed_targets(mms) {
             out.extend(self.discovered(ebpf, kallsyms, found));
         }
         out
@@ -156,5 +162,47 @@ impl CallbackProbe {
             None => format!("probing {} ({})", self.callback, self.hook),
             Some(e) => format!("cannot probe {} ({}): {e}", self.callback, self.hook),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        inventory::{IntervalSubscriber, Subscriber},
+        trace::Addr,
+    };
+
+    #[test]
+    fn the_inventory_seeds_list_and_interval_callbacks() {
+        let mut callback_addrs = [0; probe_common::OPS_SLOTS];
+        callback_addrs[OpsSlot::InvalidateRangeStart as usize] = 0x10;
+        callback_addrs[OpsSlot::InvalidateRangeEnd as usize] = 0x20;
+        let list = Subscriber { subscriber: Addr(1), ops: Addr(2), users: 1, callbacks: vec![], kvm: None, callback_addrs };
+        let interval = IntervalSubscriber {
+            subscriber: Addr(3),
+            ops: Addr(4),
+            start: Addr(0x1000),
+            last: Addr(0x1fff),
+            invalidate_seq: 2,
+            invalidate: "mmnt_invalidate_ok [mmnotif_test]".into(),
+            invalidate_addr: 0x30,
+        };
+        let mm = MmInventory {
+            pid: 1,
+            comm: "t".into(),
+            mm: Addr(5),
+            subscriptions: Addr(6),
+            has_itree: true,
+            invalidate_seq: Some(2),
+            active_invalidate_ranges: Some(0),
+            subscribers: vec![list],
+            intervals: vec![interval],
+            truncated: false,
+        };
+        assert_eq!(
+            seed_targets(&[mm]),
+            vec![Discovered::List { start: 0x10, end: 0x20 }, Discovered::Interval { invalidate: 0x30 }]
+        );
     }
 }

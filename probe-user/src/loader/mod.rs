@@ -141,9 +141,8 @@ impl Tracer {
                     crate::inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)
                         .map_err(|e| LoadError::Other(format!("inventory: {e}")))
                 })?;
-            for probe in callbacks.seed(&mut ebpf, &kernel.kallsyms, &mms) {
-                log::info!("{}", probe.describe());
-            }
+            // Reported with every later probe, by the session (see `session::trace`).
+            callbacks.seed(&mut ebpf, &kernel.kallsyms, &mms);
         }
         Ok(Tracer { ebpf, attach, kernel, callbacks })
     }

@@ -143,6 +143,11 @@ pub fn encode(info: &SessionInfo, s: &SessionSnapshot, inv: &InventorySnapshot, 
             b.gauge(&[&mm.pid, &mm.comm], mm.subscribers as f64);
         }
     });
+    push(&families::MM_INTERVAL_SUBSCRIBERS, &|b| {
+        for mm in &inv.mms {
+            b.gauge(&[&mm.pid, &mm.comm], mm.interval_subscribers as f64);
+        }
+    });
     push(&families::MM_ITREE_ACTIVE, &|b| {
         for mm in &inv.mms {
             if let Some(active) = mm.itree_active {

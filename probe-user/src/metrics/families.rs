@@ -74,6 +74,8 @@ families! {
         "Records taken from the ring buffer (before --pid/--comm filtering).";
     MM_SUBSCRIBERS: Gauge "mmnotif_mm_subscribers" ["pid", "comm"]
         "List subscribers registered on a process's mm (from the inventory).";
+    MM_INTERVAL_SUBSCRIBERS: Gauge "mmnotif_mm_interval_subscribers" ["pid", "comm"]
+        "Interval subscribers in a process's interval tree (from the inventory).";
     MM_ITREE_ACTIVE: Gauge "mmnotif_mm_itree_active_invalidate_ranges" ["pid", "comm"]
         "active_invalidate_ranges of a process's interval tree (from the inventory).";
     MM_ITREE_INVALIDATING: Gauge "mmnotif_mm_itree_invalidating" ["pid", "comm"]

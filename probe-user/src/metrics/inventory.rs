@@ -26,6 +26,7 @@ pub struct MmGauges {
     pub pid: String,
     pub comm: String,
     pub subscribers: usize,
+    pub interval_subscribers: usize,
     pub itree_active: Option<u64>,
     /// `None` when neither `invalidate_seq` nor `active_invalidate_ranges` could be read.
     pub itree_invalidating: Option<bool>,
@@ -69,6 +70,7 @@ fn mm_gauges(inventory: &[MmInventory]) -> Vec<MmGauges> {
             pid: mm.pid.to_string(),
             comm: mm.comm.clone(),
             subscribers: mm.subscribers.len(),
+            interval_subscribers: mm.intervals.len(),
             itree_active: mm.active_invalidate_ranges,
             itree_invalidating: (mm.invalidate_seq.is_some() || mm.active_invalidate_ranges.is_some())
                 .then(|| mm.itree_invalidating()),
@@ -137,6 +139,7 @@ mod tests {
                     }),
                 })
                 .collect(),
+            intervals: vec![],
             truncated: false,
         }
     }

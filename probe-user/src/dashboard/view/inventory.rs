@@ -36,7 +36,7 @@ fn mm_lines(mm: &MmInventory, selected: bool) -> Vec<Line<'static>> {
         head.push(Span::styled(" (invalidating)", tree_style));
     }
     let mut out = vec![Line::from(head)];
-    if mm.subscribers.is_empty() {
+    if mm.subscribers.is_empty() && mm.intervals.is_empty() {
         out.push(Line::styled("  no subscribers right now (the subscription struct stays until the mm exits)", Style::default().fg(Color::DarkGray)));
     }
     for (i, sub) in mm.subscribers.iter().enumerate() {
@@ -57,8 +57,24 @@ fn mm_lines(mm: &MmInventory, selected: bool) -> Vec<Line<'static>> {
             )));
         }
     }
+    for (i, iv) in mm.intervals.iter().enumerate() {
+        let invalidating = iv.invalidate_seq % 2 == 1;
+        let style = if invalidating { Style::default().fg(Color::Yellow) } else { Style::default() };
+        out.push(Line::from(Span::styled(
+            format!(
+                "  [interval {i}] subscriber {} [{}, {}] seq {}{}",
+                iv.subscriber,
+                iv.start,
+                iv.last,
+                iv.invalidate_seq,
+                if invalidating { " (invalidating)" } else { "" },
+            ),
+            style,
+        )));
+        out.push(Line::from(format!("      invalidate={}", iv.invalidate)));
+    }
     if mm.truncated {
-        out.push(Line::from(format!("  (more subscribers than the {} the walk reads)", probe_common::MAX_SUBSCRIBERS)));
+        out.push(Line::from(format!("  (more subscribers than the {} per kind the walk reads)", probe_common::MAX_SUBSCRIBERS)));
     }
     out
 }
