@@ -26,7 +26,8 @@ use crate::{
                   --workload`).\n\nExit status: 0 success; 1 a check failed; 2 usage \
                   error; 4 check: nothing about pairing could be asserted (skip); 5 check: events were \
                   lost, the verdict is incomplete; 10 not root; 11 no kernel BTF; 12 no /dev/kvm; \
-                  13 BPF load/attach failed; 14 the binary lacks its eBPF object; 15 bad input file."
+                  13 BPF load/attach failed; 14 the binary lacks its eBPF object; 15 bad input file; \
+                  101 internal error (a panic)."
 )]
 pub struct Cli {
     #[command(subcommand)]

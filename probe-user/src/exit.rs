@@ -16,6 +16,13 @@ pub const NO_KVM: u8 = 12;
 pub const BPF: u8 = 13;
 pub const NO_OBJECT: u8 = 14;
 pub const BAD_INPUT: u8 = 15;
+/// A panic: Rust's own status for one on the main thread, and ours for one on a worker thread.
+pub const PANIC: u8 = 101;
+
+/// A worker thread panicked (its message was already printed by the panic hook).
+#[derive(Debug, thiserror::Error)]
+#[error("the {0} thread panicked")]
+pub struct ThreadPanicked(pub &'static str);
 
 pub fn for_load_error(e: &LoadError) -> u8 {
     match e {
@@ -50,6 +57,9 @@ pub fn for_error(e: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<crate::cmd::check::UsageError>().is_some() {
             return USAGE;
+        }
+        if cause.downcast_ref::<ThreadPanicked>().is_some() {
+            return PANIC;
         }
     }
     FAILED

@@ -151,6 +151,59 @@ fn sigterm_restores_the_terminal() {
     tmux.assert_terminal_restored();
 }
 
+/// A panic, on the UI thread or on the replay's feeding thread, gives the terminal back with
+/// the panic's message on the normal screen (debug builds panic where MMNOTIF_TEST_PANIC says).
+#[test]
+fn a_panic_restores_the_terminal_and_shows_its_message() {
+    for (place, status, message) in [("redraw", "101", "a deliberate panic"), ("replay-feed", "101", "the replay thread panicked")] {
+        let tmux = Tmux::start(&format!("panic-{place}"));
+        let log = log_file(&format!("panic-{place}"));
+        tmux.command(&format!(
+            "RUST_BACKTRACE=0 MMNOTIF_TEST_PANIC={place} {BIN} replay {} --tui --start-paused --log-file {log}; echo \"exit status $?\"",
+            corpus("lost-events.jsonl")
+        ));
+        if place == "replay-feed" {
+            // The feeding thread panics on its first event: step to it while the UI runs.
+            tmux.wait_for("the paused replay", |s| s.contains("replay line 0"));
+            tmux.keys(&["n"]);
+        }
+        // A number after "exit status " (the typed command, wrapped, shows `$?` there).
+        let exited = |s: &str| s.lines().any(|l| l.strip_prefix("exit status ").is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit())));
+        let screen = tmux.wait_for("the shell again", exited);
+        assert!(screen.contains(&format!("exit status {status}")), "{place}: {screen}");
+        assert!(screen.contains(message), "{place}: the message is not on the screen: {screen}");
+        assert!(!screen.contains("Violations ("), "{place}: the dashboard was left on the screen: {screen}");
+        tmux.assert_terminal_restored();
+        let logged = std::fs::read_to_string(&log).expect("log file");
+        assert!(logged.contains(&format!("MMNOTIF_TEST_PANIC={place}")), "{place}: the log lacks the panic: {logged}");
+    }
+}
+
+/// The terminal disappears under a paused replay (its tmux server is killed): the dashboard
+/// must exit, not keep reading a hung-up terminal.
+#[test]
+fn a_dashboard_whose_terminal_goes_away_exits() {
+    let tmux = Tmux::start("hangup");
+    tmux.command(&format!("{BIN} replay {} --tui --start-paused --log-file {}", corpus("lost-events.jsonl"), log_file("hangup")));
+    tmux.wait_for("the dashboard", |s| s.contains("replay line 0"));
+    let pid = tmux.foreground_child();
+    drop(tmux);
+    // The limit only bounds a hang (the old behaviour was to spin forever).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+        if Instant::now() > deadline {
+            // SAFETY: stopping the process this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("the dashboard (pid {pid}) still runs 30 s after its terminal went away");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+}
+
 #[test]
 fn live_dashboard_with_the_workload_on_this_host() {
     // SAFETY: no preconditions.

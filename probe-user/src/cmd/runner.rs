@@ -8,7 +8,7 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::task::JoinHandle;
 
 use crate::{
@@ -148,7 +148,7 @@ impl<O: Send + 'static> LiveSession<O> {
     /// endpoint closes with it.
     pub async fn finish(self) -> Result<SessionEnd<O>> {
         self.request_stop();
-        let end = self.task.await.context("the tracing session panicked")?;
+        let end = self.task.await.map_err(|_| crate::exit::ThreadPanicked("tracing session"))?;
         drop(self.exporter);
         end
     }

@@ -13,7 +13,7 @@ use ratatui::{
 
 use super::{
     snapshot::Snapshot,
-    terminal::terminate_requested,
+    terminal::{draw, panic_if_asked, terminate_requested, wait_for_input},
     ui::{Command, Ui},
     view,
 };
@@ -30,11 +30,13 @@ pub trait Source {
     fn command(&mut self, command: Command) -> bool;
 }
 
-/// Runs until the person quits or a termination signal arrives.
+/// Runs until the person quits, a termination signal arrives or the terminal goes away (an
+/// error).
 pub fn run(terminal: &mut DefaultTerminal, source: &mut dyn Source) -> io::Result<()> {
     let mut ui = Ui::default();
     let mut snapshot = source.snapshot();
     let mut next_frame = Instant::now();
+    let mut first_frame = true;
     loop {
         if terminate_requested() {
             return Ok(());
@@ -43,36 +45,57 @@ pub fn run(terminal: &mut DefaultTerminal, source: &mut dyn Source) -> io::Resul
             if !ui.frozen {
                 snapshot = source.snapshot();
             }
-            terminal.draw(|f| view::draw(f, &ui, &snapshot))?;
+            draw(terminal, |f| view::draw(f, &ui, &snapshot))?;
             next_frame = Instant::now() + FRAME;
+            if std::mem::take(&mut first_frame) {
+                panic_if_asked("redraw");
+            }
         }
-        if !event::poll(next_frame.saturating_duration_since(Instant::now()))? {
+        if !wait_for_input(next_frame.saturating_duration_since(Instant::now()))? {
             continue;
         }
-        match event::read()? {
-            Event::Key(key) => {
-                if let Some(command) = ui.handle_key(key, &snapshot) {
-                    match command {
-                        Command::Quit => return Ok(()),
-                        Command::TogglePause => {
-                            if !source.command(command) {
-                                ui.frozen = !ui.frozen;
-                            }
-                        }
-                        Command::Reset | Command::Step | Command::Faster | Command::Slower => {
-                            source.command(command);
-                        }
-                    }
-                    if !ui.frozen || command == Command::Reset {
-                        snapshot = source.snapshot();
-                    }
-                }
-                terminal.draw(|f| view::draw(f, &ui, &snapshot))?;
+        // One read can carry several keys: take every event crossterm has, checking the
+        // terminal is still there before each look.
+        while event::poll(Duration::ZERO)? {
+            if handle(event::read()?, terminal, source, &mut ui, &mut snapshot)? == Flow::Quit {
+                return Ok(());
             }
-            Event::Resize(..) => {
-                terminal.draw(|f| view::draw(f, &ui, &snapshot))?;
-            }
-            _ => {}
+            wait_for_input(Duration::ZERO)?;
         }
     }
+}
+
+#[derive(PartialEq)]
+enum Flow {
+    Continue,
+    Quit,
+}
+
+fn handle(event: Event, terminal: &mut DefaultTerminal, source: &mut dyn Source, ui: &mut Ui, snapshot: &mut Snapshot) -> io::Result<Flow> {
+    match event {
+        Event::Key(key) => {
+            if let Some(command) = ui.handle_key(key, snapshot) {
+                match command {
+                    Command::Quit => return Ok(Flow::Quit),
+                    Command::TogglePause => {
+                        if !source.command(command) {
+                            ui.frozen = !ui.frozen;
+                        }
+                    }
+                    Command::Reset | Command::Step | Command::Faster | Command::Slower => {
+                        source.command(command);
+                    }
+                }
+                if !ui.frozen || command == Command::Reset {
+                    *snapshot = source.snapshot();
+                }
+            }
+            draw(terminal, |f| view::draw(f, ui, snapshot))?;
+        }
+        Event::Resize(..) => {
+            draw(terminal, |f| view::draw(f, ui, snapshot))?;
+        }
+        _ => {}
+    }
+    Ok(Flow::Continue)
 }

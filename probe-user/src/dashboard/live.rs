@@ -140,6 +140,7 @@ pub fn run(log_file: Option<&Path>, metrics: Option<SocketAddr>) -> Result<u8> {
     let stop = Arc::new(AtomicBool::new(false));
     let feed_error = Arc::new(Mutex::new(None));
 
+    super::terminal::watch_panics();
     let ingest: JoinHandle<Result<SessionTotals>> = {
         let (model, stop, feed_error) = (model.clone(), Arc::clone(&stop), Arc::clone(&feed_error));
         let mut recorder = metrics.as_ref().map(|m| m.exporter.recorder());
@@ -214,7 +215,7 @@ pub fn run(log_file: Option<&Path>, metrics: Option<SocketAddr>) -> Result<u8> {
     stop.store(true, Ordering::Relaxed);
     // Dropping the child kills it.
     let workload_started = workload.map(drop);
-    let totals = ingest.join().map_err(|_| anyhow::anyhow!("the ingest thread panicked"))?;
+    let totals = ingest.join().map_err(|_| crate::exit::ThreadPanicked("ingest"))?;
     drop(inventory_poller);
     drop(metrics);
     workload_started?;

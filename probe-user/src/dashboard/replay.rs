@@ -111,6 +111,7 @@ impl Control {
 
 /// Feeds every event at its pace; ends the model at the end of the input.
 fn feed<R: BufRead>(reader: TraceReader<R>, model: &SharedModel, control: &Control) -> Result<(), TraceError> {
+    let mut first = true;
     for event in reader {
         let event: Event = event?;
         let mut guard = control.lock();
@@ -129,6 +130,9 @@ fn feed<R: BufRead>(reader: TraceReader<R>, model: &SharedModel, control: &Contr
         let line = event.seq.unwrap_or(guard.line + 1);
         drop(guard);
         model.push(&event);
+        if std::mem::take(&mut first) {
+            super::terminal::panic_if_asked("replay-feed");
+        }
         // The line moves only once its event is in the model: a frame (which reads the line
         // first) never shows a line ahead of the events counted.
         control.lock().line = line;
@@ -192,6 +196,7 @@ pub fn run(opts: &ReplayOptions<'_>) -> Result<u8> {
     // The header names the file only: a long path would push the kernel off narrow screens.
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let model = SharedModel::new(Model::new(reader.header(), format!("replay {name}"), None));
+    super::terminal::watch_panics();
     let control = Arc::new(Control { pace: Mutex::new(Pace::new(opts.speed, opts.start_paused)), changed: Condvar::new() });
     let feeder = {
         let (model, control) = (model.clone(), Arc::clone(&control));
@@ -210,7 +215,7 @@ pub fn run(opts: &ReplayOptions<'_>) -> Result<u8> {
         .and_then(|mut term| Ok(event_loop::run(term.terminal(), &mut source)?));
     control.lock().stop = true;
     control.changed.notify_all();
-    let fed = feeder.join().map_err(|_| anyhow::anyhow!("the replay thread panicked"))?;
+    let fed = feeder.join().map_err(|_| crate::exit::ThreadPanicked("replay"))?;
     shown?;
     fed?;
     log::info!("log in {}", log_path.display());
