@@ -52,6 +52,14 @@ impl OpenRange {
     }
 }
 
+/// Where a subscriber's callback broke a rule: its range, and which subscriber it was.
+struct SubscriberSite<'a> {
+    key: RangeKey,
+    mm: Addr,
+    subscriber: Addr,
+    callback: &'a Symbol,
+}
+
 /// Why a live range is being given up on.
 #[derive(Clone, Copy)]
 enum Abandon {
@@ -717,6 +725,7 @@ impl Checker {
         }
 
         let events = [outer_start_seq, Some(seq)];
+        let site = SubscriberSite { key, mm: s.mm, subscriber, callback: &s.callback };
         let early = self.kernel.early_subscriber_failure(s.callback.function());
         if blockable == Some(true) {
             if let Some(r) = self.outer.get_mut(&key) {
@@ -725,10 +734,7 @@ impl Checker {
             let v = self.subscriber_violation(
                 RuleId::BlockableFailure,
                 ev,
-                key,
-                s.mm,
-                subscriber,
-                &s.callback,
+                &site,
                 format!("{} failed with {} in a blockable range, where subscribers must not fail", s.callback.function(), errno_name(ret)),
                 events,
             );
@@ -742,10 +748,7 @@ impl Checker {
             let v = self.subscriber_violation(
                 RuleId::BadErrno,
                 ev,
-                key,
-                s.mm,
-                subscriber,
-                &s.callback,
+                &site,
                 format!("{} failed with {}; the only failure a start may return is -EAGAIN", s.callback.function(), errno_name(ret)),
                 events,
             );
@@ -755,10 +758,7 @@ impl Checker {
             let v = self.subscriber_violation(
                 RuleId::FailedStartHasEndOp,
                 ev,
-                key,
-                s.mm,
-                subscriber,
-                &s.callback,
+                &site,
                 format!(
                     "{} failed its start but has an invalidate_range_end op, which will run for this range without a successful start",
                     s.callback.function()
@@ -799,6 +799,7 @@ impl Checker {
     fn on_subscriber_end(&mut self, ev: &Event, s: &SubscriberEnd, seq: u64) {
         self.stats.mm(s.mm).subscriber_calls += 1;
         let key = RangeKey { tid: s.tid, range: s.range };
+        let site = SubscriberSite { key, mm: s.mm, subscriber: s.subscriber, callback: &s.callback };
         let near_start = self.near_trace_start(ev.ts);
         // Statistics are per notifier, named by its start callback: a paired end counts on
         // the row of the start it closes, an unpaired one on the row its name points to.
@@ -813,10 +814,7 @@ impl Checker {
             let mut v = self.subscriber_violation(
                 RuleId::NotifierUnpairedEnd,
                 ev,
-                key,
-                s.mm,
-                s.subscriber,
-                &s.callback,
+                &site,
                 format!(
                     "{} ran for a range on which this task had no __start or __end in the trace, so the subscriber undoes an invalidation it never began",
                     s.callback.function()
@@ -854,10 +852,7 @@ impl Checker {
                 let v = self.subscriber_violation(
                     RuleId::NotifierDoubleEnd,
                     ev,
-                    key,
-                    s.mm,
-                    s.subscriber,
-                    &s.callback,
+                    &site,
                     format!(
                         "{} ran a second time for the same range, so whatever its start took (a count, a lock) is released twice",
                         s.callback.function()
@@ -871,10 +866,7 @@ impl Checker {
                 let v = self.subscriber_violation(
                     RuleId::NotifierUnpairedEnd,
                     ev,
-                    key,
-                    s.mm,
-                    s.subscriber,
-                    &s.callback,
+                    &site,
                     format!(
                         "{} ran for a range whose start failed in this same subscriber, so it undoes an invalidation that never began",
                         s.callback.function()
@@ -888,10 +880,7 @@ impl Checker {
                 let v = self.subscriber_violation(
                     RuleId::NotifierUnpairedEnd,
                     ev,
-                    key,
-                    s.mm,
-                    s.subscriber,
-                    &s.callback,
+                    &site,
                     format!(
                         "{} ran although its start reported no invalidate_range_end op for this subscriber",
                         s.callback.function()
@@ -916,10 +905,7 @@ impl Checker {
                 let mut v = self.subscriber_violation(
                     RuleId::NotifierUnpairedEnd,
                     ev,
-                    key,
-                    s.mm,
-                    s.subscriber,
-                    &s.callback,
+                    &site,
                     format!(
                         "{} ran for a range whose start this subscriber never saw, so it undoes an invalidation it never began (a count it keeps would underflow)",
                         s.callback.function()
@@ -955,13 +941,11 @@ impl Checker {
             return;
         }
         let outer_seq = range.start_seq;
+        let site = SubscriberSite { key, mm: i.mm, subscriber: i.subscriber, callback: &i.callback };
         let v = self.subscriber_violation(
             RuleId::IntervalBlockableFalse,
             ev,
-            key,
-            i.mm,
-            i.subscriber,
-            &i.callback,
+            &site,
             format!(
                 "interval subscriber {} returned false (would block) in a blockable range; the kernel WARNs and carries on as if it had succeeded",
                 i.callback.function()
@@ -1248,17 +1232,14 @@ impl Checker {
         &self,
         rule: RuleId,
         ev: &Event,
-        key: RangeKey,
-        mm: Addr,
-        subscriber: Addr,
-        callback: &Symbol,
+        site: &SubscriberSite<'_>,
         explanation: String,
         events: [Option<u64>; N],
     ) -> Violation {
-        let mut v = self.outer_violation(rule, ev, key, explanation, events);
-        v.mm = Some(mm);
-        v.subscriber = Some(subscriber);
-        v.callback = Some(callback.clone());
+        let mut v = self.outer_violation(rule, ev, site.key, explanation, events);
+        v.mm = Some(site.mm);
+        v.subscriber = Some(site.subscriber);
+        v.callback = Some(site.callback.clone());
         v
     }
 
