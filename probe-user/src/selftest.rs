@@ -99,7 +99,7 @@ impl PlannedStep {
 const PAGE: u64 = 4096;
 
 fn is_cow_fault(s: &Span, within: &[Span]) -> bool {
-    s.end.0.wrapping_sub(s.start.0) == PAGE && s.start.0 % PAGE == 0 && within.iter().any(|w| w.start <= s.start && s.end <= w.end)
+    s.end.0.wrapping_sub(s.start.0) == PAGE && s.start.0.is_multiple_of(PAGE) && within.iter().any(|w| w.start <= s.start && s.end <= w.end)
 }
 
 pub fn judge(steps: &[PlannedStep], events: &[Event], lost: u64) -> SelftestVerdict {

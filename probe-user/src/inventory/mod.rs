@@ -105,7 +105,7 @@ pub fn slot_name(slot: OpsSlot) -> &'static str {
 /// marks [`probe_common::ABSENT`] are reported as unknown rather than 0.
 pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelOffsets) -> Result<Vec<MmInventory>, InventoryDecodeError> {
     let size = size_of::<InventoryRecord>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(InventoryDecodeError::Length(bytes.len(), size));
     }
     let known = |off: u32| off != probe_common::ABSENT;

@@ -87,13 +87,12 @@ impl CallbackAttacher {
         CallbackAttacher { enabled, seen: HashSet::new(), probes: BTreeMap::new(), late_symbols: None }
     }
 
-    /// Attaches to the callbacks of every list and interval subscriber the inventory lists.
-    pub fn seed(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, mms: &[MmInventory]) -> Vec<CallbackProbe> {
-        let mut out = Vec::new();
+    /// Attaches to the callbacks of every list and interval subscriber the inventory lists
+    /// (the outcomes are in [`Self::probes`]).
+    pub fn seed(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, mms: &[MmInventory]) {
         for found in seed_targets(mms) {
-            out.extend(self.discovered(ebpf, kallsyms, found));
+            self.discovered(ebpf, kallsyms, found);
         }
-        out
     }
 
     /// Attaches to the callbacks of a newly seen subscriber; returns the new attempts.
