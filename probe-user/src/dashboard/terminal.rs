@@ -122,7 +122,7 @@ impl TerminalGuard {
             let _no_frame = (!on_ui_thread).then(|| DRAWING.lock().unwrap_or_else(|p| p.into_inner()));
             PANICKED.store(true, Ordering::Relaxed);
             RESTORED.store(true, Ordering::Relaxed);
-            // ratatui's hook: restore, then the one before it (watch_panics's, if installed).
+            // ratatui's hook: restore, then watch_panics's (log, then print the message).
             restore_and_report(info);
         }));
         Ok(TerminalGuard { terminal })
