@@ -13,7 +13,7 @@ use ratatui::{
 
 use super::{
     snapshot::Snapshot,
-    terminal::{draw, panic_if_asked, terminate_requested, wait_for_input},
+    terminal::{TerminalGuard, draw, panic_if_asked, terminate_requested, wait_for_input},
     ui::{Command, Ui},
     view,
 };
@@ -28,6 +28,13 @@ pub trait Source {
     /// Carries out `command`; false when the source has no use for it (the UI then handles
     /// a pause by freezing the display).
     fn command(&mut self, command: Command) -> bool;
+}
+
+/// Takes over the terminal, runs the dashboard over `source`, and gives the terminal back.
+pub fn show(source: &mut dyn Source) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut term = TerminalGuard::enter().context("setting up the terminal")?;
+    Ok(run(term.terminal(), source)?)
 }
 
 /// Runs until the person quits, a termination signal arrives or the terminal goes away (an

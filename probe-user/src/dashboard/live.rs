@@ -22,7 +22,6 @@ use super::{
     model::Model,
     shared::SharedModel,
     snapshot::{Inventory, Snapshot},
-    terminal::TerminalGuard,
     ui::Command,
 };
 use crate::{
@@ -205,9 +204,7 @@ pub fn run(log_file: Option<&Path>, metrics: Option<SocketAddr>) -> Result<u8> {
     let shown = match &workload {
         Ok(_) => {
             let mut source = LiveSource { model: model.clone(), inventory, feed_error };
-            TerminalGuard::enter()
-                .context("setting up the terminal")
-                .and_then(|mut term| Ok(event_loop::run(term.terminal(), &mut source)?))
+            event_loop::show(&mut source)
         }
         Err(_) => Ok(()),
     };

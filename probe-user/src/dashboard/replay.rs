@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{
     event_loop::{self, Source},
@@ -18,7 +18,6 @@ use super::{
     model::Model,
     shared::SharedModel,
     snapshot::{Inventory, Snapshot},
-    terminal::TerminalGuard,
     ui::Command,
 };
 use crate::{
@@ -210,9 +209,7 @@ pub fn run(opts: &ReplayOptions<'_>) -> Result<u8> {
         })?
     };
     let mut source = ReplaySource { model: model.clone(), control: Arc::clone(&control) };
-    let shown = TerminalGuard::enter()
-        .context("setting up the terminal")
-        .and_then(|mut term| Ok(event_loop::run(term.terminal(), &mut source)?));
+    let shown = event_loop::show(&mut source);
     control.lock().stop = true;
     control.changed.notify_all();
     let fed = feeder.join().map_err(|_| crate::exit::ThreadPanicked("replay"))?;
