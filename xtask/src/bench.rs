@@ -23,13 +23,19 @@ pub struct BenchArgs {
 }
 
 /// Scrapes `http://addr/metrics` every second until `stop` is set; returns the scrape count.
-fn scrape_every_second(addr: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u32> {
+fn scrape_every_second(
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u32> {
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         let mut scrapes = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
-                let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                let _ = write!(
+                    s,
+                    "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+                );
                 let mut body = Vec::new();
                 if s.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
                     scrapes += 1;
@@ -42,11 +48,20 @@ fn scrape_every_second(addr: String, stop: std::sync::Arc<std::sync::atomic::Ato
 }
 
 fn hammer(bin: &Path, iterations: u64) -> Result<f64> {
-    let out = Command::new(bin).args(["workload", "--hammer", &iterations.to_string()]).output().context("workload --hammer")?;
+    let out = Command::new(bin)
+        .args(["workload", "--hammer", &iterations.to_string()])
+        .output()
+        .context("workload --hammer")?;
     if !out.status.success() {
-        bail!("workload --hammer failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "workload --hammer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    String::from_utf8_lossy(&out.stdout).trim().parse().context("parsing ns/op")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("parsing ns/op")
 }
 
 /// Runs one traced measurement; returns (ns/op, events received, events lost).
@@ -56,7 +71,11 @@ fn traced(bin: &Path, iterations: u64, metrics: bool) -> Result<(f64, u64, u64)>
     if metrics {
         cmd.args(["--metrics", "127.0.0.1:0"]);
     }
-    let mut tracer = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().context("starting the tracer")?;
+    let mut tracer = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting the tracer")?;
     let mut err = BufReader::new(tracer.stderr.take().context("tracer stderr")?);
     let mut line = String::new();
     err.read_line(&mut line)?; // "mmnotif-trace: kernel …: <attach summary>" once attached
@@ -64,8 +83,15 @@ fn traced(bin: &Path, iterations: u64, metrics: bool) -> Result<(f64, u64, u64)>
     let scraper = if metrics {
         line.clear();
         err.read_line(&mut line)?; // "mmnotif-trace: serving metrics at http://ADDR/metrics"
-        let addr = line.trim().strip_prefix("mmnotif-trace: serving metrics at http://").and_then(|a| a.strip_suffix("/metrics"));
-        Some(scrape_every_second(addr.context("the tracer did not say where it serves metrics")?.to_owned(), stop.clone()))
+        let addr = line
+            .trim()
+            .strip_prefix("mmnotif-trace: serving metrics at http://")
+            .and_then(|a| a.strip_suffix("/metrics"));
+        Some(scrape_every_second(
+            addr.context("the tracer did not say where it serves metrics")?
+                .to_owned(),
+            stop.clone(),
+        ))
     } else {
         None
     };
@@ -79,8 +105,14 @@ fn traced(bin: &Path, iterations: u64, metrics: bool) -> Result<(f64, u64, u64)>
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut err, &mut rest)?;
     tracer.wait()?;
-    let summary = rest.lines().find(|l| l.contains("kernel emitted")).context("tracer printed no summary")?;
-    let nums: Vec<u64> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect();
+    let summary = rest
+        .lines()
+        .find(|l| l.contains("kernel emitted"))
+        .context("tracer printed no summary")?;
+    let nums: Vec<u64> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect();
     let (received, lost) = (nums[nums.len() - 2], nums[nums.len() - 1]);
     Ok((ns?, received, lost))
 }
@@ -97,7 +129,10 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     for round in 1..=args.rounds.max(1) {
         let base = hammer(&bin, args.iterations)?;
         let (with, received, lost) = traced(&bin, args.iterations, args.metrics)?;
-        println!("round {round}: untraced {base:.0} ns/op, traced {with:.0} ns/op, ratio {:.3}, lost {lost}", with / base);
+        println!(
+            "round {round}: untraced {base:.0} ns/op, traced {with:.0} ns/op, ratio {:.3}, lost {lost}",
+            with / base
+        );
         ratios.push(with / base);
         untraced_all.push(base);
         traced_all.push(with);
