@@ -1,7 +1,9 @@
-//! A private apt configuration under the cache directory: its own sources list (bookworm,
-//! -updates, -security, -backports on the mirrors this host's apt already uses), its own lists,
-//! cache and preferences, so the host's apt state is never touched.
+//! A private apt configuration per archive (a kernel row's set of suites, on the mirrors this
+//! host's apt already uses): its own sources list, lists, cache and preferences, so the host's
+//! apt state is never touched.
 use super::cmd;
+use super::kernels::Archive;
+use super::resolve::AptTexts;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,8 +21,8 @@ struct Mirrors {
 }
 
 impl Apt {
-    /// Writes the private configuration (cheap; done every run).
-    pub fn new(dir: &Path) -> Result<Self> {
+    /// Writes the private configuration of `archive` (cheap; done every run).
+    pub fn new(dir: &Path, archive: &Archive) -> Result<Self> {
         for sub in [
             "lists/partial",
             "cache/archives/partial",
@@ -38,11 +40,19 @@ impl Apt {
         let mut list = String::from(
             "# Written by `cargo xtask vm`; the host's apt configuration is not used.\n",
         );
-        for suite in ["bookworm", "bookworm-updates", "bookworm-backports"] {
+        for suite in archive.suites {
             list.push_str(&format!("deb {opts}{} {suite} main\n", m.main));
         }
-        if let Some(sec) = &m.security {
-            list.push_str(&format!("deb {opts}{sec} bookworm-security main\n"));
+        if !archive.security_suites.is_empty() {
+            let sec = m.security.as_deref().with_context(|| {
+                format!(
+                    "the {} archive needs a security mirror: none in the host's apt sources; set MMNOTIF_APT_SECURITY",
+                    archive.name
+                )
+            })?;
+            for suite in archive.security_suites {
+                list.push_str(&format!("deb {opts}{sec} {suite} main\n"));
+            }
         }
         let path = dir.join("sources.list");
         std::fs::write(&path, list).with_context(|| format!("cannot write {}", path.display()))?;
@@ -61,6 +71,10 @@ impl Apt {
             ("Dir::Etc::PreferencesParts", d("preferences.d")),
             ("Dir::State::Lists", d("lists")),
             ("Dir::Cache", d("cache")),
+            // Hosts that clean apt caches (container images) set these to "": every apt-cache
+            // call would then parse all lists again (~1.5 s each).
+            ("Dir::Cache::pkgcache", "pkgcache.bin".into()),
+            ("Dir::Cache::srcpkgcache", "srcpkgcache.bin".into()),
             ("APT::Sandbox::User", "root".into()),
         ] {
             c.arg("-o").arg(format!("{k}={v}"));
@@ -68,47 +82,13 @@ impl Apt {
         c
     }
 
-    /// True when `update` has run at least once.
-    pub fn has_lists(&self) -> bool {
-        std::fs::read_dir(self.dir.join("lists"))
-            .map(|rd| {
-                rd.flatten()
-                    .any(|e| e.file_name().to_string_lossy().contains("Packages"))
-            })
-            .unwrap_or(false)
-    }
-
     pub fn update(&self) -> Result<()> {
         let mut c = self.command("apt-get");
-        c.args(["-qq", "update"]);
+        // Without --error-on=any, an unreachable mirror is only a warning and apt keeps going on
+        // whatever lists it has (or none).
+        c.args(["-qq", "--error-on=any", "update"]);
         cmd::output(&mut c).context("apt-get update with the private sources list failed")?;
         Ok(())
-    }
-
-    /// `apt-cache show SPEC` (SPEC: name, name=version or name/release); None when unknown.
-    pub fn show(&self, spec: &str) -> Result<Option<String>> {
-        let mut c = self.command("apt-cache");
-        c.args(["show", "--no-all-versions", spec]);
-        let out = c
-            .output()
-            .with_context(|| format!("cannot run apt-cache show {spec}"))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        Ok((out.status.success() && text.contains("Package:")).then_some(text))
-    }
-
-    /// The candidate version of a package under the private configuration.
-    pub fn candidate(&self, package: &str) -> Result<String> {
-        let mut c = self.command("apt-cache");
-        c.args(["policy", package]);
-        let text = cmd::stdout(&mut c)?;
-        text.lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("Candidate:")
-                    .map(|v| v.trim().to_string())
-            })
-            .filter(|v| v != "(none)")
-            .with_context(|| format!("apt knows no candidate for {package}"))
     }
 
     /// Downloads `name=version` specs into `dest`.
@@ -117,23 +97,31 @@ impl Apt {
         c.args(["-qq", "download"]).args(specs).current_dir(dest);
         cmd::output(&mut c).map(|_| ())
     }
+
+    /// `apt-cache ARGS`; empty output when apt knows no such package.
+    fn cache_query(&self, args: &[&str]) -> Result<String> {
+        let mut c = self.command("apt-cache");
+        c.args(args);
+        let out = c
+            .output()
+            .with_context(|| format!("cannot run apt-cache {}", args.join(" ")))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(if out.status.success() {
+            text
+        } else {
+            String::new()
+        })
+    }
 }
 
-/// The first value of `field` in one `apt-cache show` record.
-pub fn field(record: &str, field: &str) -> Option<String> {
-    let prefix = format!("{field}:");
-    record
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
-}
+impl AptTexts for Apt {
+    fn policy(&self, package: &str) -> Result<String> {
+        self.cache_query(&["policy", package])
+    }
 
-/// Package names in a Depends line (alternatives flattened, versions dropped).
-pub fn depends(record: &str) -> Vec<String> {
-    field(record, "Depends")
-        .unwrap_or_default()
-        .split([',', '|'])
-        .filter_map(|d| d.split_whitespace().next().map(str::to_string))
-        .collect()
+    fn show(&self, package: &str) -> Result<String> {
+        self.cache_query(&["show", package])
+    }
 }
 
 /// The host's Debian mirrors: the URI of a non-security suite and of a `-security` suite, from
@@ -272,21 +260,5 @@ mod tests {
         assert_eq!(e[0].0, "http://sec.example/debian-security");
         assert_eq!(e[0].1, vec!["bookworm-security"]);
         assert_eq!(e[0].2.as_deref(), Some("/s.gpg"));
-    }
-
-    #[test]
-    fn reads_depends() {
-        let rec = "Package: linux-headers-6.1.0-56-amd64\nVersion: 6.1.192-2\nDepends: linux-headers-6.1.0-56-common \
-                   (= 6.1.192-2), linux-kbuild-6.1 (>= 6.1.192-2), a | b (>= 1)\n";
-        assert_eq!(field(rec, "Version").as_deref(), Some("6.1.192-2"));
-        assert_eq!(
-            depends(rec),
-            vec![
-                "linux-headers-6.1.0-56-common",
-                "linux-kbuild-6.1",
-                "a",
-                "b"
-            ]
-        );
     }
 }

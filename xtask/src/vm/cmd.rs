@@ -23,11 +23,6 @@ pub fn output(cmd: &mut Command) -> Result<Output> {
     Ok(out)
 }
 
-/// Like [`output`], returning stdout as text.
-pub fn stdout(cmd: &mut Command) -> Result<String> {
-    Ok(String::from_utf8_lossy(&output(cmd)?.stdout).into_owned())
-}
-
 pub fn show(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {

@@ -1,51 +1,20 @@
-//! Which Debian kernel packages to test, resolved from the `linux-image-amd64` metapackage of
-//! each suite (never a pinned ABI), downloaded once and cached.
-use super::apt::{self, Apt};
+//! Each kernel row's current packages: resolved against the package mirror on every run (never
+//! pinned; `resolve.rs` decides the versions), downloaded into the store and recorded. When the
+//! mirror cannot be reached, a complete earlier resolution is used and the run says so.
+use super::apt::Apt;
 use super::cmd;
+use super::kernels::{Archive, KernelRow};
 use super::paths::Paths;
+use super::resolve::{self, KernelPackages};
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Re-resolve the ABIs at most this often.
-const RESOLVE_EVERY: Duration = Duration::from_secs(24 * 3600);
-
-/// A kernel series the test bed boots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Series {
-    /// bookworm's own kernel (bookworm, -updates, -security: apt's candidate).
-    V6_1,
-    /// bookworm-backports' kernel.
-    V6_12,
-}
-
-impl Series {
-    pub fn name(self) -> &'static str {
-        match self {
-            Series::V6_1 => "6.1",
-            Series::V6_12 => "6.12",
-        }
-    }
-
-    /// The `linux-image-amd64` version this series resolves to.
-    fn meta_version(self, apt: &Apt) -> Result<String> {
-        match self {
-            Series::V6_1 => apt.candidate("linux-image-amd64"),
-            Series::V6_12 => {
-                let rec = apt
-                    .show("linux-image-amd64/bookworm-backports")?
-                    .context("bookworm-backports has no linux-image-amd64")?;
-                apt::field(&rec, "Version")
-                    .context("linux-image-amd64 in bookworm-backports has no Version")
-            }
-        }
-    }
-}
 
 /// One resolved kernel: its ABI and the .deb files of what it needs.
 #[derive(Clone, Debug)]
 pub struct Resolved {
-    pub series: Series,
+    pub kernel: &'static KernelRow,
     /// e.g. `6.1.0-56` or `6.12.95+deb12` (the `linux-image-<abi>-amd64` part).
     pub abi: String,
     pub version: String,
@@ -54,6 +23,19 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    pub fn name(&self) -> &'static str {
+        self.kernel.name
+    }
+
+    fn new(kernel: &'static KernelRow, p: KernelPackages) -> Self {
+        Resolved {
+            kernel,
+            abi: p.abi,
+            version: p.version,
+            packages: p.packages,
+        }
+    }
+
     /// The local .deb of `package` (must have been downloaded); one `*` in `package` matches
     /// any text, e.g. `linux-headers-*-common`.
     pub fn deb(&self, paths: &Paths, package: &str) -> Result<PathBuf> {
@@ -70,147 +52,108 @@ impl Resolved {
             .with_context(|| {
                 format!(
                     "{package} is not among the {} kernel's packages",
-                    self.series.name()
+                    self.name()
                 )
             })?;
         find_deb(&paths.debs(), name, ver)?
             .with_context(|| format!("{name} {ver} was not downloaded"))
     }
+
+    /// True when every package's .deb is in the store.
+    fn complete(&self, paths: &Paths) -> bool {
+        self.packages
+            .iter()
+            .all(|(n, v)| find_deb(&paths.debs(), n, v).ok().flatten().is_some())
+    }
+
+    fn summary(&self) -> String {
+        let list: Vec<String> = self
+            .packages
+            .iter()
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
+        format!("ABI {}: {}", self.abi, list.join(", "))
+    }
 }
 
-/// Resolves (or loads the cached resolution of) each series and makes sure its packages are in
-/// the cache, downloading what is missing.
-pub fn fetch(paths: &Paths, series: &[Series]) -> Result<Vec<Resolved>> {
+/// Resolves each row against the mirror, downloads what is missing, and records the result;
+/// falls back to a complete recorded resolution when the mirror cannot be reached.
+pub fn fetch(paths: &Paths, rows: &[&'static KernelRow]) -> Result<Vec<Resolved>> {
     cmd::mkdir(&paths.debs())?;
-    let apt = Apt::new(&paths.apt())?;
-    let mut updated = false;
+    // One private apt per archive, updated once per run.
+    let mut archives: Vec<(&Archive, Result<Apt, String>)> = Vec::new();
     let mut out = Vec::new();
-    for &s in series {
-        let cached = load(paths, s).ok().flatten();
-        if let Some((r, age)) = cached.as_ref().filter(|(_, age)| *age < RESOLVE_EVERY) {
-            match download_missing(paths, &apt, r, &mut updated) {
-                Ok(()) => {
+    for &row in rows {
+        if !archives.iter().any(|(a, _)| *a == row.archive) {
+            archives.push((row.archive, open_archive(paths, row.archive)));
+        }
+        let apt = archives
+            .iter()
+            .find(|(a, _)| *a == row.archive)
+            .map(|(_, apt)| apt)
+            .context("archive list")?;
+        let cached = load(paths, row).ok().flatten();
+        let r = match apt {
+            Ok(apt) => {
+                let r = Resolved::new(row, resolve::resolve(apt, row)?);
+                let was = cached
+                    .as_ref()
+                    .filter(|(c, _)| c.packages != r.packages)
+                    .map(|(c, _)| format!(" (was {})", c.summary()))
+                    .unwrap_or_default();
+                println!("vm: {} kernel resolves to {}{was}", row.name, r.summary());
+                download_missing(paths, apt, &r)?;
+                save(paths, &r)?;
+                r
+            }
+            Err(reason) => match cached.filter(|(c, _)| c.complete(paths)) {
+                Some((r, age)) => {
                     println!(
-                        "vm: {} kernel: ABI {} ({}), resolved {} h ago",
-                        s.name(),
-                        r.abi,
-                        r.version,
-                        age.as_secs() / 3600
+                        "vm: warning: the package mirror cannot be reached ({reason}); using the {} kernel \
+                         resolved {} h ago from the store ({})",
+                        row.name,
+                        age.as_secs() / 3600,
+                        r.summary()
                     );
-                    out.push(r.clone());
-                    continue;
+                    r
                 }
-                Err(e) => println!(
-                    "vm: cached {} packages cannot be fetched ({e:#}); resolving again",
-                    s.name()
+                None => bail!(
+                    "kernel {}: the package mirror cannot be reached ({reason}), and {} holds no complete \
+                     earlier resolution to fall back to",
+                    row.name,
+                    paths.store.display()
                 ),
-            }
-        }
-        match resolve_and_download(paths, &apt, s, &mut updated) {
-            Ok(r) => out.push(r),
-            // Offline with a stale resolution whose packages are all here: use it, say so.
-            Err(e) => {
-                match cached.filter(|(r, _)| download_missing(paths, &apt, r, &mut true).is_ok()) {
-                    Some((r, _)) => {
-                        println!(
-                            "vm: warning: cannot resolve the {} kernel ({e:#}); using the cached ABI {}",
-                            s.name(),
-                            r.abi
-                        );
-                        out.push(r);
-                    }
-                    None => return Err(e),
-                }
-            }
-        }
+            },
+        };
+        out.push(r);
     }
+    prune(paths);
     Ok(out)
 }
 
-fn resolve_and_download(
-    paths: &Paths,
-    apt: &Apt,
-    s: Series,
-    updated: &mut bool,
-) -> Result<Resolved> {
-    if !*updated {
-        println!(
-            "vm: updating the private apt lists ({})",
-            paths.apt().display()
-        );
-        apt.update()?;
-        *updated = true;
-    }
-    let r = resolve(apt, s)?;
+/// Writes the archive's private apt configuration and updates its lists; the error, as one
+/// line, when the mirror cannot be reached.
+fn open_archive(paths: &Paths, archive: &Archive) -> Result<Apt, String> {
+    let dir = paths.apt(archive.name);
+    let apt = Apt::new(&dir, archive).map_err(|e| format!("{e:#}"))?;
     println!(
-        "vm: {} kernel resolves to ABI {} ({})",
-        s.name(),
-        r.abi,
-        r.version
+        "vm: updating the private apt lists of {} ({})",
+        archive.name,
+        dir.display()
     );
-    download_missing(paths, apt, &r, updated)?;
-    save(paths, &r)?;
-    Ok(r)
+    apt.update().map_err(|e| {
+        let text = format!("{e:#}");
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("apt-get update failed");
+        last.trim().to_string()
+    })?;
+    Ok(apt)
 }
 
-fn resolve(apt: &Apt, s: Series) -> Result<Resolved> {
-    let version = s.meta_version(apt)?;
-    let meta = apt
-        .show(&format!("linux-image-amd64={version}"))?
-        .with_context(|| format!("linux-image-amd64 {version} vanished from the lists"))?;
-    let image = apt::depends(&meta)
-        .into_iter()
-        .find(|d| d.starts_with("linux-image-") && d.ends_with("-amd64"))
-        .with_context(|| {
-            format!("linux-image-amd64 {version} depends on no linux-image-*-amd64")
-        })?;
-    let abi = image["linux-image-".len()..image.len() - "-amd64".len()].to_string();
-    let want_prefix = format!("{}.", s.name());
-    if !abi.starts_with(&want_prefix) {
-        println!(
-            "vm: warning: the {} series now resolves to ABI {abi}",
-            s.name()
-        );
-    }
-
-    let unsigned = format!("linux-image-{abi}-amd64-unsigned");
-    let image_pkg = if apt.show(&format!("{unsigned}={version}"))?.is_some() {
-        unsigned
-    } else {
-        image
-    };
-    let headers = format!("linux-headers-{abi}-amd64");
-    let hrec = apt
-        .show(&format!("{headers}={version}"))?
-        .with_context(|| format!("{headers} {version} is not in the lists"))?;
-    let hdeps = apt::depends(&hrec);
-    let common = hdeps
-        .iter()
-        .find(|d| d.starts_with("linux-headers-") && d.ends_with("-common"))
-        .with_context(|| format!("{headers} depends on no linux-headers-*-common"))?
-        .clone();
-    let kbuild = hdeps
-        .iter()
-        .find(|d| d.starts_with("linux-kbuild-"))
-        .with_context(|| format!("{headers} depends on no linux-kbuild-*"))?
-        .clone();
-    let pahole = apt.candidate("pahole")?;
-    let packages = vec![
-        (image_pkg, version.clone()),
-        (headers, version.clone()),
-        (common, version.clone()),
-        (kbuild, version.clone()),
-        ("pahole".to_string(), pahole),
-    ];
-    Ok(Resolved {
-        series: s,
-        abi,
-        version,
-        packages,
-    })
-}
-
-fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved, updated: &mut bool) -> Result<()> {
+fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved) -> Result<()> {
     let mut missing = Vec::new();
     for (name, ver) in &r.packages {
         if find_deb(&paths.debs(), name, ver)?.is_none() {
@@ -219,14 +162,6 @@ fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved, updated: &mut bool) 
     }
     if missing.is_empty() {
         return Ok(());
-    }
-    if !apt.has_lists() && !*updated {
-        println!(
-            "vm: updating the private apt lists ({})",
-            paths.apt().display()
-        );
-        apt.update()?;
-        *updated = true;
     }
     println!("vm: downloading {}", missing.join(" "));
     apt.download(&missing, &paths.debs())?;
@@ -252,50 +187,79 @@ fn find_deb(dir: &Path, name: &str, version: &str) -> Result<Option<PathBuf>> {
     }))
 }
 
-fn save(paths: &Paths, r: &Resolved) -> Result<()> {
-    let now = SystemTime::now()
+/// Removes .deb files and extracted kernels that no recorded resolution names any more (the
+/// mirror has moved on); best effort, a failure only costs disk.
+fn prune(paths: &Paths) {
+    let records: Vec<Resolved> = super::kernels::KERNELS
+        .iter()
+        .filter_map(|k| load(paths, k).ok().flatten().map(|(r, _)| r))
+        .collect();
+    let keep_debs: BTreeSet<String> = records
+        .iter()
+        .flat_map(|r| r.packages.iter())
+        .map(|(n, v)| format!("{n}_{}_", v.replace(':', "%3a")))
+        .collect();
+    let keep_abis: BTreeSet<&str> = records.iter().map(|r| r.abi.as_str()).collect();
+    let entries = |d: PathBuf| std::fs::read_dir(d).into_iter().flatten().flatten();
+    for e in entries(paths.debs()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".deb") && !keep_debs.iter().any(|k| name.starts_with(k)) {
+            println!("vm: removing {name} (no longer resolved)");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    for e in entries(paths.kernels()) {
+        let abi = e.file_name().to_string_lossy().into_owned();
+        if !keep_abis.contains(abi.as_str()) {
+            println!("vm: removing the extracted kernel {abi} (no longer resolved)");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut text = format!("abi {}\nversion {}\nresolved {now}\n", r.abi, r.version);
+        .unwrap_or(0)
+}
+
+fn save(paths: &Paths, r: &Resolved) -> Result<()> {
+    let mut text = format!("abi {}\nversion {}\nresolved {}\n", r.abi, r.version, now());
     for (n, v) in &r.packages {
         text.push_str(&format!("deb {n} {v}\n"));
     }
-    let path = paths.resolved(r.series.name());
+    let path = paths.resolved(r.name());
     if let Some(dir) = path.parent() {
         cmd::mkdir(dir)?;
     }
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The cached resolution and its age.
-fn load(paths: &Paths, s: Series) -> Result<Option<(Resolved, Duration)>> {
-    let path = paths.resolved(s.name());
+/// The recorded resolution of `kernel` and its age.
+fn load(paths: &Paths, kernel: &'static KernelRow) -> Result<Option<(Resolved, Duration)>> {
+    let path = paths.resolved(kernel.name);
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
     };
     let (mut abi, mut version, mut at, mut packages) = (None, None, None, Vec::new());
-    for line in text.lines() {
+    for (i, line) in text.lines().enumerate() {
         let mut w = line.split_whitespace();
         match (w.next(), w.next(), w.next()) {
             (Some("abi"), Some(v), None) => abi = Some(v.to_string()),
             (Some("version"), Some(v), None) => version = Some(v.to_string()),
             (Some("resolved"), Some(v), None) => at = v.parse::<u64>().ok(),
             (Some("deb"), Some(n), Some(v)) => packages.push((n.to_string(), v.to_string())),
-            _ => bail!("{}: unexpected line {line:?}", path.display()),
+            _ => bail!("{}:{}: unexpected line {line:?}", path.display(), i + 1),
         }
     }
     let (Some(abi), Some(version), Some(at)) = (abi, version, at) else {
         bail!("{}: incomplete", path.display())
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let age = Duration::from_secs(now.saturating_sub(at));
+    let age = Duration::from_secs(now().saturating_sub(at));
     Ok(Some((
         Resolved {
-            series: s,
+            kernel,
             abi,
             version,
             packages,

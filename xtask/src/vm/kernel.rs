@@ -17,11 +17,7 @@ pub fn vmlinux(paths: &Paths, r: &Resolved) -> Result<PathBuf> {
     }
     cmd::mkdir(&dir)?;
     let deb = r.deb(paths, "linux-image-*")?;
-    println!(
-        "[{}] extracting vmlinux from {}",
-        r.series.name(),
-        file_name(&deb)
-    );
+    println!("[{}] extracting vmlinux from {}", r.name(), file_name(&deb));
     let boot = dir.join("boot.tmp");
     let _ = std::fs::remove_dir_all(&boot);
     cmd::mkdir(&boot)?;

@@ -20,10 +20,7 @@ pub fn headers(paths: &Paths, r: &Resolved) -> Result<PathBuf> {
     if done.is_file() {
         return Ok(kdir);
     }
-    println!(
-        "[{}] extracting headers, kbuild and pahole",
-        r.series.name()
-    );
+    println!("[{}] extracting headers, kbuild and pahole", r.name());
     let _ = std::fs::remove_dir_all(&root);
     cmd::mkdir(&root)?;
     for pkg in [
@@ -64,7 +61,7 @@ pub fn build(paths: &Paths, r: &Resolved, kdir: &Path) -> Result<PathBuf> {
     cmd::require_tool("make", "make")?;
     println!(
         "[{}] building {MODULE}.ko against {}",
-        r.series.name(),
+        r.name(),
         kdir.display()
     );
     let _ = std::fs::remove_file(&ko);

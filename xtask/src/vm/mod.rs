@@ -1,5 +1,5 @@
-//! The QEMU test bed: Debian distribution kernels (bookworm 6.1, bookworm-backports 6.12) booted
-//! under TCG with the test notifier module and the guest suite. `cargo xtask vm --help`;
+//! The QEMU test bed: Debian distribution kernels (the rows of `kernels.rs`) booted under TCG
+//! with the test notifier module and the guest suite. `cargo xtask vm --help`;
 //! docs/vm-testbed.md explains the pieces and the cache.
 mod apt;
 mod cmd;
@@ -8,12 +8,16 @@ pub mod debian;
 mod guest;
 pub mod initramfs;
 mod kernel;
+pub mod kernels;
 mod kmod;
 pub mod paths;
 pub mod qemu;
+mod resolve;
+mod version;
 
 use anyhow::{Context, Result, bail};
-use debian::{Resolved, Series};
+use debian::Resolved;
+use kernels::KernelRow;
 // For callers that add binaries (e.g. the tracer) to a guest of their own.
 #[allow(unused_imports)]
 pub use initramfs::{GUEST_BIN_DIR, InitramfsSpec, build_initramfs};
@@ -21,25 +25,12 @@ use paths::Paths;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum KernelChoice {
-    /// bookworm's current 6.1 kernel
-    #[value(name = "6.1")]
-    V6_1,
-    /// bookworm-backports' current 6.12 kernel
-    #[value(name = "6.12")]
-    V6_12,
-    /// both, in parallel
-    #[default]
-    All,
-}
-
 /// Boot Debian kernels under QEMU and run the guest suite (and an optional command) in them.
 #[derive(clap::Args, Debug, Clone)]
 pub struct VmArgs {
-    /// Which kernel to boot.
-    #[arg(long, value_enum, default_value = "all")]
-    pub kernel: KernelChoice,
+    /// Which kernel to boot (a row of xtask/src/vm/kernels.rs), or `all` (in parallel).
+    #[arg(long, default_value = "all", value_parser = clap::builder::PossibleValuesParser::new(kernels::choices()))]
+    pub kernel: String,
     /// After the tests, open a shell on the guest console (one kernel only); exit it to power off.
     #[arg(long)]
     pub keep: bool,
@@ -75,7 +66,7 @@ pub struct VmArgs {
 impl Default for VmArgs {
     fn default() -> Self {
         VmArgs {
-            kernel: KernelChoice::All,
+            kernel: "all".into(),
             keep: false,
             timeout: None,
             with_binary: Vec::new(),
@@ -155,13 +146,19 @@ pub fn run(args: &VmArgs) -> Result<()> {
 /// Prepares and boots each selected kernel; the caller decides what a result means.
 pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
     let paths = Paths::new();
-    let series: Vec<Series> = match args.kernel {
-        KernelChoice::V6_1 => vec![Series::V6_1],
-        KernelChoice::V6_12 => vec![Series::V6_12],
-        KernelChoice::All => vec![Series::V6_1, Series::V6_12],
+    let rows: Vec<&'static KernelRow> = match kernels::by_name(&args.kernel) {
+        Some(row) => vec![row],
+        None => kernels::KERNELS.iter().collect(),
     };
-    if args.keep && series.len() > 1 {
-        bail!("--keep needs one kernel: add --kernel 6.1 or --kernel 6.12");
+    if args.keep && rows.len() > 1 {
+        bail!(
+            "--keep needs one kernel: add --kernel NAME ({})",
+            kernels::KERNELS
+                .iter()
+                .map(|k| k.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     for b in &args.with_binary {
         if !b.is_file() {
@@ -170,7 +167,7 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
     }
     let _lock = lock(&paths)?;
     let start = Instant::now();
-    let resolved = debian::fetch(&paths, &series)?;
+    let resolved = debian::fetch(&paths, &rows)?;
     let programs = guest::build(&paths)?;
     println!(
         "vm: packages and guest programs ready in {:.1} s",
@@ -180,21 +177,18 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
 
     let one = |r: &Resolved| -> KernelReport {
         let t = Instant::now();
-        let log = paths.logs().join(format!("{}.log", r.series.name()));
+        let log = paths.logs().join(format!("{}.log", r.name()));
         let prepared = prepare(&paths, r, args, &programs);
         let prepare_time = t.elapsed();
         let outcome = prepared.and_then(|boot| {
-            let _ = std::fs::rename(
-                &log,
-                paths.logs().join(format!("{}.prev.log", r.series.name())),
-            );
+            let _ = std::fs::rename(&log, paths.logs().join(format!("{}.prev.log", r.name())));
             qemu::boot(&qemu::Boot {
                 log: log.clone(),
                 ..boot
             })
         });
         KernelReport {
-            name: r.series.name().into(),
+            name: r.name().into(),
             abi: r.abi.clone(),
             prepare: prepare_time,
             outcome,
@@ -211,10 +205,10 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
             .zip(&resolved)
             .map(|(h, r)| {
                 h.join().unwrap_or_else(|_| KernelReport {
-                    name: r.series.name().into(),
+                    name: r.name().into(),
                     abi: r.abi.clone(),
                     prepare: Duration::ZERO,
-                    outcome: Err(anyhow::anyhow!("the {} worker panicked", r.series.name())),
+                    outcome: Err(anyhow::anyhow!("the {} worker panicked", r.name())),
                     log: PathBuf::new(),
                 })
             })
@@ -245,7 +239,7 @@ fn prepare(
     build_initramfs(paths, &initramfs, &spec)?;
     let default_timeout = if args.keep { None } else { Some(900) };
     Ok(qemu::Boot {
-        name: r.series.name().into(),
+        name: r.name().into(),
         vmlinux,
         initramfs,
         append: args.append.clone(),
@@ -254,19 +248,20 @@ fn prepare(
         timeout: args.timeout.or(default_timeout).map(Duration::from_secs),
         log: PathBuf::new(),
         interactive: args.keep,
-        files_dir: paths.logs().join(format!("{}-files", r.series.name())),
+        files_dir: paths.logs().join(format!("{}-files", r.name())),
     })
 }
 
-/// One run at a time per checkout: the cache and build directories are shared.
+/// One run at a time on this machine: the store is shared by every checkout, and two guest
+/// suites at once would share two cores under TCG and run into their time limits.
 fn lock(paths: &Paths) -> Result<std::fs::File> {
-    cmd::mkdir(&paths.cache)?;
-    let path = paths.cache.join(".lock");
+    cmd::mkdir(&paths.store)?;
+    let path = paths.store.join(".lock");
     let f = std::fs::File::create(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     if f.try_lock().is_err() {
         println!(
-            "vm: waiting for another `cargo xtask vm` in this checkout ({})",
+            "vm: waiting for another `cargo xtask vm` on this machine ({})",
             path.display()
         );
         f.lock()

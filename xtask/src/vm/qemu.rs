@@ -59,11 +59,17 @@ impl FileCapture {
             self.current = Some((name.trim().to_string(), String::new()));
             return (true, None);
         }
-        let Some((_, data)) = self.current.as_mut() else { return (false, None) };
+        let Some((_, data)) = self.current.as_mut() else {
+            return (false, None);
+        };
         if line == FILE_END {
             return (true, self.current.take());
         }
-        if !line.is_empty() && line.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
+        if !line.is_empty()
+            && line
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        {
             data.push_str(line);
             data.push('\n');
             return (true, None);
@@ -74,11 +80,14 @@ impl FileCapture {
 
 /// Writes a shipped file: base64 → gzip → `dir/name` (name reduced to its last component).
 fn save_file(dir: &std::path::Path, name: &str, base64: &str) -> Result<PathBuf> {
-    let name = std::path::Path::new(name).file_name().context("shipped file without a name")?;
+    let name = std::path::Path::new(name)
+        .file_name()
+        .context("shipped file without a name")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let encoded = dir.join(format!("{}.gz.b64", name.to_string_lossy()));
     let path = dir.join(name);
-    std::fs::write(&encoded, base64).with_context(|| format!("cannot write {}", encoded.display()))?;
+    std::fs::write(&encoded, base64)
+        .with_context(|| format!("cannot write {}", encoded.display()))?;
     let status = Command::new("sh")
         .arg("-c")
         .arg(r#"base64 -d < "$1" | gzip -dc > "$2""#)

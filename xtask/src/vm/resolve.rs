@@ -1,0 +1,442 @@
+//! Which packages make up a kernel row's current kernel, worked out from what the archive offers
+//! (`apt-cache policy` and `apt-cache show` texts) the way apt would satisfy the dependencies.
+//! Packages of one kernel do not share one Debian revision (the headers of 6.1.192-2 depend on
+//! `linux-kbuild-6.1 (>= 6.1.192-2)`, satisfied by 6.1.192-3), so each is resolved on its own
+//! and only the upstream kernel version must agree. No I/O here: the texts come from an
+//! [`AptTexts`], the live archive or a recording.
+use super::kernels::{Current, KernelRow};
+use super::version::{DebVersion, Relation, parse_depends};
+use anyhow::{Context, Result, bail};
+
+/// The two apt-cache answers the resolver reads.
+pub trait AptTexts {
+    /// `apt-cache policy PACKAGE`; empty when the package is unknown.
+    fn policy(&self, package: &str) -> Result<String>;
+    /// `apt-cache show PACKAGE` (every version); empty when the package is unknown.
+    fn show(&self, package: &str) -> Result<String>;
+}
+
+/// The packages of one kernel, each at the version to download.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelPackages {
+    /// e.g. `6.1.0-56` or `6.12.95+deb12` (the `linux-image-<abi>-amd64` part).
+    pub abi: String,
+    /// The image's version (the metapackage's dependency).
+    pub version: String,
+    /// (package, version), image first.
+    pub packages: Vec<(String, String)>,
+}
+
+/// One version an archive offers, and the suites that offer it.
+#[derive(Clone, Debug)]
+struct Offer {
+    version: DebVersion,
+    suites: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Policy {
+    candidate: Option<DebVersion>,
+    offers: Vec<Offer>,
+}
+
+/// Reads the block of `package` in `apt-cache policy` output.
+fn parse_policy(text: &str, package: &str) -> Policy {
+    let mut policy = Policy::default();
+    let mut in_block = false;
+    let mut in_table = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') {
+            in_block = line.trim_end().strip_suffix(':') == Some(package);
+            in_table = false;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let t = line.trim();
+        if let Some(c) = t.strip_prefix("Candidate:") {
+            let c = c.trim();
+            policy.candidate = (c != "(none)").then(|| DebVersion::new(c));
+        } else if t == "Version table:" {
+            in_table = true;
+        } else if in_table {
+            // A version line: `[***] VERSION PRIORITY`; an origin line: `PRIORITY URI SUITE/COMP ARCH Packages`.
+            let words: Vec<&str> = t.trim_start_matches("*** ").split_whitespace().collect();
+            match words.as_slice() {
+                [version, prio] if prio.parse::<i32>().is_ok() => policy.offers.push(Offer {
+                    version: DebVersion::new(version),
+                    suites: Vec::new(),
+                }),
+                [_prio, _uri, dist, ..] => {
+                    if let Some(o) = policy.offers.last_mut() {
+                        o.suites
+                            .push(dist.split('/').next().unwrap_or(dist).to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    policy
+}
+
+/// The stanza of `package` at `version` in `apt-cache show` output.
+fn record<'a>(text: &'a str, package: &str, version: &DebVersion) -> Option<&'a str> {
+    text.split("\n\n").find(|stanza| {
+        field(stanza, "Package").as_deref() == Some(package)
+            && field(stanza, "Version").is_some_and(|v| DebVersion::new(&v) == *version)
+    })
+}
+
+fn field(stanza: &str, name: &str) -> Option<String> {
+    stanza.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == name).then(|| v.trim().to_string())
+    })
+}
+
+/// What one package must be: its name, why it is needed, and which versions fit.
+struct Want<'a> {
+    package: String,
+    needed_by: String,
+    relation: Option<&'a Relation>,
+    /// The upstream kernel version it must agree with, when it is part of the kernel.
+    upstream: Option<&'a str>,
+}
+
+/// Picks the version apt would: the candidate when it fits, otherwise the highest offer that
+/// fits. Errors are one line naming the package, the requirement and what is offered.
+fn choose(apt: &dyn AptTexts, kernel: &str, want: &Want) -> Result<DebVersion> {
+    let policy = parse_policy(&apt.policy(&want.package)?, &want.package);
+    let mut offered: Vec<DebVersion> = policy.offers.iter().map(|o| o.version.clone()).collect();
+    if offered.is_empty() {
+        offered.extend(policy.candidate.clone());
+    }
+    if offered.is_empty() {
+        bail!(
+            "kernel {kernel}: {} (needed by {}) is not offered by the package mirror",
+            want.package,
+            want.needed_by
+        );
+    }
+    let satisfies = |v: &DebVersion| want.relation.is_none_or(|r| r.allows(v));
+    let agrees = |v: &DebVersion| want.upstream.is_none_or(|u| v.upstream() == u);
+    let fits = |v: &DebVersion| satisfies(v) && agrees(v);
+    if let Some(c) = policy.candidate.as_ref().filter(|c| fits(c)) {
+        return Ok(c.clone());
+    }
+    if let Some(best) = offered.iter().filter(|v| fits(v)).max() {
+        return Ok(best.clone());
+    }
+    let list = offered
+        .iter()
+        .map(DebVersion::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let wanted = want
+        .relation
+        .map_or(want.package.clone(), Relation::to_string);
+    match want.upstream.filter(|_| offered.iter().any(satisfies)) {
+        Some(up) => bail!(
+            "kernel {kernel}: packages disagree on the upstream version: the image is {up}, but {wanted} \
+             (needed by {}) is offered only as {list}",
+            want.needed_by
+        ),
+        None => bail!(
+            "kernel {kernel}: {wanted} (needed by {}) cannot be satisfied: the package mirror offers {list}",
+            want.needed_by
+        ),
+    }
+}
+
+/// The dependency of `stanza` on a package whose name matches `pred` (first alternative that does).
+fn dependency(stanza: &str, pred: impl Fn(&str) -> bool) -> Option<Relation> {
+    parse_depends(&field(stanza, "Depends")?)
+        .into_iter()
+        .flatten()
+        .find(|r| pred(&r.package))
+}
+
+/// Resolves `row`'s current kernel against what `apt` offers.
+pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
+    let k = row.name;
+    let meta = "linux-image-amd64";
+    let policy = parse_policy(&apt.policy(meta)?, meta);
+    let meta_version = match &row.current {
+        Current::Candidate => policy.candidate.clone(),
+        Current::FromSuite(suite) => policy
+            .offers
+            .iter()
+            .filter(|o| o.suites.iter().any(|s| s == suite))
+            .map(|o| o.version.clone())
+            .max(),
+    }
+    .with_context(|| {
+        format!(
+            "kernel {k}: the package mirror offers no {meta} ({})",
+            match &row.current {
+                Current::Candidate => "no candidate".to_string(),
+                Current::FromSuite(s) => format!("none in {s}"),
+            }
+        )
+    })?;
+    let shown = apt.show(meta)?;
+    let meta_rec = record(&shown, meta, &meta_version)
+        .with_context(|| format!("kernel {k}: apt-cache show has no {meta} {meta_version}"))?;
+    let image_rel = dependency(meta_rec, |p| {
+        p.starts_with("linux-image-") && p.ends_with("-amd64")
+    })
+    .with_context(|| {
+        format!("kernel {k}: {meta} {meta_version} depends on no linux-image-*-amd64")
+    })?;
+    let abi = image_rel.package["linux-image-".len()..image_rel.package.len() - "-amd64".len()]
+        .to_string();
+    let needed_by_meta = format!("{meta} {meta_version}");
+
+    // The unsigned image holds the same kernel and exists for every ABI but the oldest.
+    let unsigned = Relation {
+        package: format!("{}-unsigned", image_rel.package),
+        constraint: image_rel.constraint.clone(),
+    };
+    let unsigned_offered = !parse_policy(&apt.policy(&unsigned.package)?, &unsigned.package)
+        .offers
+        .is_empty();
+    let image_rel = if unsigned_offered {
+        unsigned
+    } else {
+        image_rel
+    };
+    let image_version = choose(
+        apt,
+        k,
+        &Want {
+            package: image_rel.package.clone(),
+            needed_by: needed_by_meta,
+            relation: Some(&image_rel),
+            upstream: None,
+        },
+    )?;
+    let upstream = image_version.upstream().to_string();
+    let image_id = format!("{} {image_version}", image_rel.package);
+
+    let headers = format!("linux-headers-{abi}-amd64");
+    let headers_version = choose(
+        apt,
+        k,
+        &Want {
+            package: headers.clone(),
+            needed_by: image_id.clone(),
+            relation: None,
+            upstream: Some(&upstream),
+        },
+    )?;
+    let shown = apt.show(&headers)?;
+    let headers_rec = record(&shown, &headers, &headers_version).with_context(|| {
+        format!("kernel {k}: apt-cache show has no {headers} {headers_version}")
+    })?;
+    let headers_id = format!("{headers} {headers_version}");
+    let mut packages = vec![
+        (image_rel.package.clone(), image_version.to_string()),
+        (headers.clone(), headers_version.to_string()),
+    ];
+    for (what, pred) in [
+        (
+            "linux-headers-*-common",
+            (|p: &str| p.starts_with("linux-headers-") && p.ends_with("-common"))
+                as fn(&str) -> bool,
+        ),
+        ("linux-kbuild-*", |p: &str| p.starts_with("linux-kbuild-")),
+    ] {
+        let rel = dependency(headers_rec, pred)
+            .with_context(|| format!("kernel {k}: {headers_id} depends on no {what}"))?;
+        let v = choose(
+            apt,
+            k,
+            &Want {
+                package: rel.package.clone(),
+                needed_by: headers_id.clone(),
+                relation: Some(&rel),
+                upstream: Some(&upstream),
+            },
+        )?;
+        packages.push((rel.package.clone(), v.to_string()));
+    }
+    // pahole only generates module BTF; any version the archive offers does.
+    let pahole = choose(
+        apt,
+        k,
+        &Want {
+            package: "pahole".into(),
+            needed_by: headers_id,
+            relation: None,
+            upstream: None,
+        },
+    )?;
+    packages.push(("pahole".into(), pahole.to_string()));
+    Ok(KernelPackages {
+        abi,
+        version: image_version.to_string(),
+        packages,
+    })
+}
+
+/// Recorded apt-cache texts: a `=== policy` section (`apt-cache policy` of every package) and a
+/// `=== show` section (`apt-cache show` of every package); `#` lines before them are comments.
+#[cfg(test)]
+pub struct Recorded {
+    policy: String,
+    show: String,
+}
+
+#[cfg(test)]
+impl Recorded {
+    pub fn parse(text: &str) -> Self {
+        let body = |name: &str| {
+            text.split_once(&format!("=== {name}\n"))
+                .map(|(_, rest)| rest.split("\n=== ").next().unwrap_or("").to_string())
+                .unwrap_or_default()
+        };
+        Recorded {
+            policy: body("policy"),
+            show: body("show"),
+        }
+    }
+}
+
+#[cfg(test)]
+impl AptTexts for Recorded {
+    fn policy(&self, package: &str) -> Result<String> {
+        // Hand back only that package's block, as apt-cache would.
+        let mut out = String::new();
+        let mut keep = false;
+        for line in self.policy.lines() {
+            if !line.starts_with(' ') {
+                keep = line.trim_end().strip_suffix(':') == Some(package);
+            }
+            if keep {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    }
+
+    fn show(&self, package: &str) -> Result<String> {
+        Ok(self
+            .show
+            .split("\n\n")
+            .filter(|s| field(s, "Package").as_deref() == Some(package))
+            .collect::<Vec<_>>()
+            .join("\n\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::kernels::by_name;
+
+    const SKEW_6_1: &str = include_str!("../../fixtures/apt/bookworm-6.1-kbuild-skew.txt");
+    const BACKPORTS_6_12: &str = include_str!("../../fixtures/apt/bookworm-backports-6.12.txt");
+    const KBUILD_MISSING: &str = include_str!("../../fixtures/apt/bookworm-6.1-kbuild-missing.txt");
+
+    fn resolve_text(text: &str, kernel: &str) -> Result<KernelPackages> {
+        resolve(
+            &Recorded::parse(text),
+            by_name(kernel).expect("a kernel row"),
+        )
+    }
+
+    fn pkgs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kbuild_resolves_by_its_own_candidate_not_the_image_revision() {
+        let r = resolve_text(SKEW_6_1, "6.1").unwrap();
+        assert_eq!(r.abi, "6.1.0-56");
+        assert_eq!(r.version, "6.1.192-2");
+        assert_eq!(
+            r.packages,
+            pkgs(&[
+                ("linux-image-6.1.0-56-amd64-unsigned", "6.1.192-2"),
+                ("linux-headers-6.1.0-56-amd64", "6.1.192-2"),
+                ("linux-headers-6.1.0-56-common", "6.1.192-2"),
+                ("linux-kbuild-6.1", "6.1.192-3"),
+                ("pahole", "1.24-4.1"),
+            ])
+        );
+    }
+
+    #[test]
+    fn backports_kernel_comes_from_its_suite_not_the_candidate() {
+        let r = resolve_text(BACKPORTS_6_12, "6.12").unwrap();
+        assert_eq!(r.abi, "6.12.95+deb12");
+        assert_eq!(
+            r.packages,
+            pkgs(&[
+                (
+                    "linux-image-6.12.95+deb12-amd64-unsigned",
+                    "6.12.95-1~bpo12+1"
+                ),
+                ("linux-headers-6.12.95+deb12-amd64", "6.12.95-1~bpo12+1"),
+                ("linux-headers-6.12.95+deb12-common", "6.12.95-1~bpo12+1"),
+                ("linux-kbuild-6.12.95+deb12", "6.12.95-1~bpo12+1"),
+                ("pahole", "1.24-4.1"),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_missing_package_is_one_line_naming_what_and_what_is_offered() {
+        let e = resolve_text(KBUILD_MISSING, "6.1").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "kernel 6.1: linux-kbuild-6.1 (>= 6.1.192-2) (needed by linux-headers-6.1.0-56-amd64 \
+             6.1.192-2) cannot be satisfied: the package mirror offers 6.1.176-1"
+        );
+    }
+
+    #[test]
+    fn a_kbuild_of_another_upstream_version_is_refused() {
+        // kbuild 6.1.193-1 satisfies `>= 6.1.192-2` but belongs to another kernel release.
+        let text = SKEW_6_1.replace("6.1.192-3", "6.1.193-1");
+        let e = resolve_text(&text, "6.1").unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(
+            e.contains("disagree on the upstream version")
+                && e.contains("linux-kbuild-6.1 (>= 6.1.192-2)")
+                && e.contains("6.1.193-1")
+                && e.contains("6.1.192"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn policy_blocks_and_origins_are_read() {
+        let p = parse_policy(&Recorded::parse(SKEW_6_1).policy, "linux-image-amd64");
+        assert_eq!(p.candidate.unwrap().as_str(), "6.1.192-2");
+        let suites: Vec<(String, Vec<String>)> = p
+            .offers
+            .iter()
+            .map(|o| (o.version.to_string(), o.suites.clone()))
+            .collect();
+        assert_eq!(
+            suites,
+            vec![
+                (
+                    "6.12.95-1~bpo12+1".to_string(),
+                    vec!["bookworm-backports".to_string()]
+                ),
+                (
+                    "6.1.192-2".to_string(),
+                    vec!["bookworm-security".to_string()]
+                ),
+                ("6.1.176-1".to_string(), vec!["bookworm".to_string()]),
+            ]
+        );
+    }
+}
