@@ -15,9 +15,10 @@ impl EventFilter {
         self.pids.is_empty() && self.comms.is_empty()
     }
 
-    /// Loss records always pass: a filtered view must still say that events were lost.
+    /// Loss records always pass: a filtered view must still say that events were lost. So do
+    /// `probes_live` records: the checker needs them to judge what it is shown.
     pub fn matches(&self, e: &Event) -> bool {
-        if matches!(e.body, EventBody::Lost(_)) {
+        if matches!(e.body, EventBody::Lost(_) | EventBody::ProbesLive(_)) {
             return true;
         }
         let pid_ok = self.pids.is_empty() || e.pid.is_some_and(|p| self.pids.contains(&p));

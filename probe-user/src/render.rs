@@ -53,6 +53,18 @@ pub fn event_text(e: &Event) -> String {
         EventBody::Lost(l) => {
             let _ = write!(s, "LOST {} events (pairing results around here are incomplete)", l.count);
         }
+        EventBody::ProbesLive(p) => {
+            s.push_str("probes_live");
+            for (i, c) in p.callbacks.iter().enumerate() {
+                let _ = write!(
+                    s,
+                    "{} {} {}",
+                    if i == 0 { "" } else { "," },
+                    c.hook,
+                    c.callback
+                );
+            }
+        }
     }
     s
 }

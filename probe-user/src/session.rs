@@ -65,7 +65,7 @@ fn pump(
     totals: &mut SessionTotals,
     read_counters: bool,
     sink: &mut impl FnMut(Delivery<'_>),
-    registered: &mut impl FnMut(Discovered),
+    registered: &mut impl FnMut(Discovered) -> Option<Event>,
 ) -> Result<(), LoadError> {
     let short_before = collector.malformed;
     collector.drain(|raw| {
@@ -78,7 +78,13 @@ fn pump(
             Ok(Decoded::Event(_)) => {}
             Ok(Decoded::Registered { found, mm, subscriber, pid, comm }) => {
                 log::info!("subscriber {subscriber} registered on mm {mm} by {pid} ({comm})");
-                registered(found);
+                // Delivered before the records after this one in the ring, which include every
+                // record of the probes just attached; records that happened before the attach
+                // may still follow, and the checker places them by their own timestamps.
+                if let Some(live) = registered(found) {
+                    totals.delivered += 1;
+                    sink(Delivery::Event(&live));
+                }
             }
             Err(e) => {
                 totals.undecodable += 1;
@@ -102,18 +108,25 @@ fn pump(
     Ok(())
 }
 
-/// Runs until `stop` is set (or `deadline` passes), then drains what is left. `registered`
-/// is told about every new subscriber (to probe its callbacks).
+/// Runs until `stop` is set (or `deadline` passes), then drains what is left. `opening` goes
+/// to the sink before any kernel record. `registered` is told about every new subscriber (to
+/// probe its callbacks) and may return an event to deliver right then.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     collector: &mut Collector,
     decoder: &mut Decoder<'_>,
     filter: &EventFilter,
     stop: &AtomicBool,
     deadline: Option<Instant>,
+    opening: Option<Event>,
     mut sink: impl FnMut(Delivery<'_>),
-    mut registered: impl FnMut(Discovered),
+    mut registered: impl FnMut(Discovered) -> Option<Event>,
 ) -> Result<SessionTotals, LoadError> {
     let mut totals = SessionTotals::default();
+    if let Some(event) = opening {
+        totals.delivered += 1;
+        sink(Delivery::Event(&event));
+    }
     let mut last_counter_read = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
@@ -142,7 +155,8 @@ impl StackSource for KernelStacks {
 /// Runs a whole session on a started tracer: drains, decodes (with kernel stacks), probes
 /// the callbacks of subscribers as they register, and hands events and drains to `sink`.
 /// Every probe outcome goes to `probed`: first those of the subscribers the startup
-/// inventory found, then each new one.
+/// inventory found, then each new one. The `probes_live` events saying when callbacks became
+/// observable go to `sink` like kernel records, whatever the filter: the checker needs them.
 pub fn trace(
     tracer: &mut Tracer,
     filter: &EventFilter,
@@ -153,7 +167,13 @@ pub fn trace(
 ) -> Result<SessionTotals, LoadError> {
     let mut collector = tracer.collector()?;
     let stacks = tracer.ebpf.take_map("STACKS").and_then(|m| StackTraceMap::try_from(m).ok()).map(KernelStacks);
-    let Tracer { ebpf, kernel, callbacks, .. } = tracer;
+    let Tracer {
+        ebpf,
+        kernel,
+        callbacks,
+        startup_probes,
+        ..
+    } = tracer;
     for probe in callbacks.probes.values() {
         probed(probe);
     }
@@ -161,9 +181,20 @@ pub fn trace(
     if let Some(stacks) = stacks {
         decoder = decoder.with_stacks(Box::new(stacks));
     }
-    run(&mut collector, &mut decoder, filter, stop, deadline, sink, |found| {
-        for probe in callbacks.discovered(ebpf, &kernel.kallsyms, found) {
-            probed(&probe);
-        }
-    })
+    run(
+        &mut collector,
+        &mut decoder,
+        filter,
+        stop,
+        deadline,
+        startup_probes.take(),
+        sink,
+        |found| {
+            let outcome = callbacks.discovered(ebpf, &kernel.kallsyms, found);
+            for probe in &outcome.attempts {
+                probed(probe);
+            }
+            outcome.live
+        },
+    )
 }

@@ -118,3 +118,33 @@ fn report_serializes_to_json() {
     assert_eq!(json["violation_counts"]["notifier-double-end"], 1);
     assert!(json["violations"][0]["explanation"].as_str().is_some_and(|s| !s.is_empty()));
 }
+
+#[test]
+fn attach_race_is_reported_without_probes_live() {
+    // The trace of issue 15 as a tracer without probes_live recorded it: both ranges caught
+    // between the attaches of KVM's callbacks look unpaired, which is what gating removes.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kvm-attach-race.jsonl");
+    let text = fs::read_to_string(&path).expect("read trace");
+    let without: String = text
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"probes_live\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let report = mmnotif_trace::checker::replay(without.as_bytes()).expect("replay");
+    let mut rules: Vec<&str> = report.violations.iter().map(|v| v.rule.as_str()).collect();
+    rules.sort_unstable();
+    assert_eq!(
+        rules,
+        ["notifier-unpaired-end", "notifier-unpaired-start"],
+        "{report}"
+    );
+    // With probes_live, the same events are counted but not judged.
+    let report = replay_file(&path).expect("replay");
+    let kvm = report
+        .stats
+        .notifiers
+        .iter()
+        .find(|n| n.callback.function() == "kvm_mmu_notifier_invalidate_range_start")
+        .expect("kvm row");
+    assert_eq!((kvm.starts, kvm.ends), (2, 2), "{report}");
+}

@@ -111,6 +111,24 @@ fn sample_events() -> Vec<Event> {
         Event::new(10, EventBody::Warn(Warn { tid: 7, caller: Symbol::new("x+0x1"), detector: Some(Detector::Other(9)) })),
         Event { pid: Some(5), ..Event::new(11, EventBody::TaskExit(TaskExit { tid: 7 })) },
         Event::new(12, EventBody::Lost(Lost { count: 3 })),
+        Event::new(13, EventBody::ProbesLive(ProbesLive { callbacks: vec![] })),
+        Event::new(
+            14,
+            EventBody::ProbesLive(ProbesLive {
+                callbacks: vec![
+                    ProbedCallback {
+                        hook: Hook::SubscriberEnd,
+                        callback: Symbol::new("kvm_mmu_notifier_invalidate_range_end [kvm]"),
+                        address: Some(Addr(0xffff_ffff_c0a4_e5b0)),
+                    },
+                    ProbedCallback {
+                        hook: Hook::IntervalInvalidate,
+                        callback: Symbol::new("mmnt_invalidate_ok [mmnotif_test]"),
+                        address: None,
+                    },
+                ],
+            }),
+        ),
     ]
 }
 
@@ -240,4 +258,59 @@ fn invalid_utf8_and_unknown_types_are_errors_not_panics() {
     assert!(errors[0].contains("UTF-8"), "{}", errors[0]);
     assert!(errors[1].contains("unknown event type \"teleport\""), "{}", errors[1]);
     assert!(errors[2].starts_with("line 4: not valid JSON"), "{}", errors[2]);
+}
+
+#[test]
+fn probes_live_is_written_with_hooks_and_hex_addresses() {
+    let events = sample_events();
+    let line = event_to_line(&events[events.len() - 1]);
+    assert_eq!(
+        line,
+        r#"{"ts":14,"type":"probes_live","callbacks":[{"hook":"subscriber_end","callback":"kvm_mmu_notifier_invalidate_range_end [kvm]","address":"0xffffffffc0a4e5b0"},{"hook":"interval_invalidate","callback":"mmnt_invalidate_ok [mmnotif_test]"}]}"#
+    );
+}
+
+#[test]
+fn bad_probes_live_lines_name_the_line_and_the_entry() {
+    let lines = [
+        r#"{"ts":1,"type":"probes_live"}"#,
+        r#"{"ts":1,"type":"probes_live","callbacks":[{"callback":"f"}]}"#,
+        r#"{"ts":1,"type":"probes_live","callbacks":[{"hook":"subscriber_end","callback":"f"},{"hook":"range_start","callback":"g"}]}"#,
+        r#"{"ts":1,"type":"probes_live","callbacks":[{"hook":"subscriber_start"}]}"#,
+        r#"{"ts":1,"type":"probes_live","callbacks":[{"hook":"subscriber_start","callback":"f","address":"0xzz"}]}"#,
+        r#"{"ts":1,"type":"probes_live","callbacks":{"hook":"subscriber_start"}}"#,
+    ];
+    let text = format!("{HEADER}\n{}\n", lines.join("\n"));
+    let reader = TraceReader::new(Cursor::new(text.into_bytes()))
+        .expect("header")
+        .with_path("run.jsonl");
+    let errors: Vec<String> = reader
+        .map(|r| r.expect_err("all bad").to_string())
+        .collect();
+    assert_eq!(errors.len(), lines.len(), "{errors:?}");
+    assert_eq!(
+        errors[0],
+        "run.jsonl:2: probes_live: missing field `callbacks`"
+    );
+    assert_eq!(
+        errors[1],
+        "run.jsonl:3: probes_live: callbacks[0]: missing field `hook`"
+    );
+    assert!(errors[2].starts_with("run.jsonl:4: probes_live: callbacks[1]: `hook` \"range_start\" is not a subscriber callback hook"), "{}", errors[2]);
+    assert_eq!(
+        errors[3],
+        "run.jsonl:5: probes_live: callbacks[0]: missing field `callback`"
+    );
+    assert!(
+        errors[4].starts_with(
+            "run.jsonl:6: probes_live: callbacks[0]: field `address`: address \"0xzz\""
+        ),
+        "{}",
+        errors[4]
+    );
+    assert!(
+        errors[5].starts_with("run.jsonl:7: not valid JSON"),
+        "{}",
+        errors[5]
+    );
 }

@@ -23,11 +23,13 @@ run() {
 # SCENARIOS (space separated, empty: all) selects scenarios; oom-* belong to mmnotif-oom,
 # the others (list-ops list-release interval-seq list-buggy-blockable) to mmnotif-basic.
 # leave-registered runs last: it leaves slots on a dead mm for the module unload that follows.
-basic= oom= leave=
+# kvm-attach (tests/guest/kvm.sh) needs the tracer in the guest.
+basic= oom= leave= kvm=
 for s in $SCENARIOS; do
 	case $s in
 	oom-*) oom="$oom $s" ;;
 	leave-registered) leave=1 ;;
+	kvm-attach) kvm=1 ;;
 	*) basic="$basic $s" ;;
 	esac
 done
@@ -35,4 +37,11 @@ if [ -z "$SCENARIOS" ] || [ -n "$basic" ]; then run basic "$DIR/mmnotif-basic" $
 if [ -z "$SCENARIOS" ] || [ -n "$oom" ]; then run oom "$DIR/mmnotif-oom" $oom; fi
 # The same scenarios under the tracer, when the guest has it (`cargo xtask test` puts it there).
 if [ -x /usr/local/bin/mmnotif-trace ] && [ -z "$SCENARIOS" ]; then "$DIR/tracer.sh"; fi
+if [ -z "$SCENARIOS" ] || [ -n "$kvm" ]; then
+	if [ -x /usr/local/bin/mmnotif-trace ]; then
+		"$DIR/kvm.sh"
+	elif [ -n "$kvm" ]; then
+		echo "MMNOTIF-TEST: FAIL kvm-attach (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
+	fi
+fi
 if [ -z "$SCENARIOS" ] || [ -n "$leave" ]; then run leave "$DIR/mmnotif-basic" leave-registered; fi

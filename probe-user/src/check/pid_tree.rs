@@ -126,9 +126,10 @@ impl<T: ProcessTable> PidTree<T> {
     }
 
     /// Whether the event belongs to the tree. Loss records always pass: a narrowed view must
-    /// still say that events were lost.
+    /// still say that events were lost. So do `probes_live` records, which belong to no task
+    /// and tell the checker from when a subscriber's pairing can be judged.
     pub fn keeps(&mut self, e: &Event) -> bool {
-        if matches!(e.body, EventBody::Lost(_)) {
+        if matches!(e.body, EventBody::Lost(_) | EventBody::ProbesLive(_)) {
             return true;
         }
         let Some(pid) = e.pid.or_else(|| e.tid()) else { return true };

@@ -10,8 +10,9 @@ use super::{
     stats::{NotifierKind, Statistics},
 };
 use crate::trace::{
-    Addr, Comm, Detector, Event, EventBody, Header, Hook, IntervalInvalidate, ItreeSnapshot, MmuEvent, RangeCall,
-    RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, Symbol, Warn,
+    Addr, Comm, Detector, Event, EventBody, Header, Hook, IntervalInvalidate, ItreeSnapshot,
+    MmuEvent, ProbesLive, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart,
+    Symbol, Warn,
 };
 
 /// `-EAGAIN`, the only failure a start may return.
@@ -87,6 +88,7 @@ pub struct Checker {
     tasks: FastMap<u32, TaskState>,
     mms: FastMap<Addr, MmLive>,
     leak_suspects: Vec<Addr>,
+    probes: ProbeClock,
     stats: Statistics,
     new_violations: Vec<Violation>,
     stored: Vec<Violation>,
@@ -110,6 +112,7 @@ impl Checker {
             tasks: FastMap::default(),
             mms: FastMap::default(),
             leak_suspects: Vec::new(),
+            probes: ProbeClock::default(),
             stats: Statistics::default(),
             new_violations: Vec::new(),
             stored: Vec::new(),
@@ -163,6 +166,7 @@ impl Checker {
             EventBody::Warn(w) => self.on_warn(event, w, seq),
             EventBody::TaskExit(t) => self.abandon_task(t.tid, event.ts, Abandon::TaskExit),
             EventBody::Lost(l) => self.on_lost(event, l.count, seq),
+            EventBody::ProbesLive(p) => self.on_probes_live(event, p),
         }
         &self.new_violations
     }
@@ -811,6 +815,9 @@ impl Checker {
             n.ends += 1;
         }
         let Some(range) = self.outer.get_mut(&key) else {
+            if !self.probes.judges(&s.callback, None) {
+                return;
+            }
             let mut v = self.subscriber_violation(
                 RuleId::NotifierUnpairedEnd,
                 ev,
@@ -833,6 +840,9 @@ impl Checker {
         }
         let orphan_outer = range.start_seq.is_none();
         let ended_after_failure = range.ended_after_failure;
+        // Counted either way; judged only if both of the subscriber's probes were live when
+        // the range began.
+        let judged = self.probes.judges(&s.callback, range.traced_start_ts());
         let found = range.notifier_mut(s.subscriber).map(|n| {
             let before = (n.phase, n.start_seq, n.end_seq, n.start_ts);
             if matches!(n.phase, NotifierPhase::Open | NotifierPhase::Failed | NotifierPhase::StartOnly | NotifierPhase::Ended) {
@@ -848,6 +858,7 @@ impl Checker {
                     n.durations.record(ev.ts.saturating_sub(start_ts));
                 }
             }
+            Some(_) if !judged => {}
             Some((NotifierPhase::Ended, start_seq, end_seq, _)) => {
                 let v = self.subscriber_violation(
                     RuleId::NotifierDoubleEnd,
@@ -901,6 +912,9 @@ impl Checker {
                         end_seq: Some(seq),
                     });
                 }
+                if !judged {
+                    return;
+                }
                 let outer_seq = self.outer.get(&key).and_then(|r| r.start_seq);
                 let mut v = self.subscriber_violation(
                     RuleId::NotifierUnpairedEnd,
@@ -953,6 +967,13 @@ impl Checker {
             [outer_seq, Some(seq)],
         );
         self.emit(v);
+    }
+
+    /// Subscriber callbacks became fully probed: from this event's `ts` on, their pairing is
+    /// judged (see [`ProbeClock`]).
+    fn on_probes_live(&mut self, ev: &Event, p: &ProbesLive) {
+        self.probes
+            .announce(p.callbacks.iter().map(|c| &c.callback), ev.ts);
     }
 
     // ---- warnings and loss ----
@@ -1080,8 +1101,17 @@ impl Checker {
         self.outer.insert(key, range);
     }
 
-    fn notifier_unpaired_start_in(&mut self, range: &OuterRange, key: RangeKey, n: &NotifierRecord, ts: u64, why: &str) {
-        if !self.rules.is_checked(RuleId::NotifierUnpairedStart) {
+    fn notifier_unpaired_start_in(
+        &mut self,
+        range: &OuterRange,
+        key: RangeKey,
+        n: &NotifierRecord,
+        ts: u64,
+        why: &str,
+    ) {
+        if !self.rules.is_checked(RuleId::NotifierUnpairedStart)
+            || !self.probes.judges(&n.callback, range.traced_start_ts())
+        {
             return;
         }
         let (failed_ret, ret_seq) = match range.phase {

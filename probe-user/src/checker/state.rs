@@ -145,6 +145,11 @@ pub struct EndedFirst {
 }
 
 impl OuterRange {
+    /// When its `__start` was traced; `None` when only its end or subscriber calls were seen.
+    pub fn traced_start_ts(&self) -> Option<u64> {
+        self.start_seq.map(|_| self.start_ts)
+    }
+
     pub fn notifier_mut(&mut self, subscriber: Addr) -> Option<&mut NotifierRecord> {
         self.notifiers.iter_mut().find(|n| n.subscriber == subscriber)
     }
@@ -185,5 +190,84 @@ pub enum LeakState {
 impl MmLive {
     pub fn is_idle(&self) -> bool {
         self.live_ranges == 0 && self.leak == LeakState::Clean
+    }
+}
+
+/// From when each subscriber callback is fully observed, learned from `probes_live` events.
+///
+/// A subscriber's callbacks are probed one after another while the kernel keeps invalidating,
+/// so a range that began before all of them were live can show a start without its end (or
+/// an end without its start) that the kernel did call. Its pairing is therefore judged only
+/// for ranges whose `__start` was traced at or after the `probes_live` naming the callback.
+/// Decided by the events' own timestamps: records that happened before an attach may be
+/// delivered after its `probes_live`.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeClock {
+    /// Whether the trace has any `probes_live`. Traces without one (older recordings,
+    /// hand-written ones) had every callback probed throughout: all pairing is judged.
+    announced: bool,
+    /// Callback symbol → the latest `probes_live` naming it. The latest, not the first: a
+    /// start callback shared by two ops tables is fully observed for the later one only once
+    /// that one's end callback is live too, and an event cannot say which table it ran for.
+    live_since: FastMap<Symbol, u64>,
+}
+
+impl ProbeClock {
+    pub fn announce<'a>(&mut self, callbacks: impl IntoIterator<Item = &'a Symbol>, ts: u64) {
+        self.announced = true;
+        for callback in callbacks {
+            let since = self.live_since.entry(callback.clone()).or_insert(ts);
+            *since = (*since).max(ts);
+        }
+    }
+
+    /// Whether the pairing of a subscriber that ran `callback` can be judged in a range whose
+    /// `__start` was traced at `range_start_ts` (`None`: its `__start` is not in the trace, so
+    /// it predates the tracer and every callback probe).
+    pub fn judges(&self, callback: &Symbol, range_start_ts: Option<u64>) -> bool {
+        if !self.announced {
+            return true;
+        }
+        match (self.live_since.get(callback), range_start_ts) {
+            (Some(&since), Some(start)) => start >= since,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_probes_live_everything_is_judged() {
+        let clock = ProbeClock::default();
+        assert!(clock.judges(&Symbol::new("kvm_start"), Some(5)));
+        assert!(clock.judges(&Symbol::new("kvm_start"), None));
+    }
+
+    #[test]
+    fn a_callback_is_judged_from_its_latest_probes_live_on_and_an_unnamed_one_never() {
+        let (start, other) = (Symbol::new("kvm_start"), Symbol::new("gru_start"));
+        let mut clock = ProbeClock::default();
+        clock.announce([], 10);
+        assert!(
+            !clock.judges(&start, Some(50)),
+            "announced traces judge only named callbacks"
+        );
+        clock.announce([&start], 100);
+        assert!(!clock.judges(&start, Some(99)));
+        assert!(clock.judges(&start, Some(100)));
+        assert!(
+            !clock.judges(&start, None),
+            "a range whose __start predates the trace"
+        );
+        // Named again later (another ops table shares it): the later time wins, an earlier
+        // one does not move it back.
+        clock.announce([&start], 200);
+        clock.announce([&start], 150);
+        assert!(!clock.judges(&start, Some(199)));
+        assert!(clock.judges(&start, Some(200)));
+        assert!(!clock.judges(&other, Some(1_000)));
     }
 }

@@ -2,6 +2,12 @@
 //! the iterator inventory) name each subscriber's ops, and a kprobe is attached to every
 //! distinct callback the first time it is seen. Each outcome is kept so reports can say
 //! which callbacks are probed and why any is not.
+//!
+//! The kernel keeps invalidating while the probes go in one by one, so a range can run with
+//! only some of a subscriber's callbacks probed. Once all of them are attached, a
+//! `probes_live` event carrying the time (CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`)
+//! goes into the trace, and the checker judges that subscriber's pairing only in ranges that
+//! began after it.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -13,10 +19,12 @@ use super::hooks::attach_kprobe;
 use crate::{
     inventory::MmInventory,
     kallsyms::Kallsyms,
+    trace::{Addr, Event, EventBody, Hook, ProbedCallback, ProbesLive, Symbol},
+    workload::monotonic_ns,
 };
 
 /// A subscriber the kernel told us about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Discovered {
     /// A list subscriber: its `invalidate_range_start` and `invalidate_range_end` (0 = NULL).
     List { start: u64, end: u64 },
@@ -32,6 +40,44 @@ pub fn seed_targets(mms: &[MmInventory]) -> Vec<Discovered> {
     });
     let intervals = mms.iter().flat_map(|m| &m.intervals).map(|iv| Discovered::Interval { invalidate: iv.invalidate_addr });
     lists.chain(intervals).collect()
+}
+
+/// A subscriber's callbacks with the hook that probes each, in attach order; NULL ops are left
+/// out (nothing to probe).
+fn callbacks_of(found: Discovered) -> Vec<(Hook, u64)> {
+    let callbacks = match found {
+        // The end first: a range caught between the two attaches then shows an end without its
+        // start, rather than a start that looks open (in the open-range views and the
+        // subscriber-open gauge) until the range is retired. The checker judges neither: the
+        // range began before this subscriber's `probes_live`.
+        Discovered::List { start, end } => {
+            vec![(Hook::SubscriberEnd, end), (Hook::SubscriberStart, start)]
+        }
+        Discovered::Interval { invalidate } => vec![(Hook::IntervalInvalidate, invalidate)],
+    };
+    callbacks
+        .into_iter()
+        .filter(|(_, addr)| *addr != 0)
+        .collect()
+}
+
+/// What probing a newly registered subscriber did.
+#[derive(Debug, Default)]
+pub struct Probed {
+    /// Attach attempts on callbacks not seen before.
+    pub attempts: Vec<CallbackProbe>,
+    /// A `probes_live` event for the trace, when this left every callback of the subscriber
+    /// probed for the first time.
+    pub live: Option<Event>,
+}
+
+/// A `probes_live` event for callbacks whose probes are attached: the clock is read now, after
+/// the last attach, on CLOCK_MONOTONIC like the kernel side's `bpf_ktime_get_ns`.
+fn probes_live_now(callbacks: Vec<ProbedCallback>) -> Event {
+    Event::new(
+        monotonic_ns(),
+        EventBody::ProbesLive(ProbesLive { callbacks }),
+    )
 }
 
 /// The programs each kind of callback gets, by hook.
@@ -76,6 +122,8 @@ pub struct CallbackAttacher {
     seen: HashSet<(&'static str, u64)>,
     /// Every attempt, keyed by (hook, callback address), for reports.
     pub probes: BTreeMap<(&'static str, u64), CallbackProbe>,
+    /// Subscribers (by their callbacks) already named in a `probes_live` event.
+    announced: HashSet<Discovered>,
     /// A fresh symbol table for modules loaded after the tracer started.
     late_symbols: Option<Kallsyms>,
 }
@@ -84,29 +132,63 @@ impl CallbackAttacher {
     /// `enabled` is false when the kernel has no kprobes: nothing is attempted (the attach
     /// report already says why the callback hooks are unavailable).
     pub fn new(enabled: bool) -> Self {
-        CallbackAttacher { enabled, seen: HashSet::new(), probes: BTreeMap::new(), late_symbols: None }
+        CallbackAttacher {
+            enabled,
+            seen: HashSet::new(),
+            probes: BTreeMap::new(),
+            announced: HashSet::new(),
+            late_symbols: None,
+        }
     }
 
     /// Attaches to the callbacks of every list and interval subscriber the inventory lists
-    /// (the outcomes are in [`Self::probes`]).
-    pub fn seed(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, mms: &[MmInventory]) {
-        for found in seed_targets(mms) {
-            self.discovered(ebpf, kallsyms, found);
+    /// (the outcomes are in [`Self::probes`]). Returns the `probes_live` event that opens the
+    /// trace: it names the callbacks of every such subscriber whose probes all attached
+    /// (possibly none), and its presence tells the checker that this trace announces when
+    /// callbacks become observable. `None` when callbacks are not probed on this kernel.
+    pub fn seed(
+        &mut self,
+        ebpf: &mut Ebpf,
+        kallsyms: &Kallsyms,
+        mms: &[MmInventory],
+    ) -> Option<Event> {
+        if !self.enabled {
+            return None;
         }
+        let mut callbacks = Vec::new();
+        for found in seed_targets(mms) {
+            self.attach_new(ebpf, kallsyms, found);
+            callbacks.extend(self.newly_live(kallsyms, found).into_iter().flatten());
+        }
+        Some(probes_live_now(callbacks))
     }
 
-    /// Attaches to the callbacks of a newly seen subscriber; returns the new attempts.
-    pub fn discovered(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, found: Discovered) -> Vec<CallbackProbe> {
+    /// Attaches to the callbacks of a newly seen subscriber.
+    pub fn discovered(
+        &mut self,
+        ebpf: &mut Ebpf,
+        kallsyms: &Kallsyms,
+        found: Discovered,
+    ) -> Probed {
         if !self.enabled {
-            return Vec::new();
+            return Probed::default();
         }
-        let wanted: Vec<(&'static str, u64)> = match found {
-            Discovered::List { start, end } => vec![("subscriber_start", start), ("subscriber_end", end)],
-            Discovered::Interval { invalidate } => vec![("interval_invalidate", invalidate)],
-        };
+        let attempts = self.attach_new(ebpf, kallsyms, found);
+        let live = self.newly_live(kallsyms, found).map(probes_live_now);
+        Probed { attempts, live }
+    }
+
+    /// Attaches to those of `found`'s callbacks not tried before; returns the attempts.
+    fn attach_new(
+        &mut self,
+        ebpf: &mut Ebpf,
+        kallsyms: &Kallsyms,
+        found: Discovered,
+    ) -> Vec<CallbackProbe> {
         let mut out = Vec::new();
-        for (hook, addr) in wanted {
-            if addr == 0 || !self.seen.insert((hook, addr)) {
+        for (hook, addr) in callbacks_of(found) {
+            let hook = hook.as_str();
+            if !self.seen.insert((hook, addr)) {
                 continue;
             }
             let probe = self.attach(ebpf, kallsyms, hook, addr);
@@ -114,6 +196,35 @@ impl CallbackAttacher {
             out.push(probe);
         }
         out
+    }
+
+    /// `found`'s callbacks, for a `probes_live` event, if every one of them is probed now and
+    /// the subscriber has not been announced before. A subscriber one of whose probes failed
+    /// is never announced, so its pairing is never judged.
+    fn newly_live(
+        &mut self,
+        kallsyms: &Kallsyms,
+        found: Discovered,
+    ) -> Option<Vec<ProbedCallback>> {
+        let callbacks = callbacks_of(found);
+        let all_probed = callbacks.iter().all(|(hook, addr)| {
+            self.probes
+                .get(&(hook.as_str(), *addr))
+                .is_some_and(|p| p.error.is_none())
+        });
+        if callbacks.is_empty() || !all_probed || !self.announced.insert(found) {
+            return None;
+        }
+        let callbacks = callbacks
+            .into_iter()
+            // The symbol exactly as the decoder names the callback in its events.
+            .map(|(hook, addr)| ProbedCallback {
+                hook,
+                callback: Symbol::from(kallsyms.describe(addr)),
+                address: Some(Addr(addr)),
+            })
+            .collect();
+        Some(callbacks)
     }
 
     fn symbol_name(&mut self, kallsyms: &Kallsyms, addr: u64) -> Option<String> {
@@ -167,10 +278,96 @@ impl CallbackProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        inventory::{IntervalSubscriber, Subscriber},
-        trace::Addr,
-    };
+    use crate::inventory::{IntervalSubscriber, Subscriber};
+
+    fn attempt(attacher: &mut CallbackAttacher, hook: Hook, addr: u64, error: Option<&str>) {
+        attacher.seen.insert((hook.as_str(), addr));
+        let probe = CallbackProbe {
+            hook: hook.as_str(),
+            callback: format!("{addr:#x}"),
+            error: error.map(String::from),
+        };
+        attacher.probes.insert((hook.as_str(), addr), probe);
+    }
+
+    #[test]
+    fn a_list_subscriber_has_its_end_probed_before_its_start() {
+        assert_eq!(
+            callbacks_of(Discovered::List {
+                start: 0x10,
+                end: 0x20
+            }),
+            vec![(Hook::SubscriberEnd, 0x20), (Hook::SubscriberStart, 0x10)]
+        );
+        assert_eq!(
+            callbacks_of(Discovered::List {
+                start: 0x10,
+                end: 0
+            }),
+            vec![(Hook::SubscriberStart, 0x10)]
+        );
+        assert_eq!(
+            callbacks_of(Discovered::Interval { invalidate: 0x30 }),
+            vec![(Hook::IntervalInvalidate, 0x30)]
+        );
+    }
+
+    #[test]
+    fn a_subscriber_is_announced_once_and_only_when_every_probe_attached() {
+        let kallsyms =
+            Kallsyms::parse("0000000000000010 T kvm_start\n0000000000000020 T kvm_end\n").unwrap();
+        let kvm = Discovered::List {
+            start: 0x10,
+            end: 0x20,
+        };
+        let mut attacher = CallbackAttacher::new(true);
+        attempt(&mut attacher, Hook::SubscriberEnd, 0x20, None);
+        assert_eq!(
+            attacher.newly_live(&kallsyms, kvm),
+            None,
+            "the start is not probed yet"
+        );
+        attempt(&mut attacher, Hook::SubscriberStart, 0x10, None);
+        let live = attacher.newly_live(&kallsyms, kvm).expect("both probed");
+        let named: Vec<(Hook, &str, Option<Addr>)> = live
+            .iter()
+            .map(|c| (c.hook, c.callback.as_str(), c.address))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                (Hook::SubscriberEnd, "kvm_end", Some(Addr(0x20))),
+                (Hook::SubscriberStart, "kvm_start", Some(Addr(0x10)))
+            ]
+        );
+        assert_eq!(
+            attacher.newly_live(&kallsyms, kvm),
+            None,
+            "a second VM with the same ops is not announced again"
+        );
+
+        let broken = Discovered::List {
+            start: 0x40,
+            end: 0x50,
+        };
+        attempt(
+            &mut attacher,
+            Hook::SubscriberEnd,
+            0x50,
+            Some("no such function"),
+        );
+        attempt(&mut attacher, Hook::SubscriberStart, 0x40, None);
+        assert_eq!(
+            attacher.newly_live(&kallsyms, broken),
+            None,
+            "never judged: its end is not observed"
+        );
+        assert_eq!(
+            attacher.newly_live(&kallsyms, Discovered::List { start: 0, end: 0 }),
+            None,
+            "nothing to pair"
+        );
+    }
 
     #[test]
     fn the_inventory_seeds_list_and_interval_callbacks() {

@@ -8,9 +8,9 @@ mod collector;
 mod hooks;
 
 pub use attach::{AttachReport, HookStatus, Method, Refusal};
+pub use callbacks::{CallbackAttacher, CallbackProbe, Discovered, Probed};
 pub use capabilities::{Capabilities, Check, probe_capabilities};
 pub use collector::{Collector, Counters};
-pub use callbacks::{CallbackAttacher, CallbackProbe, Discovered};
 pub use hooks::{AttachChoice, TracepointChoice, error_chain};
 
 use aya::{Ebpf, EbpfLoader};
@@ -121,6 +121,9 @@ pub struct Tracer {
     pub kernel: KernelContext,
     /// Subscriber callbacks probed so far (grows while tracing).
     pub callbacks: CallbackAttacher,
+    /// The `probes_live` event for the callbacks probed at start, which a session delivers
+    /// before any kernel record (`None` when callbacks are not probed on this kernel).
+    pub startup_probes: Option<crate::trace::Event>,
 }
 
 impl Tracer {
@@ -134,6 +137,7 @@ impl Tracer {
         }
         let callbacks_enabled = hooks::CALLBACK_HOOKS.iter().any(|(h, _)| attach.get(h).is_some_and(|s| s.method.is_some()));
         let mut callbacks = CallbackAttacher::new(callbacks_enabled);
+        let mut startup_probes = None;
         if callbacks_enabled {
             // Subscribers registered before we started: take them from the inventory.
             let mms = crate::inventory::run_iterator(&mut ebpf)
@@ -141,14 +145,22 @@ impl Tracer {
                     crate::inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)
                         .map_err(|e| LoadError::Other(format!("inventory: {e}")))
                 })?;
-            // Reported with every later probe, by the session (see `session::trace`).
-            callbacks.seed(&mut ebpf, &kernel.kallsyms, &mms);
+            // Reported with every later probe, by the session (see `session::trace`). The outer
+            // hooks are already attached, so ranges that began before the seeded callbacks were
+            // probed are excluded from their pairing like those of a later registration.
+            startup_probes = callbacks.seed(&mut ebpf, &kernel.kallsyms, &mms);
         }
-        Ok(Tracer { ebpf, attach, kernel, callbacks })
+        Ok(Tracer {
+            ebpf,
+            attach,
+            kernel,
+            callbacks,
+            startup_probes,
+        })
     }
 
     /// Probes the callbacks of a subscriber the kernel just registered.
-    pub fn discovered(&mut self, found: Discovered) -> Vec<CallbackProbe> {
+    pub fn discovered(&mut self, found: Discovered) -> Probed {
         self.callbacks.discovered(&mut self.ebpf, &self.kernel.kallsyms, found)
     }
 

@@ -8,10 +8,7 @@ use serde::{
     de::{self, Visitor},
 };
 
-use super::{
-    addr::Addr,
-    event::*,
-};
+use super::{addr::Addr, event::*, header::Hook};
 
 #[derive(Deserialize)]
 struct WireEvent<'a> {
@@ -52,6 +49,19 @@ struct WireEvent<'a> {
     detector: Option<WireEnum<'a>>,
     #[serde(borrow)]
     stack: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    callbacks: Option<Vec<WireProbedCallback<'a>>>,
+}
+
+/// One entry of `probes_live`'s `callbacks`.
+#[derive(Deserialize)]
+struct WireProbedCallback<'a> {
+    #[serde(borrow)]
+    hook: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    callback: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    address: Option<Cow<'a, str>>,
 }
 
 /// `event` and `detector`: a name or a number.
@@ -215,6 +225,7 @@ pub(crate) fn decode_event(line: &str, interner: &mut Interner) -> Result<Event,
         }),
         EventType::TaskExit => EventBody::TaskExit(TaskExit { tid: f.tid()? }),
         EventType::Lost => EventBody::Lost(Lost { count: wire.count.ok_or_else(|| missing(kind, "count"))? }),
+        EventType::ProbesLive => EventBody::ProbesLive(f.probes_live(interner)?),
     };
     // range_start/range_end always carry the task; elsewhere these are optional extras.
     if matches!(kind, EventType::RangeStart | EventType::RangeEnd) {
@@ -282,6 +293,42 @@ impl Fields<'_, '_> {
 
     fn itree(&self) -> ItreeSnapshot {
         ItreeSnapshot { active: self.wire.itree_active, seq: self.wire.itree_seq }
+    }
+
+    fn probes_live(&self, interner: &mut Interner) -> Result<ProbesLive, DecodeError> {
+        let entries = self
+            .wire
+            .callbacks
+            .as_ref()
+            .ok_or_else(|| missing(self.kind, "callbacks"))?;
+        let mut callbacks = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let bad =
+                |what: String| DecodeError::Bad(format!("{}: callbacks[{i}]: {what}", self.kind));
+            let hook_name = entry
+                .hook
+                .as_deref()
+                .ok_or_else(|| bad("missing field `hook`".into()))?;
+            let hook = Hook::from_name(hook_name)
+                .filter(|h| ProbedCallback::HOOKS.contains(h))
+                .ok_or_else(|| bad(format!("`hook` {hook_name:?} is not a subscriber callback hook (subscriber_start, subscriber_end, interval_invalidate)")))?;
+            let callback = entry
+                .callback
+                .as_deref()
+                .ok_or_else(|| bad("missing field `callback`".into()))?;
+            let address = match entry.address.as_deref() {
+                None => None,
+                Some(text) => {
+                    Some(Addr::parse(text).map_err(|e| bad(format!("field `address`: {e}")))?)
+                }
+            };
+            callbacks.push(ProbedCallback {
+                hook,
+                callback: interner.symbol(callback),
+                address,
+            });
+        }
+        Ok(ProbesLive { callbacks })
     }
 
     fn range_call(&self) -> Result<RangeCall, DecodeError> {

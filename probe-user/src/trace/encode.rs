@@ -2,7 +2,7 @@
 //! task fields, the type's fields, `stack`), absent optional fields left out.
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
-use super::event::{Event, EventBody, ItreeSnapshot, RangeCall};
+use super::event::{Event, EventBody, ItreeSnapshot, ProbedCallback, RangeCall};
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -81,9 +81,22 @@ impl Serialize for Event {
             }
             EventBody::TaskExit(_) => {}
             EventBody::Lost(l) => map.serialize_entry("count", &l.count)?,
+            EventBody::ProbesLive(p) => map.serialize_entry("callbacks", &p.callbacks)?,
         }
         if let Some(stack) = &self.stack {
             map.serialize_entry("stack", stack)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for ProbedCallback {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("hook", self.hook.as_str())?;
+        map.serialize_entry("callback", &self.callback)?;
+        if let Some(address) = &self.address {
+            map.serialize_entry("address", address)?;
         }
         map.end()
     }

@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use serde::{Serialize, Serializer};
 
-use super::addr::Addr;
+use super::{addr::Addr, header::Hook};
 
 /// One traced occurrence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +46,8 @@ pub enum EventBody {
     TaskExit(TaskExit),
     /// Records were dropped before reaching userspace.
     Lost(Lost),
+    /// The tracer finished attaching the probes of subscriber callbacks.
+    ProbesLive(ProbesLive),
 }
 
 /// The arguments `__start` and `__end` receive (a `struct mmu_notifier_range`).
@@ -165,6 +167,36 @@ pub struct TaskExit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lost {
     pub count: u64,
+}
+
+/// Subscriber callbacks probed while tracing: every probe of each subscriber whose callbacks
+/// are listed was attached before the event's `ts` (CLOCK_MONOTONIC, read after the last
+/// attach), so from then on none of that subscriber's calls can go unseen. Calls in a range
+/// whose `__start` came earlier may have been missed: the checker does not judge their
+/// pairing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbesLive {
+    pub callbacks: Vec<ProbedCallback>,
+}
+
+/// One callback in a [`ProbesLive`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbedCallback {
+    /// `subscriber_start`, `subscriber_end` or `interval_invalidate`.
+    pub hook: Hook,
+    /// The symbol the callback's events carry in `callback`.
+    pub callback: Symbol,
+    /// The callback's address (absent in hand-written traces).
+    pub address: Option<Addr>,
+}
+
+impl ProbedCallback {
+    /// The hooks whose probes sit on subscriber callbacks.
+    pub const HOOKS: [Hook; 3] = [
+        Hook::SubscriberStart,
+        Hook::SubscriberEnd,
+        Hook::IntervalInvalidate,
+    ];
 }
 
 /// `enum mmu_notifier_event`. The numbering has been stable since each value was added.
@@ -421,7 +453,7 @@ impl Event {
             EventBody::ItreeEnd(i) => i.tid,
             EventBody::Warn(w) => w.tid,
             EventBody::TaskExit(t) => t.tid,
-            EventBody::Lost(_) => return None,
+            EventBody::Lost(_) | EventBody::ProbesLive(_) => return None,
         })
     }
 
@@ -444,10 +476,11 @@ pub enum EventType {
     Warn,
     TaskExit,
     Lost,
+    ProbesLive,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 11] = [
         EventType::RangeStart,
         EventType::RangeStartRet,
         EventType::RangeEnd,
@@ -458,6 +491,7 @@ impl EventType {
         EventType::Warn,
         EventType::TaskExit,
         EventType::Lost,
+        EventType::ProbesLive,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -472,6 +506,7 @@ impl EventType {
             EventType::Warn => "warn",
             EventType::TaskExit => "task_exit",
             EventType::Lost => "lost",
+            EventType::ProbesLive => "probes_live",
         }
     }
 
@@ -504,6 +539,7 @@ impl EventBody {
             EventBody::Warn(_) => EventType::Warn,
             EventBody::TaskExit(_) => EventType::TaskExit,
             EventBody::Lost(_) => EventType::Lost,
+            EventBody::ProbesLive(_) => EventType::ProbesLive,
         }
     }
 }

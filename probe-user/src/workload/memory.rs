@@ -49,9 +49,21 @@ pub fn munmap(step: &'static str, addr: u64, len: u64) -> Result<(), WorkloadErr
 
 /// mremap(MREMAP_MAYMOVE | MREMAP_DONTUNMAP): moves the pages, leaves the old range mapped.
 pub fn mremap_dontunmap(step: &'static str, addr: u64, len: u64) -> Result<u64, WorkloadError> {
+    // mremap is variadic: `new_address` is the optional fifth argument, and a call that leaves
+    // it out hands the kernel whatever the register it travels in last held. The kernel takes
+    // MREMAP_DONTUNMAP through the same path as MREMAP_FIXED (mremap_to), which reads
+    // `new_address` (as a placement hint here) and fails with EINVAL when it is not page
+    // aligned. So pass it explicitly: NULL, "no preference".
+    let no_hint = std::ptr::null_mut::<libc::c_void>();
     // SAFETY: moves pages of this process's own private anonymous mapping.
     let p = unsafe {
-        libc::mremap(addr as *mut _, len as usize, len as usize, libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP)
+        libc::mremap(
+            addr as *mut _,
+            len as usize,
+            len as usize,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP,
+            no_hint,
+        )
     };
     check(step, "mremap", p != libc::MAP_FAILED)?;
     Ok(p as u64)
@@ -89,6 +101,26 @@ pub fn parse_smaps(text: &str) -> Vec<VmaInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mremap_dontunmap_moves_the_pages_and_keeps_the_old_range_mapped() {
+        let len = 4 * PAGE;
+        let old = map_anon("test", len).expect("mmap");
+        touch(old, len);
+        let new = mremap_dontunmap("test", old, len).expect("mremap");
+        assert_ne!(new, old);
+        assert_eq!(new % PAGE, 0);
+        // SAFETY: both ranges are this test's own mappings; the old one stays mapped (empty).
+        let (moved, left) = unsafe {
+            (
+                std::ptr::read_volatile(new as *const u8),
+                std::ptr::read_volatile(old as *const u8),
+            )
+        };
+        assert_eq!((moved, left), (1, 0));
+        munmap("test", new, len).expect("munmap new");
+        munmap("test", old, len).expect("munmap old");
+    }
 
     #[test]
     fn smaps_parsing_keeps_private_flag_and_anonymous_size() {

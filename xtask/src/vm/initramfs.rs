@@ -17,6 +17,9 @@ pub const GUEST_BIN_DIR: &str = "/usr/local/bin";
 pub struct InitramfsSpec {
     /// The test module for this kernel (`/lib/modules/mmnotif_test.ko`).
     pub module: PathBuf,
+    /// This kernel's own KVM modules in load order (`/lib/modules/kvm/`, listed in
+    /// `/lib/modules/kvm/order`), for the guest's KVM scenario.
+    pub kvm_modules: Vec<PathBuf>,
     /// (name, host path) of the guest programs (`/tests/<name>`).
     pub guest_programs: Vec<(String, PathBuf)>,
     /// Host binaries copied to `/usr/local/bin/<file name>`, with their shared libraries.
@@ -73,10 +76,23 @@ pub fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Resul
     w.copy(&guest.join("init.sh"), "/init", 0o755)?;
     w.copy(&guest.join("suite.sh"), "/tests/suite.sh", 0o755)?;
     w.copy(&guest.join("tracer.sh"), "/tests/tracer.sh", 0o755)?;
+    w.copy(&guest.join("kvm.sh"), "/tests/kvm.sh", 0o755)?;
     for (name, path) in &spec.guest_programs {
         w.copy(path, &format!("/tests/{name}"), 0o755)?;
     }
     w.copy(&spec.module, "/lib/modules/mmnotif_test.ko", 0o644)?;
+    if !spec.kvm_modules.is_empty() {
+        w.dir_all("/lib/modules/kvm")?;
+        let mut order = String::new();
+        for ko in &spec.kvm_modules {
+            let name = file_name(ko);
+            w.copy(ko, &format!("/lib/modules/kvm/{name}"), 0o644)?;
+            order.push_str(&name);
+            order.push('\n');
+        }
+        w.cpio
+            .file("/lib/modules/kvm/order", 0o644, order.as_bytes())?;
+    }
 
     for bin in &spec.extra_binaries {
         let name = file_name(bin);

@@ -10,6 +10,7 @@ pub mod initramfs;
 mod kernel;
 pub mod kernels;
 mod kmod;
+mod kvm_modules;
 pub mod paths;
 pub mod qemu;
 mod resolve;
@@ -226,9 +227,15 @@ fn prepare(
     let vmlinux = kernel::vmlinux(paths, r)?;
     let kdir = kmod::headers(paths, r)?;
     let module = kmod::build(paths, r, &kdir)?;
+    // Only the KVM scenario needs these; without them it fails on its own, the rest still runs.
+    let kvm_modules = kvm_modules::modules(paths, r).unwrap_or_else(|e| {
+        eprintln!("[{}] no kvm modules for the guest: {e:#}", r.abi);
+        Vec::new()
+    });
     let initramfs = paths.build(&r.abi).join("initramfs.cpio");
     let spec = InitramfsSpec {
         module,
+        kvm_modules,
         guest_programs: programs.to_vec(),
         extra_binaries: args.with_binary.clone(),
         guest_cmd: args.guest_cmd.clone(),
