@@ -27,6 +27,8 @@ APT_NEEDS=(
   "promtool:prometheus"
   "prometheus:prometheus"
   "xmllint:libxml2-utils"
+  "mmdebstrap:mmdebstrap"
+  "unshare:util-linux"
 )
 missing=()
 for need in "${APT_NEEDS[@]}"; do

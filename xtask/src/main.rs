@@ -41,6 +41,9 @@ enum Task {
     Bench(bench::BenchArgs),
     /// The QEMU test bed (distribution kernels, the test notifier module, the guest suite).
     Vm(vm::VmArgs),
+    /// Regenerate docs/kernel-matrix.md (kernel × hook × method) from the last guest run of
+    /// every kernel.
+    Matrix,
 }
 
 /// The guest suite's default options, as `cargo xtask vm` would parse them.
@@ -245,6 +248,10 @@ fn main() -> ExitCode {
         Task::Test { no_vm } => test(*no_vm),
         Task::Bench(args) => setup().and_then(|()| bench::run(args)),
         Task::Vm(args) => vm::run(args).map(|()| 0),
+        Task::Matrix => vm::matrix::write(&vm::paths::Paths::new()).map(|path| {
+            println!("xtask: wrote {}", path.display());
+            0
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code),

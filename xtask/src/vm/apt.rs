@@ -75,6 +75,10 @@ impl Apt {
             // call would then parse all lists again (~1.5 s each).
             ("Dir::Cache::pkgcache", "pkgcache.bin".into()),
             ("Dir::Cache::srcpkgcache", "srcpkgcache.bin".into()),
+            // The mirror may be a snapshot whose Release files are past their Valid-Until (sid's
+            // was, by 22 days, on 2026-11-28). Signatures are still checked.
+            ("Acquire::Check-Valid-Until", "false".into()),
+            ("Acquire::Languages", "none".into()),
             ("APT::Sandbox::User", "root".into()),
         ] {
             c.arg("-o").arg(format!("{k}={v}"));

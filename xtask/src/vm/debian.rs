@@ -18,8 +18,10 @@ pub struct Resolved {
     /// e.g. `6.1.0-56` or `6.12.95+deb12` (the `linux-image-<abi>-amd64` part).
     pub abi: String,
     pub version: String,
-    /// (package, version) pairs.
-    pub packages: Vec<(String, String)>,
+    /// What the guest boots (downloaded into the store): (package, version).
+    pub boot: Vec<(String, String)>,
+    /// What the module build installs in the build root: (package, version).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Resolved {
@@ -32,12 +34,13 @@ impl Resolved {
             kernel,
             abi: p.abi,
             version: p.version,
-            packages: p.packages,
+            boot: p.boot,
+            headers: p.headers,
         }
     }
 
-    /// The local .deb of `package` (must have been downloaded); one `*` in `package` matches
-    /// any text, e.g. `linux-headers-*-common`.
+    /// The local .deb of a boot package (must have been downloaded); one `*` in `package`
+    /// matches any text, e.g. `linux-modules-*`.
     pub fn deb(&self, paths: &Paths, package: &str) -> Result<PathBuf> {
         let matches = |n: &str| match package.split_once('*') {
             Some((pre, suf)) => {
@@ -46,7 +49,7 @@ impl Resolved {
             None => n == package,
         };
         let (name, ver) = self
-            .packages
+            .boot
             .iter()
             .find(|(n, _)| matches(n))
             .with_context(|| {
@@ -59,17 +62,18 @@ impl Resolved {
             .with_context(|| format!("{name} {ver} was not downloaded"))
     }
 
-    /// True when every package's .deb is in the store.
+    /// True when every boot package's .deb is in the store (the build root keeps the headers).
     fn complete(&self, paths: &Paths) -> bool {
-        self.packages
+        self.boot
             .iter()
             .all(|(n, v)| find_deb(&paths.debs(), n, v).ok().flatten().is_some())
     }
 
     fn summary(&self) -> String {
         let list: Vec<String> = self
-            .packages
+            .boot
             .iter()
+            .chain(&self.headers)
             .map(|(n, v)| format!("{n} {v}"))
             .collect();
         format!("ABI {}: {}", self.abi, list.join(", "))
@@ -98,7 +102,7 @@ pub fn fetch(paths: &Paths, rows: &[&'static KernelRow]) -> Result<Vec<Resolved>
                 let r = Resolved::new(row, resolve::resolve(apt, row)?);
                 let was = cached
                     .as_ref()
-                    .filter(|(c, _)| c.packages != r.packages)
+                    .filter(|(c, _)| c.boot != r.boot || c.headers != r.headers)
                     .map(|(c, _)| format!(" (was {})", c.summary()))
                     .unwrap_or_default();
                 println!("vm: {} kernel resolves to {}{was}", row.name, r.summary());
@@ -155,7 +159,7 @@ fn open_archive(paths: &Paths, archive: &Archive) -> Result<Apt, String> {
 
 fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved) -> Result<()> {
     let mut missing = Vec::new();
-    for (name, ver) in &r.packages {
+    for (name, ver) in &r.boot {
         if find_deb(&paths.debs(), name, ver)?.is_none() {
             missing.push(format!("{name}={ver}"));
         }
@@ -165,7 +169,7 @@ fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved) -> Result<()> {
     }
     println!("vm: downloading {}", missing.join(" "));
     apt.download(&missing, &paths.debs())?;
-    for (name, ver) in &r.packages {
+    for (name, ver) in &r.boot {
         if find_deb(&paths.debs(), name, ver)?.is_none() {
             bail!(
                 "apt-get download of {name} {ver} left no .deb in {}",
@@ -196,7 +200,7 @@ fn prune(paths: &Paths) {
         .collect();
     let keep_debs: BTreeSet<String> = records
         .iter()
-        .flat_map(|r| r.packages.iter())
+        .flat_map(|r| r.boot.iter())
         .map(|(n, v)| format!("{n}_{}_", v.replace(':', "%3a")))
         .collect();
     let keep_abis: BTreeSet<&str> = records.iter().map(|r| r.abi.as_str()).collect();
@@ -226,8 +230,11 @@ fn now() -> u64 {
 
 fn save(paths: &Paths, r: &Resolved) -> Result<()> {
     let mut text = format!("abi {}\nversion {}\nresolved {}\n", r.abi, r.version, now());
-    for (n, v) in &r.packages {
-        text.push_str(&format!("deb {n} {v}\n"));
+    for (n, v) in &r.boot {
+        text.push_str(&format!("boot {n} {v}\n"));
+    }
+    for (n, v) in &r.headers {
+        text.push_str(&format!("headers {n} {v}\n"));
     }
     let path = paths.resolved(r.name());
     if let Some(dir) = path.parent() {
@@ -242,14 +249,16 @@ fn load(paths: &Paths, kernel: &'static KernelRow) -> Result<Option<(Resolved, D
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
     };
-    let (mut abi, mut version, mut at, mut packages) = (None, None, None, Vec::new());
+    let (mut abi, mut version, mut at) = (None, None, None);
+    let (mut boot, mut headers) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
         let mut w = line.split_whitespace();
         match (w.next(), w.next(), w.next()) {
             (Some("abi"), Some(v), None) => abi = Some(v.to_string()),
             (Some("version"), Some(v), None) => version = Some(v.to_string()),
             (Some("resolved"), Some(v), None) => at = v.parse::<u64>().ok(),
-            (Some("deb"), Some(n), Some(v)) => packages.push((n.to_string(), v.to_string())),
+            (Some("boot"), Some(n), Some(v)) => boot.push((n.to_string(), v.to_string())),
+            (Some("headers"), Some(n), Some(v)) => headers.push((n.to_string(), v.to_string())),
             _ => bail!("{}:{}: unexpected line {line:?}", path.display(), i + 1),
         }
     }
@@ -262,7 +271,8 @@ fn load(paths: &Paths, kernel: &'static KernelRow) -> Result<Option<(Resolved, D
             kernel,
             abi,
             version,
-            packages,
+            boot,
+            headers,
         },
         age,
     )))

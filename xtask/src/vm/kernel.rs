@@ -1,5 +1,7 @@
 //! The bootable kernel: the uncompressed ELF `vmlinux` taken out of the Debian image's bzImage
-//! (its payload is XZ on 6.1 and ZSTD on 6.12), so QEMU can boot it through its PVH entry.
+//! (its payload is XZ on 5.10 and 6.1, ZSTD from 6.12), so QEMU can boot it through its PVH
+//! entry. The bzImage is `/boot/vmlinuz-<abi>` in a classic image package and
+//! `/usr/lib/modules/<abi>/vmlinuz` in 7.x's `linux-binary-*`; the package is listed, not guessed.
 use super::cmd;
 use super::debian::Resolved;
 use super::paths::Paths;
@@ -16,29 +18,30 @@ pub fn vmlinux(paths: &Paths, r: &Resolved) -> Result<PathBuf> {
         return Ok(out);
     }
     cmd::mkdir(&dir)?;
-    let deb = r.deb(paths, "linux-image-*")?;
-    println!("[{}] extracting vmlinux from {}", r.name(), file_name(&deb));
-    let boot = dir.join("boot.tmp");
-    let _ = std::fs::remove_dir_all(&boot);
-    cmd::mkdir(&boot)?;
-    extract_boot(&deb, &boot)?;
-    let bz = find_prefixed(&boot.join("boot"), "vmlinuz-")?;
-    let image = std::fs::read(&bz).with_context(|| format!("cannot read {}", bz.display()))?;
+    let (package, _) = r.boot.first().context("a kernel without boot packages")?;
+    let deb = r.deb(paths, package)?;
+    let listing = cmd::output(Command::new("dpkg-deb").arg("-c").arg(&deb))?;
+    let member = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| {
+            p.starts_with("./boot/vmlinuz-")
+                || (p.starts_with("./usr/lib/modules/") && p.ends_with("/vmlinuz"))
+        })
+        .map(str::to_string)
+        .with_context(|| format!("{} holds no vmlinuz", deb.display()))?;
+    println!("[{}] extracting vmlinux from {} ({member})", r.name(), file_name(&deb));
+    let image = read_member(&deb, &member)?;
     let elf = decompress_payload(&image)
-        .with_context(|| format!("cannot unpack the kernel in {}", bz.display()))?;
+        .with_context(|| format!("cannot unpack the kernel {member} of {}", deb.display()))?;
     let tmp = dir.join("vmlinux.tmp");
     std::fs::write(&tmp, elf).with_context(|| format!("cannot write {}", tmp.display()))?;
-    // Keep the config next to vmlinux: handy when a test needs to know how the kernel was built.
-    if let Ok(cfg) = find_prefixed(&boot.join("boot"), "config-") {
-        let _ = std::fs::copy(cfg, dir.join("config"));
-    }
     std::fs::rename(&tmp, &out).with_context(|| format!("cannot create {}", out.display()))?;
-    let _ = std::fs::remove_dir_all(&boot);
     Ok(out)
 }
 
-/// `dpkg-deb --fsys-tarfile DEB | tar -x ./boot` (the image's modules are not needed).
-fn extract_boot(deb: &Path, dest: &Path) -> Result<()> {
+/// `dpkg-deb --fsys-tarfile DEB | tar -xO MEMBER`.
+fn read_member(deb: &Path, member: &str) -> Result<Vec<u8>> {
     let mut dpkg = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
         .arg(deb)
@@ -47,25 +50,19 @@ fn extract_boot(deb: &Path, dest: &Path) -> Result<()> {
         .context("cannot run dpkg-deb")?;
     let pipe = dpkg.stdout.take().context("dpkg-deb has no stdout")?;
     let tar = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(dest)
-        .args(["--wildcards", "./boot/*"])
+        .args(["-xO", member])
         .stdin(pipe)
-        .status()
+        .output()
         .context("cannot run tar");
     let st = dpkg.wait().context("dpkg-deb did not finish")?;
     let tar = tar?;
-    if !tar.success() {
-        bail!(
-            "tar could not extract ./boot from {} ({tar})",
-            deb.display()
-        );
+    if !tar.status.success() {
+        bail!("tar could not extract {member} from {} ({})", deb.display(), tar.status);
     }
     if !st.success() {
         bail!("dpkg-deb --fsys-tarfile {} failed ({st})", deb.display());
     }
-    Ok(())
+    Ok(tar.stdout)
 }
 
 /// The payload of an x86 bzImage, decompressed.
@@ -143,18 +140,6 @@ fn run_filter(tool: &str, args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-fn find_prefixed(dir: &Path, prefix: &str) -> Result<PathBuf> {
-    std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix))
-        })
-        .with_context(|| format!("no {prefix}* in {}", dir.display()))
-}
 
 pub fn file_name(p: &Path) -> String {
     p.file_name()

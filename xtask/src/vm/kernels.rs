@@ -1,6 +1,9 @@
 //! The kernels the test bed boots, as data: one row per kernel. A row says which archive (set of
 //! Debian suites) apt resolves it from and which `linux-image-amd64` version is "current" there.
 //! Resolution, download, module build and boot all read this table; adding a kernel is a row.
+//! How an image is packaged (one `linux-image-*` with `/boot/vmlinuz-*`, or from 7.x the split
+//! `linux-binary-*` / `linux-modules-*` under `/usr/lib/modules/<abi>/`) is not written here: the
+//! resolver reads it from the image package's own dependencies.
 
 /// A set of suites resolved together, with its own private apt configuration and lists.
 #[derive(Debug, PartialEq, Eq)]
@@ -11,6 +14,8 @@ pub struct Archive {
     pub suites: &'static [&'static str],
     /// Suites on the security mirror.
     pub security_suites: &'static [&'static str],
+    /// What the build root needs besides the headers packages and their dependencies.
+    pub build_packages: &'static [&'static str],
 }
 
 /// bookworm as this host's apt sees it, plus backports (lower priority, used by name).
@@ -18,6 +23,26 @@ pub const BOOKWORM: Archive = Archive {
     name: "bookworm",
     suites: &["bookworm", "bookworm-updates", "bookworm-backports"],
     security_suites: &["bookworm-security"],
+    // The 6.12 headers ship a vmlinux, so kbuild makes module BTF, but they do not depend on pahole.
+    build_packages: &["make", "pahole"],
+};
+
+/// bullseye, whose kernel (5.10 LTS) is updated through bullseye-security.
+pub const BULLSEYE: Archive = Archive {
+    name: "bullseye",
+    suites: &["bullseye", "bullseye-updates"],
+    security_suites: &["bullseye-security"],
+    // 5.10's headers ship no vmlinux: no module BTF, no pahole (called dwarves in bullseye).
+    build_packages: &["make"],
+};
+
+/// unstable, plus experimental (priority 1, used by name) for release candidates.
+pub const SID: Archive = Archive {
+    name: "sid",
+    suites: &["sid", "experimental"],
+    security_suites: &[],
+    // 7.x's kbuild depends on pahole itself.
+    build_packages: &["make"],
 };
 
 /// Which `linux-image-amd64` version is a row's current kernel.
@@ -42,6 +67,12 @@ pub struct KernelRow {
 /// Every kernel, in the order `--kernel all` boots them.
 pub const KERNELS: &[KernelRow] = &[
     KernelRow {
+        name: "5.10",
+        about: "bullseye's LTS kernel (bullseye, -updates, -security)",
+        archive: &BULLSEYE,
+        current: Current::Candidate,
+    },
+    KernelRow {
         name: "6.1",
         about: "bookworm's kernel (bookworm, -updates, -security)",
         archive: &BOOKWORM,
@@ -52,6 +83,18 @@ pub const KERNELS: &[KernelRow] = &[
         about: "bookworm-backports' kernel",
         archive: &BOOKWORM,
         current: Current::FromSuite("bookworm-backports"),
+    },
+    KernelRow {
+        name: "7.2",
+        about: "unstable's kernel",
+        archive: &SID,
+        current: Current::Candidate,
+    },
+    KernelRow {
+        name: "7.3-rc",
+        about: "experimental's release candidate",
+        archive: &SID,
+        current: Current::FromSuite("experimental"),
     },
 ];
 

@@ -17,13 +17,15 @@ const ROOT_MODULE: &str = "kvm_amd";
 const ORDER_FILE: &str = "order";
 
 /// `kvm_amd` and every module it needs, as uncompressed `.ko` files in load order
-/// (dependencies first), extracted from the image package on first use.
+/// (dependencies first), extracted on first use from the package that holds the modules: the
+/// image up to 6.x (`/lib/modules`), 7.x's `linux-modules-*` (`/usr/lib/modules`).
 pub fn modules(paths: &Paths, r: &Resolved) -> Result<Vec<PathBuf>> {
     let dir = paths.kernel(&r.abi).join("kvm-modules");
     if let Ok(order) = std::fs::read_to_string(dir.join(ORDER_FILE)) {
         return Ok(order.lines().map(|name| dir.join(name)).collect());
     }
-    let deb = r.deb(paths, "linux-image-*")?;
+    let (package, _) = r.boot.last().context("a kernel without boot packages")?;
+    let deb = r.deb(paths, package)?;
     println!(
         "[{}] extracting the kvm modules from {}",
         r.abi,
@@ -34,7 +36,12 @@ pub fn modules(paths: &Paths, r: &Resolved) -> Result<Vec<PathBuf>> {
     cmd::mkdir(&tree)?;
     // The whole package: which directories the dependencies live in is only known afterwards.
     cmd::output(Command::new("dpkg").arg("-x").arg(&deb).arg(&tree))?;
-    let index = index_modules(&tree.join("lib/modules"))?;
+    let modules_dir = ["usr/lib/modules", "lib/modules"]
+        .iter()
+        .map(|d| tree.join(d))
+        .find(|d| d.is_dir())
+        .with_context(|| format!("{} holds no lib/modules", file_name(&deb)))?;
+    let index = index_modules(&modules_dir)?;
     let mut order = Vec::new();
     for name in load_order(ROOT_MODULE, |name| {
         let path = index

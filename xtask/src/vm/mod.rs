@@ -2,6 +2,7 @@
 //! with the test notifier module and the guest suite. `cargo xtask vm --help`;
 //! docs/vm-testbed.md explains the pieces and the cache.
 mod apt;
+mod buildroot;
 mod cmd;
 mod cpio;
 pub mod debian;
@@ -10,6 +11,7 @@ pub mod initramfs;
 mod kernel;
 pub mod kernels;
 mod kmod;
+pub mod matrix;
 mod kvm_modules;
 pub mod paths;
 pub mod qemu;
@@ -59,6 +61,10 @@ pub struct VmArgs {
     /// Boot the kernels one after the other instead of in parallel.
     #[arg(long)]
     pub sequential: bool,
+    /// How many guests run at once (each has --smp vCPUs; TCG gains nothing from more guests
+    /// than host cores).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub parallel: usize,
     /// Command to run in the guest after the suite (after `--`); a non-zero exit fails the run.
     #[arg(last = true, value_name = "GUEST COMMAND")]
     pub guest_cmd: Vec<String>,
@@ -77,6 +83,7 @@ impl Default for VmArgs {
             memory: "1G".into(),
             smp: 2,
             sequential: false,
+            parallel: 2,
             guest_cmd: Vec::new(),
         }
     }
@@ -169,6 +176,17 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
     let _lock = lock(&paths)?;
     let start = Instant::now();
     let resolved = debian::fetch(&paths, &rows)?;
+    // Roots are shared by the kernels of one archive and apt takes one lock per root: install
+    // every kernel's headers before the kernels are prepared in parallel.
+    let mut roots: Vec<(&'static kernels::Archive, buildroot::BuildRoot)> = Vec::new();
+    for r in &resolved {
+        if !roots.iter().any(|(a, _)| *a == r.kernel.archive) {
+            roots.push((r.kernel.archive, buildroot::BuildRoot::open(&paths, r.kernel.archive)?));
+        }
+        let (_, root) = roots.iter().find(|(a, _)| *a == r.kernel.archive).context("root")?;
+        root.install(&r.headers)
+            .with_context(|| format!("installing the {} kernel's headers in its build root", r.name()))?;
+    }
     let programs = guest::build(&paths)?;
     println!(
         "vm: packages and guest programs ready in {:.1} s",
@@ -179,7 +197,10 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
     let one = |r: &Resolved| -> KernelReport {
         let t = Instant::now();
         let log = paths.logs().join(format!("{}.log", r.name()));
-        let prepared = prepare(&paths, r, args, &programs);
+        let root = roots.iter().find(|(a, _)| *a == r.kernel.archive).map(|(_, root)| root);
+        let prepared = root
+            .context("no build root")
+            .and_then(|root| prepare(&paths, r, root, args, &programs));
         let prepare_time = t.elapsed();
         let outcome = prepared.and_then(|boot| {
             let _ = std::fs::rename(&log, paths.logs().join(format!("{}.prev.log", r.name())));
@@ -196,37 +217,50 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
             log,
         }
     };
-    if args.sequential || resolved.len() == 1 {
+    let workers = if args.sequential { 1 } else { args.parallel.max(1) }.min(resolved.len());
+    if workers <= 1 {
         return Ok(resolved.iter().map(one).collect());
     }
-    Ok(std::thread::scope(|s| {
-        let handles: Vec<_> = resolved.iter().map(|r| s.spawn(move || one(r))).collect();
-        handles
-            .into_iter()
-            .zip(&resolved)
-            .map(|(h, r)| {
-                h.join().unwrap_or_else(|_| KernelReport {
-                    name: r.name().into(),
-                    abi: r.abi.clone(),
-                    prepare: Duration::ZERO,
-                    outcome: Err(anyhow::anyhow!("the {} worker panicked", r.name())),
-                    log: PathBuf::new(),
+    // A fixed number of workers take the kernels in table order: more guests than host cores
+    // only makes every guest slower under TCG (and risks their time limits).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut reports: Vec<(usize, KernelReport)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(r) = resolved.get(i) else { break done };
+                        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(r)))
+                            .unwrap_or_else(|_| KernelReport {
+                                name: r.name().into(),
+                                abi: r.abi.clone(),
+                                prepare: Duration::ZERO,
+                                outcome: Err(anyhow::anyhow!("the {} worker panicked", r.name())),
+                                log: PathBuf::new(),
+                            });
+                        done.push((i, report));
+                    }
                 })
             })
-            .collect()
-    }))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    reports.sort_by_key(|(i, _)| *i);
+    Ok(reports.into_iter().map(|(_, r)| r).collect())
 }
 
 /// Kernel, module and initramfs for one kernel; returns how to boot it.
 fn prepare(
     paths: &Paths,
     r: &Resolved,
+    root: &buildroot::BuildRoot,
     args: &VmArgs,
     programs: &[(String, PathBuf)],
 ) -> Result<qemu::Boot> {
     let vmlinux = kernel::vmlinux(paths, r)?;
-    let kdir = kmod::headers(paths, r)?;
-    let module = kmod::build(paths, r, &kdir)?;
+    let module = kmod::build(paths, r, root)?;
     // Only the KVM scenario needs these; without them it fails on its own, the rest still runs.
     let kvm_modules = kvm_modules::modules(paths, r).unwrap_or_else(|e| {
         eprintln!("[{}] no kvm modules for the guest: {e:#}", r.abi);

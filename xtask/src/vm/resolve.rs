@@ -1,5 +1,7 @@
 //! Which packages make up a kernel row's current kernel, worked out from what the archive offers
 //! (`apt-cache policy` and `apt-cache show` texts) the way apt would satisfy the dependencies.
+//! The image's own dependencies say how it is packaged: up to 6.x one `linux-image-*` holds the
+//! kernel and modules; from 7.x it depends on `linux-binary-*` (vmlinuz) and `linux-modules-*`.
 //! Packages of one kernel do not share one Debian revision (the headers of 6.1.192-2 depend on
 //! `linux-kbuild-6.1 (>= 6.1.192-2)`, satisfied by 6.1.192-3), so each is resolved on its own
 //! and only the upstream kernel version must agree. No I/O here: the texts come from an
@@ -16,15 +18,17 @@ pub trait AptTexts {
     fn show(&self, package: &str) -> Result<String>;
 }
 
-/// The packages of one kernel, each at the version to download.
+/// The packages of one kernel, each as (package, version).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelPackages {
-    /// e.g. `6.1.0-56` or `6.12.95+deb12` (the `linux-image-<abi>-amd64` part).
+    /// e.g. `6.1.0-56` or `7.2.13+deb14` (the `linux-image-<abi>-amd64` part).
     pub abi: String,
     /// The image's version (the metapackage's dependency).
     pub version: String,
-    /// (package, version), image first.
-    pub packages: Vec<(String, String)>,
+    /// What the guest boots, downloaded: the image, or its binary and modules packages.
+    pub boot: Vec<(String, String)>,
+    /// What a module build needs, installed in the build root: headers, `-common`, kbuild.
+    pub headers: Vec<(String, String)>,
 }
 
 /// One version an archive offers, and the suites that offer it.
@@ -194,19 +198,6 @@ pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
         .to_string();
     let needed_by_meta = format!("{meta} {meta_version}");
 
-    // The unsigned image holds the same kernel and exists for every ABI but the oldest.
-    let unsigned = Relation {
-        package: format!("{}-unsigned", image_rel.package),
-        constraint: image_rel.constraint.clone(),
-    };
-    let unsigned_offered = !parse_policy(&apt.policy(&unsigned.package)?, &unsigned.package)
-        .offers
-        .is_empty();
-    let image_rel = if unsigned_offered {
-        unsigned
-    } else {
-        image_rel
-    };
     let image_version = choose(
         apt,
         k,
@@ -219,6 +210,32 @@ pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
     )?;
     let upstream = image_version.upstream().to_string();
     let image_id = format!("{} {image_version}", image_rel.package);
+    let shown = apt.show(&image_rel.package)?;
+    let image_rec = record(&shown, &image_rel.package, &image_version)
+        .with_context(|| format!("kernel {k}: apt-cache show has no {image_id}"))?;
+    let split: Vec<Relation> = ["linux-binary-", "linux-modules-"]
+        .iter()
+        .filter_map(|prefix| dependency(image_rec, |p| p.starts_with(prefix)))
+        .collect();
+    let boot = if split.is_empty() {
+        vec![(image_rel.package.clone(), image_version.to_string())]
+    } else {
+        let mut boot = Vec::new();
+        for rel in &split {
+            let v = choose(
+                apt,
+                k,
+                &Want {
+                    package: rel.package.clone(),
+                    needed_by: image_id.clone(),
+                    relation: Some(rel),
+                    upstream: Some(&upstream),
+                },
+            )?;
+            boot.push((rel.package.clone(), v.to_string()));
+        }
+        boot
+    };
 
     let headers = format!("linux-headers-{abi}-amd64");
     let headers_version = choose(
@@ -236,10 +253,7 @@ pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
         format!("kernel {k}: apt-cache show has no {headers} {headers_version}")
     })?;
     let headers_id = format!("{headers} {headers_version}");
-    let mut packages = vec![
-        (image_rel.package.clone(), image_version.to_string()),
-        (headers.clone(), headers_version.to_string()),
-    ];
+    let mut headers_pkgs = vec![(headers.clone(), headers_version.to_string())];
     for (what, pred) in [
         (
             "linux-headers-*-common",
@@ -260,24 +274,13 @@ pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
                 upstream: Some(&upstream),
             },
         )?;
-        packages.push((rel.package.clone(), v.to_string()));
+        headers_pkgs.push((rel.package.clone(), v.to_string()));
     }
-    // pahole only generates module BTF; any version the archive offers does.
-    let pahole = choose(
-        apt,
-        k,
-        &Want {
-            package: "pahole".into(),
-            needed_by: headers_id,
-            relation: None,
-            upstream: None,
-        },
-    )?;
-    packages.push(("pahole".into(), pahole.to_string()));
     Ok(KernelPackages {
         abi,
         version: image_version.to_string(),
-        packages,
+        boot,
+        headers: headers_pkgs,
     })
 }
 
@@ -340,6 +343,8 @@ mod tests {
     const SKEW_6_1: &str = include_str!("../../fixtures/apt/bookworm-6.1-kbuild-skew.txt");
     const BACKPORTS_6_12: &str = include_str!("../../fixtures/apt/bookworm-backports-6.12.txt");
     const KBUILD_MISSING: &str = include_str!("../../fixtures/apt/bookworm-6.1-kbuild-missing.txt");
+    const BULLSEYE_5_10: &str = include_str!("../../fixtures/apt/bullseye-5.10.txt");
+    const SID_SPLIT: &str = include_str!("../../fixtures/apt/sid-7.2-and-7.3-rc-split.txt");
 
     fn resolve_text(text: &str, kernel: &str) -> Result<KernelPackages> {
         resolve(
@@ -359,14 +364,13 @@ mod tests {
         let r = resolve_text(SKEW_6_1, "6.1").unwrap();
         assert_eq!(r.abi, "6.1.0-56");
         assert_eq!(r.version, "6.1.192-2");
+        assert_eq!(r.boot, pkgs(&[("linux-image-6.1.0-56-amd64", "6.1.192-2")]));
         assert_eq!(
-            r.packages,
+            r.headers,
             pkgs(&[
-                ("linux-image-6.1.0-56-amd64-unsigned", "6.1.192-2"),
                 ("linux-headers-6.1.0-56-amd64", "6.1.192-2"),
                 ("linux-headers-6.1.0-56-common", "6.1.192-2"),
                 ("linux-kbuild-6.1", "6.1.192-3"),
-                ("pahole", "1.24-4.1"),
             ])
         );
     }
@@ -375,19 +379,64 @@ mod tests {
     fn backports_kernel_comes_from_its_suite_not_the_candidate() {
         let r = resolve_text(BACKPORTS_6_12, "6.12").unwrap();
         assert_eq!(r.abi, "6.12.95+deb12");
+        assert_eq!(r.boot, pkgs(&[("linux-image-6.12.95+deb12-amd64", "6.12.95-1~bpo12+1")]));
         assert_eq!(
-            r.packages,
+            r.headers,
             pkgs(&[
-                (
-                    "linux-image-6.12.95+deb12-amd64-unsigned",
-                    "6.12.95-1~bpo12+1"
-                ),
                 ("linux-headers-6.12.95+deb12-amd64", "6.12.95-1~bpo12+1"),
                 ("linux-headers-6.12.95+deb12-common", "6.12.95-1~bpo12+1"),
                 ("linux-kbuild-6.12.95+deb12", "6.12.95-1~bpo12+1"),
-                ("pahole", "1.24-4.1"),
             ])
         );
+    }
+
+    #[test]
+    fn lts_5_10_comes_from_bullseye_security() {
+        let r = resolve_text(BULLSEYE_5_10, "5.10").unwrap();
+        assert_eq!(r.abi, "5.10.0-46");
+        assert_eq!(r.boot, pkgs(&[("linux-image-5.10.0-46-amd64", "5.10.262-1")]));
+        assert_eq!(
+            r.headers,
+            pkgs(&[
+                ("linux-headers-5.10.0-46-amd64", "5.10.262-1"),
+                ("linux-headers-5.10.0-46-common", "5.10.262-1"),
+                ("linux-kbuild-5.10", "5.10.262-1"),
+            ])
+        );
+    }
+
+    #[test]
+    fn split_7x_images_boot_from_their_binary_and_modules_packages() {
+        let r = resolve_text(SID_SPLIT, "7.2").unwrap();
+        assert_eq!(r.abi, "7.2.13+deb14");
+        assert_eq!(
+            r.boot,
+            pkgs(&[
+                ("linux-binary-7.2.13+deb14-amd64", "7.2.13-1"),
+                ("linux-modules-7.2.13+deb14-amd64", "7.2.13-1"),
+            ])
+        );
+        // kbuild is an unversioned dependency from 7.x: only the upstream version binds it.
+        assert_eq!(
+            r.headers,
+            pkgs(&[
+                ("linux-headers-7.2.13+deb14-amd64", "7.2.13-1"),
+                ("linux-headers-7.2.13+deb14-common", "7.2.13-1"),
+                ("linux-kbuild-7.2.13+deb14", "7.2.13-1"),
+            ])
+        );
+        // The release candidate: experimental is never apt's candidate, the row names its suite.
+        let rc = resolve_text(SID_SPLIT, "7.3-rc").unwrap();
+        assert_eq!(rc.abi, "7.3");
+        assert_eq!(rc.version, "7.3~rc7-1~exp1");
+        assert_eq!(
+            rc.boot,
+            pkgs(&[
+                ("linux-binary-7.3-amd64", "7.3~rc7-1~exp1"),
+                ("linux-modules-7.3-amd64", "7.3~rc7-1~exp1"),
+            ])
+        );
+        assert_eq!(rc.headers[2], ("linux-kbuild-7.3".to_string(), "7.3~rc7-1~exp1".to_string()));
     }
 
     #[test]
