@@ -13,6 +13,7 @@ mod kread;
 mod outer;
 mod subscribers;
 mod tracepoints;
+mod warn;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -23,7 +23,7 @@ fn arg(ctx: &impl EbpfContext, n: usize) -> u64 {
 }
 
 #[inline(always)]
-fn current_mm() -> u64 {
+pub(crate) fn current_mm() -> u64 {
     let task = unsafe { bpf_get_current_task() };
     at::<u64>(task, offset!(task_mm))
 }

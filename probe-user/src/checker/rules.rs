@@ -203,6 +203,12 @@ impl RuleSet {
                 .iter()
                 .filter_map(|&hook| match header.attach_state(hook) {
                     AttachState::Attached(_) => None,
+                    _ if hook
+                        .stand_in()
+                        .is_some_and(|s| matches!(header.attach_state(s), AttachState::Attached(_))) =>
+                    {
+                        None
+                    }
                     AttachState::Unavailable(Some(reason)) => Some(format!("{hook} ({reason})")),
                     AttachState::Unavailable(None) => Some(hook.to_string()),
                 })

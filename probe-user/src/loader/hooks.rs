@@ -122,6 +122,18 @@ pub const FUNCTION_HOOKS: [FunctionHook; 5] = [
     },
 ];
 
+/// WARN capture where the `error_report_end` tracepoint is missing (kernels before 5.17): a
+/// probe on `__warn` that emits the same record. Attached only then, or WARNs would count twice.
+pub const WARN_FALLBACK: FunctionHook = FunctionHook {
+    hook: "warn",
+    trampoline: &[site("warn_fentry", "__warn")],
+    trampoline_method: Method::Fentry,
+    probe: &[site("warn_kprobe", "__warn")],
+    probe_method: Method::Kprobe,
+};
+/// The tracepoint [`WARN_FALLBACK`] stands in for.
+const WARN_TRACEPOINT: &str = "error_report_end";
+
 /// Hooks on subscriber callbacks: kprobes attached per callback as subscribers are
 /// discovered (see [`super::callbacks`]).
 pub const CALLBACK_HOOKS: [(&str, Method); 3] =
@@ -308,16 +320,17 @@ fn attach_hook(ebpf: &mut Ebpf, btf: &Btf, kallsyms: &Kallsyms, hook: &FunctionH
 /// The hooks whose kretprobe twins depend on their entry twins: attached with one method.
 const PAIRED_GROUP: [&str; 3] = ["range_start", "range_start_ret", "range_end"];
 
-/// Attaches the function hooks with the method `choice` allows, trampolines first in `auto`.
+/// Attaches `hooks` with the method `choice` allows, trampolines first in `auto`.
 fn attach_function_hooks(
     ebpf: &mut Ebpf,
+    hooks: &[FunctionHook],
     btf: Option<&Btf>,
     kallsyms: &Kallsyms,
     choice: AttachChoice,
     fentry: &Result<(), String>,
     kprobe: &Result<(), String>,
 ) -> Vec<HookStatus> {
-    let mut statuses: Vec<HookStatus> = FUNCTION_HOOKS.iter().map(|h| HookStatus::new(h.hook)).collect();
+    let mut statuses: Vec<HookStatus> = hooks.iter().map(|h| HookStatus::new(h.hook)).collect();
     let not_tried = |flag: &str| format!("not tried (--attach {flag})");
     let fentry_ok = match (choice, fentry, btf) {
         (AttachChoice::Kprobe, _, _) => Err(not_tried("kprobe")),
@@ -334,7 +347,7 @@ fn attach_function_hooks(
     let any_btf = btf.cloned().unwrap_or_else(Btf::new);
 
     let mut trampolines: Vec<Option<Vec<Link>>> = Vec::new();
-    for (hook, status) in FUNCTION_HOOKS.iter().zip(statuses.iter_mut()) {
+    for (hook, status) in hooks.iter().zip(statuses.iter_mut()) {
         let links = match &fentry_ok {
             Ok(btf) => match attach_hook(ebpf, btf, kallsyms, hook, true) {
                 Ok(links) => Some(links),
@@ -353,8 +366,8 @@ fn attach_function_hooks(
     // A kretprobe finds its entry arguments only if its own kprobe twin ran: the paired group
     // is all trampolines or all kprobes.
     let group = |name: &str| PAIRED_GROUP.contains(&name);
-    let group_complete = FUNCTION_HOOKS.iter().zip(&trampolines).filter(|(h, _)| group(h.hook)).all(|(_, l)| l.is_some());
-    for ((hook, status), links) in FUNCTION_HOOKS.iter().zip(statuses.iter_mut()).zip(trampolines) {
+    let group_complete = hooks.iter().zip(&trampolines).filter(|(h, _)| group(h.hook)).all(|(_, l)| l.is_some());
+    for ((hook, status), links) in hooks.iter().zip(statuses.iter_mut()).zip(trampolines) {
         match links {
             Some(_) if group_complete || !group(hook.hook) => {
                 status.method = Some(hook.trampoline_method);
@@ -419,7 +432,7 @@ pub fn attach_all(
         None => Err("no kernel BTF".into()),
     };
     let kprobe = try_kprobe(ebpf);
-    report.hooks.extend(attach_function_hooks(ebpf, btf.as_ref(), kallsyms, choice, &fentry, &kprobe));
+    report.hooks.extend(attach_function_hooks(ebpf, &FUNCTION_HOOKS, btf.as_ref(), kallsyms, choice, &fentry, &kprobe));
     for (hook, method) in CALLBACK_HOOKS {
         let mut status = HookStatus::new(hook);
         match &kprobe {
@@ -433,6 +446,11 @@ pub fn attach_all(
     }
     for hook in &TRACEPOINT_HOOKS {
         report.hooks.push(attach_tracepoint(ebpf, btf.as_ref(), hook, tracepoints));
+    }
+    let warn_tracepoint = report.hooks.iter().find(|h| h.hook == WARN_TRACEPOINT).and_then(|h| h.method);
+    if warn_tracepoint.is_none() {
+        let fallback = std::slice::from_ref(&WARN_FALLBACK);
+        report.hooks.extend(attach_function_hooks(ebpf, fallback, btf.as_ref(), kallsyms, choice, &fentry, &kprobe));
     }
     Ok(report)
 }

@@ -29,11 +29,13 @@ pub enum Hook {
     ItreeEnd,
     KvmUnmapHvaRange,
     ErrorReportEnd,
+    /// A probe on `__warn`, attached where `error_report_end` is missing (before 5.17).
+    Warn,
     SchedProcessExit,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 10] = [
+    pub const ALL: [Hook; 11] = [
         Hook::RangeStart,
         Hook::RangeStartRet,
         Hook::RangeEnd,
@@ -43,6 +45,7 @@ impl Hook {
         Hook::ItreeEnd,
         Hook::KvmUnmapHvaRange,
         Hook::ErrorReportEnd,
+        Hook::Warn,
         Hook::SchedProcessExit,
     ];
 
@@ -57,7 +60,16 @@ impl Hook {
             Hook::ItreeEnd => "itree_end",
             Hook::KvmUnmapHvaRange => "kvm_unmap_hva_range",
             Hook::ErrorReportEnd => "error_report_end",
+            Hook::Warn => "warn",
             Hook::SchedProcessExit => "sched_process_exit",
+        }
+    }
+
+    /// The hook that delivers the same records when this one is unavailable.
+    pub fn stand_in(self) -> Option<Hook> {
+        match self {
+            Hook::ErrorReportEnd => Some(Hook::Warn),
+            _ => None,
         }
     }
 
