@@ -9,6 +9,7 @@ pub mod exit;
 pub mod filter;
 pub mod inventory;
 pub mod kallsyms;
+pub mod kernel_facts;
 pub mod loader;
 pub mod metrics;
 pub mod render;

@@ -2,6 +2,8 @@
 //! (`ts` of the events) is the only time it knows.
 use std::mem;
 
+use crate::kernel_facts::Fact;
+
 use super::{
     hints::KernelInfo,
     report::{RangeRef, Report, TaskRef, Verdict, Violation},
@@ -456,7 +458,7 @@ impl Checker {
                     ),
                     [start_seq, Some(ret_seq), Some(seq)],
                 );
-                let hint = self.kernel.version.filter(|v| v.has_compensating_ends()).map(|_| self.kernel.double_end());
+                let hint = self.kernel.version.filter(|v| v.has(Fact::CompensatingEnds)).map(|_| self.kernel.double_end());
                 self.emit_with_hint(v, hint);
             }
             Some(OuterPhase::Ended { end_seq }) => {
