@@ -58,10 +58,7 @@ pub(crate) fn emit(kind: EventKind, p: &Payload) {
     }
     // Batched wakeups: userspace drains on a short timer, and is woken early only when a
     // burst has filled a good part of the buffer.
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes() {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
+    let flags =
+        if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes() { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
     entry.submit(flags as u64);
 }

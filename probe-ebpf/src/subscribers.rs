@@ -128,7 +128,10 @@ pub fn interval_invalidate_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn on_list_register(subscriber: u64, mm: u64) {
     let (ops, start, end) = list_callbacks(subscriber);
-    emit(EventKind::Registered, &Payload { mm, subscriber, callback: start, aux0: end, aux1: ops, ..Payload::default() });
+    emit(
+        EventKind::Registered,
+        &Payload { mm, subscriber, callback: start, aux0: end, aux1: ops, ..Payload::default() },
+    );
 }
 
 /// `mmu_interval_notifier_insert[_locked](interval_sub, mm, start, length, ops)`.

@@ -52,12 +52,7 @@ pub fn kvm_unmap_hva_range_raw(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn on_error_report(ctx: &impl EbpfContext) {
-    let p = Payload {
-        mm: current_mm(),
-        aux0: arg(ctx, 0) & 0xffff_ffff,
-        callback: arg(ctx, 1),
-        ..Payload::default()
-    };
+    let p = Payload { mm: current_mm(), aux0: arg(ctx, 0) & 0xffff_ffff, callback: arg(ctx, 1), ..Payload::default() };
     emit(EventKind::ErrorReport, &p);
 }
 

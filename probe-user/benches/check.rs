@@ -94,15 +94,24 @@ fn live() {
         return;
     }
     let bare: Vec<f64> = (0..5).map(|_| wall(&["workload", "--steps", "madvise_dontneed"])).collect();
-    let wrapped: Vec<f64> = (0..5).map(|_| wall(&["check", "--", BIN, "workload", "--steps", "madvise_dontneed"])).collect();
-    println!("wall time of a one-step workload: {:.0} ms alone, {:.0} ms under check", median(bare) * 1e3, median(wrapped) * 1e3);
+    let wrapped: Vec<f64> =
+        (0..5).map(|_| wall(&["check", "--", BIN, "workload", "--steps", "madvise_dontneed"])).collect();
+    println!(
+        "wall time of a one-step workload: {:.0} ms alone, {:.0} ms under check",
+        median(bare) * 1e3,
+        median(wrapped) * 1e3
+    );
     let iterations = "100000";
     let mut rounds = Vec::new();
     for _ in 0..3 {
         let untraced = hammer(&[], iterations);
         let wide = hammer(&["check"], iterations);
         let tree = hammer(&["check", "--pid-tree"], iterations);
-        println!("  hammer ns/op: untraced {untraced:.0}, check {wide:.0} ({:.2}x), check --pid-tree {tree:.0} ({:.2}x)", wide / untraced, tree / untraced);
+        println!(
+            "  hammer ns/op: untraced {untraced:.0}, check {wide:.0} ({:.2}x), check --pid-tree {tree:.0} ({:.2}x)",
+            wide / untraced,
+            tree / untraced
+        );
         rounds.push((wide / untraced, tree / untraced));
     }
     println!(

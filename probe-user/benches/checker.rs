@@ -17,7 +17,7 @@ use mmnotif_trace::{
     checker::Checker,
     metrics::{Recorder, Shared, registry, render},
     session::SessionTotals,
-    trace::{TraceReader, event_to_line, Event},
+    trace::{Event, TraceReader, event_to_line},
 };
 
 #[path = "support/generator.rs"]
@@ -27,10 +27,7 @@ use generator::{Generator, TASKS, header};
 
 fn proc_status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or(0)
+    status.lines().find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Replays one text block `passes` times after a single header line.
@@ -144,7 +141,10 @@ fn main() {
     for _ in 0..scrapes {
         bytes = black_box(render(&registry).expect("render")).len();
     }
-    println!("                one scrape renders {bytes} bytes in {:.0} us", t0.elapsed().as_secs_f64() * 1e6 / f64::from(scrapes));
+    println!(
+        "                one scrape renders {bytes} bytes in {:.0} us",
+        t0.elapsed().as_secs_f64() * 1e6 / f64::from(scrapes)
+    );
 
     // (2) Decode + check: a ~250k-event text block, read through the streaming reader.
     // A block of whole invalidations, so that passes chain without broken pairs.

@@ -45,7 +45,13 @@ impl Ingested {
 }
 
 /// Feeds `offered` events per second (`None`: as fast as possible) for `seconds`.
-fn ingest(model: &SharedModel, mut block: Vec<Event>, offered: Option<f64>, seconds: f64, stop: &AtomicBool) -> Ingested {
+fn ingest(
+    model: &SharedModel,
+    mut block: Vec<Event>,
+    offered: Option<f64>,
+    seconds: f64,
+    stop: &AtomicBool,
+) -> Ingested {
     let span = block.last().map_or(0, |e| e.ts) - block.first().map_or(0, |e| e.ts) + 1;
     let started = Instant::now();
     let (mut consumed, mut backlogs, mut at) = (0u64, Vec::new(), 0usize);
@@ -151,7 +157,12 @@ fn main() {
         ms(max),
         if kept_up { "yes" } else { "NO" }
     );
-    println!("         {} frames; snapshot under the lock {}; draw {}", frames.count, stats(&frames.snapshot), stats(&frames.draw));
+    println!(
+        "         {} frames; snapshot under the lock {}; draw {}",
+        frames.count,
+        stats(&frames.snapshot),
+        stats(&frames.draw)
+    );
 
     let (ingested, frames) = run(block, None, seconds.min(5.0));
     println!(

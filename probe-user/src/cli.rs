@@ -345,7 +345,9 @@ mod tests {
     #[test]
     fn check_takes_a_command_or_a_trace_but_not_both() {
         let parse = |args: &[&str]| Cli::try_parse_from([&["mmnotif-trace", "check"], args].concat());
-        let Ok(Cli { command: Some(Command::Check(c)), .. }) = parse(&["--allow", "kernel-warn:f", "--fail-on", "unpaired-start,kernel-warn", "--", "sh", "-c", "x"]) else {
+        let Ok(Cli { command: Some(Command::Check(c)), .. }) =
+            parse(&["--allow", "kernel-warn:f", "--fail-on", "unpaired-start,kernel-warn", "--", "sh", "-c", "x"])
+        else {
             panic!("a command after -- parses")
         };
         assert_eq!(c.command, ["sh", "-c", "x"]);
@@ -379,10 +381,15 @@ mod tests {
         assert!(Cli::try_parse_from(["mmnotif-trace", "replay", "t.jsonl", "--speed", "2"]).is_err());
         assert!(Cli::try_parse_from(["mmnotif-trace", "replay", "t.jsonl", "--tui", "--speed", "0"]).is_err());
         assert!(Cli::try_parse_from(["mmnotif-trace", "replay", "t.jsonl", "--tui", "--format", "json"]).is_err());
-        let cli = Cli::try_parse_from(["mmnotif-trace", "replay", "t.jsonl", "--tui", "--speed", "0.5", "--start-paused"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["mmnotif-trace", "replay", "t.jsonl", "--tui", "--speed", "0.5", "--start-paused"])
+                .unwrap();
         let Some(Command::Replay(args)) = cli.command else { panic!("not replay") };
         assert!(args.tui && args.start_paused && args.speed == 0.5);
-        assert!(Cli::try_parse_from(["mmnotif-trace", "--log-file", "x", "stream"]).is_err(), "--log-file is the dashboard's");
+        assert!(
+            Cli::try_parse_from(["mmnotif-trace", "--log-file", "x", "stream"]).is_err(),
+            "--log-file is the dashboard's"
+        );
         assert!(Cli::try_parse_from(["mmnotif-trace", "--log-file", "x"]).is_ok());
     }
 
@@ -398,9 +405,18 @@ mod tests {
     fn metrics_is_off_by_default_and_loopback_without_an_address() {
         assert_eq!(stream_metrics(&["mmnotif-trace", "stream"]), None);
         assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics"]), Some("127.0.0.1:9477".parse().unwrap()));
-        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics", "--workload"]), Some("127.0.0.1:9477".parse().unwrap()));
-        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics", "9100"]), Some("127.0.0.1:9100".parse().unwrap()));
-        assert_eq!(stream_metrics(&["mmnotif-trace", "stream", "--metrics=0.0.0.0:9100"]), Some("0.0.0.0:9100".parse().unwrap()));
+        assert_eq!(
+            stream_metrics(&["mmnotif-trace", "stream", "--metrics", "--workload"]),
+            Some("127.0.0.1:9477".parse().unwrap())
+        );
+        assert_eq!(
+            stream_metrics(&["mmnotif-trace", "stream", "--metrics", "9100"]),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        assert_eq!(
+            stream_metrics(&["mmnotif-trace", "stream", "--metrics=0.0.0.0:9100"]),
+            Some("0.0.0.0:9100".parse().unwrap())
+        );
         let default_mode = Cli::try_parse_from(["mmnotif-trace", "--metrics", "9200"]).expect("parses");
         assert!(default_mode.command.is_none());
         assert_eq!(default_mode.metrics.metrics, Some("127.0.0.1:9200".parse().unwrap()));
@@ -412,8 +428,13 @@ mod tests {
             Cli::try_parse_from(["mmnotif-trace", "check", "--metrics", "9300", "--", "true"]).map(|c| c.command),
             Ok(Some(Command::Check(CheckArgs { metrics: MetricsArgs { metrics: Some(a) }, .. }))) if a.port() == 9300
         ));
-        let bad = Cli::try_parse_from(["mmnotif-trace", "record", "-o", "x", "--metrics", "localhost:1"]).unwrap_err().to_string();
+        let bad = Cli::try_parse_from(["mmnotif-trace", "record", "-o", "x", "--metrics", "localhost:1"])
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("--metrics") && bad.contains("is not a port"), "{bad}");
-        assert!(Cli::try_parse_from(["mmnotif-trace", "--metrics", "9200", "stream"]).is_err(), "default-mode flag before a subcommand");
+        assert!(
+            Cli::try_parse_from(["mmnotif-trace", "--metrics", "9200", "stream"]).is_err(),
+            "default-mode flag before a subcommand"
+        );
     }
 }

@@ -30,7 +30,13 @@ pub trait StackSource {
 pub enum Decoded {
     Event(Event),
     /// A subscriber was registered: attach to its callbacks (not itself a trace event).
-    Registered { found: Discovered, mm: Addr, subscriber: Addr, pid: u32, comm: Comm },
+    Registered {
+        found: Discovered,
+        mm: Addr,
+        subscriber: Addr,
+        pid: u32,
+        comm: Comm,
+    },
 }
 
 /// The callback the `kvm:kvm_unmap_hva_range` tracepoint fires in.
@@ -176,7 +182,9 @@ impl<'k> Decoder<'k> {
                 cur_seq: p.aux0,
                 ret: p.ret != 0,
             }),
-            EventKind::ItreeEnd => EventBody::ItreeEnd(ItreeEnd { tid: r.tid, mm: Addr(p.mm), active: p.aux0, seq: p.aux1 }),
+            EventKind::ItreeEnd => {
+                EventBody::ItreeEnd(ItreeEnd { tid: r.tid, mm: Addr(p.mm), active: p.aux0, seq: p.aux1 })
+            }
             EventKind::Registered => {
                 let found = if p.flags & flags::INTERVAL != 0 {
                     Discovered::Interval { invalidate: p.callback }
@@ -184,7 +192,13 @@ impl<'k> Decoder<'k> {
                     Discovered::List { start: p.callback, end: p.aux0 }
                 };
                 let comm = self.comm(&r.comm);
-                return Ok(Decoded::Registered { found, mm: Addr(p.mm), subscriber: Addr(p.subscriber), pid: r.pid, comm });
+                return Ok(Decoded::Registered {
+                    found,
+                    mm: Addr(p.mm),
+                    subscriber: Addr(p.subscriber),
+                    pid: r.pid,
+                    comm,
+                });
             }
         };
         Ok(Decoded::Event(Event {
@@ -214,7 +228,12 @@ mod tests {
             pid: 10,
             tid: 11,
             comm: *b"workload\0\0\0\0\0\0\0\0",
-            payload: EventPayload { mm: 0xffff888001234000, start: 0x7f0000000000, end: 0x7f0000010000, ..Default::default() },
+            payload: EventPayload {
+                mm: 0xffff888001234000,
+                start: 0x7f0000000000,
+                end: 0x7f0000010000,
+                ..Default::default()
+            },
         }
     }
 

@@ -22,7 +22,8 @@ impl EventFilter {
             return true;
         }
         let pid_ok = self.pids.is_empty() || e.pid.is_some_and(|p| self.pids.contains(&p));
-        let comm_ok = self.comms.is_empty() || e.comm.as_ref().is_some_and(|c| self.comms.iter().any(|w| w == c.as_str()));
+        let comm_ok =
+            self.comms.is_empty() || e.comm.as_ref().is_some_and(|c| self.comms.iter().any(|w| w == c.as_str()));
         pid_ok && comm_ok
     }
 }
@@ -30,7 +31,10 @@ impl EventFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{Comm, event::{Lost, TaskExit}};
+    use crate::trace::{
+        Comm,
+        event::{Lost, TaskExit},
+    };
 
     fn exit(pid: u32, comm: &str) -> Event {
         let mut e = Event::new(1, EventBody::TaskExit(TaskExit { tid: pid }));

@@ -69,7 +69,10 @@ impl Kallsyms {
                 if line.trim().is_empty() {
                     continue;
                 }
-                return Err(KallsymsError::Malformed { line: i + 1, what: format!("expected 'address type name', got {line:?}") });
+                return Err(KallsymsError::Malformed {
+                    line: i + 1,
+                    what: format!("expected 'address type name', got {line:?}"),
+                });
             };
             let addr = u64::from_str_radix(addr, 16)
                 .map_err(|e| KallsymsError::Malformed { line: i + 1, what: format!("address {addr:?}: {e}") })?;

@@ -72,7 +72,12 @@ pub struct FactRow {
     pub commit: Option<&'static str>,
 }
 
-const fn row(fact: Fact, since: KernelVersion, stable: &'static [KernelVersion], commit: Option<&'static str>) -> FactRow {
+const fn row(
+    fact: Fact,
+    since: KernelVersion,
+    stable: &'static [KernelVersion],
+    commit: Option<&'static str>,
+) -> FactRow {
     FactRow { fact, since, stable, commit }
 }
 
@@ -80,7 +85,12 @@ const fn row(fact: Fact, since: KernelVersion, stable: &'static [KernelVersion],
 pub static FACTS: [FactRow; 8] = [
     row(Fact::BlockableFailureWarn, KernelVersion::new(5, 4, 0), &[], None),
     row(Fact::CompensatingEnds, KernelVersion::new(5, 12, 0), &[KernelVersion::new(5, 10, 27)], Some("c2655835fd8c")),
-    row(Fact::FailedStartEndOpWarn, KernelVersion::new(5, 12, 0), &[KernelVersion::new(5, 10, 27)], Some("c2655835fd8c")),
+    row(
+        Fact::FailedStartEndOpWarn,
+        KernelVersion::new(5, 12, 0),
+        &[KernelVersion::new(5, 10, 27)],
+        Some("c2655835fd8c"),
+    ),
     row(Fact::IntervalTree, KernelVersion::new(5, 5, 0), &[], None),
     row(Fact::KvmEmptyRangeWarn, KernelVersion::new(5, 17, 0), &[], None),
     row(Fact::PagemapScan, KernelVersion::new(6, 7, 0), &[], Some("4cccb6221cae")),

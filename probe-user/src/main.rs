@@ -17,7 +17,9 @@ fn main() -> ExitCode {
         Some(Command::Probe(args)) => cmd::probe::run(args),
         Some(Command::Inventory(args)) => cmd::inventory::run(args),
         Some(Command::Replay(args)) => cmd::replay::run(args),
-        None if dashboard::live::interactive_terminal() => dashboard::live::run(cli.dashboard.log_file.as_deref(), cli.metrics.metrics),
+        None if dashboard::live::interactive_terminal() => {
+            dashboard::live::run(cli.dashboard.log_file.as_deref(), cli.metrics.metrics)
+        }
         other => run_async(other, &cli.metrics),
     };
     match result {
@@ -45,7 +47,9 @@ fn run_async(command: &Option<Command>, metrics: &MetricsArgs) -> anyhow::Result
     rt.block_on(async {
         match command {
             Some(Command::Stream(args)) => cmd::live::run(&args.live, cmd::live::Output::Stdout(args.format)).await,
-            Some(Command::Record(args)) => cmd::live::run(&args.live, cmd::live::Output::File(args.output.clone())).await,
+            Some(Command::Record(args)) => {
+                cmd::live::run(&args.live, cmd::live::Output::File(args.output.clone())).await
+            }
             Some(Command::Selftest(args)) => cmd::selftest::run(args).await,
             Some(Command::Check(args)) => cmd::check::run(args).await,
             // Not a terminal (piped, redirected): the live text stream with the workload.
@@ -53,7 +57,9 @@ fn run_async(command: &Option<Command>, metrics: &MetricsArgs) -> anyhow::Result
                 let live = LiveArgs { metrics: metrics.clone(), ..LiveArgs::with_workload() };
                 cmd::live::run(&live, cmd::live::Output::Stdout(TextOrJsonl::Text)).await
             }
-            Some(Command::Workload(_) | Command::Probe(_) | Command::Inventory(_) | Command::Replay(_)) => unreachable!("handled synchronously"),
+            Some(Command::Workload(_) | Command::Probe(_) | Command::Inventory(_) | Command::Replay(_)) => {
+                unreachable!("handled synchronously")
+            }
         }
     })
 }

@@ -11,10 +11,25 @@ pub fn event_text(e: &Event) -> String {
         let _ = write!(s, "cpu{cpu} ");
     }
     let tid = e.tid().map(|t| t.to_string()).unwrap_or_else(|| "-".into());
-    let _ = write!(s, "{}/{} {:<16} ", e.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()), tid, e.comm.as_ref().map(|c| c.as_str()).unwrap_or("-"));
+    let _ = write!(
+        s,
+        "{}/{} {:<16} ",
+        e.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+        tid,
+        e.comm.as_ref().map(|c| c.as_str()).unwrap_or("-")
+    );
     match &e.body {
         EventBody::RangeStart(c) => {
-            let _ = write!(s, "range_start  {} [{}, {}) {} {} mm {}", c.range, c.start, c.end, c.event, if c.blockable { "blockable" } else { "non-blockable" }, c.mm);
+            let _ = write!(
+                s,
+                "range_start  {} [{}, {}) {} {} mm {}",
+                c.range,
+                c.start,
+                c.end,
+                c.event,
+                if c.blockable { "blockable" } else { "non-blockable" },
+                c.mm
+            );
         }
         EventBody::RangeStartRet(r) => {
             let _ = write!(s, "range_start_ret {} ret {}", r.range, r.ret);
@@ -40,13 +55,17 @@ pub fn event_text(e: &Event) -> String {
             let _ = write!(s, "subscriber_end {} range {} mm {}", x.callback, x.range, x.mm);
         }
         EventBody::IntervalInvalidate(x) => {
-            let _ = write!(s, "interval_invalidate {} range {} cur_seq {} ret {}", x.callback, x.range, x.cur_seq, x.ret);
+            let _ =
+                write!(s, "interval_invalidate {} range {} cur_seq {} ret {}", x.callback, x.range, x.cur_seq, x.ret);
         }
         EventBody::ItreeEnd(x) => {
             let _ = write!(s, "itree_end mm {} active {} seq {}", x.mm, x.active, x.seq);
         }
         EventBody::Warn(w) => {
-            let det = w.detector.map(|d| d.name().map(str::to_string).unwrap_or_else(|| d.raw().to_string())).unwrap_or_default();
+            let det = w
+                .detector
+                .map(|d| d.name().map(str::to_string).unwrap_or_else(|| d.raw().to_string()))
+                .unwrap_or_default();
             let _ = write!(s, "warn {} {}", det, w.caller);
         }
         EventBody::TaskExit(_) => s.push_str("task_exit"),
@@ -56,13 +75,7 @@ pub fn event_text(e: &Event) -> String {
         EventBody::ProbesLive(p) => {
             s.push_str("probes_live");
             for (i, c) in p.callbacks.iter().enumerate() {
-                let _ = write!(
-                    s,
-                    "{} {} {}",
-                    if i == 0 { "" } else { "," },
-                    c.hook,
-                    c.callback
-                );
+                let _ = write!(s, "{} {} {}", if i == 0 { "" } else { "," }, c.hook, c.callback);
             }
         }
     }

@@ -99,7 +99,9 @@ impl PlannedStep {
 const PAGE: u64 = 4096;
 
 fn is_cow_fault(s: &Span, within: &[Span]) -> bool {
-    s.end.0.wrapping_sub(s.start.0) == PAGE && s.start.0.is_multiple_of(PAGE) && within.iter().any(|w| w.start <= s.start && s.end <= w.end)
+    s.end.0.wrapping_sub(s.start.0) == PAGE
+        && s.start.0.is_multiple_of(PAGE)
+        && within.iter().any(|w| w.start <= s.start && s.end <= w.end)
 }
 
 pub fn judge(steps: &[PlannedStep], events: &[Event], lost: u64) -> SelftestVerdict {
@@ -107,7 +109,8 @@ pub fn judge(steps: &[PlannedStep], events: &[Event], lost: u64) -> SelftestVerd
     let mut seen = kvm_invalidations(events, pid);
     let mut verdicts = Vec::new();
     for PlannedStep { record: rec, expected, possible, cow_within } in steps {
-        let observed: Vec<Span> = seen.iter().filter(|(ts, _)| *ts >= rec.t0 && *ts <= rec.t1).map(|(_, s)| *s).collect();
+        let observed: Vec<Span> =
+            seen.iter().filter(|(ts, _)| *ts >= rec.t0 && *ts <= rec.t1).map(|(_, s)| *s).collect();
         seen.retain(|(ts, _)| *ts < rec.t0 || *ts > rec.t1);
         let mut want: BTreeMap<Span, i64> = BTreeMap::new();
         for s in expected {
@@ -128,8 +131,7 @@ pub fn judge(steps: &[PlannedStep], events: &[Event], lost: u64) -> SelftestVerd
                 },
             }
         }
-        let missing: Vec<Span> =
-            want.iter().flat_map(|(s, n)| std::iter::repeat_n(*s, (*n).max(0) as usize)).collect();
+        let missing: Vec<Span> = want.iter().flat_map(|(s, n)| std::iter::repeat_n(*s, (*n).max(0) as usize)).collect();
         let pass = missing.is_empty() && unexpected.is_empty();
         verdicts.push(StepVerdict {
             step: rec.step.clone(),
@@ -177,7 +179,12 @@ impl SelftestVerdict {
         for o in &self.outside_steps {
             let _ = writeln!(s, "FAIL: invalidation [{}, {}) outside every step", o.start, o.end);
         }
-        let _ = writeln!(s, "lost events: {}{}", self.lost, if self.lost > 0 { " (FAIL: the comparison is incomplete)" } else { "" });
+        let _ = writeln!(
+            s,
+            "lost events: {}{}",
+            self.lost,
+            if self.lost > 0 { " (FAIL: the comparison is incomplete)" } else { "" }
+        );
         let _ = writeln!(s, "selftest: {}", if self.pass { "PASS" } else { "FAIL" });
         s
     }

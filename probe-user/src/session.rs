@@ -167,13 +167,7 @@ pub fn trace(
 ) -> Result<SessionTotals, LoadError> {
     let mut collector = tracer.collector()?;
     let stacks = tracer.ebpf.take_map("STACKS").and_then(|m| StackTraceMap::try_from(m).ok()).map(KernelStacks);
-    let Tracer {
-        ebpf,
-        kernel,
-        callbacks,
-        startup_probes,
-        ..
-    } = tracer;
+    let Tracer { ebpf, kernel, callbacks, startup_probes, .. } = tracer;
     for probe in callbacks.probes.values() {
         probed(probe);
     }
@@ -181,20 +175,11 @@ pub fn trace(
     if let Some(stacks) = stacks {
         decoder = decoder.with_stacks(Box::new(stacks));
     }
-    run(
-        &mut collector,
-        &mut decoder,
-        filter,
-        stop,
-        deadline,
-        startup_probes.take(),
-        sink,
-        |found| {
-            let outcome = callbacks.discovered(ebpf, &kernel.kallsyms, found);
-            for probe in &outcome.attempts {
-                probed(probe);
-            }
-            outcome.live
-        },
-    )
+    run(&mut collector, &mut decoder, filter, stop, deadline, startup_probes.take(), sink, |found| {
+        let outcome = callbacks.discovered(ebpf, &kernel.kallsyms, found);
+        for probe in &outcome.attempts {
+            probed(probe);
+        }
+        outcome.live
+    })
 }

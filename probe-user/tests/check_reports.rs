@@ -79,7 +79,13 @@ fn replay_with_reports(trace: &Path, extra: &[&str]) -> Reports {
     validate_junit(&x).unwrap_or_else(|e| panic!("{name}: invalid JUnit: {e}"));
     let json: Value = serde_json::from_str(&fs::read_to_string(&j).expect("json file")).expect("json");
     validate_json(&json).unwrap_or_else(|e| panic!("{name}: JSON report does not match its schema:\n{e}"));
-    let reports = Reports { code: o.status.code(), ktap, junit: fs::read_to_string(&x).expect("junit"), json, stderr: stderr(&o) };
+    let reports = Reports {
+        code: o.status.code(),
+        ktap,
+        junit: fs::read_to_string(&x).expect("junit"),
+        json,
+        stderr: stderr(&o),
+    };
     let _ = fs::remove_dir_all(&dir);
     reports
 }
@@ -154,7 +160,12 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
                 assert!(t.ok && t.directive.is_none(), "{name}: {rule} passes: {t:?}");
             }
         }
-        assert!(r.ktap.header_diagnostics.iter().any(|d| d.starts_with(&format!("verdict: {} (exit status {code})", status.to_uppercase()))));
+        assert!(
+            r.ktap
+                .header_diagnostics
+                .iter()
+                .any(|d| d.starts_with(&format!("verdict: {} (exit status {code})", status.to_uppercase())))
+        );
 
         // JUnit: a case per rule and per violation, names unique (the schema enforces it too).
         let cases = junit_testcase_names(&r.junit);
@@ -168,8 +179,16 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
             assert_eq!(cases.iter().filter(|c| c.starts_with(&format!("{rule}@"))).count(), *n, "{name}: {cases:?}");
         }
         let ktap_skips = r.ktap.results.iter().filter(|t| t.skipped()).count();
-        assert_eq!(r.junit.matches("<skipped ").count(), ktap_skips, "{name}: the same rules are skipped in JUnit and KTAP");
-        assert_eq!(r.junit.matches("<failure ").count(), total + r.ktap.results.iter().filter(|t| !t.ok).count(), "{name}");
+        assert_eq!(
+            r.junit.matches("<skipped ").count(),
+            ktap_skips,
+            "{name}: the same rules are skipped in JUnit and KTAP"
+        );
+        assert_eq!(
+            r.junit.matches("<failure ").count(),
+            total + r.ktap.results.iter().filter(|t| !t.ok).count(),
+            "{name}"
+        );
 
         // JSON: the same violations, rules not checked and kernel WARNs with their caller.
         let mut got: BTreeMap<String, usize> = BTreeMap::new();
@@ -178,8 +197,12 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
             assert_eq!(v["disposition"], "failing", "{name}: {v}");
         }
         assert_eq!(got, want.violations, "{name}");
-        let mut not_checked: Vec<String> =
-            r.json["not_checked"].as_array().expect("not_checked").iter().map(|n| n["rule"].as_str().expect("rule").to_owned()).collect();
+        let mut not_checked: Vec<String> = r.json["not_checked"]
+            .as_array()
+            .expect("not_checked")
+            .iter()
+            .map(|n| n["rule"].as_str().expect("rule").to_owned())
+            .collect();
         not_checked.sort();
         let mut want_not_checked = want.not_checked.clone();
         want_not_checked.sort();
@@ -188,7 +211,10 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
         assert_eq!(warns.len(), want.violations.get("kernel-warn").copied().unwrap_or(0), "{name}");
         for w in warns {
             let caller = w["caller"].as_str().expect("a WARN names its caller");
-            assert!(caller.starts_with(w["function"].as_str().expect("function")) && caller.contains("+0x"), "{name}: {w}");
+            assert!(
+                caller.starts_with(w["function"].as_str().expect("function")) && caller.contains("+0x"),
+                "{name}: {w}"
+            );
         }
     }
 }
@@ -196,24 +222,37 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
 #[test]
 fn allow_turns_a_known_issue_into_an_expected_failure() {
     let trace = corpus("v5.2-skipped-end");
-    let r = replay_with_reports(&trace, &["--allow", "notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start"]);
+    let r =
+        replay_with_reports(&trace, &["--allow", "notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let t = result(&r.ktap, "notifier-unpaired-start");
     assert!(t.ok && t.directive.as_deref() == Some("XFAIL"), "{t:?}");
     assert!(t.diagnostics[0].starts_with("notifier-unpaired-start (not counted, allowed as a known issue (--allow notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start)): "), "{t:?}");
     // A pass that could not check everything says so in every report.
     assert!(result(&r.ktap, "kernel-warn").skipped() && result(&r.ktap, "interval-blockable-false").skipped());
-    assert!(r.ktap.header_diagnostics.iter().any(|d| d.starts_with("note: 2 of 16 rules not checked")), "{:?}", r.ktap.header_diagnostics);
+    assert!(
+        r.ktap.header_diagnostics.iter().any(|d| d.starts_with("note: 2 of 16 rules not checked")),
+        "{:?}",
+        r.ktap.header_diagnostics
+    );
     assert!(r.junit.contains(r#"<property name="note.1" value="2 of 16 rules not checked"#), "{}", r.junit);
     assert!(r.stderr.contains("check: note: 2 of 16 rules not checked"), "{}", r.stderr);
     assert_eq!(r.json["notes"][0].as_str().map(|n| n.starts_with("2 of 16 rules not checked")), Some(true));
     let v = &r.json["violations"][0];
-    assert_eq!((v["disposition"].as_str(), v["allowed_by"].as_str()), (Some("allowed"), Some("--allow notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start")));
+    assert_eq!(
+        (v["disposition"].as_str(), v["allowed_by"].as_str()),
+        (Some("allowed"), Some("--allow notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start"))
+    );
     assert!(r.junit.contains(r#"<testcase name="notifier-unpaired-start@0xffffc90000a3fc88/kvm_mmu_notifier_invalidate_range_start" classname="mmnotif-trace.violations">
       <skipped message="not counted, allowed as a known issue"#), "{}", r.junit);
 
     // Another subscriber's callback does not cover KVM's violation.
-    let o = check(&["--replay", trace.to_str().expect("utf8"), "--allow", "notifier-unpaired-start:nouveau_svmm_invalidate_range_start"]);
+    let o = check(&[
+        "--replay",
+        trace.to_str().expect("utf8"),
+        "--allow",
+        "notifier-unpaired-start:nouveau_svmm_invalidate_range_start",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
@@ -223,7 +262,10 @@ fn fail_on_and_allow_lost_narrow_what_fails() {
     let r = replay_with_reports(&v52, &["--fail-on", "kernel-warn,unpaired-end"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let t = result(&r.ktap, "notifier-unpaired-start");
-    assert!(t.ok && t.directive.is_none() && t.data.as_deref().is_some_and(|d| d.contains("not among --fail-on")), "{t:?}");
+    assert!(
+        t.ok && t.directive.is_none() && t.data.as_deref().is_some_and(|d| d.contains("not among --fail-on")),
+        "{t:?}"
+    );
     assert_eq!(r.json["policy"]["fail_on"], serde_json::json!(["kernel-warn", "unpaired-end"]));
 
     let lost = corpus("lost-events");
@@ -232,7 +274,10 @@ fn fail_on_and_allow_lost_narrow_what_fails() {
     let t = result(&r.ktap, "events-lost");
     assert!(t.ok && t.directive.as_deref() == Some("XFAIL"), "{t:?}");
     let t = result(&r.ktap, "unpaired-start");
-    assert!(t.ok && t.data.as_deref().is_some_and(|d| d.contains("17 events lost, tolerated by --allow-lost")), "{t:?}");
+    assert!(
+        t.ok && t.data.as_deref().is_some_and(|d| d.contains("17 events lost, tolerated by --allow-lost")),
+        "{t:?}"
+    );
     assert_eq!(r.json["lost"], 17);
 }
 
@@ -262,7 +307,10 @@ fn bad_usage_gets_one_line_and_status_2() {
         (&["--allow", "no-such-rule", "--replay", trace][..], "unknown rule id \"no-such-rule\""),
         (&["--fail-on", "kernel-warn,bogus", "--replay", trace][..], "unknown rule id \"bogus\""),
         (&["--replay", trace, "--", "true"][..], "cannot be used with"),
-        (&["--json", "/nonexistent-dir/r.json", "--replay", trace][..], "--json /nonexistent-dir/r.json: No such file or directory"),
+        (
+            &["--json", "/nonexistent-dir/r.json", "--replay", trace][..],
+            "--json /nonexistent-dir/r.json: No such file or directory",
+        ),
         (&["--", "/nonexistent-program"][..], ""),
     ] {
         let o = check(args);
@@ -270,7 +318,10 @@ fn bad_usage_gets_one_line_and_status_2() {
         if args[0] == "--" {
             // Running a command needs root: as root the command cannot start (2), else not root (10).
             let code = o.status.code();
-            assert!(code == Some(2) && err.contains("cannot run the command \"/nonexistent-program\"") || code == Some(10), "{args:?}: {code:?} {err}");
+            assert!(
+                code == Some(2) && err.contains("cannot run the command \"/nonexistent-program\"") || code == Some(10),
+                "{args:?}: {code:?} {err}"
+            );
             continue;
         }
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
@@ -306,8 +357,12 @@ fn the_ktap_parser_follows_ktap_rst() {
     assert_eq!((main.description.as_str(), main.ok, main.subtests.len()), ("main_test", false, 3));
     let t3 = &main.subtests[2];
     assert_eq!(t3.subtests[1].diagnostics, ["test_2: FAIL"]);
-    assert_eq!((t3.subtests[2].directive.as_deref(), t3.subtests[2].data.as_deref()), (Some("SKIP"), Some("test_3 skipped")));
-    let ok5 = ktap::parse("KTAP version 1\n1..1\nok 1 check return code # rcode=0\n", true).expect("data without directive");
+    assert_eq!(
+        (t3.subtests[2].directive.as_deref(), t3.subtests[2].data.as_deref()),
+        (Some("SKIP"), Some("test_3 skipped"))
+    );
+    let ok5 =
+        ktap::parse("KTAP version 1\n1..1\nok 1 check return code # rcode=0\n", true).expect("data without directive");
     assert_eq!((ok5.results[0].directive.as_deref(), ok5.results[0].data.as_deref()), (None, Some("rcode=0")));
 
     for (bad, why) in [

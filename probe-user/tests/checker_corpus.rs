@@ -15,7 +15,8 @@ struct Expectation {
 }
 
 fn parse_expect(text: &str) -> Expectation {
-    let mut e = Expectation { verdict: String::new(), violations: BTreeMap::new(), not_checked: Vec::new(), notes: Vec::new() };
+    let mut e =
+        Expectation { verdict: String::new(), violations: BTreeMap::new(), not_checked: Vec::new(), notes: Vec::new() };
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let (head, rest) = line.split_once(' ').unwrap_or((line, ""));
         match head {
@@ -52,7 +53,8 @@ fn every_corpus_trace_gives_its_expected_verdict() {
     let mut failures = Vec::new();
     for trace in traces {
         let expect_path = trace.with_extension("expect");
-        let expect = parse_expect(&fs::read_to_string(&expect_path).unwrap_or_else(|_| panic!("missing {expect_path:?}")));
+        let expect =
+            parse_expect(&fs::read_to_string(&expect_path).unwrap_or_else(|_| panic!("missing {expect_path:?}")));
         let report = replay_file(&trace).unwrap_or_else(|e| panic!("{e}"));
         let mut got: BTreeMap<String, usize> = BTreeMap::new();
         for v in &report.violations {
@@ -72,7 +74,10 @@ fn every_corpus_trace_gives_its_expected_verdict() {
             continue;
         }
         for (rule, text) in &expect.notes {
-            let found = report.violations.iter().any(|v| v.rule.as_str() == rule && v.notes.iter().any(|n| n.contains(text.as_str())));
+            let found = report
+                .violations
+                .iter()
+                .any(|v| v.rule.as_str() == rule && v.notes.iter().any(|n| n.contains(text.as_str())));
             if !found {
                 failures.push(format!("{name}: no {rule} violation with note {text:?}\n{report}"));
             }
@@ -99,11 +104,21 @@ fn skipped_end_names_the_fix_and_the_kernel() {
 fn not_checked_rules_name_the_missing_hooks() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/tracepoint-mode.jsonl");
     let report = replay_file(&path).expect("replay");
-    let unpaired = report.not_checked.iter().find(|n| n.rule == RuleId::UnpairedStart).expect("unpaired-start not checked");
-    assert!(unpaired.reason.contains("range_start (kprobes and fentry are not available on this host)"), "{}", unpaired.reason);
+    let unpaired =
+        report.not_checked.iter().find(|n| n.rule == RuleId::UnpairedStart).expect("unpaired-start not checked");
+    assert!(
+        unpaired.reason.contains("range_start (kprobes and fentry are not available on this host)"),
+        "{}",
+        unpaired.reason
+    );
     assert!(unpaired.reason.contains("range_start_ret"), "{}", unpaired.reason);
     assert!(!report.complete);
-    let kvm = report.stats.notifiers.iter().find(|n| n.callback.as_str() == "kvm_mmu_notifier_invalidate_range_start").expect("kvm row");
+    let kvm = report
+        .stats
+        .notifiers
+        .iter()
+        .find(|n| n.callback.as_str() == "kvm_mmu_notifier_invalidate_range_start")
+        .expect("kvm row");
     assert_eq!(kvm.starts, 3);
     let text = report.to_string();
     assert!(text.contains("not checked:"), "{text}");
@@ -125,19 +140,12 @@ fn attach_race_is_reported_without_probes_live() {
     // between the attaches of KVM's callbacks look unpaired, which is what gating removes.
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kvm-attach-race.jsonl");
     let text = fs::read_to_string(&path).expect("read trace");
-    let without: String = text
-        .lines()
-        .filter(|l| !l.contains("\"type\":\"probes_live\""))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let without: String =
+        text.lines().filter(|l| !l.contains("\"type\":\"probes_live\"")).map(|l| format!("{l}\n")).collect();
     let report = mmnotif_trace::checker::replay(without.as_bytes()).expect("replay");
     let mut rules: Vec<&str> = report.violations.iter().map(|v| v.rule.as_str()).collect();
     rules.sort_unstable();
-    assert_eq!(
-        rules,
-        ["notifier-unpaired-end", "notifier-unpaired-start"],
-        "{report}"
-    );
+    assert_eq!(rules, ["notifier-unpaired-end", "notifier-unpaired-start"], "{report}");
     // With probes_live, the same events are counted but not judged.
     let report = replay_file(&path).expect("replay");
     let kvm = report

@@ -6,7 +6,9 @@ use std::{fs::File, io::BufReader, sync::Arc};
 use mmnotif_trace::{
     dashboard::{Model, Pane, Snapshot, Ui, snapshot::Inventory, view},
     inventory::{IntervalSubscriber, KvmState, MmInventory, Subscriber},
-    trace::{Addr, Comm, Event, EventBody, Header, Hook, ItreeSnapshot, MmuEvent, RangeCall, RangeStartRet, TraceReader},
+    trace::{
+        Addr, Comm, Event, EventBody, Header, Hook, ItreeSnapshot, MmuEvent, RangeCall, RangeStartRet, TraceReader,
+    },
 };
 use ratatui::{
     Terminal,
@@ -64,7 +66,11 @@ fn empty_state_shows_zeros_and_placeholders_without_banners() {
     assert!(screen.contains("no violations so far"), "{screen}");
     assert!(!screen.contains("DEGRADED"), "full attach set: {screen}");
     assert!(!screen.contains("were lost"), "{screen}");
-    for (pane, text) in [(Pane::Notifiers, "no subscriber callback seen yet"), (Pane::Processes, "no process seen yet"), (Pane::Events, "no events yet")] {
+    for (pane, text) in [
+        (Pane::Notifiers, "no subscriber callback seen yet"),
+        (Pane::Processes, "no process seen yet"),
+        (Pane::Events, "no events yet"),
+    ] {
         key(&mut ui, &snap, KeyCode::Tab);
         assert_eq!(ui.pane, pane);
         let screen = render(&ui, &snap, 80, 24);
@@ -104,11 +110,15 @@ fn violations_pane_lists_newest_first_with_rule_process_and_callback() {
     assert!(rules.contains(&"notifier-double-end") && rules.contains(&"blockable-failure"), "{rules:?}");
     let screen = render(&Ui::default(), &snap, 100, 30);
     let rows: Vec<&str> = screen.lines().filter(|l| l.contains("error") || l.contains("warning")).collect();
-    let position = |rule: &str| rows.iter().position(|l| l.contains(rule)).unwrap_or_else(|| panic!("{rule} missing: {screen}"));
+    let position =
+        |rule: &str| rows.iter().position(|l| l.contains(rule)).unwrap_or_else(|| panic!("{rule} missing: {screen}"));
     // The checker reports blockable-failure before the double end: newest is on top.
     assert!(position("notifier-double-end") < position("blockable-failure"), "{screen}");
     let double_end = rows[position("notifier-double-end")];
-    assert!(double_end.contains("61 oom_reaper") && double_end.contains("kvm_mmu_notifier_invalidate_range_end"), "{double_end}");
+    assert!(
+        double_end.contains("61 oom_reaper") && double_end.contains("kvm_mmu_notifier_invalidate_range_end"),
+        "{double_end}"
+    );
     assert!(screen.contains(&format!("1 Violations ({})", snap.violations.len())), "{screen}");
 }
 
@@ -116,7 +126,11 @@ fn violations_pane_lists_newest_first_with_rule_process_and_callback() {
 fn enter_opens_the_detail_with_explanation_hint_events_and_stack() {
     let snap = model_of("v6.6-double-end.jsonl", false).snapshot();
     let mut ui = Ui::default();
-    let target = snap.violations.iter().position(|v| v.violation.rule.as_str() == "blockable-failure").expect("blockable-failure");
+    let target = snap
+        .violations
+        .iter()
+        .position(|v| v.violation.rule.as_str() == "blockable-failure")
+        .expect("blockable-failure");
     for _ in 0..target {
         key(&mut ui, &snap, KeyCode::Char('j'));
     }
@@ -126,7 +140,10 @@ fn enter_opens_the_detail_with_explanation_hint_events_and_stack() {
     assert!(screen.contains("What happened") && screen.contains("Known bug"), "{screen}");
     assert!(screen.contains("only the OOM reaper may see a failure"), "hint from the checker: {screen}");
     assert!(screen.contains("Events involved"), "{screen}");
-    assert!(screen.contains("subscriber_start nouveau_svmm_invalidate_range_start"), "the failing call, as an event line: {screen}");
+    assert!(
+        screen.contains("subscriber_start nouveau_svmm_invalidate_range_start"),
+        "the failing call, as an event line: {screen}"
+    );
     assert!(screen.contains("Kernel stack"), "{screen}");
     key(&mut ui, &snap, KeyCode::Esc);
     assert!(!render(&ui, &snap, 120, 50).contains("What happened"), "Esc closes the detail");
@@ -153,7 +170,12 @@ fn notifiers_table_shows_counts_owner_and_sorts() {
     let screen = render(&ui, &snap, 120, 30);
     assert!(screen.contains("Notifiers · sorted by starts"), "{screen}");
     let kvm = screen.lines().find(|l| l.contains("kvm_mmu_notifier_invalidate_range_start")).expect("kvm row");
-    let n = &snap.stats.notifiers.iter().find(|n| n.callback.as_str() == "kvm_mmu_notifier_invalidate_range_start").expect("kvm stats");
+    let n = &snap
+        .stats
+        .notifiers
+        .iter()
+        .find(|n| n.callback.as_str() == "kvm_mmu_notifier_invalidate_range_start")
+        .expect("kvm stats");
     assert!(kvm.contains("61 oom_reaper"), "{kvm}");
     assert!(kvm.contains(&format!(" {} ", n.starts)), "{kvm}");
     let rows_in_order = |screen: &str| -> Vec<String> {
@@ -176,7 +198,10 @@ fn processes_and_events_panes_show_the_checkers_statistics() {
     let screen = render(&ui, &snap, 100, 30);
     for m in &snap.stats.mms {
         let pid = m.pid.expect("pid").to_string();
-        assert!(screen.lines().any(|l| l.contains(&pid) && l.contains(&m.mm.expect("mm").to_string())), "{pid}: {screen}");
+        assert!(
+            screen.lines().any(|l| l.contains(&pid) && l.contains(&m.mm.expect("mm").to_string())),
+            "{pid}: {screen}"
+        );
     }
     key(&mut ui, &snap, KeyCode::Char('4'));
     let screen = render(&ui, &snap, 100, 30);
@@ -268,7 +293,11 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
                 ops: Addr(0xffffffff82000000),
                 users: 1,
                 callbacks: vec![("invalidate_range_start".into(), "kvm_mmu_notifier_invalidate_range_start".into())],
-                kvm: Some(KvmState { kvm: Addr(0xffffc90001000000), mn_active_invalidate_count: Some(1), mmu_invalidate_in_progress: None }),
+                kvm: Some(KvmState {
+                    kvm: Addr(0xffffc90001000000),
+                    mn_active_invalidate_count: Some(1),
+                    mmu_invalidate_in_progress: None,
+                }),
                 callback_addrs: [0; probe_common::OPS_SLOTS],
             }],
             intervals: vec![IntervalSubscriber {
@@ -292,7 +321,12 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
     assert!(screen.contains("invalidate_range_start=kvm_mmu_notifier_invalidate_range_start"), "{screen}");
     assert!(screen.contains("mn_active_invalidate_count 1 · mmu_invalidate_in_progress unknown"), "{screen}");
     assert!(screen.contains("1 mms with subscriptions · read 1s ago"), "{screen}");
-    assert!(screen.contains("[interval 0] subscriber 0xffff888007000000 [0x7f0000000000, 0x7f0000003fff] seq 7 (invalidating)"), "{screen}");
+    assert!(
+        screen.contains(
+            "[interval 0] subscriber 0xffff888007000000 [0x7f0000000000, 0x7f0000003fff] seq 7 (invalidating)"
+        ),
+        "{screen}"
+    );
     assert!(screen.contains("      invalidate=mmnt_invalidate_ok [mmnotif_test]"), "{screen}");
     snap.inventory = Inventory::Unavailable("a recorded trace carries no inventory".into());
     assert!(render(&ui, &snap, 80, 24).contains("a recorded trace carries no inventory"));
@@ -307,7 +341,11 @@ fn reset_zeroes_counters_but_keeps_pairing_state() {
     let after = model.snapshot();
     assert_eq!(after.events, 0);
     assert!(after.violations.is_empty() && after.errors == 0 && after.warnings == 0);
-    assert!(after.stats.notifiers.iter().all(|n| n.starts == 0 && n.durations.count == 0), "{:?}", after.stats.notifiers);
+    assert!(
+        after.stats.notifiers.iter().all(|n| n.starts == 0 && n.durations.count == 0),
+        "{:?}",
+        after.stats.notifiers
+    );
     assert_eq!(after.open_ranges, before.open_ranges, "reset must not touch what is open");
     let screen = render(&Ui::default(), &after, 80, 24);
     assert!(screen.contains("since reset"), "{screen}");

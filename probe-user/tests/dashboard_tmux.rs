@@ -23,13 +23,30 @@ struct Tmux {
 impl Tmux {
     fn start(name: &str) -> Tmux {
         let tmux = Tmux { socket: format!("mmnotif-{name}-{}", std::process::id()) };
-        tmux.run(&["-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", "80", "-y", "24", "bash --norc --noprofile"]);
+        tmux.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "main",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "bash --norc --noprofile",
+        ]);
         tmux.run(&["set-option", "-t", "main", "status", "off"]);
         tmux
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs (scripts/setup.sh installs it)");
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs (scripts/setup.sh installs it)");
         assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -69,16 +86,22 @@ impl Tmux {
     fn foreground_child(&self) -> u32 {
         let shell = self.run(&["display-message", "-p", "-t", "main", "#{pane_pid}"]);
         let shell = shell.trim();
-        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).expect("children of the shell");
+        let children =
+            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).expect("children of the shell");
         children.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the shell runs a child")
     }
 
     /// The shell is back in charge and its terminal is in its normal (cooked, echoing) mode.
     fn assert_terminal_restored(&self) {
         self.command("stty -a | tr ' ' '\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' '; echo");
-        let screen = self.wait_for("the stty report", |s| s.lines().any(|l| l.contains("icanon") && l.contains("echo") && !l.contains("grep")));
+        let screen = self.wait_for("the stty report", |s| {
+            s.lines().any(|l| l.contains("icanon") && l.contains("echo") && !l.contains("grep"))
+        });
         let report = screen.lines().rev().find(|l| l.contains("icanon") && !l.contains("grep")).unwrap_or_default();
-        assert!(report.split_whitespace().any(|w| w == "icanon") && report.split_whitespace().any(|w| w == "echo"), "raw mode left on: {report}");
+        assert!(
+            report.split_whitespace().any(|w| w == "icanon") && report.split_whitespace().any(|w| w == "echo"),
+            "raw mode left on: {report}"
+        );
     }
 }
 
@@ -107,7 +130,10 @@ fn header_count(screen: &str, label: &str) -> Option<u64> {
 fn replay_dashboard_steps_plays_shows_a_detail_and_quits_cleanly() {
     let tmux = Tmux::start("replay");
     let log = log_file("replay");
-    tmux.command(&format!("{BIN} replay {} --tui --start-paused --log-file {log}; echo \"exit status $?\"", corpus("v6.6-double-end.jsonl")));
+    tmux.command(&format!(
+        "{BIN} replay {} --tui --start-paused --log-file {log}; echo \"exit status $?\"",
+        corpus("v6.6-double-end.jsonl")
+    ));
     let screen = tmux.wait_for("the paused replay", |s| s.contains("replay line 0") && s.contains("paused"));
     assert_eq!(header_count(&screen, "events"), Some(0), "{screen}");
     assert!(screen.contains("kernel 6.6.0"), "{screen}");
@@ -142,7 +168,11 @@ fn replay_dashboard_steps_plays_shows_a_detail_and_quits_cleanly() {
 #[test]
 fn sigterm_restores_the_terminal() {
     let tmux = Tmux::start("sigterm");
-    tmux.command(&format!("{BIN} replay {} --tui --start-paused --log-file {}; echo \"exit status $?\"", corpus("lost-events.jsonl"), log_file("sigterm")));
+    tmux.command(&format!(
+        "{BIN} replay {} --tui --start-paused --log-file {}; echo \"exit status $?\"",
+        corpus("lost-events.jsonl"),
+        log_file("sigterm")
+    ));
     tmux.wait_for("the dashboard", |s| s.contains("replay line 0"));
     let pid = tmux.foreground_child();
     // SAFETY: signalling the dashboard this test started.
@@ -155,7 +185,9 @@ fn sigterm_restores_the_terminal() {
 /// the panic's message on the normal screen (debug builds panic where MMNOTIF_TEST_PANIC says).
 #[test]
 fn a_panic_restores_the_terminal_and_shows_its_message() {
-    for (place, status, message) in [("redraw", "101", "a deliberate panic"), ("replay-feed", "101", "the replay thread panicked")] {
+    for (place, status, message) in
+        [("redraw", "101", "a deliberate panic"), ("replay-feed", "101", "the replay thread panicked")]
+    {
         let tmux = Tmux::start(&format!("panic-{place}"));
         let log = log_file(&format!("panic-{place}"));
         tmux.command(&format!(
@@ -168,7 +200,10 @@ fn a_panic_restores_the_terminal_and_shows_its_message() {
             tmux.keys(&["n"]);
         }
         // A number after "exit status " (the typed command, wrapped, shows `$?` there).
-        let exited = |s: &str| s.lines().any(|l| l.strip_prefix("exit status ").is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit())));
+        let exited = |s: &str| {
+            s.lines()
+                .any(|l| l.strip_prefix("exit status ").is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit())))
+        };
         let screen = tmux.wait_for("the shell again", exited);
         assert!(screen.contains(&format!("exit status {status}")), "{place}: {screen}");
         assert!(screen.contains(message), "{place}: the message is not on the screen: {screen}");
@@ -184,7 +219,11 @@ fn a_panic_restores_the_terminal_and_shows_its_message() {
 #[test]
 fn a_dashboard_whose_terminal_goes_away_exits() {
     let tmux = Tmux::start("hangup");
-    tmux.command(&format!("{BIN} replay {} --tui --start-paused --log-file {}", corpus("lost-events.jsonl"), log_file("hangup")));
+    tmux.command(&format!(
+        "{BIN} replay {} --tui --start-paused --log-file {}",
+        corpus("lost-events.jsonl"),
+        log_file("hangup")
+    ));
     tmux.wait_for("the dashboard", |s| s.contains("replay line 0"));
     let pid = tmux.foreground_child();
     drop(tmux);
@@ -201,7 +240,8 @@ fn a_dashboard_whose_terminal_goes_away_exits() {
 }
 
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
 }
 
 #[test]

@@ -37,11 +37,17 @@ fn dashboards_are_grafana_dashboards_on_the_provisioned_datasource() {
             let what = format!("{name}: panel {title:?}");
             assert!(!title.is_empty(), "{what}: title");
             assert!(ids.insert(p["id"].as_i64().unwrap_or_else(|| panic!("{what}: id"))), "{what}: duplicate id");
-            assert!(["timeseries", "stat", "table", "heatmap", "bargauge"].contains(&p["type"].as_str().unwrap_or_default()), "{what}: type {}", p["type"]);
+            assert!(
+                ["timeseries", "stat", "table", "heatmap", "bargauge"]
+                    .contains(&p["type"].as_str().unwrap_or_default()),
+                "{what}: type {}",
+                p["type"]
+            );
             assert_eq!(p["datasource"]["uid"].as_str(), Some(uid.as_str()), "{what}: datasource");
             assert_eq!(p["datasource"]["type"].as_str(), Some("prometheus"), "{what}: datasource type");
             let g = &p["gridPos"];
-            let [x, y, w, h] = ["x", "y", "w", "h"].map(|k| g[k].as_i64().unwrap_or_else(|| panic!("{what}: gridPos.{k}")));
+            let [x, y, w, h] =
+                ["x", "y", "w", "h"].map(|k| g[k].as_i64().unwrap_or_else(|| panic!("{what}: gridPos.{k}")));
             assert!(x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= 24, "{what}: gridPos {g}");
             for cx in x..x + w {
                 for cy in y..y + h {
@@ -54,7 +60,10 @@ fn dashboards_are_grafana_dashboards_on_the_provisioned_datasource() {
             assert!(!targets.is_empty(), "{what}: no targets");
             let mut ref_ids = BTreeSet::new();
             for t in targets {
-                assert!(ref_ids.insert(t["refId"].as_str().unwrap_or_else(|| panic!("{what}: refId"))), "{what}: duplicate refId");
+                assert!(
+                    ref_ids.insert(t["refId"].as_str().unwrap_or_else(|| panic!("{what}: refId"))),
+                    "{what}: duplicate refId"
+                );
                 assert!(t["expr"].as_str().is_some_and(|e| !e.trim().is_empty()), "{what}: expr");
                 assert_eq!(t["datasource"]["uid"].as_str(), Some(uid.as_str()), "{what}: target datasource");
             }
@@ -78,7 +87,9 @@ fn dashboards_query_every_exporter_metric_and_nothing_else() {
         let names = metric_names_used(&d);
         assert!(!names.is_empty(), "{name}");
         for metric in names {
-            let family = defined.get(&metric).unwrap_or_else(|| panic!("{name} queries {metric}, which the exporter does not define"));
+            let family = defined
+                .get(&metric)
+                .unwrap_or_else(|| panic!("{name} queries {metric}, which the exporter does not define"));
             used_families.insert(*family);
         }
     }
@@ -90,16 +101,27 @@ fn dashboards_query_every_exporter_metric_and_nothing_else() {
 fn promql_metric_names_are_extracted_and_nothing_else() {
     let names = |e: &str| metric_names(e).into_iter().collect::<Vec<_>>();
     assert_eq!(
-        names(r#"histogram_quantile(0.99, sum by (callback, le) (rate(mmnotif_subscriber_duration_seconds_bucket{instance=~"$instance",callback=~"a|b"}[$__rate_interval])))"#),
+        names(
+            r#"histogram_quantile(0.99, sum by (callback, le) (rate(mmnotif_subscriber_duration_seconds_bucket{instance=~"$instance",callback=~"a|b"}[$__rate_interval])))"#
+        ),
         ["mmnotif_subscriber_duration_seconds_bucket"]
     );
     assert_eq!(
-        names(r#"count(mmnotif_kvm_mn_active_invalidate_count{x="y"} > 0) or vector(0) + on (pid) group_left (comm) mmnotif_mm_subscribers offset 5m"#),
+        names(
+            r#"count(mmnotif_kvm_mn_active_invalidate_count{x="y"} > 0) or vector(0) + on (pid) group_left (comm) mmnotif_mm_subscribers offset 5m"#
+        ),
         ["mmnotif_kvm_mn_active_invalidate_count", "mmnotif_mm_subscribers"]
     );
-    assert_eq!(names("max(time() - mmnotif_inventory_last_refresh_timestamp_seconds) * 1e3"), ["mmnotif_inventory_last_refresh_timestamp_seconds"]);
+    assert_eq!(
+        names("max(time() - mmnotif_inventory_last_refresh_timestamp_seconds) * 1e3"),
+        ["mmnotif_inventory_last_refresh_timestamp_seconds"]
+    );
     assert_eq!(names(r#"sum without(le) (a_total) / ignoring(x) b:recorded"#), ["a_total", "b:recorded"]);
-    assert_eq!(label_values_metric("label_values(mmnotif_subscriber_calls_total{instance=~\"$instance\"}, callback)").as_deref(), Some("mmnotif_subscriber_calls_total"));
+    assert_eq!(
+        label_values_metric("label_values(mmnotif_subscriber_calls_total{instance=~\"$instance\"}, callback)")
+            .as_deref(),
+        Some("mmnotif_subscriber_calls_total")
+    );
     assert_eq!(label_values_metric("label_values(instance)"), None);
     assert_eq!(label_values_metric("query_result(up)"), None);
 }

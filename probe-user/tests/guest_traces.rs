@@ -19,11 +19,36 @@ use mmnotif_trace::{
 use serde_json::Value;
 
 const METHODS: [(&str, [(&str, &str); 4]); 2] = [
-    ("fentry", [("range_start", "fentry"), ("range_start_ret", "fexit"), ("range_end", "fentry"), ("subscriber_start", "kretprobe")]),
-    ("kprobe", [("range_start", "kprobe"), ("range_start_ret", "kretprobe"), ("range_end", "kprobe"), ("subscriber_start", "kretprobe")]),
+    (
+        "fentry",
+        [
+            ("range_start", "fentry"),
+            ("range_start_ret", "fexit"),
+            ("range_end", "fentry"),
+            ("subscriber_start", "kretprobe"),
+        ],
+    ),
+    (
+        "kprobe",
+        [
+            ("range_start", "kprobe"),
+            ("range_start_ret", "kretprobe"),
+            ("range_end", "kprobe"),
+            ("subscriber_start", "kretprobe"),
+        ],
+    ),
 ];
 
-const SCENARIOS: [&str; 8] = ["list-ops", "interval-seq", "interval-preregistered", "oom-baseline", "oom-eagain", "oom-eagain-endop", "oom-rfc2019", "oom-interval"];
+const SCENARIOS: [&str; 8] = [
+    "list-ops",
+    "interval-seq",
+    "interval-preregistered",
+    "oom-baseline",
+    "oom-eagain",
+    "oom-eagain-endop",
+    "oom-rfc2019",
+    "oom-interval",
+];
 
 /// The rule ids the checker must report per scenario on these (v5.12+) kernels; every
 /// other scenario is clean.
@@ -143,7 +168,9 @@ fn check_rfc2019_sequence(r: &Recording, what: &str) -> Vec<String> {
     let inside: Vec<String> = r.events[start_at + 1..ret_at]
         .iter()
         .filter_map(|e| match &e.body {
-            EventBody::SubscriberStart(s) if s.tid == key.0 => Some(format!("start {} {:?}", s.callback.function(), s.ret)),
+            EventBody::SubscriberStart(s) if s.tid == key.0 => {
+                Some(format!("start {} {:?}", s.callback.function(), s.ret))
+            }
             EventBody::SubscriberEnd(s) if s.tid == key.0 => Some(format!("end {}", s.callback.function())),
             _ => None,
         })
@@ -158,7 +185,9 @@ fn check_rfc2019_sequence(r: &Recording, what: &str) -> Vec<String> {
     {
         problems.push(format!("{what}: the OOM reaper's start must be non-blockable"));
     }
-    let outer_end = r.events[ret_at..].iter().any(|e| matches!(&e.body, EventBody::RangeEnd(x) if (x.call.tid, x.call.range) == key));
+    let outer_end = r.events[ret_at..]
+        .iter()
+        .any(|e| matches!(&e.body, EventBody::RangeEnd(x) if (x.call.tid, x.call.range) == key));
     if outer_end {
         problems.push(format!("{what}: an outer end followed the failed start"));
     }
@@ -169,12 +198,16 @@ fn check_rfc2019_sequence(r: &Recording, what: &str) -> Vec<String> {
 /// `mn_itree_inv_end` leaves the tree quiescent (no active range, even sequence).
 fn check_interval_tree(r: &Recording, what: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    let seqs: Vec<u64> =
-        r.events.iter().filter_map(|e| if let EventBody::IntervalInvalidate(i) = &e.body { Some(i.cur_seq) } else { None }).collect();
+    let seqs: Vec<u64> = r
+        .events
+        .iter()
+        .filter_map(|e| if let EventBody::IntervalInvalidate(i) = &e.body { Some(i.cur_seq) } else { None })
+        .collect();
     if seqs.is_empty() || seqs.iter().any(|s| s % 2 == 0) {
         problems.push(format!("{what}: interval invalidates with cur_seq {seqs:?}, want some, all odd"));
     }
-    let last = r.events.iter().rev().find_map(|e| if let EventBody::ItreeEnd(i) = &e.body { Some(i.clone()) } else { None });
+    let last =
+        r.events.iter().rev().find_map(|e| if let EventBody::ItreeEnd(i) = &e.body { Some(i.clone()) } else { None });
     match last {
         Some(i) if i.active == 0 && i.seq % 2 == 0 => {}
         other => problems.push(format!("{what}: last mn_itree_inv_end {other:?}, want active 0 and an even seq")),
@@ -195,7 +228,13 @@ fn check_probe(dir: &Path, kernel: &str) -> Vec<String> {
         }
     }
     let hooks = v["attach"]["hooks"].as_array().cloned().unwrap_or_default();
-    for (hook, want) in [("range_start", "fentry"), ("range_start_ret", "fexit"), ("range_end", "fentry"), ("itree_end", "fexit"), ("subscriber_start", "kretprobe")] {
+    for (hook, want) in [
+        ("range_start", "fentry"),
+        ("range_start_ret", "fexit"),
+        ("range_end", "fentry"),
+        ("itree_end", "fexit"),
+        ("subscriber_start", "kretprobe"),
+    ] {
         let got = hooks.iter().find(|h| h["hook"] == hook).map(|h| h["method"].clone());
         if got != Some(Value::from(want)) {
             problems.push(format!("{kernel}: probe names {got:?} for {hook}, want {want}"));
@@ -222,7 +261,10 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                 let r = load(Path::new(dir), method, scenario);
                 for (hook, want) in hooks {
                     if r.header.attach.get(hook).map(String::as_str) != Some(want) {
-                        problems.push(format!("{what}: hook {hook} attached as {:?}, want {want}", r.header.attach.get(hook)));
+                        problems.push(format!(
+                            "{what}: hook {hook} attached as {:?}, want {want}",
+                            r.header.attach.get(hook)
+                        ));
                     }
                 }
                 if !r.stderr.contains(", lost 0") || r.events.iter().any(|e| matches!(e.body, EventBody::Lost(_))) {
@@ -237,8 +279,11 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                 }
                 // Registered before the tracer started: only the startup inventory's tree walk
                 // can have found it (the counts above show the probe saw every invalidate).
-                if scenario == "interval-preregistered" && !r.stderr.contains("probing mmnt_invalidate_ok [mmnotif_test] (interval_invalidate)") {
-                    problems.push(format!("{what}: the pre-registered interval subscriber was not probed: {}", r.stderr));
+                if scenario == "interval-preregistered"
+                    && !r.stderr.contains("probing mmnt_invalidate_ok [mmnotif_test] (interval_invalidate)")
+                {
+                    problems
+                        .push(format!("{what}: the pre-registered interval subscriber was not probed: {}", r.stderr));
                 }
                 if scenario == "oom-rfc2019" {
                     problems.extend(check_rfc2019_sequence(&r, &what));
@@ -254,9 +299,11 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                     problems.push(format!("{what}: checker found {got:?}, want {want:?}\n{report}"));
                 }
                 let failed_starts =
-                    r.events.iter().filter(|e| matches!(&e.body, EventBody::RangeStartRet(x) if x.ret != 0)).count() as u64;
+                    r.events.iter().filter(|e| matches!(&e.body, EventBody::RangeStartRet(x) if x.ret != 0)).count()
+                        as u64;
                 if !want.is_empty() && counts.values().any(|&n| n != failed_starts) {
-                    problems.push(format!("{what}: want each rule once per failed start ({failed_starts}): {counts:?}"));
+                    problems
+                        .push(format!("{what}: want each rule once per failed start ({failed_starts}): {counts:?}"));
                 }
                 checked += 1;
             }

@@ -51,13 +51,25 @@ fn check_skips_here_with_its_reason_and_still_runs_the_degraded_checks() {
     let dir = scratch("host-skip");
     let (k, j, x) = (dir.join("r.ktap"), dir.join("r.json"), dir.join("r.xml"));
     let o = check(&[
-        "--ktap-file", k.to_str().expect("utf8"), "--json", j.to_str().expect("utf8"), "--junit", x.to_str().expect("utf8"),
-        "--", BIN, "workload", "--steps", "madvise_dontneed,mprotect",
+        "--ktap-file",
+        k.to_str().expect("utf8"),
+        "--json",
+        j.to_str().expect("utf8"),
+        "--junit",
+        x.to_str().expect("utf8"),
+        "--",
+        BIN,
+        "workload",
+        "--steps",
+        "madvise_dontneed,mprotect",
     ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(err.contains("check: SKIP (exit status 4)"), "{err}");
-    assert!(err.contains("no start/end probe") && err.contains("kprobes are compiled out"), "the reason, from the attach attempts: {err}");
+    assert!(
+        err.contains("no start/end probe") && err.contains("kprobes are compiled out"),
+        "the reason, from the attach attempts: {err}"
+    );
     // The command's own output passes through.
     assert!(String::from_utf8_lossy(&o.stdout).contains("madvise_dontneed"), "{}", String::from_utf8_lossy(&o.stdout));
 
@@ -65,7 +77,10 @@ fn check_skips_here_with_its_reason_and_still_runs_the_degraded_checks() {
     let doc = ktap::parse(&text, true).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(doc.plan, Some(17));
     for t in &doc.results[..14] {
-        assert!(t.ok && t.skipped() && t.data.as_deref().is_some_and(|d| d.starts_with("not checked: needs ")), "{t:?}");
+        assert!(
+            t.ok && t.skipped() && t.data.as_deref().is_some_and(|d| d.starts_with("not checked: needs ")),
+            "{t:?}"
+        );
     }
     // The degraded checks: WARNs through error_report_end, losses, the command.
     for name in ["kernel-warn", "events-lost"] {
@@ -73,7 +88,10 @@ fn check_skips_here_with_its_reason_and_still_runs_the_degraded_checks() {
         assert!(t.ok && t.directive.is_none(), "{name} is checked here: {t:?}");
     }
     let command = doc.results.last().expect("command case");
-    assert_eq!((command.description.as_str(), command.ok, command.data.as_deref()), ("command", true, Some("exit status 0")));
+    assert_eq!(
+        (command.description.as_str(), command.ok, command.data.as_deref()),
+        ("command", true, Some("exit status 0"))
+    );
     validate_junit(&x).unwrap_or_else(|e| panic!("{e}"));
 
     let report = json_report(&j);
@@ -84,7 +102,10 @@ fn check_skips_here_with_its_reason_and_still_runs_the_degraded_checks() {
     assert_eq!(report["session"]["lost"], 0);
     // The workload's own invalidations were seen (madvise 1, mprotect 2: machine.md).
     let pid = report["command"]["pid"].clone();
-    let row = mm_rows(&report).iter().find(|m| m["pid"] == pid).unwrap_or_else(|| panic!("no mm row for the command {pid}: {report:#}"));
+    let row = mm_rows(&report)
+        .iter()
+        .find(|m| m["pid"] == pid)
+        .unwrap_or_else(|| panic!("no mm row for the command {pid}: {report:#}"));
     assert!(row["subscriber_calls"].as_u64().is_some_and(|n| n >= 3), "{row}");
     let _ = fs::remove_dir_all(&dir);
 }
@@ -98,8 +119,15 @@ fn a_failing_command_fails_the_check_as_a_test_case_of_its_own() {
     assert!(out.starts_with("from-the-command\nKTAP version 1\n"), "the command's output first, untouched: {out}");
     let doc = ktap::parse(&out, false).unwrap_or_else(|e| panic!("{e}\n{out}"));
     let last = doc.results.last().expect("results");
-    assert_eq!((last.number, last.description.as_str(), last.ok, last.data.as_deref()), (17, "command", false, Some("exit status 3")));
-    assert!(stderr(&o).contains("because the command failed: sh -c 'echo from-the-command; exit 3': exit status 3"), "{}", stderr(&o));
+    assert_eq!(
+        (last.number, last.description.as_str(), last.ok, last.data.as_deref()),
+        (17, "command", false, Some("exit status 3"))
+    );
+    assert!(
+        stderr(&o).contains("because the command failed: sh -c 'echo from-the-command; exit 3': exit status 3"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -110,7 +138,11 @@ fn a_command_past_its_timeout_is_stopped_and_fails() {
     let out = String::from_utf8_lossy(&o.stdout);
     let doc = ktap::parse(&out, true).unwrap_or_else(|e| panic!("{e}\n{out}"));
     let last = doc.results.last().expect("results");
-    assert_eq!((last.ok, last.directive.as_deref(), last.data.as_deref()), (false, Some("TIMEOUT"), Some("1 seconds")), "{last:?}");
+    assert_eq!(
+        (last.ok, last.directive.as_deref(), last.data.as_deref()),
+        (false, Some("TIMEOUT"), Some("1 seconds")),
+        "{last:?}"
+    );
 }
 
 #[test]
@@ -132,14 +164,27 @@ fn lost_events_make_the_verdict_incomplete_unless_allowed() {
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert_eq!(report["status"], "incomplete");
     assert_eq!(report["session"]["lost"], lost, "every lost record is accounted for");
-    let rule = report["rules"].as_array().expect("rules").iter().find(|r| r["rule"] == "events-lost").expect("events-lost").clone();
+    let rule = report["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["rule"] == "events-lost")
+        .expect("events-lost")
+        .clone();
     assert_eq!(rule["verdict"], "fail");
     assert!(stderr(&o).contains("events were lost before reaching userspace"), "{}", stderr(&o));
 
     let o = run(&["--allow-lost"]);
     let report = json_report(&j);
     assert_eq!(o.status.code(), Some(if degraded_host() { 4 } else { 0 }), "{}", stderr(&o));
-    assert!(report["notes"].as_array().expect("notes").iter().any(|n| n.as_str().is_some_and(|n| n.contains("tolerated by --allow-lost"))), "{report:#}");
+    assert!(
+        report["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.contains("tolerated by --allow-lost"))),
+        "{report:#}"
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 
@@ -167,15 +212,28 @@ fn pid_tree_keeps_the_commands_descendants_and_nothing_else() {
     assert_eq!(tree.status.code(), Some(if degraded_host() { 4 } else { 0 }), "{}", stderr(&tree));
     let summary = &tree_report["pid_tree"];
     assert!(summary["events_kept"].as_u64().is_some_and(|n| n >= 18), "madvise and fork of the grandchild: {summary}");
-    assert!(summary["events_outside"].as_u64().is_some_and(|n| n >= 1), "the outsider's events were left out: {summary}");
+    assert!(
+        summary["events_outside"].as_u64().is_some_and(|n| n >= 1),
+        "the outsider's events were left out: {summary}"
+    );
     let rows = mm_rows(&tree_report);
     assert!(!rows.is_empty());
     for row in rows {
         assert_ne!(row["pid"], outsider_pid, "an outside process was checked: {row}");
         assert_ne!(row["pid"], tree_report["command"]["pid"], "sh itself has no KVM mm: {row}");
     }
-    assert!(tree_report["notes"].as_array().expect("notes").iter().any(|n| n.as_str().is_some_and(|n| n.starts_with("--pid-tree (membership from fork-events): kept "))));
-    assert_eq!((summary["membership_source"].as_str(), summary["events_gone"].as_u64()), (Some("fork-events"), Some(0)), "{summary}");
+    assert!(
+        tree_report["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.starts_with("--pid-tree (membership from fork-events): kept ")))
+    );
+    assert_eq!(
+        (summary["membership_source"].as_str(), summary["events_gone"].as_u64()),
+        (Some("fork-events"), Some(0)),
+        "{summary}"
+    );
     // System-wide (the default), the outsider is part of the verdict.
     assert!(wide_report["pid_tree"].is_null());
     assert!(mm_rows(&wide_report).iter().any(|row| row["pid"] == outsider_pid), "{wide_report:#}");
@@ -193,6 +251,9 @@ fn the_process_events_connector_reports_forks_with_their_parent() {
     watch.drain(|f| forks.push(f));
     let me = std::process::id();
     let sh = forks.iter().find(|f| f.parent_tgid == me).unwrap_or_else(|| panic!("our fork of sh: {forks:?}"));
-    assert!(forks.iter().any(|f| f.parent_tgid == sh.child_tgid && f.child_tgid == grandchild), "sh's fork of {grandchild}: {forks:?}");
+    assert!(
+        forks.iter().any(|f| f.parent_tgid == sh.child_tgid && f.child_tgid == grandchild),
+        "sh's fork of {grandchild}: {forks:?}"
+    );
     assert_eq!(watch.overflows, 0);
 }

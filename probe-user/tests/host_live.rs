@@ -51,10 +51,18 @@ fn selftest_sees_exactly_the_invalidations_each_step_causes() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(&o), stderr(&o)));
     assert_eq!(v["lost"], 0, "{v:#}");
     let steps = v["steps"].as_array().expect("steps");
-    let by_name = |name: &str| steps.iter().find(|s| s["step"] == name).unwrap_or_else(|| panic!("no step {name}: {v:#}"));
+    let by_name =
+        |name: &str| steps.iter().find(|s| s["step"] == name).unwrap_or_else(|| panic!("no step {name}: {v:#}"));
     // What this kernel must produce for each step (machine.md; the exact ranges are compared by
     // the selftest itself and reported as missing/unexpected).
-    for (name, expected) in [("madvise_dontneed", 1), ("madvise_free", 1), ("mprotect", 1), ("mremap_dontunmap", 2), ("munmap", 1), ("vm_close", 0)] {
+    for (name, expected) in [
+        ("madvise_dontneed", 1),
+        ("madvise_free", 1),
+        ("mprotect", 1),
+        ("mremap_dontunmap", 2),
+        ("munmap", 1),
+        ("vm_close", 0),
+    ] {
         let s = by_name(name);
         assert_eq!(s["expected"].as_array().map(Vec::len), Some(expected), "{name}: {s:#}");
         assert_eq!(s["observed"].as_array().map(Vec::len), Some(expected), "{name}: {s:#}");
@@ -105,7 +113,8 @@ fn inventory_shows_the_workload_vm_as_an_idle_kvm_subscriber() {
         .expect("start workload");
     // The first report line means the VM exists.
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(workload.stdout.as_mut().expect("stdout")), &mut line).expect("read");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(workload.stdout.as_mut().expect("stdout")), &mut line)
+        .expect("read");
     let pid = workload.id();
     let o = run(&["inventory", "--format", "jsonl"]);
     let _ = workload.kill();
@@ -204,7 +213,10 @@ fn missing_environment_gets_one_clear_line_and_its_own_exit_status() {
     assert!(stderr(&no_btf).contains("has no BTF"), "{}", stderr(&no_btf));
     assert_eq!(stderr(&no_btf).trim().lines().count(), 1);
 
-    let not_root = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "probe"]).output().expect("setpriv");
+    let not_root = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "probe"])
+        .output()
+        .expect("setpriv");
     assert_eq!(not_root.status.code(), Some(10), "{}", stderr(&not_root));
     assert!(stderr(&not_root).contains("must run as root"), "{}", stderr(&not_root));
     assert_eq!(stderr(&not_root).trim().lines().count(), 1);

@@ -66,35 +66,75 @@ fn every_corpus_trace_exposes_lint_free_metrics_without_addresses() {
 
 #[test]
 fn values_equal_the_checker_report() {
-    for name in ["v6.6-double-end.jsonl", "bad-errno.jsonl", "lost-events.jsonl", "clean-all-types.jsonl", "interval-blockable-false.jsonl"] {
+    for name in [
+        "v6.6-double-end.jsonl",
+        "bad-errno.jsonl",
+        "lost-events.jsonl",
+        "clean-all-types.jsonl",
+        "interval-blockable-false.jsonl",
+    ] {
         let (text, report) = exposition(name);
         let samples = parse_exposition(&text);
         let t = &report.stats.totals;
         assert_eq!(sum(&samples, "mmnotif_range_starts_total", &[]), t.range_starts as f64, "{name}");
         assert_eq!(sum(&samples, "mmnotif_range_ends_total", &[]), t.range_ends as f64, "{name}");
-        assert_eq!(sum(&samples, "mmnotif_start_failures_total", &[("level", "range")]), t.range_failures as f64, "{name}");
+        assert_eq!(
+            sum(&samples, "mmnotif_start_failures_total", &[("level", "range")]),
+            t.range_failures as f64,
+            "{name}"
+        );
         assert_eq!(sum(&samples, "mmnotif_open_ranges", &[]), t.open_now as f64, "{name}");
         assert_eq!(sum(&samples, "mmnotif_lost_events_total", &[("cause", "ring_full")]), report.lost as f64, "{name}");
         assert_eq!(sum(&samples, "mmnotif_kernel_warnings_total", &[]), t.warns as f64, "{name}");
-        assert_eq!(sum(&samples, "mmnotif_range_duration_seconds_count", &[]), t.range_durations.count as f64, "{name}");
+        assert_eq!(
+            sum(&samples, "mmnotif_range_duration_seconds_count", &[]),
+            t.range_durations.count as f64,
+            "{name}"
+        );
         for rule in RuleId::ALL {
             let expected = report.violation_counts.get(&rule).copied().unwrap_or(0) as f64;
-            let got = sum(&samples, "mmnotif_violations_total", &[("rule", rule.as_str()), ("severity", &rule.severity().to_string())]);
+            let got = sum(
+                &samples,
+                "mmnotif_violations_total",
+                &[("rule", rule.as_str()), ("severity", &rule.severity().to_string())],
+            );
             assert_eq!(got, expected, "{name}: {rule}");
             let checked = if report.checked.contains(&rule) { 1.0 } else { 0.0 };
             assert_eq!(sum(&samples, "mmnotif_rule_checked", &[("rule", rule.as_str())]), checked, "{name}: {rule}");
         }
         for kind in EventType::ALL {
             let expected = report.stats.by_type.get(kind.as_str()).copied().unwrap_or(0) as f64;
-            assert_eq!(sum(&samples, "mmnotif_events_total", &[("type", kind.as_str())]), expected, "{name}: {}", kind.as_str());
+            assert_eq!(
+                sum(&samples, "mmnotif_events_total", &[("type", kind.as_str())]),
+                expected,
+                "{name}: {}",
+                kind.as_str()
+            );
         }
         for n in &report.stats.notifiers {
             let callback = n.callback.function();
-            assert_eq!(sum(&samples, "mmnotif_subscriber_calls_total", &[("callback", callback), ("call", "start")]), n.starts as f64, "{name}: {callback}");
-            assert_eq!(sum(&samples, "mmnotif_subscriber_calls_total", &[("callback", callback), ("call", "end")]), n.ends as f64, "{name}: {callback}");
-            assert_eq!(sum(&samples, "mmnotif_subscriber_failures_total", &[("callback", callback)]), n.failures as f64, "{name}: {callback}");
-            assert_eq!(sum(&samples, "mmnotif_subscriber_duration_seconds_count", &[("callback", callback)]), n.durations.count as f64, "{name}: {callback}");
-            let inf = sum(&samples, "mmnotif_subscriber_duration_seconds_bucket", &[("callback", callback), ("le", "+Inf")]);
+            assert_eq!(
+                sum(&samples, "mmnotif_subscriber_calls_total", &[("callback", callback), ("call", "start")]),
+                n.starts as f64,
+                "{name}: {callback}"
+            );
+            assert_eq!(
+                sum(&samples, "mmnotif_subscriber_calls_total", &[("callback", callback), ("call", "end")]),
+                n.ends as f64,
+                "{name}: {callback}"
+            );
+            assert_eq!(
+                sum(&samples, "mmnotif_subscriber_failures_total", &[("callback", callback)]),
+                n.failures as f64,
+                "{name}: {callback}"
+            );
+            assert_eq!(
+                sum(&samples, "mmnotif_subscriber_duration_seconds_count", &[("callback", callback)]),
+                n.durations.count as f64,
+                "{name}: {callback}"
+            );
+            let inf =
+                sum(&samples, "mmnotif_subscriber_duration_seconds_bucket", &[("callback", callback), ("le", "+Inf")]);
             assert_eq!(inf, n.durations.count as f64, "{name}: {callback}");
         }
     }
@@ -131,7 +171,11 @@ fn breakdowns_name_the_event_type_blockability_and_errno() {
     }
     assert!(expected.len() >= 6, "{expected:?}");
     for ((family, event, blockable), n) in &expected {
-        assert_eq!(sum(&clean, family, &[("event", event), ("blockable", blockable)]), *n, "{family} {event} {blockable}");
+        assert_eq!(
+            sum(&clean, family, &[("event", event), ("blockable", blockable)]),
+            *n,
+            "{family} {event} {blockable}"
+        );
     }
     let total: f64 = expected.values().sum();
     let exposed = sum(&clean, "mmnotif_range_starts_total", &[]) + sum(&clean, "mmnotif_range_ends_total", &[]);

@@ -38,7 +38,10 @@ fn promtool_accepts_the_live_endpoint_during_the_workload() {
     assert!(ok && report.trim().is_empty(), "promtool check metrics:\n{report}\n{body}");
     assert_eq!(sum(&samples, "mmnotif_tracer_info", &[]), 1.0, "{body}");
     for cause in ["ring_full", "undecodable"] {
-        assert!(samples.keys().any(|(n, l)| n == "mmnotif_lost_events_total" && l["cause"] == cause), "lost {cause}: {body}");
+        assert!(
+            samples.keys().any(|(n, l)| n == "mmnotif_lost_events_total" && l["cause"] == cause),
+            "lost {cause}: {body}"
+        );
     }
     let (_, stderr) = tracer.stop();
     assert!(stderr.iter().any(|l| l.contains("verdict")), "{stderr:#?}");
@@ -63,13 +66,24 @@ fn every_metric_the_dashboards_query_is_in_a_live_scrape() {
     });
     let _ = workload.kill();
     let _ = workload.wait();
-    assert_eq!(sum(&samples, "mmnotif_kvm_mn_active_invalidate_count", &[("pid", &pid)]), 0.0, "an idle VM has no open invalidation: {body}");
+    assert_eq!(
+        sum(&samples, "mmnotif_kvm_mn_active_invalidate_count", &[("pid", &pid)]),
+        0.0,
+        "an idle VM has no open invalidation: {body}"
+    );
     assert_eq!(sum(&samples, "mmnotif_mm_subscribers", &[("pid", &pid)]), 1.0, "one VM, one subscriber: {body}");
-    assert_eq!(sum(&samples, "mmnotif_mm_interval_subscribers", &[("pid", &pid)]), 0.0, "KVM subscribes by list only: {body}");
+    assert_eq!(
+        sum(&samples, "mmnotif_mm_interval_subscribers", &[("pid", &pid)]),
+        0.0,
+        "KVM subscribes by list only: {body}"
+    );
     let served: std::collections::BTreeSet<&str> = samples.keys().map(|(n, _)| n.as_str()).collect();
     for (name, dashboard) in dashboards() {
         for metric in metric_names_used(&dashboard) {
-            assert!(served.contains(metric.as_str()), "{name} queries {metric}, which the live endpoint does not serve:\n{body}");
+            assert!(
+                served.contains(metric.as_str()),
+                "{name} queries {metric}, which the live endpoint does not serve:\n{body}"
+            );
         }
     }
     tracer.stop();
@@ -77,7 +91,10 @@ fn every_metric_the_dashboards_query_is_in_a_live_scrape() {
 
 /// `kernel emitted A events, received R, lost L[, U undecodable]` → (A, R, L, U).
 fn summary_numbers(stderr: &[String]) -> (f64, f64, f64, f64) {
-    let line = stderr.iter().find_map(|l| l.strip_prefix("mmnotif-trace: kernel emitted ")).unwrap_or_else(|| panic!("no summary: {stderr:#?}"));
+    let line = stderr
+        .iter()
+        .find_map(|l| l.strip_prefix("mmnotif-trace: kernel emitted "))
+        .unwrap_or_else(|| panic!("no summary: {stderr:#?}"));
     let numbers: Vec<f64> = line.split([' ', ',']).filter_map(|w| w.parse().ok()).collect();
     match numbers.as_slice() {
         [a, r, l] => (*a, *r, *l, 0.0),
@@ -139,7 +156,11 @@ fn prometheus_stores_the_tracer_totals() {
     }
     assert!(starts.get(KVM_START).is_some_and(|n| *n >= 10.0), "the workload's invalidations are traced: {starts:?}");
     for (kind, n) in &stored_events {
-        assert_eq!(*n, events.get(kind).copied().unwrap_or(0.0), "events of type {kind}: stored {stored_events:?}, traced {events:?}");
+        assert_eq!(
+            *n,
+            events.get(kind).copied().unwrap_or(0.0),
+            "events of type {kind}: stored {stored_events:?}, traced {events:?}"
+        );
     }
     assert_eq!(stored_events.values().sum::<f64>(), events.values().sum::<f64>(), "every traced event type is stored");
     assert_eq!(stored_starts, starts, "subscriber starts by callback");
@@ -150,9 +171,18 @@ fn prometheus_stores_the_tracer_totals() {
     // Other processes keep the kernel side busy after the last scrape (task exits), so these
     // only grow between the scrape and the summary.
     assert!(stored_emitted > 0.0 && stored_emitted <= emitted, "emitted: stored {stored_emitted}, summary {emitted}");
-    assert!(stored_received >= events.values().sum::<f64>() && stored_received <= received, "received: stored {stored_received}, summary {received}");
-    let verdict = stderr.iter().find_map(|l| l.strip_prefix("mmnotif-trace: verdict ")).unwrap_or_else(|| panic!("{stderr:#?}"));
-    let violations: f64 = verdict.split(": ").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{verdict}"));
+    assert!(
+        stored_received >= events.values().sum::<f64>() && stored_received <= received,
+        "received: stored {stored_received}, summary {received}"
+    );
+    let verdict =
+        stderr.iter().find_map(|l| l.strip_prefix("mmnotif-trace: verdict ")).unwrap_or_else(|| panic!("{stderr:#?}"));
+    let violations: f64 = verdict
+        .split(": ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{verdict}"));
     assert_eq!(stored_violations, violations, "{verdict}");
 }
 

@@ -19,7 +19,8 @@ fn replay_names_file_and_line_of_a_truncated_trace() {
     let dir = std::env::temp_dir().join(format!("mmnotif-replay-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let path = dir.join("cut.jsonl");
-    std::fs::write(&path, "{\"mmnotif_trace\":1,\"kernel\":\"6.1.0\",\"attach\":{}}\n{\"ts\":1,\"type\":\"lo").expect("write");
+    std::fs::write(&path, "{\"mmnotif_trace\":1,\"kernel\":\"6.1.0\",\"attach\":{}}\n{\"ts\":1,\"type\":\"lo")
+        .expect("write");
     let o = Command::new(BIN).args(["replay", path.to_str().expect("utf8")]).output().expect("run");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(15), "{err}");

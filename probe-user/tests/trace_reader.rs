@@ -3,7 +3,8 @@ use std::io::Cursor;
 
 use mmnotif_trace::trace::*;
 
-const HEADER: &str = r#"{"mmnotif_trace":1,"kernel":"6.12.0","attach":{"range_start":"fentry","range_end":"unavailable: no BTF"}}"#;
+const HEADER: &str =
+    r#"{"mmnotif_trace":1,"kernel":"6.12.0","attach":{"range_start":"fentry","range_end":"unavailable: no BTF"}}"#;
 
 fn read_all(text: &str) -> (Header, Vec<Result<Event, TraceError>>) {
     let reader = TraceReader::new(Cursor::new(text.as_bytes().to_vec())).expect("header");
@@ -108,7 +109,10 @@ fn sample_events() -> Vec<Event> {
                 }),
             )
         },
-        Event::new(10, EventBody::Warn(Warn { tid: 7, caller: Symbol::new("x+0x1"), detector: Some(Detector::Other(9)) })),
+        Event::new(
+            10,
+            EventBody::Warn(Warn { tid: 7, caller: Symbol::new("x+0x1"), detector: Some(Detector::Other(9)) }),
+        ),
         Event { pid: Some(5), ..Event::new(11, EventBody::TaskExit(TaskExit { tid: 7 })) },
         Event::new(12, EventBody::Lost(Lost { count: 3 })),
         Event::new(13, EventBody::ProbesLive(ProbesLive { callbacks: vec![] })),
@@ -165,7 +169,9 @@ fn addresses_are_written_as_hex_strings() {
 
 #[test]
 fn malformed_line_is_reported_with_file_and_line() {
-    let text = format!("{HEADER}\n{{\"ts\":1,\"type\":\"task_exit\",\"tid\":3}}\n{{\"ts\":2,\"type\":\n{{\"ts\":3,\"type\":\"task_exit\",\"tid\":4}}\n");
+    let text = format!(
+        "{HEADER}\n{{\"ts\":1,\"type\":\"task_exit\",\"tid\":3}}\n{{\"ts\":2,\"type\":\n{{\"ts\":3,\"type\":\"task_exit\",\"tid\":4}}\n"
+    );
     let reader = TraceReader::new(Cursor::new(text.into_bytes())).expect("header").with_path("run.jsonl");
     let results: Vec<_> = reader.collect();
     assert_eq!(results.len(), 3);
@@ -205,9 +211,8 @@ fn final_line_without_newline_is_fine_when_complete() {
 
 #[test]
 fn unknown_keys_are_ignored() {
-    let text = format!(
-        "{HEADER}\n{{\"ts\":1,\"type\":\"lost\",\"count\":2,\"future\":{{\"nested\":[1,2]}},\"cpu\":1}}\n"
-    );
+    let text =
+        format!("{HEADER}\n{{\"ts\":1,\"type\":\"lost\",\"count\":2,\"future\":{{\"nested\":[1,2]}},\"cpu\":1}}\n");
     let (header, results) = read_all(&text);
     assert_eq!(header.attach_state(Hook::RangeEnd), AttachState::Unavailable(Some("no BTF")));
     assert_eq!(header.attach_state(Hook::ItreeEnd), AttachState::Unavailable(None));
@@ -281,36 +286,23 @@ fn bad_probes_live_lines_name_the_line_and_the_entry() {
         r#"{"ts":1,"type":"probes_live","callbacks":{"hook":"subscriber_start"}}"#,
     ];
     let text = format!("{HEADER}\n{}\n", lines.join("\n"));
-    let reader = TraceReader::new(Cursor::new(text.into_bytes()))
-        .expect("header")
-        .with_path("run.jsonl");
-    let errors: Vec<String> = reader
-        .map(|r| r.expect_err("all bad").to_string())
-        .collect();
+    let reader = TraceReader::new(Cursor::new(text.into_bytes())).expect("header").with_path("run.jsonl");
+    let errors: Vec<String> = reader.map(|r| r.expect_err("all bad").to_string()).collect();
     assert_eq!(errors.len(), lines.len(), "{errors:?}");
-    assert_eq!(
-        errors[0],
-        "run.jsonl:2: probes_live: missing field `callbacks`"
-    );
-    assert_eq!(
-        errors[1],
-        "run.jsonl:3: probes_live: callbacks[0]: missing field `hook`"
-    );
-    assert!(errors[2].starts_with("run.jsonl:4: probes_live: callbacks[1]: `hook` \"range_start\" is not a subscriber callback hook"), "{}", errors[2]);
-    assert_eq!(
-        errors[3],
-        "run.jsonl:5: probes_live: callbacks[0]: missing field `callback`"
-    );
+    assert_eq!(errors[0], "run.jsonl:2: probes_live: missing field `callbacks`");
+    assert_eq!(errors[1], "run.jsonl:3: probes_live: callbacks[0]: missing field `hook`");
     assert!(
-        errors[4].starts_with(
-            "run.jsonl:6: probes_live: callbacks[0]: field `address`: address \"0xzz\""
+        errors[2].starts_with(
+            "run.jsonl:4: probes_live: callbacks[1]: `hook` \"range_start\" is not a subscriber callback hook"
         ),
+        "{}",
+        errors[2]
+    );
+    assert_eq!(errors[3], "run.jsonl:5: probes_live: callbacks[0]: missing field `callback`");
+    assert!(
+        errors[4].starts_with("run.jsonl:6: probes_live: callbacks[0]: field `address`: address \"0xzz\""),
         "{}",
         errors[4]
     );
-    assert!(
-        errors[5].starts_with("run.jsonl:7: not valid JSON"),
-        "{}",
-        errors[5]
-    );
+    assert!(errors[5].starts_with("run.jsonl:7: not valid JSON"), "{}", errors[5]);
 }

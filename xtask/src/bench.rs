@@ -32,10 +32,7 @@ fn scrape_every_second(
         let mut scrapes = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
-                let _ = write!(
-                    s,
-                    "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-                );
+                let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
                 let mut body = Vec::new();
                 if s.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
                     scrapes += 1;
@@ -53,15 +50,9 @@ fn hammer(bin: &Path, iterations: u64) -> Result<f64> {
         .output()
         .context("workload --hammer")?;
     if !out.status.success() {
-        bail!(
-            "workload --hammer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("workload --hammer failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .context("parsing ns/op")
+    String::from_utf8_lossy(&out.stdout).trim().parse().context("parsing ns/op")
 }
 
 /// Runs one traced measurement; returns (ns/op, events received, events lost).
@@ -71,11 +62,7 @@ fn traced(bin: &Path, iterations: u64, metrics: bool) -> Result<(f64, u64, u64)>
     if metrics {
         cmd.args(["--metrics", "127.0.0.1:0"]);
     }
-    let mut tracer = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the tracer")?;
+    let mut tracer = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().context("starting the tracer")?;
     let mut err = BufReader::new(tracer.stderr.take().context("tracer stderr")?);
     let mut line = String::new();
     err.read_line(&mut line)?; // "mmnotif-trace: kernel …: <attach summary>" once attached
@@ -88,8 +75,7 @@ fn traced(bin: &Path, iterations: u64, metrics: bool) -> Result<(f64, u64, u64)>
             .strip_prefix("mmnotif-trace: serving metrics at http://")
             .and_then(|a| a.strip_suffix("/metrics"));
         Some(scrape_every_second(
-            addr.context("the tracer did not say where it serves metrics")?
-                .to_owned(),
+            addr.context("the tracer did not say where it serves metrics")?.to_owned(),
             stop.clone(),
         ))
     } else {
@@ -105,14 +91,8 @@ fn traced(bin: &Path, iterations: u64, metrics: bool) -> Result<(f64, u64, u64)>
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut err, &mut rest)?;
     tracer.wait()?;
-    let summary = rest
-        .lines()
-        .find(|l| l.contains("kernel emitted"))
-        .context("tracer printed no summary")?;
-    let nums: Vec<u64> = summary
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|t| t.parse().ok())
-        .collect();
+    let summary = rest.lines().find(|l| l.contains("kernel emitted")).context("tracer printed no summary")?;
+    let nums: Vec<u64> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect();
     let (received, lost) = (nums[nums.len() - 2], nums[nums.len() - 1]);
     Ok((ns?, received, lost))
 }

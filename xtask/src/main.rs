@@ -54,20 +54,13 @@ struct VmDefaults {
 }
 
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
 }
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
 }
 
@@ -95,16 +88,12 @@ pub fn cargo() -> Command {
 }
 
 pub fn build_release() -> Result<PathBuf> {
-    let status = cargo()
-        .args(["build", "--release", "-p", "probe-user"])
-        .status()
-        .context("cargo build")?;
+    let status = cargo().args(["build", "--release", "-p", "probe-user"]).status().context("cargo build")?;
     if !status.success() {
         bail!("cargo build --release -p probe-user failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
     Ok(target.join("release/mmnotif-trace"))
 }
 
@@ -118,25 +107,15 @@ fn run(args: &[String]) -> Result<u8> {
         c.arg(&bin);
         c
     };
-    let status = cmd
-        .args(args)
-        .status()
-        .with_context(|| format!("running {}", bin.display()))?;
+    let status = cmd.args(args).status().with_context(|| format!("running {}", bin.display()))?;
     Ok(status.code().unwrap_or(1) as u8)
 }
 
 /// Runs `cargo test` for the workspace, echoing its output, and counts passed/failed tests.
 /// Runs `cargo test <selection> -- --test-threads 1 <test_args>`; returns (passed, failed, ok).
-fn cargo_test(
-    selection: &[&str],
-    test_args: &[&str],
-    env: &[(&str, String)],
-) -> Result<(u64, u64, bool)> {
+fn cargo_test(selection: &[&str], test_args: &[&str], env: &[(&str, String)]) -> Result<(u64, u64, bool)> {
     let mut cmd = cargo();
-    cmd.arg("test")
-        .args(selection)
-        .args(["--", "--test-threads", "1"])
-        .args(test_args);
+    cmd.arg("test").args(selection).args(["--", "--test-threads", "1"]).args(test_args);
     cmd.envs(env.iter().map(|(k, v)| (*k, v)));
     if !is_root() {
         // Test binaries load BPF programs: run them (only them) under sudo.
@@ -189,11 +168,7 @@ fn test(no_vm: bool) -> Result<u8> {
                 if files.len() == reports.len() {
                     // Recordings against the module's counters and the kernel's behaviour.
                     let env = [("MMNOTIF_GUEST_FILES", files.join(","))];
-                    let (p, f, ok) = cargo_test(
-                        &["-p", "probe-user", "--test", "guest_traces"],
-                        &["--ignored"],
-                        &env,
-                    )?;
+                    let (p, f, ok) = cargo_test(&["-p", "probe-user", "--test", "guest_traces"], &["--ignored"], &env)?;
                     passed += p;
                     failed += f + u64::from(!ok && f == 0);
                     cargo_ok &= ok;
@@ -208,10 +183,7 @@ fn test(no_vm: bool) -> Result<u8> {
                 for r in &reports {
                     match &r.outcome {
                         Ok(o) => {
-                            println!(
-                                "xtask: guest {} ({}): {} passed, {} failed",
-                                r.name, r.abi, o.pass, o.fail
-                            );
+                            println!("xtask: guest {} ({}): {} passed, {} failed", r.name, r.abi, o.pass, o.fail);
                             for f in &o.failures {
                                 println!("xtask: guest {}: {f}", r.name);
                             }
@@ -232,10 +204,7 @@ fn test(no_vm: bool) -> Result<u8> {
         }
         println!("xtask: guest suite took {:.1}s", t.elapsed().as_secs_f64());
     }
-    println!(
-        "xtask: whole suite took {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("xtask: whole suite took {:.1}s", started.elapsed().as_secs_f64());
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 && cargo_ok { 0 } else { 1 })
 }

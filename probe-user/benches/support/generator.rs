@@ -112,10 +112,17 @@ impl Generator {
         if fail {
             // v5.12+: compensating ends for everyone with an end op, then -EAGAIN.
             for (sub, _, end_cb) in all.iter().take(all.len() - 1) {
-                let body = EventBody::SubscriberEnd(SubscriberEnd { tid, mm, range, subscriber: *sub, callback: end_cb.clone() });
+                let body = EventBody::SubscriberEnd(SubscriberEnd {
+                    tid,
+                    mm,
+                    range,
+                    subscriber: *sub,
+                    callback: end_cb.clone(),
+                });
                 out.push(self.event(tid, body));
             }
-            let body = EventBody::RangeStartRet(RangeStartRet { tid, range, ret: -11, itree: ItreeSnapshot::default() });
+            let body =
+                EventBody::RangeStartRet(RangeStartRet { tid, range, ret: -11, itree: ItreeSnapshot::default() });
             out.push(self.event(tid, body));
             return;
         }
@@ -124,7 +131,8 @@ impl Generator {
         if nested {
             let inner = Addr(range.0 + 0x100);
             out.push(self.event(tid, EventBody::RangeStart(call(inner, true))));
-            let body = EventBody::RangeStartRet(RangeStartRet { tid, range: inner, ret: 0, itree: ItreeSnapshot::default() });
+            let body =
+                EventBody::RangeStartRet(RangeStartRet { tid, range: inner, ret: 0, itree: ItreeSnapshot::default() });
             out.push(self.event(tid, body));
             let body = EventBody::RangeEnd(RangeEnd { call: call(inner, true), itree: ItreeSnapshot::default() });
             out.push(self.event(tid, body));
@@ -132,7 +140,8 @@ impl Generator {
         let body = EventBody::RangeEnd(RangeEnd { call: call(range, true), itree: ItreeSnapshot::default() });
         out.push(self.event(tid, body));
         for (sub, _, end_cb) in &all {
-            let body = EventBody::SubscriberEnd(SubscriberEnd { tid, mm, range, subscriber: *sub, callback: end_cb.clone() });
+            let body =
+                EventBody::SubscriberEnd(SubscriberEnd { tid, mm, range, subscriber: *sub, callback: end_cb.clone() });
             out.push(self.event(tid, body));
         }
     }
@@ -152,4 +161,3 @@ impl Generator {
 pub fn header() -> Header {
     Hook::ALL.into_iter().fold(Header::new("6.12.43+deb13-amd64"), |h, hook| h.with_attach(hook, "replay"))
 }
-

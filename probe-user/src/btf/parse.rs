@@ -51,10 +51,16 @@ struct Member {
 #[derive(Clone, Debug)]
 enum Type {
     /// Structs and unions: byte size and members.
-    Composite { size: u32, members: Vec<Member> },
+    Composite {
+        size: u32,
+        members: Vec<Member>,
+    },
     /// typedef/const/volatile/restrict/type_tag: look through to `0`.
     Alias(u32),
-    Array { elem: u32, nelems: u32 },
+    Array {
+        elem: u32,
+        nelems: u32,
+    },
     Sized(u32),
     Pointer,
     Other,
@@ -110,10 +116,9 @@ impl Btf {
         let str_len = u32_at(data, 20, what)? as usize;
         let types_start = hdr_len + type_off;
         let strings_start = hdr_len + str_off;
-        let types_data = data.get(types_start..types_start + type_len).ok_or_else(|| BtfError::Truncated {
-            what: what.to_string(),
-            detail: "type section past end".into(),
-        })?;
+        let types_data = data
+            .get(types_start..types_start + type_len)
+            .ok_or_else(|| BtfError::Truncated { what: what.to_string(), detail: "type section past end".into() })?;
         let strings = data
             .get(strings_start..strings_start + str_len)
             .ok_or_else(|| BtfError::Truncated { what: what.to_string(), detail: "string section past end".into() })?
@@ -191,7 +196,10 @@ impl Btf {
             names.push(if kind == KIND_STRUCT { name_off } else { 0 });
         }
         if pos != types_data.len() {
-            return Err(BtfError::Truncated { what: what.to_string(), detail: "last type runs past the type section".into() });
+            return Err(BtfError::Truncated {
+                what: what.to_string(),
+                detail: "last type runs past the type section".into(),
+            });
         }
         let mut btf = Btf { types, names, strings, first_id, first_str, base, structs_by_name: HashMap::new() };
         for (i, &name_off) in btf.names.iter().enumerate() {

@@ -6,10 +6,17 @@ use serde::Serialize;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum CommandEnd {
-    Exited { code: i32 },
-    Signaled { signal: i32 },
+    Exited {
+        code: i32,
+    },
+    Signaled {
+        signal: i32,
+    },
     /// `--timeout` ran out; the command was then stopped with `signal`.
-    TimedOut { seconds: f64, signal: i32 },
+    TimedOut {
+        seconds: f64,
+        signal: i32,
+    },
 }
 
 impl CommandEnd {
@@ -22,7 +29,9 @@ impl CommandEnd {
         match self {
             CommandEnd::Exited { code } => format!("exit status {code}"),
             CommandEnd::Signaled { signal } => format!("killed by signal {signal}"),
-            CommandEnd::TimedOut { seconds, signal } => format!("timed out after {seconds} s (stopped with signal {signal})"),
+            CommandEnd::TimedOut { seconds, signal } => {
+                format!("timed out after {seconds} s (stopped with signal {signal})")
+            }
         }
     }
 }
@@ -59,7 +68,10 @@ mod tests {
         assert!(CommandEnd::Exited { code: 0 }.passed());
         assert!(!CommandEnd::Exited { code: 3 }.passed());
         assert!(!CommandEnd::Signaled { signal: 9 }.passed());
-        assert_eq!(CommandEnd::TimedOut { seconds: 1.5, signal: 15 }.describe(), "timed out after 1.5 s (stopped with signal 15)");
+        assert_eq!(
+            CommandEnd::TimedOut { seconds: 1.5, signal: 15 }.describe(),
+            "timed out after 1.5 s (stopped with signal 15)"
+        );
         let r = CommandResult {
             argv: vec!["sh".into(), "-c".into(), "echo 'hi'; exit 3".into()],
             pid: 1,

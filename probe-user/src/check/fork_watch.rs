@@ -39,7 +39,8 @@ pub fn parse_datagram(mut buf: &[u8], mut on_fork: impl FnMut(Fork)) {
         let what = u32_at(buf, event);
         let data = event + EVENT_DATA;
         if what == Some(libc::PROC_EVENT_FORK)
-            && let (Some(parent_tgid), Some(child_tgid)) = (u32_at(buf, data + FORK_PARENT_TGID), u32_at(buf, data + FORK_CHILD_TGID))
+            && let (Some(parent_tgid), Some(child_tgid)) =
+                (u32_at(buf, data + FORK_PARENT_TGID), u32_at(buf, data + FORK_CHILD_TGID))
             && len >= data + FORK_CHILD_TGID + 4
             && parent_tgid != child_tgid
         {
@@ -65,7 +66,13 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 impl ForkWatch {
     pub fn open() -> io::Result<ForkWatch> {
         // SAFETY: plain socket(2); the descriptor is owned right away.
-        let fd = check(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, libc::NETLINK_CONNECTOR) })?;
+        let fd = check(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_CONNECTOR,
+            )
+        })?;
         // SAFETY: fd is a new descriptor nothing else owns.
         let socket = unsafe { OwnedFd::from_raw_fd(fd) };
         // A large queue: forks between two drains (10 ms apart) must fit. Root may exceed
@@ -73,7 +80,13 @@ impl ForkWatch {
         let size: libc::c_int = 8 << 20;
         // SAFETY: a valid int option.
         unsafe {
-            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, (&raw const size).cast(), size_of::<libc::c_int>() as u32)
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&raw const size).cast(),
+                size_of::<libc::c_int>() as u32,
+            )
         };
         // SAFETY: sockaddr_nl is plain data; zero is a valid start.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -105,7 +118,8 @@ impl ForkWatch {
         let mut buf = [0u8; 8192];
         loop {
             // SAFETY: buf is a valid buffer of the length given.
-            let n = unsafe { libc::recv(self.socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            let n =
+                unsafe { libc::recv(self.socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
             if n < 0 {
                 match io::Error::last_os_error().raw_os_error() {
                     Some(libc::EINTR) => continue,

@@ -8,7 +8,10 @@ use crate::checker::Violation;
 
 /// Escapes text for XML attributes and content, replacing characters XML 1.0 cannot carry.
 fn escape(text: &str) -> String {
-    let plain = |c: char| !matches!(c, '&' | '<' | '>' | '"' | '\'' | '\u{fffe}' | '\u{ffff}') && (c >= ' ' || matches!(c, '\t' | '\n' | '\r'));
+    let plain = |c: char| {
+        !matches!(c, '&' | '<' | '>' | '"' | '\'' | '\u{fffe}' | '\u{ffff}')
+            && (c >= ' ' || matches!(c, '\t' | '\n' | '\r'))
+    };
     if text.chars().all(plain) {
         return text.to_owned();
     }
@@ -94,9 +97,15 @@ fn cases(o: &CheckOutcome) -> Vec<Case> {
                     .filter(|j| j.disposition == Disposition::Failing)
                     .map(|j| j.violation.to_string())
                     .collect();
-                CaseResult::Failure { message: format!("{}: {reason}", r.summary), kind: r.rule.to_string(), text: text.join("\n") }
+                CaseResult::Failure {
+                    message: format!("{}: {reason}", r.summary),
+                    kind: r.rule.to_string(),
+                    text: text.join("\n"),
+                }
             }
-            RuleVerdict::NotChecked | RuleVerdict::Incomplete | RuleVerdict::Allowed => CaseResult::Skipped { message: reason },
+            RuleVerdict::NotChecked | RuleVerdict::Incomplete | RuleVerdict::Allowed => {
+                CaseResult::Skipped { message: reason }
+            }
         };
         cases.push(Case { name: unique(r.rule.to_string(), &mut taken), classname: "mmnotif-trace.rules", result });
     }
@@ -198,9 +207,21 @@ mod tests {
         v.callback = Some(Symbol::new("__mmu_notifier_invalidate_range_start+0x40"));
         v.mm = Some(Addr(0xffff888000001000));
         assert_eq!(violation_name(&v), "kernel-warn@0xffff888000001000/__mmu_notifier_invalidate_range_start+0x40");
-        v.range = Some(RangeRef { ptr: None, start: Some(Addr(0x1000)), end: Some(Addr(0x2000)), event: None, blockable: None });
+        v.range = Some(RangeRef {
+            ptr: None,
+            start: Some(Addr(0x1000)),
+            end: Some(Addr(0x2000)),
+            event: None,
+            blockable: None,
+        });
         assert_eq!(violation_name(&v), "kernel-warn@0x1000-0x2000/__mmu_notifier_invalidate_range_start+0x40");
-        v.range = Some(RangeRef { ptr: Some(Addr(0xffffc90000a3fc88)), start: None, end: None, event: None, blockable: None });
+        v.range = Some(RangeRef {
+            ptr: Some(Addr(0xffffc90000a3fc88)),
+            start: None,
+            end: None,
+            event: None,
+            blockable: None,
+        });
         assert_eq!(violation_name(&v), "kernel-warn@0xffffc90000a3fc88/__mmu_notifier_invalidate_range_start+0x40");
         let mut taken = HashSet::new();
         assert_eq!(unique("a".into(), &mut taken), "a");

@@ -20,7 +20,14 @@ fn one_line(text: &str) -> String {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
 }
 
-fn result_line(out: &mut String, ok: bool, number: usize, description: &str, directive: Option<&str>, data: Option<&str>) {
+fn result_line(
+    out: &mut String,
+    ok: bool,
+    number: usize,
+    description: &str,
+    directive: Option<&str>,
+    data: Option<&str>,
+) {
     let _ = write!(out, "{} {number} {description}", if ok { "ok" } else { "not ok" });
     let data = data.map(one_line).filter(|d| !d.is_empty());
     match (directive, data) {

@@ -224,7 +224,11 @@ fn judge(violation: Violation, policy: &Policy, source: &Source) -> JudgedViolat
 
 fn disposition_of(v: &Violation, policy: &Policy, source: &Source) -> (Disposition, Option<String>) {
     if v.rule == RuleId::EventsLost {
-        return if policy.allow_lost { (Disposition::Allowed, Some("--allow-lost".into())) } else { (Disposition::Failing, None) };
+        return if policy.allow_lost {
+            (Disposition::Allowed, Some("--allow-lost".into()))
+        } else {
+            (Disposition::Failing, None)
+        };
     }
     if let Some(run) = source.live() {
         if v.ts < run.command.started_ts {
@@ -246,7 +250,9 @@ fn disposition_of(v: &Violation, policy: &Policy, source: &Source) -> (Dispositi
 fn in_flight_at_detach(v: &Violation, run: &LiveRun) -> bool {
     let (Some(task), Some(range)) = (&v.task, &v.range) else { return false };
     run.open_at_end.iter().any(|open| {
-        open.tid == task.tid && range.ptr == Some(open.range) && open.started_ts.saturating_add(IN_FLIGHT_NS) >= run.detach_ts
+        open.tid == task.tid
+            && range.ptr == Some(open.range)
+            && open.started_ts.saturating_add(IN_FLIGHT_NS) >= run.detach_ts
     })
 }
 
@@ -271,7 +277,9 @@ impl Tally {
 
 /// "1 violation", "3 violations"; irregular plurals are given whole ("process|processes").
 fn plural(n: u64, word: &str) -> String {
-    let (one, many) = word.split_once('|').map_or_else(|| (word.to_owned(), format!("{word}s")), |(a, b)| (a.to_owned(), b.to_owned()));
+    let (one, many) = word
+        .split_once('|')
+        .map_or_else(|| (word.to_owned(), format!("{word}s")), |(a, b)| (a.to_owned(), b.to_owned()));
     if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
 }
 
@@ -316,19 +324,26 @@ fn rule_result(rule: RuleId, judged: &[JudgedViolation], cx: &RuleContext<'_>) -
         (RuleVerdict::Fail, Some(words))
     } else if !cx.checked.contains(&rule) {
         let hooks = missing_hooks(rule, cx.header);
-        (RuleVerdict::NotChecked, Some(format!("not checked: needs {} (not attached on this kernel)", hooks.join(", "))))
+        (
+            RuleVerdict::NotChecked,
+            Some(format!("not checked: needs {} (not attached on this kernel)", hooks.join(", "))),
+        )
     } else if tally.allowed > 0 {
         let by = if rule == RuleId::EventsLost {
             "--allow-lost".to_owned()
         } else {
-            let specs: Vec<String> = cx.policy.allow.iter().filter(|a| a.rule == rule).map(|a| format!("--allow {a}")).collect();
+            let specs: Vec<String> =
+                cx.policy.allow.iter().filter(|a| a.rule == rule).map(|a| format!("--allow {a}")).collect();
             specs.join(", ")
         };
         (RuleVerdict::Allowed, Some(format!("{} allowed as a known issue ({by})", plural(tally.allowed, "violation"))))
     } else if total > 0 {
         let mut parts = Vec::new();
         if tally.not_fail_on > 0 {
-            parts.push(format!("{} not counted: the rule is not among --fail-on", plural(tally.not_fail_on, "violation")));
+            parts.push(format!(
+                "{} not counted: the rule is not among --fail-on",
+                plural(tally.not_fail_on, "violation")
+            ));
         }
         if tally.outside_run > 0 {
             parts.push(format!("{} outside the command's run", plural(tally.outside_run, "violation")));
@@ -336,7 +351,10 @@ fn rule_result(rule: RuleId, judged: &[JudgedViolation], cx: &RuleContext<'_>) -
         (RuleVerdict::Reported, Some(parts.join("; ")))
     } else if cx.lost > 0 && rule.affected_by_loss() {
         if cx.policy.allow_lost {
-            (RuleVerdict::Pass, Some(format!("{lost_words}, tolerated by --allow-lost: a violation may have been missed")))
+            (
+                RuleVerdict::Pass,
+                Some(format!("{lost_words}, tolerated by --allow-lost: a violation may have been missed")),
+            )
         } else {
             (RuleVerdict::Incomplete, Some(format!("incomplete: {lost_words}, so a violation may have been missed")))
         }
@@ -360,7 +378,9 @@ fn rule_result(rule: RuleId, judged: &[JudgedViolation], cx: &RuleContext<'_>) -
 /// Judges a checker report: `header` is the trace's (which hooks were attached), `source` the
 /// command's run (live) or the trace file (replay).
 pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source) -> CheckOutcome {
-    let Report { kernel, violations, violations_not_stored, violation_counts, checked, not_checked, lost, stats, .. } = report;
+    let Report {
+        kernel, violations, violations_not_stored, violation_counts, checked, not_checked, lost, stats, ..
+    } = report;
     let judged: Vec<JudgedViolation> = violations.into_iter().map(|v| judge(v, policy, &source)).collect();
     let cx = RuleContext { header, policy, checked: &checked, counts: &violation_counts, lost };
     let rules: Vec<RuleResult> = RuleId::ALL.into_iter().map(|rule| rule_result(rule, &judged, &cx)).collect();
@@ -407,7 +427,10 @@ pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source
         ));
     }
     if lost > 0 && policy.allow_lost {
-        notes.push(format!("{} lost, tolerated by --allow-lost: rules that pair events may have missed a violation", plural(lost, "event")));
+        notes.push(format!(
+            "{} lost, tolerated by --allow-lost: rules that pair events may have missed a violation",
+            plural(lost, "event")
+        ));
     }
     let sum = |f: fn(&RuleResult) -> u64| rules.iter().filter(|r| r.rule != RuleId::EventsLost).map(f).sum::<u64>();
     let (allowed, not_fail_on, outside) = (sum(|r| r.allowed), sum(|r| r.not_fail_on), sum(|r| r.outside_run));
@@ -424,7 +447,9 @@ pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source
         ));
     }
     if violations_not_stored > 0 {
-        notes.push(format!("{violations_not_stored} further violations were counted but not stored; they are judged by rule only"));
+        notes.push(format!(
+            "{violations_not_stored} further violations were counted but not stored; they are judged by rule only"
+        ));
     }
     if let Some(run) = source.live() {
         if run.session.undecodable > 0 {

@@ -238,7 +238,10 @@ mod tests {
     use std::process::{Command, Stdio};
 
     use super::*;
-    use crate::trace::{Comm, event::{Lost, TaskExit}};
+    use crate::trace::{
+        Comm,
+        event::{Lost, TaskExit},
+    };
 
     /// A process table given as (pid, parent) pairs.
     struct Table(Vec<(u32, u32)>);
@@ -268,7 +271,8 @@ mod tests {
     fn descendants_are_inside_everything_else_outside_and_vanished_ones_gone() {
         // 100 is mmnotif-trace, 200 the command, 300 its child, 400 a grandchild adopted by 100
         // after 300 exited; 2 is kthreadd and 61 a kernel thread; 500 is unrelated.
-        let table = Table(vec![(1, 0), (2, 0), (61, 2), (100, 50), (50, 1), (200, 100), (300, 200), (400, 100), (500, 1)]);
+        let table =
+            Table(vec![(1, 0), (2, 0), (61, 2), (100, 50), (50, 1), (200, 100), (300, 200), (400, 100), (500, 1)]);
         let mut tree = PidTree::new(100, table, false);
         for pid in [200, 300, 400] {
             assert!(tree.keeps(&event_of(pid, pid)), "pid {pid}");
@@ -325,13 +329,11 @@ mod tests {
 
     #[test]
     fn the_real_process_table_places_a_grandchild_in_this_process_tree() {
-        let mut child = Command::new("sh")
-            .args(["-c", "sleep 30 & echo $!; wait"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sh");
+        let mut child =
+            Command::new("sh").args(["-c", "sleep 30 & echo $!; wait"]).stdout(Stdio::piped()).spawn().expect("sh");
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line).expect("read");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
+            .expect("read");
         let grandchild: u32 = line.trim().parse().expect("pid");
         let mut tree = PidTree::new(std::process::id(), ProcFs, false);
         let inside_child = tree.keeps(&event_of(child.id(), child.id()));

@@ -119,7 +119,10 @@ mod tests {
 
     #[test]
     fn bad_specs_say_what_is_wrong() {
-        assert_eq!(Allow::parse("kernel-warn:").unwrap_err(), "\"kernel-warn:\": nothing after ':' (expected RULE or RULE:CALLBACK)");
+        assert_eq!(
+            Allow::parse("kernel-warn:").unwrap_err(),
+            "\"kernel-warn:\": nothing after ':' (expected RULE or RULE:CALLBACK)"
+        );
         let err = Allow::parse("no-such-rule:foo").unwrap_err();
         assert!(err.starts_with("unknown rule id \"no-such-rule\" (rule ids: unpaired-start, "), "{err}");
         assert!(parse_rule("events-lost").is_ok());

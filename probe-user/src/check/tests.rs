@@ -38,7 +38,13 @@ fn judge(name: &str, policy: &Policy) -> super::CheckOutcome {
 
 fn live_source(end: CommandEnd, started_ts: u64, detach_ts: u64) -> Source {
     Source::Live(LiveRun {
-        command: CommandResult { argv: vec!["./test.sh".into(), "--fast".into()], pid: 42, end, started_ts, ended_ts: detach_ts },
+        command: CommandResult {
+            argv: vec!["./test.sh".into(), "--fast".into()],
+            pid: 42,
+            end,
+            started_ts,
+            ended_ts: detach_ts,
+        },
         session: SessionTotals::default(),
         pid_tree: None,
         detach_ts,
@@ -61,14 +67,21 @@ fn each_status_has_its_exit_code() {
     assert_eq!(fail.reasons, ["1 failing violation (notifier-unpaired-start=1)"]);
     assert_eq!(rule(&fail, RuleId::NotifierUnpairedStart).verdict, RuleVerdict::Fail);
     assert_eq!(rule(&fail, RuleId::KernelWarn).verdict, RuleVerdict::NotChecked);
-    assert_eq!(rule(&fail, RuleId::KernelWarn).reason.as_deref(), Some("not checked: needs error_report_end (not attached on this kernel)"));
+    assert_eq!(
+        rule(&fail, RuleId::KernelWarn).reason.as_deref(),
+        Some("not checked: needs error_report_end (not attached on this kernel)")
+    );
     assert!(fail.notes[0].starts_with("2 of 16 rules not checked"), "{:?}", fail.notes);
 
     let lost = judge("lost-events", &Policy::default());
     assert_eq!((lost.status, lost.exit_code()), (Status::Incomplete, 5));
     assert!(lost.reasons[0].starts_with("17 events were lost before reaching userspace"), "{:?}", lost.reasons);
     assert_eq!(rule(&lost, RuleId::EventsLost).verdict, RuleVerdict::Fail);
-    assert_eq!(rule(&lost, RuleId::UnpairedStart).verdict, RuleVerdict::Incomplete, "a pairing rule cannot pass with losses");
+    assert_eq!(
+        rule(&lost, RuleId::UnpairedStart).verdict,
+        RuleVerdict::Incomplete,
+        "a pairing rule cannot pass with losses"
+    );
     assert_eq!(rule(&lost, RuleId::BadRange).verdict, RuleVerdict::Pass, "a per-event rule is unaffected");
 
     let skip = judge("tracepoint-mode", &Policy::default());
@@ -76,7 +89,9 @@ fn each_status_has_its_exit_code() {
     assert!(!skip.pairing);
     assert_eq!(
         skip.reasons,
-        ["no start/end probe: __mmu_notifier_invalidate_range_start/_end cannot be traced here, so invalidation pairing was not asserted (range_start: kprobes and fentry are not available on this host; range_end: not attached)"]
+        [
+            "no start/end probe: __mmu_notifier_invalidate_range_start/_end cannot be traced here, so invalidation pairing was not asserted (range_start: kprobes and fentry are not available on this host; range_end: not attached)"
+        ]
     );
     assert_eq!(rule(&skip, RuleId::KernelWarn).verdict, RuleVerdict::Pass, "the degraded mode still checks WARNs");
 }
@@ -102,16 +117,31 @@ fn failures_outrank_losses_and_losses_outrank_skips() {
 
 #[test]
 fn allow_tolerates_a_known_issue_only_for_its_callback() {
-    let known = Policy::new(vec![Allow::parse("notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start").unwrap()], vec![], false);
+    let known = Policy::new(
+        vec![Allow::parse("notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start").unwrap()],
+        vec![],
+        false,
+    );
     let o = judge("v5.2-skipped-end", &known);
     assert_eq!((o.status, o.exit_code()), (Status::Pass, 0));
     let r = rule(&o, RuleId::NotifierUnpairedStart);
     assert_eq!((r.verdict, r.allowed, r.failing), (RuleVerdict::Allowed, 1, 0));
     assert_eq!(o.violations[0].disposition, Disposition::Allowed);
-    assert_eq!(o.violations[0].allowed_by.as_deref(), Some("--allow notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start"));
-    assert!(o.notes.iter().any(|n| n.contains("rules not checked")), "a pass still says what was not checked: {:?}", o.notes);
+    assert_eq!(
+        o.violations[0].allowed_by.as_deref(),
+        Some("--allow notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start")
+    );
+    assert!(
+        o.notes.iter().any(|n| n.contains("rules not checked")),
+        "a pass still says what was not checked: {:?}",
+        o.notes
+    );
 
-    let other = Policy::new(vec![Allow::parse("notifier-unpaired-start:nouveau_svmm_invalidate_range_start").unwrap()], vec![], false);
+    let other = Policy::new(
+        vec![Allow::parse("notifier-unpaired-start:nouveau_svmm_invalidate_range_start").unwrap()],
+        vec![],
+        false,
+    );
     assert_eq!(judge("v5.2-skipped-end", &other).status, Status::Fail);
 }
 
@@ -130,7 +160,11 @@ fn violations_beyond_the_storage_cap_count_unless_their_whole_rule_is_allowed() 
     let (header, mut report) = replayed("v5.2-skipped-end");
     *report.violation_counts.get_mut(&RuleId::NotifierUnpairedStart).expect("count") += 5;
     report.violations_not_stored = 5;
-    let by_callback = Policy::new(vec![Allow::parse("notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start").unwrap()], vec![], false);
+    let by_callback = Policy::new(
+        vec![Allow::parse("notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start").unwrap()],
+        vec![],
+        false,
+    );
     let o = evaluate(report.clone(), &header, &by_callback, replay_source("x"));
     let r = rule(&o, RuleId::NotifierUnpairedStart);
     assert_eq!((o.status, r.violations, r.failing, r.allowed), (Status::Fail, 6, 5, 1));
@@ -141,7 +175,10 @@ fn violations_beyond_the_storage_cap_count_unless_their_whole_rule_is_allowed() 
 
 /// A full-mode trace, pushed through a checker as a live session would be.
 fn live_report(lines: &[&str]) -> (Header, Checker) {
-    let header = TraceReader::new(corpus("unpaired-start").lines().next().expect("header").as_bytes()).expect("header").header().clone();
+    let header = TraceReader::new(corpus("unpaired-start").lines().next().expect("header").as_bytes())
+        .expect("header")
+        .header()
+        .clone();
     let mut checker = Checker::new(&header);
     for (i, line) in lines.iter().enumerate() {
         checker.push(&parse_event_line(line, i as u64 + 2).expect("event"));
@@ -156,7 +193,9 @@ fn only_the_commands_run_is_judged() {
             r#"{{"ts":{ts},"type":"range_start","cpu":0,"pid":{tid},"tid":{tid},"comm":"t","mm":"0xffff888003a1c000","range":"{range}","start":"0x7f0000000000","end":"0x7f0000001000","event":"clear","blockable":true}}"#
         )
     };
-    let ret = |ts: u64, tid: u32, range: &str| format!(r#"{{"ts":{ts},"type":"range_start_ret","tid":{tid},"range":"{range}","ret":0}}"#);
+    let ret = |ts: u64, tid: u32, range: &str| {
+        format!(r#"{{"ts":{ts},"type":"range_start_ret","tid":{tid},"range":"{range}","ret":0}}"#)
+    };
     let end = |ts: u64, tid: u32, range: &str| start(ts, tid, range).replace("range_start", "range_end");
     let lines = [
         // Before the command: an end whose start predates the tracer.
@@ -172,7 +211,9 @@ fn only_the_commands_run_is_judged() {
     let (header, checker) = live_report(&lines);
     let open_at_end = checker.open_ranges();
     let report = checker.finish();
-    let Source::Live(mut run) = live_source(CommandEnd::Exited { code: 0 }, 1_000_000_000, 10_000_000_000) else { unreachable!() };
+    let Source::Live(mut run) = live_source(CommandEnd::Exited { code: 0 }, 1_000_000_000, 10_000_000_000) else {
+        unreachable!()
+    };
     run.open_at_end = open_at_end;
     let o = evaluate(report, &header, &Policy::default(), Source::Live(run));
     let by_tid: Vec<(u32, Disposition)> =
@@ -198,9 +239,17 @@ fn the_commands_exit_status_is_a_test_case_of_its_own() {
     assert_eq!((o.status, o.exit_code()), (Status::Fail, 1));
     assert_eq!(o.reasons, ["the command failed: ./test.sh --fast: exit status 3"]);
     let text = ktap::render(&o);
-    assert!(text.ends_with("# command: ./test.sh --fast: exit status 3\nnot ok 17 command # exit status 3\n"), "{text}");
+    assert!(
+        text.ends_with("# command: ./test.sh --fast: exit status 3\nnot ok 17 command # exit status 3\n"),
+        "{text}"
+    );
 
-    let o = evaluate(report, &header, &Policy::default(), live_source(CommandEnd::TimedOut { seconds: 2.0, signal: 15 }, 0, 1));
+    let o = evaluate(
+        report,
+        &header,
+        &Policy::default(),
+        live_source(CommandEnd::TimedOut { seconds: 2.0, signal: 15 }, 0, 1),
+    );
     assert_eq!(o.status, Status::Fail);
     assert!(ktap::render(&o).ends_with("not ok 17 command # TIMEOUT 2 seconds\n"));
 }
@@ -213,11 +262,22 @@ fn ktap_puts_each_violation_before_its_rules_result() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "KTAP version 1");
     assert!(lines.contains(&"1..16"), "a replay has no command case: {text}");
-    let result = |name: &str| lines.iter().position(|l| l.ends_with(&format!(" {name}")) || l.contains(&format!(" {name} #"))).expect(name);
+    let result = |name: &str| {
+        lines.iter().position(|l| l.ends_with(&format!(" {name}")) || l.contains(&format!(" {name} #"))).expect(name)
+    };
     let warn = result("kernel-warn");
-    assert!(lines[warn].starts_with("ok 15 kernel-warn # XFAIL 1 violation allowed as a known issue (--allow kernel-warn)"), "{}", lines[warn]);
+    assert!(
+        lines[warn].starts_with("ok 15 kernel-warn # XFAIL 1 violation allowed as a known issue (--allow kernel-warn)"),
+        "{}",
+        lines[warn]
+    );
     assert!(lines[warn - 1].starts_with("# "), "diagnostics precede the result");
-    assert!(text.contains("# kernel-warn (not counted, allowed as a known issue (--allow kernel-warn)): error [kernel-warn]"), "{text}");
+    assert!(
+        text.contains(
+            "# kernel-warn (not counted, allowed as a known issue (--allow kernel-warn)): error [kernel-warn]"
+        ),
+        "{text}"
+    );
     let op = result("failed-start-has-end-op");
     assert!(lines[op].starts_with("not ok 8 failed-start-has-end-op # 1 failing violation"), "{}", lines[op]);
     assert!(lines[result("unpaired-start")].starts_with("ok 1 unpaired-start"), "{text}");

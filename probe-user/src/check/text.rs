@@ -15,7 +15,10 @@ pub fn summary(o: &CheckOutcome) -> String {
         lines.push(format!("check: [{}]{subject}: {}", v.rule, v.explanation));
     }
     if failing.len() > MAX_LISTED {
-        lines.push(format!("check: ... and {} more failing violations (see --json or --junit)", failing.len() - MAX_LISTED));
+        lines.push(format!(
+            "check: ... and {} more failing violations (see --json or --junit)",
+            failing.len() - MAX_LISTED
+        ));
     }
     let count = |verdict: RuleVerdict| o.rules.iter().filter(|r| r.verdict == verdict).count();
     lines.push(format!(

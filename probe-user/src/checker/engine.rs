@@ -12,9 +12,8 @@ use super::{
     stats::{NotifierKind, Statistics},
 };
 use crate::trace::{
-    Addr, Comm, Detector, Event, EventBody, Header, Hook, IntervalInvalidate, ItreeSnapshot,
-    MmuEvent, ProbesLive, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart,
-    Symbol, Warn,
+    Addr, Comm, Detector, Event, EventBody, Header, Hook, IntervalInvalidate, ItreeSnapshot, MmuEvent, ProbesLive,
+    RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, Symbol, Warn,
 };
 
 /// `-EAGAIN`, the only failure a start may return.
@@ -458,7 +457,8 @@ impl Checker {
                     ),
                     [start_seq, Some(ret_seq), Some(seq)],
                 );
-                let hint = self.kernel.version.filter(|v| v.has(Fact::CompensatingEnds)).map(|_| self.kernel.double_end());
+                let hint =
+                    self.kernel.version.filter(|v| v.has(Fact::CompensatingEnds)).map(|_| self.kernel.double_end());
                 self.emit_with_hint(v, hint);
             }
             Some(OuterPhase::Ended { end_seq }) => {
@@ -696,7 +696,12 @@ impl Checker {
         if let Some(prev) = previous
             && prev.phase == NotifierPhase::Open
         {
-            self.notifier_unpaired_start(key, &prev, ev.ts, "before the same subscriber was started again on this range");
+            self.notifier_unpaired_start(
+                key,
+                &prev,
+                ev.ts,
+                "before the same subscriber was started again on this range",
+            );
         }
 
         let Some(range) = self.outer.get_mut(&key) else { return };
@@ -741,7 +746,11 @@ impl Checker {
                 RuleId::BlockableFailure,
                 ev,
                 &site,
-                format!("{} failed with {} in a blockable range, where subscribers must not fail", s.callback.function(), errno_name(ret)),
+                format!(
+                    "{} failed with {} in a blockable range, where subscribers must not fail",
+                    s.callback.function(),
+                    errno_name(ret)
+                ),
                 events,
             );
             let hint = early.clone().unwrap_or_else(|| self.kernel.blockable_failure());
@@ -755,7 +764,11 @@ impl Checker {
                 RuleId::BadErrno,
                 ev,
                 &site,
-                format!("{} failed with {}; the only failure a start may return is -EAGAIN", s.callback.function(), errno_name(ret)),
+                format!(
+                    "{} failed with {}; the only failure a start may return is -EAGAIN",
+                    s.callback.function(),
+                    errno_name(ret)
+                ),
                 events,
             );
             self.emit_with_hint(v, early.clone());
@@ -847,7 +860,10 @@ impl Checker {
         let judged = self.probes.judges(&s.callback, range.traced_start_ts());
         let found = range.notifier_mut(s.subscriber).map(|n| {
             let before = (n.phase, n.start_seq, n.end_seq, n.start_ts);
-            if matches!(n.phase, NotifierPhase::Open | NotifierPhase::Failed | NotifierPhase::StartOnly | NotifierPhase::Ended) {
+            if matches!(
+                n.phase,
+                NotifierPhase::Open | NotifierPhase::Failed | NotifierPhase::StartOnly | NotifierPhase::Ended
+            ) {
                 n.phase = NotifierPhase::Ended;
                 n.end_seq = Some(seq);
             }
@@ -974,8 +990,7 @@ impl Checker {
     /// Subscriber callbacks became fully probed: from this event's `ts` on, their pairing is
     /// judged (see [`ProbeClock`]).
     fn on_probes_live(&mut self, ev: &Event, p: &ProbesLive) {
-        self.probes
-            .announce(p.callbacks.iter().map(|c| &c.callback), ev.ts);
+        self.probes.announce(p.callbacks.iter().map(|c| &c.callback), ev.ts);
     }
 
     // ---- warnings and loss ----
@@ -988,11 +1003,8 @@ impl Checker {
             return;
         }
         let function = w.caller.function();
-        let mut v = self.event_violation(
-            RuleId::KernelWarn,
-            ev,
-            format!("the kernel WARNed at {} while tracing", w.caller),
-        );
+        let mut v =
+            self.event_violation(RuleId::KernelWarn, ev, format!("the kernel WARNed at {} while tracing", w.caller));
         v.callback = Some(w.caller.clone());
         v.events = vec![seq];
         let hint = if function.starts_with("__mmu_notifier_invalidate_range_start") {
@@ -1021,7 +1033,9 @@ impl Checker {
         let mut v = self.event_violation(
             RuleId::EventsLost,
             ev,
-            format!("{count} events were lost before reaching userspace, so pairing after this point may be incomplete"),
+            format!(
+                "{count} events were lost before reaching userspace, so pairing after this point may be incomplete"
+            ),
         );
         v.events = vec![seq];
         self.emit(v);

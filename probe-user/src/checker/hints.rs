@@ -15,7 +15,11 @@ impl KernelInfo {
     }
 
     fn this_kernel(&self) -> String {
-        if self.release.is_empty() { "the kernel version is not recorded".into() } else { format!("this kernel is {}", self.release) }
+        if self.release.is_empty() {
+            "the kernel version is not recorded".into()
+        } else {
+            format!("this kernel is {}", self.release)
+        }
     }
 
     /// A subscriber whose start succeeded lost its end because another one failed.
@@ -70,11 +74,15 @@ impl KernelInfo {
     pub fn blockable_failure(&self) -> String {
         let since = Fact::BlockableFailureWarn.cite();
         let warn = match self.version {
-            Some(v) if !v.has(Fact::BlockableFailureWarn) => format!("kernels before {since} only print \"callback failed\""),
+            Some(v) if !v.has(Fact::BlockableFailureWarn) => {
+                format!("kernels before {since} only print \"callback failed\"")
+            }
             _ => format!("the kernel WARNs here since {since}"),
         };
         let double = match self.version {
-            Some(v) if v.has(Fact::CompensatingEnds) => "; on this kernel the compensating ends plus the caller's __end make every subscriber's end run twice",
+            Some(v) if v.has(Fact::CompensatingEnds) => {
+                "; on this kernel the compensating ends plus the caller's __end make every subscriber's end run twice"
+            }
             _ => "",
         };
         format!("only the OOM reaper may see a failure, and only in a non-blockable range; {warn}{double}")

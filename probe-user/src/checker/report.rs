@@ -236,7 +236,11 @@ impl fmt::Display for Report {
         }
         if !self.stats.notifiers.is_empty() {
             writeln!(f, "notifiers:")?;
-            writeln!(f, "  {:<48} {:>10} {:>10} {:>8} {:>6} {:>9} {:>9} {:>9}", "callback", "starts", "ends", "failed", "open", "p50", "p99", "max")?;
+            writeln!(
+                f,
+                "  {:<48} {:>10} {:>10} {:>8} {:>6} {:>9} {:>9} {:>9}",
+                "callback", "starts", "ends", "failed", "open", "p50", "p99", "max"
+            )?;
             for n in &self.stats.notifiers {
                 writeln!(
                     f,

@@ -251,17 +251,11 @@ mod tests {
         let (start, other) = (Symbol::new("kvm_start"), Symbol::new("gru_start"));
         let mut clock = ProbeClock::default();
         clock.announce([], 10);
-        assert!(
-            !clock.judges(&start, Some(50)),
-            "announced traces judge only named callbacks"
-        );
+        assert!(!clock.judges(&start, Some(50)), "announced traces judge only named callbacks");
         clock.announce([&start], 100);
         assert!(!clock.judges(&start, Some(99)));
         assert!(clock.judges(&start, Some(100)));
-        assert!(
-            !clock.judges(&start, None),
-            "a range whose __start predates the trace"
-        );
+        assert!(!clock.judges(&start, None), "a range whose __start predates the trace");
         // Named again later (another ops table shares it): the later time wins, an earlier
         // one does not move it back.
         clock.announce([&start], 200);

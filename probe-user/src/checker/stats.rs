@@ -205,11 +205,8 @@ impl Statistics {
             }
             row
         };
-        let mut mms: Vec<MmSummary> = self
-            .mms
-            .iter()
-            .map(|(mm, s)| mm_since(Some(*mm), s, baseline.and_then(|b| b.mms.get(mm))))
-            .collect();
+        let mut mms: Vec<MmSummary> =
+            self.mms.iter().map(|(mm, s)| mm_since(Some(*mm), s, baseline.and_then(|b| b.mms.get(mm)))).collect();
         mms.sort_by_key(|m| m.mm);
         if self.other_mms.starts + self.other_mms.subscriber_calls > 0 {
             mms.push(mm_since(None, &self.other_mms, baseline.map(|b| &b.other_mms)));

@@ -2,13 +2,7 @@
 //! exited and the last events are drained, then report for CI. `--replay` judges a recorded
 //! trace instead.
 
-use std::{
-    fs::File,
-    io::Write,
-    os::unix::process::ExitStatusExt,
-    path::PathBuf,
-    time::Duration,
-};
+use std::{fs::File, io::Write, os::unix::process::ExitStatusExt, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use tokio::{
@@ -20,8 +14,9 @@ use tokio::{
 use super::runner::{LiveSession, Sink};
 use crate::{
     check::{
-        self, CheckOutcome, CommandEnd, CommandResult, LiveRun, Policy, Source, evaluate, json, junit, ktap,
+        self, CheckOutcome, CommandEnd, CommandResult, LiveRun, Policy, Source, evaluate,
         fork_watch::ForkWatch,
+        json, junit, ktap,
         pid_tree::{self, PidTree, PidTreeSummary, ProcFs},
         text,
     },
@@ -58,8 +53,11 @@ struct ReportFiles {
 impl ReportFiles {
     fn create(args: &CheckArgs) -> Result<ReportFiles> {
         let mut files = Vec::new();
-        let wanted: [(&Option<PathBuf>, &str, Render); 3] =
-            [(&args.ktap_file, "--ktap-file", ktap::render), (&args.junit, "--junit", junit::render), (&args.json, "--json", json::render)];
+        let wanted: [(&Option<PathBuf>, &str, Render); 3] = [
+            (&args.ktap_file, "--ktap-file", ktap::render),
+            (&args.junit, "--junit", junit::render),
+            (&args.json, "--json", json::render),
+        ];
         for (path, option, render) in wanted {
             if let Some(path) = path {
                 let file = File::create(path).map_err(|e| UsageError(format!("{option} {}: {e}", path.display())))?;
@@ -162,7 +160,10 @@ async fn run_live(args: &CheckArgs, policy: &Policy) -> Result<CheckOutcome> {
         ..TracerOptions::default()
     };
     let tree = if args.pid_tree { Some(tree_filter()?) } else { None };
-    let session = LiveSession::start(&opts, args.metrics.metrics, EventFilter::default(), None, move |_, _| Ok(CheckSink { tree })).await?;
+    let session = LiveSession::start(&opts, args.metrics.metrics, EventFilter::default(), None, move |_, _| {
+        Ok(CheckSink { tree })
+    })
+    .await?;
     let header = session.header.clone();
     tokio::time::sleep(LEAD_IN).await;
     let command = match run_command(&args.command, args.timeout).await {

@@ -51,7 +51,11 @@ enum StreamSink {
     /// Text lines, with the checker's violations inline.
     Text(Throttled<BufWriter<StdoutLock<'static>>>),
     Jsonl(Throttled<BufWriter<StdoutLock<'static>>>),
-    File { path: PathBuf, writer: TraceWriter<BufWriter<File>>, error: Option<std::io::Error> },
+    File {
+        path: PathBuf,
+        writer: TraceWriter<BufWriter<File>>,
+        error: Option<std::io::Error>,
+    },
 }
 
 impl StreamSink {
@@ -69,7 +73,8 @@ impl StreamSink {
             }
             Output::File(path) => {
                 let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-                let writer = TraceWriter::new(BufWriter::new(file), header).with_context(|| format!("writing {}", path.display()))?;
+                let writer = TraceWriter::new(BufWriter::new(file), header)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 StreamSink::File { path, writer, error: None }
             }
         })
@@ -126,11 +131,8 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     let make_sink = move |header: &Header, attach: &AttachReport| StreamSink::open(output, header, attach);
     let session = LiveSession::start(&opts, live.metrics.metrics, filter, deadline, make_sink).await?;
 
-    let mut workload = if live.workload {
-        Some(super::spawn_workload(&["--repeat", "0", "--hold-ms", "500"], false)?)
-    } else {
-        None
-    };
+    let mut workload =
+        if live.workload { Some(super::spawn_workload(&["--repeat", "0", "--hold-ms", "500"], false)?) } else { None };
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let until_deadline = async {
         match deadline {

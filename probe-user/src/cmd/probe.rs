@@ -1,6 +1,9 @@
 use anyhow::Result;
 
-use crate::{cli::{ProbeArgs, TextOrJson}, loader::probe_capabilities};
+use crate::{
+    cli::{ProbeArgs, TextOrJson},
+    loader::probe_capabilities,
+};
 
 pub fn run(args: &ProbeArgs) -> Result<u8> {
     let caps = probe_capabilities(args.attach.attach, args.attach.tracepoint_method)?;

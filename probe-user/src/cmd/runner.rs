@@ -4,7 +4,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, atomic::{AtomicBool, Ordering}},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Instant,
 };
 
@@ -24,7 +27,8 @@ use crate::{
 pub fn header(kernel: &str, attach: &AttachReport) -> Header {
     let mut h = Header::new(kernel);
     h.attach = attach.header_map();
-    h.extra.insert("mode".into(), serde_json::Value::from(if attach.pairing_available() { "full" } else { "degraded" }));
+    h.extra
+        .insert("mode".into(), serde_json::Value::from(if attach.pairing_available() { "full" } else { "degraded" }));
     h
 }
 
@@ -133,7 +137,8 @@ impl<O: Send + 'static> LiveSession<O> {
         let task = tokio::task::spawn_blocking(move || -> Result<SessionEnd<O>> {
             let sink = make_sink(&session_header, &tracer.attach)?;
             let mut checked = Checked { checker: Checker::new(&session_header), sink, metrics: recorder };
-            let totals = session::trace(&mut tracer, &filter, &session_stop, deadline, |d| checked.deliver(d), announce_probe)?;
+            let totals =
+                session::trace(&mut tracer, &filter, &session_stop, deadline, |d| checked.deliver(d), announce_probe)?;
             checked.finish(totals)
         });
         Ok(LiveSession { header, attach, stop, task, exporter })

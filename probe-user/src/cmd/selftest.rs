@@ -35,7 +35,9 @@ pub async fn run(args: &SelftestArgs) -> Result<u8> {
         tracepoints: args.attach.tracepoint_method,
         ..TracerOptions::default()
     };
-    let session = LiveSession::start(&opts, args.metrics.metrics, EventFilter::default(), None, |_, _| Ok(Collected(Vec::new()))).await?;
+    let session =
+        LiveSession::start(&opts, args.metrics.metrics, EventFilter::default(), None, |_, _| Ok(Collected(Vec::new())))
+            .await?;
     let summary = session.attach.summary();
     let steps = run_workload().await;
     if steps.is_ok() {
@@ -63,7 +65,8 @@ async fn run_workload() -> Result<Vec<PlannedStep>> {
     let mut line_no = 0;
     while let Some(line) = lines.next_line().await.context("reading the workload's reports")? {
         line_no += 1;
-        let rec: StepRecord = serde_json::from_str(&line).with_context(|| format!("workload output line {line_no}: {line}"))?;
+        let rec: StepRecord =
+            serde_json::from_str(&line).with_context(|| format!("workload output line {line_no}: {line}"))?;
         steps.push(PlannedStep::from_record(rec).map_err(|e| anyhow!("workload output line {line_no}: {e}"))?);
     }
     let status = child.wait().await.context("waiting for the workload")?;

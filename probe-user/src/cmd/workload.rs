@@ -18,7 +18,11 @@ fn print_report(format: TextOrJsonl, r: &StepReport) {
                 (r.t1 - r.t0) as f64 / 1000.0,
                 r.expected.len(),
                 if ranges.is_empty() { String::new() } else { format!(": {}", ranges.join(" ")) },
-                if r.possible.is_empty() { String::new() } else { format!(" (+ up to {} more, see note)", r.possible.len()) }
+                if r.possible.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (+ up to {} more, see note)", r.possible.len())
+                }
             );
         }
     }

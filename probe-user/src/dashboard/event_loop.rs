@@ -78,7 +78,13 @@ enum Flow {
     Quit,
 }
 
-fn handle(event: Event, terminal: &mut DefaultTerminal, source: &mut dyn Source, ui: &mut Ui, snapshot: &mut Snapshot) -> io::Result<Flow> {
+fn handle(
+    event: Event,
+    terminal: &mut DefaultTerminal,
+    source: &mut dyn Source,
+    ui: &mut Ui,
+    snapshot: &mut Snapshot,
+) -> io::Result<Flow> {
     match event {
         Event::Key(key) => {
             if let Some(command) = ui.handle_key(key, snapshot) {

@@ -73,7 +73,8 @@ impl Metrics {
             .enable_all()
             .build()
             .context("starting the metrics endpoint")?;
-        let exporter = runtime.block_on(Exporter::start(addr, SessionInfo::new(&tracer.kernel.release, &tracer.attach)))?;
+        let exporter =
+            runtime.block_on(Exporter::start(addr, SessionInfo::new(&tracer.kernel.release, &tracer.attach)))?;
         // The terminal belongs to the dashboard; the address goes to the log.
         log::info!("serving metrics at http://{}/metrics", exporter.local_addr());
         Ok(Metrics { exporter, _runtime: runtime })
@@ -102,7 +103,9 @@ impl Source for LiveSource {
         if let Ok(slot) = self.inventory.lock() {
             s.inventory = match (&slot.mms, &slot.error) {
                 (_, Some(e)) => Inventory::Failed(e.clone()),
-                (Some((mms, at)), None) => Inventory::Read { mms: Arc::clone(mms), age_ns: at.elapsed().as_nanos() as u64 },
+                (Some((mms, at)), None) => {
+                    Inventory::Read { mms: Arc::clone(mms), age_ns: at.elapsed().as_nanos() as u64 }
+                }
                 (None, None) => Inventory::NotReadYet,
             };
         }

@@ -12,10 +12,9 @@ use anyhow::{Context, Result};
 
 /// `$XDG_STATE_HOME/mmnotif-trace/dashboard.log`, else `~/.local/state/…`, else `/tmp/…`.
 pub fn default_path() -> PathBuf {
-    let dir = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")).filter(|p| p.is_absolute()));
+    let dir = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()).or_else(|| {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")).filter(|p| p.is_absolute())
+    });
     match dir {
         Some(dir) => dir.join("mmnotif-trace").join("dashboard.log"),
         None => std::env::temp_dir().join("mmnotif-trace-dashboard.log"),

@@ -25,7 +25,11 @@ const MAX_MMS_PER_CALLBACK: usize = 8;
 enum Checking {
     Running(Box<Checker>),
     /// The input ended and the checker gave its final report.
-    Ended { stats: Box<Statistics>, open: Vec<OpenRange>, verdict: Verdict },
+    Ended {
+        stats: Box<Statistics>,
+        open: Vec<OpenRange>,
+        verdict: Verdict,
+    },
 }
 
 pub struct Model {
@@ -176,11 +180,8 @@ impl Model {
     pub fn snapshot(&self) -> Snapshot {
         let all = self.stats();
         let stats = all.summary_since(self.baseline.as_deref());
-        let processes = stats
-            .mms
-            .iter()
-            .filter_map(|m| Some((m.mm?, Process { pid: m.pid, comm: m.comm.clone() })))
-            .collect();
+        let processes =
+            stats.mms.iter().filter_map(|m| Some((m.mm?, Process { pid: m.pid, comm: m.comm.clone() }))).collect();
         let (open_ranges, verdict) = match &self.checking {
             Checking::Running(c) => (c.open_ranges(), None),
             Checking::Ended { open, verdict, .. } => (open.clone(), Some(*verdict)),

@@ -47,7 +47,16 @@ pub struct Pace {
 
 impl Pace {
     pub fn new(speed: f64, paused: bool) -> Pace {
-        Pace { paused, steps: 0, speed: speed.clamp(MIN_SPEED, MAX_SPEED), anchor: None, line: 0, finished: false, error: None, stop: false }
+        Pace {
+            paused,
+            steps: 0,
+            speed: speed.clamp(MIN_SPEED, MAX_SPEED),
+            anchor: None,
+            line: 0,
+            finished: false,
+            error: None,
+            stop: false,
+        }
     }
 
     /// Applies a time control; false for commands that are not about time.
@@ -83,7 +92,8 @@ impl Pace {
     }
 
     pub fn status(&self) -> String {
-        let speed = if self.speed >= 1.0 { format!("{}x", self.speed) } else { format!("1/{}x", (1.0 / self.speed).round()) };
+        let speed =
+            if self.speed >= 1.0 { format!("{}x", self.speed) } else { format!("1/{}x", (1.0 / self.speed).round()) };
         let state = if self.error.is_some() {
             "stopped"
         } else if self.finished {
@@ -121,7 +131,10 @@ fn feed<R: BufRead>(reader: TraceReader<R>, model: &SharedModel, control: &Contr
             match guard.wait_for(event.ts, Instant::now()) {
                 None => break,
                 Some(wait) => {
-                    let (g, _) = control.changed.wait_timeout(guard, wait.min(Duration::from_millis(100))).unwrap_or_else(|p| p.into_inner());
+                    let (g, _) = control
+                        .changed
+                        .wait_timeout(guard, wait.min(Duration::from_millis(100)))
+                        .unwrap_or_else(|p| p.into_inner());
                     guard = g;
                 }
             }
@@ -188,7 +201,8 @@ pub fn run(opts: &ReplayOptions<'_>) -> Result<u8> {
     }
     // A missing file or a bad header is reported before the terminal is taken over.
     let file = File::open(path).map_err(|e| TraceError::new(0, TraceErrorKind::Io(e)).with_path(path))?;
-    let reader = TraceReader::new(BufReader::with_capacity(1 << 16, file)).map_err(|e| e.with_path(path))?.with_path(path);
+    let reader =
+        TraceReader::new(BufReader::with_capacity(1 << 16, file)).map_err(|e| e.with_path(path))?.with_path(path);
     let (log_path, log) = logfile::open(opts.log_file)?;
     logfile::install(log);
     log::info!("replaying {}", path.display());
@@ -196,7 +210,8 @@ pub fn run(opts: &ReplayOptions<'_>) -> Result<u8> {
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let model = SharedModel::new(Model::new(reader.header(), format!("replay {name}"), None));
     super::terminal::watch_panics();
-    let control = Arc::new(Control { pace: Mutex::new(Pace::new(opts.speed, opts.start_paused)), changed: Condvar::new() });
+    let control =
+        Arc::new(Control { pace: Mutex::new(Pace::new(opts.speed, opts.start_paused)), changed: Condvar::new() });
     let feeder = {
         let (model, control) = (model.clone(), Arc::clone(&control));
         thread::Builder::new().name("replay".into()).spawn(move || {

@@ -114,12 +114,8 @@ pub fn notifiers<'a>(s: &'a Snapshot, filter: &Filter, sort: Sort) -> Vec<&'a No
 }
 
 pub fn processes<'a>(s: &'a Snapshot, filter: &Filter, sort: Sort) -> Vec<&'a MmSummary> {
-    let mut rows: Vec<&MmSummary> = s
-        .stats
-        .mms
-        .iter()
-        .filter(|m| filter.matches(&Process { pid: m.pid, comm: m.comm.clone() }, &[]))
-        .collect();
+    let mut rows: Vec<&MmSummary> =
+        s.stats.mms.iter().filter(|m| filter.matches(&Process { pid: m.pid, comm: m.comm.clone() }, &[])).collect();
     rows.sort_by(|a, b| {
         let order = match sort.column {
             0 => a.pid.cmp(&b.pid),

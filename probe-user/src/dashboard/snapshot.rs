@@ -4,8 +4,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
-    inventory::MmInventory,
     checker::{OpenRange, Severity, StatsSummary, Verdict, Violation},
+    inventory::MmInventory,
     trace::{Addr, AttachState, Comm, Header, Hook, Symbol},
 };
 

@@ -66,7 +66,10 @@ pub enum Overlay {
     #[default]
     None,
     Help,
-    Detail { entry: Arc<ViolationEntry>, scroll: u16 },
+    Detail {
+        entry: Arc<ViolationEntry>,
+        scroll: u16,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -250,7 +253,11 @@ mod tests {
         assert_eq!(key(&mut ui, KeyCode::Char('/')), None);
         assert_eq!(key(&mut ui, KeyCode::Char('q')), None, "typed into the filter");
         assert_eq!(ui.input.as_deref(), Some("q"));
-        assert_eq!(press(&mut ui, KeyCode::Char('c'), KeyModifiers::CONTROL), Some(Command::Quit), "Ctrl-C always quits");
+        assert_eq!(
+            press(&mut ui, KeyCode::Char('c'), KeyModifiers::CONTROL),
+            Some(Command::Quit),
+            "Ctrl-C always quits"
+        );
     }
 
     #[test]

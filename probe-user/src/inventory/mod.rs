@@ -103,7 +103,11 @@ pub fn slot_name(slot: OpsSlot) -> &'static str {
 
 /// Turns the iterator's byte stream into inventory entries. Values whose member `offsets`
 /// marks [`probe_common::ABSENT`] are reported as unknown rather than 0.
-pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelOffsets) -> Result<Vec<MmInventory>, InventoryDecodeError> {
+pub fn decode(
+    bytes: &[u8],
+    kallsyms: &Kallsyms,
+    offsets: &probe_common::KernelOffsets,
+) -> Result<Vec<MmInventory>, InventoryDecodeError> {
     let size = size_of::<InventoryRecord>();
     if !bytes.len().is_multiple_of(size) {
         return Err(InventoryDecodeError::Length(bytes.len(), size));
@@ -155,7 +159,8 @@ pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelO
                 subscriptions: Addr(r.subscriptions),
                 has_itree: r.has_itree != 0,
                 invalidate_seq: known(offsets.subs_invalidate_seq).then_some(r.invalidate_seq),
-                active_invalidate_ranges: known(offsets.subs_active_invalidate_ranges).then_some(r.active_invalidate_ranges),
+                active_invalidate_ranges: known(offsets.subs_active_invalidate_ranges)
+                    .then_some(r.active_invalidate_ranges),
                 subscribers: std::mem::take(&mut pending),
                 intervals: std::mem::take(&mut pending_intervals),
                 truncated: r.truncated != 0,
@@ -171,7 +176,8 @@ pub fn decode(bytes: &[u8], kallsyms: &Kallsyms, offsets: &probe_common::KernelO
 
 /// Loads and runs the iterator once; returns its raw output.
 pub fn run_iterator(ebpf: &mut Ebpf) -> Result<Vec<u8>, LoadError> {
-    let err = |e: &(dyn std::error::Error + 'static)| LoadError::Other(format!("inventory iterator: {}", error_chain(e)));
+    let err =
+        |e: &(dyn std::error::Error + 'static)| LoadError::Other(format!("inventory iterator: {}", error_chain(e)));
     let prog: &mut Iter = ebpf
         .program_mut(ITER_PROGRAM)
         .ok_or_else(|| LoadError::Other(format!("program {ITER_PROGRAM} missing")))?
@@ -256,11 +262,16 @@ pub fn render_text(mms: &[MmInventory]) -> String {
         }
         for (i, iv) in mm.intervals.iter().enumerate() {
             let busy = if iv.invalidate_seq % 2 == 1 { " (invalidating)" } else { "" };
-            let _ = writeln!(s, "  [interval {i}] subscriber {} [{}, {}] seq {}{busy}", iv.subscriber, iv.start, iv.last, iv.invalidate_seq);
+            let _ = writeln!(
+                s,
+                "  [interval {i}] subscriber {} [{}, {}] seq {}{busy}",
+                iv.subscriber, iv.start, iv.last, iv.invalidate_seq
+            );
             let _ = writeln!(s, "      {:<31} {}", "invalidate", iv.invalidate);
         }
         if mm.truncated {
-            let _ = writeln!(s, "  (more subscribers than the {} per kind the walk reads)", probe_common::MAX_SUBSCRIBERS);
+            let _ =
+                writeln!(s, "  (more subscribers than the {} per kind the walk reads)", probe_common::MAX_SUBSCRIBERS);
         }
     }
     s

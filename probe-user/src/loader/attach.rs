@@ -90,18 +90,13 @@ impl AttachReport {
 
     /// True when the outer start/end pair can be observed (the product's core).
     pub fn pairing_available(&self) -> bool {
-        ["range_start", "range_start_ret", "range_end"]
-            .iter()
-            .all(|h| self.get(h).is_some_and(|s| s.method.is_some()))
+        ["range_start", "range_start_ret", "range_end"].iter().all(|h| self.get(h).is_some_and(|s| s.method.is_some()))
     }
 
     /// One line for banners: "degraded: ..." or the outer hooks' methods.
     pub fn summary(&self) -> String {
-        let attached: Vec<String> = self
-            .hooks
-            .iter()
-            .filter_map(|h| h.method.map(|m| format!("{}={}", h.hook, m)))
-            .collect();
+        let attached: Vec<String> =
+            self.hooks.iter().filter_map(|h| h.method.map(|m| format!("{}={}", h.hook, m))).collect();
         let mode = if self.pairing_available() { "full" } else { "degraded: no start/end probes" };
         format!("{mode}; attached {}", if attached.is_empty() { "nothing".into() } else { attached.join(", ") })
     }

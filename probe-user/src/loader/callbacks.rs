@@ -38,7 +38,8 @@ pub fn seed_targets(mms: &[MmInventory]) -> Vec<Discovered> {
         start: sub.callback_addrs[OpsSlot::InvalidateRangeStart as usize],
         end: sub.callback_addrs[OpsSlot::InvalidateRangeEnd as usize],
     });
-    let intervals = mms.iter().flat_map(|m| &m.intervals).map(|iv| Discovered::Interval { invalidate: iv.invalidate_addr });
+    let intervals =
+        mms.iter().flat_map(|m| &m.intervals).map(|iv| Discovered::Interval { invalidate: iv.invalidate_addr });
     lists.chain(intervals).collect()
 }
 
@@ -55,10 +56,7 @@ fn callbacks_of(found: Discovered) -> Vec<(Hook, u64)> {
         }
         Discovered::Interval { invalidate } => vec![(Hook::IntervalInvalidate, invalidate)],
     };
-    callbacks
-        .into_iter()
-        .filter(|(_, addr)| *addr != 0)
-        .collect()
+    callbacks.into_iter().filter(|(_, addr)| *addr != 0).collect()
 }
 
 /// What probing a newly registered subscriber did.
@@ -74,10 +72,7 @@ pub struct Probed {
 /// A `probes_live` event for callbacks whose probes are attached: the clock is read now, after
 /// the last attach, on CLOCK_MONOTONIC like the kernel side's `bpf_ktime_get_ns`.
 fn probes_live_now(callbacks: Vec<ProbedCallback>) -> Event {
-    Event::new(
-        monotonic_ns(),
-        EventBody::ProbesLive(ProbesLive { callbacks }),
-    )
+    Event::new(monotonic_ns(), EventBody::ProbesLive(ProbesLive { callbacks }))
 }
 
 /// The programs each kind of callback gets, by hook.
@@ -146,12 +141,7 @@ impl CallbackAttacher {
     /// trace: it names the callbacks of every such subscriber whose probes all attached
     /// (possibly none), and its presence tells the checker that this trace announces when
     /// callbacks become observable. `None` when callbacks are not probed on this kernel.
-    pub fn seed(
-        &mut self,
-        ebpf: &mut Ebpf,
-        kallsyms: &Kallsyms,
-        mms: &[MmInventory],
-    ) -> Option<Event> {
+    pub fn seed(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, mms: &[MmInventory]) -> Option<Event> {
         if !self.enabled {
             return None;
         }
@@ -164,12 +154,7 @@ impl CallbackAttacher {
     }
 
     /// Attaches to the callbacks of a newly seen subscriber.
-    pub fn discovered(
-        &mut self,
-        ebpf: &mut Ebpf,
-        kallsyms: &Kallsyms,
-        found: Discovered,
-    ) -> Probed {
+    pub fn discovered(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, found: Discovered) -> Probed {
         if !self.enabled {
             return Probed::default();
         }
@@ -179,12 +164,7 @@ impl CallbackAttacher {
     }
 
     /// Attaches to those of `found`'s callbacks not tried before; returns the attempts.
-    fn attach_new(
-        &mut self,
-        ebpf: &mut Ebpf,
-        kallsyms: &Kallsyms,
-        found: Discovered,
-    ) -> Vec<CallbackProbe> {
+    fn attach_new(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, found: Discovered) -> Vec<CallbackProbe> {
         let mut out = Vec::new();
         for (hook, addr) in callbacks_of(found) {
             let hook = hook.as_str();
@@ -201,17 +181,11 @@ impl CallbackAttacher {
     /// `found`'s callbacks, for a `probes_live` event, if every one of them is probed now and
     /// the subscriber has not been announced before. A subscriber one of whose probes failed
     /// is never announced, so its pairing is never judged.
-    fn newly_live(
-        &mut self,
-        kallsyms: &Kallsyms,
-        found: Discovered,
-    ) -> Option<Vec<ProbedCallback>> {
+    fn newly_live(&mut self, kallsyms: &Kallsyms, found: Discovered) -> Option<Vec<ProbedCallback>> {
         let callbacks = callbacks_of(found);
-        let all_probed = callbacks.iter().all(|(hook, addr)| {
-            self.probes
-                .get(&(hook.as_str(), *addr))
-                .is_some_and(|p| p.error.is_none())
-        });
+        let all_probed = callbacks
+            .iter()
+            .all(|(hook, addr)| self.probes.get(&(hook.as_str(), *addr)).is_some_and(|p| p.error.is_none()));
         if callbacks.is_empty() || !all_probed || !self.announced.insert(found) {
             return None;
         }
@@ -282,57 +256,32 @@ mod tests {
 
     fn attempt(attacher: &mut CallbackAttacher, hook: Hook, addr: u64, error: Option<&str>) {
         attacher.seen.insert((hook.as_str(), addr));
-        let probe = CallbackProbe {
-            hook: hook.as_str(),
-            callback: format!("{addr:#x}"),
-            error: error.map(String::from),
-        };
+        let probe =
+            CallbackProbe { hook: hook.as_str(), callback: format!("{addr:#x}"), error: error.map(String::from) };
         attacher.probes.insert((hook.as_str(), addr), probe);
     }
 
     #[test]
     fn a_list_subscriber_has_its_end_probed_before_its_start() {
         assert_eq!(
-            callbacks_of(Discovered::List {
-                start: 0x10,
-                end: 0x20
-            }),
+            callbacks_of(Discovered::List { start: 0x10, end: 0x20 }),
             vec![(Hook::SubscriberEnd, 0x20), (Hook::SubscriberStart, 0x10)]
         );
-        assert_eq!(
-            callbacks_of(Discovered::List {
-                start: 0x10,
-                end: 0
-            }),
-            vec![(Hook::SubscriberStart, 0x10)]
-        );
-        assert_eq!(
-            callbacks_of(Discovered::Interval { invalidate: 0x30 }),
-            vec![(Hook::IntervalInvalidate, 0x30)]
-        );
+        assert_eq!(callbacks_of(Discovered::List { start: 0x10, end: 0 }), vec![(Hook::SubscriberStart, 0x10)]);
+        assert_eq!(callbacks_of(Discovered::Interval { invalidate: 0x30 }), vec![(Hook::IntervalInvalidate, 0x30)]);
     }
 
     #[test]
     fn a_subscriber_is_announced_once_and_only_when_every_probe_attached() {
-        let kallsyms =
-            Kallsyms::parse("0000000000000010 T kvm_start\n0000000000000020 T kvm_end\n").unwrap();
-        let kvm = Discovered::List {
-            start: 0x10,
-            end: 0x20,
-        };
+        let kallsyms = Kallsyms::parse("0000000000000010 T kvm_start\n0000000000000020 T kvm_end\n").unwrap();
+        let kvm = Discovered::List { start: 0x10, end: 0x20 };
         let mut attacher = CallbackAttacher::new(true);
         attempt(&mut attacher, Hook::SubscriberEnd, 0x20, None);
-        assert_eq!(
-            attacher.newly_live(&kallsyms, kvm),
-            None,
-            "the start is not probed yet"
-        );
+        assert_eq!(attacher.newly_live(&kallsyms, kvm), None, "the start is not probed yet");
         attempt(&mut attacher, Hook::SubscriberStart, 0x10, None);
         let live = attacher.newly_live(&kallsyms, kvm).expect("both probed");
-        let named: Vec<(Hook, &str, Option<Addr>)> = live
-            .iter()
-            .map(|c| (c.hook, c.callback.as_str(), c.address))
-            .collect();
+        let named: Vec<(Hook, &str, Option<Addr>)> =
+            live.iter().map(|c| (c.hook, c.callback.as_str(), c.address)).collect();
         assert_eq!(
             named,
             vec![
@@ -340,33 +289,13 @@ mod tests {
                 (Hook::SubscriberStart, "kvm_start", Some(Addr(0x10)))
             ]
         );
-        assert_eq!(
-            attacher.newly_live(&kallsyms, kvm),
-            None,
-            "a second VM with the same ops is not announced again"
-        );
+        assert_eq!(attacher.newly_live(&kallsyms, kvm), None, "a second VM with the same ops is not announced again");
 
-        let broken = Discovered::List {
-            start: 0x40,
-            end: 0x50,
-        };
-        attempt(
-            &mut attacher,
-            Hook::SubscriberEnd,
-            0x50,
-            Some("no such function"),
-        );
+        let broken = Discovered::List { start: 0x40, end: 0x50 };
+        attempt(&mut attacher, Hook::SubscriberEnd, 0x50, Some("no such function"));
         attempt(&mut attacher, Hook::SubscriberStart, 0x40, None);
-        assert_eq!(
-            attacher.newly_live(&kallsyms, broken),
-            None,
-            "never judged: its end is not observed"
-        );
-        assert_eq!(
-            attacher.newly_live(&kallsyms, Discovered::List { start: 0, end: 0 }),
-            None,
-            "nothing to pair"
-        );
+        assert_eq!(attacher.newly_live(&kallsyms, broken), None, "never judged: its end is not observed");
+        assert_eq!(attacher.newly_live(&kallsyms, Discovered::List { start: 0, end: 0 }), None, "nothing to pair");
     }
 
     #[test]
@@ -374,7 +303,8 @@ mod tests {
         let mut callback_addrs = [0; probe_common::OPS_SLOTS];
         callback_addrs[OpsSlot::InvalidateRangeStart as usize] = 0x10;
         callback_addrs[OpsSlot::InvalidateRangeEnd as usize] = 0x20;
-        let list = Subscriber { subscriber: Addr(1), ops: Addr(2), users: 1, callbacks: vec![], kvm: None, callback_addrs };
+        let list =
+            Subscriber { subscriber: Addr(1), ops: Addr(2), users: 1, callbacks: vec![], kvm: None, callback_addrs };
         let interval = IntervalSubscriber {
             subscriber: Addr(3),
             ops: Addr(4),

@@ -4,7 +4,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::{AttachChoice, AttachReport, KernelContext, LoadError, TracepointChoice, TracerOptions, hooks, load_object, require_root};
+use super::{
+    AttachChoice, AttachReport, KernelContext, LoadError, TracepointChoice, TracerOptions, hooks, load_object,
+    require_root,
+};
 use crate::{inventory, workload::kvm};
 
 #[derive(Clone, Debug, Serialize)]
@@ -34,7 +37,11 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
     } else {
         "mm_struct.mmu_notifier_mm (pre-5.5 layout)"
     };
-    checks.push(Check { what: "BTF", ok: true, detail: format!("/sys/kernel/btf/vmlinux parsed; {subs} at offset {}", kernel.offsets.mm_subscriptions) });
+    checks.push(Check {
+        what: "BTF",
+        ok: true,
+        detail: format!("/sys/kernel/btf/vmlinux parsed; {subs} at offset {}", kernel.offsets.mm_subscriptions),
+    });
     checks.push(Check { what: "kallsyms", ok: true, detail: format!("{} text symbols", kernel.kallsyms.len()) });
 
     let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
@@ -60,7 +67,11 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
         checks.push(Check { what: h.hook, ok: h.method.is_some(), detail: h.describe() });
     }
     match inventory::run_iterator(&mut ebpf) {
-        Ok(bytes) => checks.push(Check { what: "iter/task", ok: true, detail: format!("inventory iterator ran ({} bytes)", bytes.len()) }),
+        Ok(bytes) => checks.push(Check {
+            what: "iter/task",
+            ok: true,
+            detail: format!("inventory iterator ran ({} bytes)", bytes.len()),
+        }),
         Err(e) => checks.push(Check { what: "iter/task", ok: false, detail: e.to_string() }),
     }
     match kvm::open() {

@@ -50,7 +50,8 @@ pub const START_FUNCTION: &str = "__mmu_notifier_invalidate_range_start";
 pub const END_FUNCTION: &str = "__mmu_notifier_invalidate_range_end";
 pub const ITREE_END_FUNCTION: &str = "mn_itree_inv_end";
 pub const REGISTER_FUNCTION: &str = "__mmu_notifier_register";
-pub const INTERVAL_INSERT_FUNCTIONS: [&str; 2] = ["mmu_interval_notifier_insert", "mmu_interval_notifier_insert_locked"];
+pub const INTERVAL_INSERT_FUNCTIONS: [&str; 2] =
+    ["mmu_interval_notifier_insert", "mmu_interval_notifier_insert_locked"];
 
 /// One program attached to one kernel function.
 #[derive(Clone, Copy, Debug)]
@@ -136,8 +137,11 @@ const WARN_TRACEPOINT: &str = "error_report_end";
 
 /// Hooks on subscriber callbacks: kprobes attached per callback as subscribers are
 /// discovered (see [`super::callbacks`]).
-pub const CALLBACK_HOOKS: [(&str, Method); 3] =
-    [("subscriber_start", Method::Kretprobe), ("subscriber_end", Method::Kprobe), ("interval_invalidate", Method::Kretprobe)];
+pub const CALLBACK_HOOKS: [(&str, Method); 3] = [
+    ("subscriber_start", Method::Kretprobe),
+    ("subscriber_end", Method::Kprobe),
+    ("interval_invalidate", Method::Kretprobe),
+];
 
 /// Whether `hook` is probed on kernel functions (as opposed to tracepoints or the iterator).
 pub fn is_function_hook(hook: &str) -> bool {
@@ -183,7 +187,12 @@ fn try_raw_tp(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), St
 
 /// Attaches one tracepoint hook: tp_btf first, raw tracepoint otherwise (or only the one
 /// `choice` names).
-pub fn attach_tracepoint(ebpf: &mut Ebpf, btf: Option<&Btf>, hook: &TracepointHook, choice: TracepointChoice) -> HookStatus {
+pub fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    hook: &TracepointHook,
+    choice: TracepointChoice,
+) -> HookStatus {
     let mut status = HookStatus::new(hook.hook);
     if choice == TracepointChoice::Raw {
         status.refused.push(Refusal { method: Method::TpBtf, reason: "not tried (--tracepoint-method raw)".into() });
@@ -212,8 +221,11 @@ pub fn attach_tracepoint(ebpf: &mut Ebpf, btf: Option<&Btf>, hook: &TracepointHo
 
 /// Tries fentry on the start function: Ok when the kernel loads and attaches it.
 pub fn try_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
-    let prog: &mut FEntry =
-        ebpf.program_mut("cap_fentry").ok_or("program cap_fentry missing from the object")?.try_into().map_err(|e| error_chain(&e))?;
+    let prog: &mut FEntry = ebpf
+        .program_mut("cap_fentry")
+        .ok_or("program cap_fentry missing from the object")?
+        .try_into()
+        .map_err(|e| error_chain(&e))?;
     // Tried once per object (`probe` reports it, then attaches like a session does).
     if prog.fd().is_err() {
         prog.load(START_FUNCTION, btf).map_err(|e| {
@@ -233,8 +245,11 @@ pub fn try_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
 /// Tries a kprobe on the start function.
 pub fn try_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {
     let pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe");
-    let prog: &mut KProbe =
-        ebpf.program_mut("cap_kprobe").ok_or("program cap_kprobe missing from the object")?.try_into().map_err(|e| error_chain(&e))?;
+    let prog: &mut KProbe = ebpf
+        .program_mut("cap_kprobe")
+        .ok_or("program cap_kprobe missing from the object")?
+        .try_into()
+        .map_err(|e| error_chain(&e))?;
     if prog.fd().is_err() {
         prog.load().map_err(|e| error_chain(&e))?;
     }
@@ -257,7 +272,10 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    ebpf.program_mut(name).ok_or_else(|| format!("program {name} missing from the object"))?.try_into().map_err(|e| error_chain(&e))
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?
+        .try_into()
+        .map_err(|e| error_chain(&e))
 }
 
 /// Loads (once) and attaches a kprobe or kretprobe program to `function`.
@@ -295,8 +313,15 @@ fn detach(ebpf: &mut Ebpf, link: Link) {
 }
 
 /// Attaches every program of `hook` with one method, or none of them.
-fn attach_hook(ebpf: &mut Ebpf, btf: &Btf, kallsyms: &Kallsyms, hook: &FunctionHook, trampoline: bool) -> Result<Vec<Link>, String> {
-    let (sites, method) = if trampoline { (hook.trampoline, hook.trampoline_method) } else { (hook.probe, hook.probe_method) };
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    kallsyms: &Kallsyms,
+    hook: &FunctionHook,
+    trampoline: bool,
+) -> Result<Vec<Link>, String> {
+    let (sites, method) =
+        if trampoline { (hook.trampoline, hook.trampoline_method) } else { (hook.probe, hook.probe_method) };
     let mut links = Vec::new();
     for site in sites {
         let result = if kallsyms.address_of(site.function).is_none() {
@@ -440,7 +465,10 @@ pub fn attach_all(
                 Ok(()) => status.method = Some(method),
                 Err(reason) => status.refused.push(Refusal { method, reason }),
             },
-            Err(reason) => status.refused.push(Refusal { method, reason: format!("{reason} (callbacks are attached with kprobes: most live in modules)") }),
+            Err(reason) => status.refused.push(Refusal {
+                method,
+                reason: format!("{reason} (callbacks are attached with kprobes: most live in modules)"),
+            }),
         }
         report.hooks.push(status);
     }

@@ -86,7 +86,9 @@ pub fn require_root() -> Result<(), LoadError> {
 
 /// `uname -r`.
 pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 impl KernelContext {
@@ -135,28 +137,22 @@ impl Tracer {
         if attach.hooks.iter().all(|h| h.method.is_none()) {
             return Err(LoadError::NothingAttached(attach.summary()));
         }
-        let callbacks_enabled = hooks::CALLBACK_HOOKS.iter().any(|(h, _)| attach.get(h).is_some_and(|s| s.method.is_some()));
+        let callbacks_enabled =
+            hooks::CALLBACK_HOOKS.iter().any(|(h, _)| attach.get(h).is_some_and(|s| s.method.is_some()));
         let mut callbacks = CallbackAttacher::new(callbacks_enabled);
         let mut startup_probes = None;
         if callbacks_enabled {
             // Subscribers registered before we started: take them from the inventory.
-            let mms = crate::inventory::run_iterator(&mut ebpf)
-                .and_then(|bytes| {
-                    crate::inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)
-                        .map_err(|e| LoadError::Other(format!("inventory: {e}")))
-                })?;
+            let mms = crate::inventory::run_iterator(&mut ebpf).and_then(|bytes| {
+                crate::inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)
+                    .map_err(|e| LoadError::Other(format!("inventory: {e}")))
+            })?;
             // Reported with every later probe, by the session (see `session::trace`). The outer
             // hooks are already attached, so ranges that began before the seeded callbacks were
             // probed are excluded from their pairing like those of a later registration.
             startup_probes = callbacks.seed(&mut ebpf, &kernel.kallsyms, &mms);
         }
-        Ok(Tracer {
-            ebpf,
-            attach,
-            kernel,
-            callbacks,
-            startup_probes,
-        })
+        Ok(Tracer { ebpf, attach, kernel, callbacks, startup_probes })
     }
 
     /// Probes the callbacks of a subscriber the kernel just registered.

@@ -35,7 +35,10 @@ mod tests {
         assert_eq!(parse_metrics_addr("[::1]:9100"), Ok("[::1]:9100".parse().unwrap()));
         assert_eq!(parse_metrics_addr("10.1.2.3"), Ok("10.1.2.3:9477".parse().unwrap()));
         assert_eq!(parse_metrics_addr("::1"), Ok("[::1]:9477".parse().unwrap()));
-        assert_eq!(parse_metrics_addr(DEFAULT_ADDR), Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT)));
+        assert_eq!(
+            parse_metrics_addr(DEFAULT_ADDR),
+            Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT))
+        );
     }
 
     #[test]

@@ -68,7 +68,9 @@ pub fn encode(info: &SessionInfo, s: &SessionSnapshot, inv: &InventorySnapshot, 
             b.counter(&[kind.as_str()], n);
         }
     });
-    for (family, counts) in [(&families::RANGE_STARTS, &s.breakdown.range_starts), (&families::RANGE_ENDS, &s.breakdown.range_ends)] {
+    for (family, counts) in
+        [(&families::RANGE_STARTS, &s.breakdown.range_starts), (&families::RANGE_ENDS, &s.breakdown.range_ends)]
+    {
         push(family, &|b| {
             for (event, by_blockable) in EVENT_LABELS.iter().zip(counts) {
                 for (blockable, n) in by_blockable.iter().enumerate() {

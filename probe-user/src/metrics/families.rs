@@ -95,7 +95,12 @@ families! {
 impl Family {
     /// The client library's descriptor (validates the name and label names).
     pub fn desc(&self) -> prometheus::Result<Desc> {
-        Desc::new(self.name.into(), self.help.into(), self.labels.iter().map(|l| l.to_string()).collect(), Default::default())
+        Desc::new(
+            self.name.into(),
+            self.help.into(),
+            self.labels.iter().map(|l| l.to_string()).collect(),
+            Default::default(),
+        )
     }
 
     pub fn builder(&'static self) -> FamilyBuilder {
@@ -220,7 +225,11 @@ mod tests {
                 assert_eq!(family.kind, Kind::Gauge);
             }
             for label in family.labels {
-                assert!(!["mm", "range", "subscriber", "addr"].contains(label), "{}: raw-address label {label}", family.name);
+                assert!(
+                    !["mm", "range", "subscriber", "addr"].contains(label),
+                    "{}: raw-address label {label}",
+                    family.name
+                );
             }
         }
     }

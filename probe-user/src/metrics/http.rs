@@ -93,7 +93,9 @@ pub fn route(head: &[u8], registry: &Registry) -> Response {
             Ok(body) => Response { status: 200, content_type: CONTENT_TYPE, body, head_only: false },
             Err(e) => Response::text(500, &e.to_string()),
         },
-        "/" => Response { status: 200, content_type: "text/html; charset=utf-8", body: INDEX.to_owned(), head_only: false },
+        "/" => {
+            Response { status: 200, content_type: "text/html; charset=utf-8", body: INDEX.to_owned(), head_only: false }
+        }
         _ => Response::text(404, "not found; metrics are at /metrics"),
     };
     response.head_only = head_only;

@@ -57,7 +57,10 @@ impl InventorySnapshot {
 fn mm_gauges(inventory: &[MmInventory]) -> Vec<MmGauges> {
     let busy = |mm: &MmInventory| {
         mm.itree_invalidating()
-            || mm.subscribers.iter().any(|s| s.kvm.as_ref().and_then(|k| k.mn_active_invalidate_count).is_some_and(|c| c > 0))
+            || mm
+                .subscribers
+                .iter()
+                .any(|s| s.kvm.as_ref().and_then(|k| k.mn_active_invalidate_count).is_some_and(|c| c > 0))
     };
     let has_kvm = |mm: &MmInventory| mm.subscribers.iter().any(|s| s.kvm.is_some());
     let mut order: Vec<&MmInventory> = inventory.iter().collect();
@@ -150,9 +153,16 @@ mod tests {
         let mut snap = InventorySnapshot::default();
         snap.update(&inv, 1.5);
         let pids: Vec<&str> = snap.mms.iter().map(|m| m.pid.as_str()).collect();
-        assert_eq!(pids, ["20", "5", "30", "10"], "mid-invalidation (count>0, odd seq) first, KVM before others, then by pid");
+        assert_eq!(
+            pids,
+            ["20", "5", "30", "10"],
+            "mid-invalidation (count>0, odd seq) first, KVM before others, then by pid"
+        );
         let p20 = &snap.mms[0];
-        assert_eq!(p20.kvm.iter().map(|k| (k.vm.as_str(), k.active_invalidate_count)).collect::<Vec<_>>(), [("0", Some(0)), ("1", Some(1))]);
+        assert_eq!(
+            p20.kvm.iter().map(|k| (k.vm.as_str(), k.active_invalidate_count)).collect::<Vec<_>>(),
+            [("0", Some(0)), ("1", Some(1))]
+        );
         assert_eq!(p20.itree_invalidating, None, "unknown without seq/active");
         assert_eq!(snap.mms[1].itree_invalidating, Some(true));
         assert_eq!(snap.mms[2].itree_invalidating, Some(false));

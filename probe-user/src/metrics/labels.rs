@@ -68,7 +68,10 @@ mod tests {
         assert_eq!(errno_label(-5), "-5");
         assert_eq!(errno_label(12345), "invalid");
         assert_eq!(errno_label(-100_000), "invalid");
-        assert_eq!(callback_label(&Symbol::new("kvm_mmu_notifier_invalidate_range_start+0x0/0x1a0 [kvm]")), "kvm_mmu_notifier_invalidate_range_start");
+        assert_eq!(
+            callback_label(&Symbol::new("kvm_mmu_notifier_invalidate_range_start+0x0/0x1a0 [kvm]")),
+            "kvm_mmu_notifier_invalidate_range_start"
+        );
         assert_eq!(callback_label(&Symbol::new("0xffffffffc0a01230")), "unresolved");
         assert_eq!(callback_label(&Symbol::new("(other callbacks)")), "other");
     }

@@ -110,7 +110,8 @@ impl Exporter {
     pub async fn start(addr: SocketAddr, info: SessionInfo) -> Result<Exporter, MetricsError> {
         let shared = Arc::new(Shared::new(info));
         let registry = registry(shared.clone())?;
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| MetricsError::Bind { addr, source })?;
         let server = tokio::spawn(http::serve(listener, registry));
         Ok(Exporter { shared, local_addr, server, inventory: None })
@@ -131,7 +132,8 @@ impl Exporter {
                 reported = true;
             }
         };
-        self.inventory = Some(InventoryPoller::spawn("metrics-inventory", kernel, report).map_err(MetricsError::Thread)?);
+        self.inventory =
+            Some(InventoryPoller::spawn("metrics-inventory", kernel, report).map_err(MetricsError::Thread)?);
         Ok(self)
     }
 

@@ -94,8 +94,19 @@ mod tests {
         b.observe(&Event::new(1, EventBody::RangeStart(call(MmuEvent::Clear, true))));
         b.observe(&Event::new(2, EventBody::RangeStart(call(MmuEvent::Unmap, false))));
         b.observe(&Event::new(3, EventBody::RangeStart(call(MmuEvent::Unmap, false))));
-        b.observe(&Event::new(4, EventBody::RangeStartRet(RangeStartRet { tid: 1, range: Addr(0x2000), ret: -11, itree: Default::default() })));
-        b.observe(&Event::new(5, EventBody::RangeStartRet(RangeStartRet { tid: 1, range: Addr(0x2000), ret: 0, itree: Default::default() })));
+        b.observe(&Event::new(
+            4,
+            EventBody::RangeStartRet(RangeStartRet {
+                tid: 1,
+                range: Addr(0x2000),
+                ret: -11,
+                itree: Default::default(),
+            }),
+        ));
+        b.observe(&Event::new(
+            5,
+            EventBody::RangeStartRet(RangeStartRet { tid: 1, range: Addr(0x2000), ret: 0, itree: Default::default() }),
+        ));
         let sub = |ret| SubscriberStart {
             tid: 1,
             mm: Addr(0x1000),

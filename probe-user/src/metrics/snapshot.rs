@@ -108,7 +108,11 @@ impl SessionSnapshot {
             callbacks: callback_rows(checker),
             range_durations: DurationHistogram::from_log(&t.range_durations),
             open_ranges: t.open_now,
-            oldest_open_started_ns: if t.open_now > 0 { checker.open_ranges().first().map(|o| o.started_ts) } else { None },
+            oldest_open_started_ns: if t.open_now > 0 {
+                checker.open_ranges().first().map(|o| o.started_ts)
+            } else {
+                None
+            },
             violations: RuleId::ALL.map(|rule| checker.violation_count(rule)),
             rule_checked: RuleId::ALL.map(|rule| checker.rules().is_checked(rule)),
             // The session turns every growth of the kernel's loss counter into a `lost` event,

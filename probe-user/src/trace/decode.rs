@@ -158,8 +158,8 @@ impl Interner {
 pub(crate) fn decode_event(line: &str, interner: &mut Interner) -> Result<Event, DecodeError> {
     let wire: WireEvent<'_> = serde_json::from_str(line).map_err(|e| DecodeError::Json(e.to_string()))?;
     let kind_name = wire.kind.as_deref().ok_or(DecodeError::Bad("missing field `type`".into()))?;
-    let kind = EventType::from_name(kind_name)
-        .ok_or_else(|| DecodeError::Bad(format!("unknown event type {kind_name:?}")))?;
+    let kind =
+        EventType::from_name(kind_name).ok_or_else(|| DecodeError::Bad(format!("unknown event type {kind_name:?}")))?;
     let ts = wire.ts.ok_or_else(|| missing(kind, "ts"))?;
     let f = Fields { wire: &wire, kind };
     let body = match kind {
@@ -201,7 +201,9 @@ pub(crate) fn decode_event(line: &str, interner: &mut Interner) -> Result<Event,
             cur_seq: wire.cur_seq.ok_or_else(|| missing(kind, "cur_seq"))?,
             ret: match wire.ret {
                 Some(WireRet::Bool(b)) => b,
-                Some(WireRet::Int(_)) => return Err(DecodeError::Bad("interval_invalidate: `ret` must be a bool".into())),
+                Some(WireRet::Int(_)) => {
+                    return Err(DecodeError::Bad("interval_invalidate: `ret` must be a bool".into()));
+                }
                 None => return Err(missing(kind, "ret")),
             },
         }),
@@ -229,7 +231,8 @@ pub(crate) fn decode_event(line: &str, interner: &mut Interner) -> Result<Event,
     };
     // range_start/range_end always carry the task; elsewhere these are optional extras.
     if matches!(kind, EventType::RangeStart | EventType::RangeEnd) {
-        for (name, present) in [("cpu", wire.cpu.is_some()), ("pid", wire.pid.is_some()), ("comm", wire.comm.is_some())] {
+        for (name, present) in [("cpu", wire.cpu.is_some()), ("pid", wire.pid.is_some()), ("comm", wire.comm.is_some())]
+        {
             if !present {
                 return Err(missing(kind, name));
             }
@@ -277,9 +280,9 @@ impl Fields<'_, '_> {
     fn opt_addr(&self, name: &str, value: &Option<Cow<'_, str>>) -> Result<Option<Addr>, DecodeError> {
         match value.as_deref() {
             None => Ok(None),
-            Some(text) => Addr::parse(text)
-                .map(Some)
-                .map_err(|e| DecodeError::Bad(format!("{}: field `{name}`: {e}", self.kind))),
+            Some(text) => {
+                Addr::parse(text).map(Some).map_err(|e| DecodeError::Bad(format!("{}: field `{name}`: {e}", self.kind)))
+            }
         }
     }
 
@@ -296,37 +299,20 @@ impl Fields<'_, '_> {
     }
 
     fn probes_live(&self, interner: &mut Interner) -> Result<ProbesLive, DecodeError> {
-        let entries = self
-            .wire
-            .callbacks
-            .as_ref()
-            .ok_or_else(|| missing(self.kind, "callbacks"))?;
+        let entries = self.wire.callbacks.as_ref().ok_or_else(|| missing(self.kind, "callbacks"))?;
         let mut callbacks = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
-            let bad =
-                |what: String| DecodeError::Bad(format!("{}: callbacks[{i}]: {what}", self.kind));
-            let hook_name = entry
-                .hook
-                .as_deref()
-                .ok_or_else(|| bad("missing field `hook`".into()))?;
+            let bad = |what: String| DecodeError::Bad(format!("{}: callbacks[{i}]: {what}", self.kind));
+            let hook_name = entry.hook.as_deref().ok_or_else(|| bad("missing field `hook`".into()))?;
             let hook = Hook::from_name(hook_name)
                 .filter(|h| ProbedCallback::HOOKS.contains(h))
                 .ok_or_else(|| bad(format!("`hook` {hook_name:?} is not a subscriber callback hook (subscriber_start, subscriber_end, interval_invalidate)")))?;
-            let callback = entry
-                .callback
-                .as_deref()
-                .ok_or_else(|| bad("missing field `callback`".into()))?;
+            let callback = entry.callback.as_deref().ok_or_else(|| bad("missing field `callback`".into()))?;
             let address = match entry.address.as_deref() {
                 None => None,
-                Some(text) => {
-                    Some(Addr::parse(text).map_err(|e| bad(format!("field `address`: {e}")))?)
-                }
+                Some(text) => Some(Addr::parse(text).map_err(|e| bad(format!("field `address`: {e}")))?),
             };
-            callbacks.push(ProbedCallback {
-                hook,
-                callback: interner.symbol(callback),
-                address,
-            });
+            callbacks.push(ProbedCallback { hook, callback: interner.symbol(callback), address });
         }
         Ok(ProbesLive { callbacks })
     }

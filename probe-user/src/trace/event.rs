@@ -192,11 +192,7 @@ pub struct ProbedCallback {
 
 impl ProbedCallback {
     /// The hooks whose probes sit on subscriber callbacks.
-    pub const HOOKS: [Hook; 3] = [
-        Hook::SubscriberStart,
-        Hook::SubscriberEnd,
-        Hook::IntervalInvalidate,
-    ];
+    pub const HOOKS: [Hook; 3] = [Hook::SubscriberStart, Hook::SubscriberEnd, Hook::IntervalInvalidate];
 }
 
 /// `enum mmu_notifier_event`. The numbering has been stable since each value was added.

@@ -32,7 +32,9 @@ pub struct TraceReader<R> {
 /// One raw line, or why there is none.
 enum RawLine {
     /// Complete line (the newline stripped); `terminated` is false for a final line without one.
-    Line { terminated: bool },
+    Line {
+        terminated: bool,
+    },
     Eof,
 }
 
@@ -173,7 +175,9 @@ fn parse_header(text: &str) -> Result<Header, TraceErrorKind> {
         return Err(TraceErrorKind::BadHeader("not a JSON object".into()));
     };
     let version = match fields.remove("mmnotif_trace") {
-        None => return Err(TraceErrorKind::BadHeader("missing `mmnotif_trace` (is this an mmnotif-trace file?)".into())),
+        None => {
+            return Err(TraceErrorKind::BadHeader("missing `mmnotif_trace` (is this an mmnotif-trace file?)".into()));
+        }
         Some(v) => v.as_u64().ok_or_else(|| TraceErrorKind::BadHeader("`mmnotif_trace` must be a number".into()))?,
     };
     if version != FORMAT_VERSION {

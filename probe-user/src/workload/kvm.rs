@@ -67,8 +67,14 @@ impl Vm {
 
     /// Backs guest physical memory at 0 with `[addr, addr + len)` of this process.
     pub fn set_memory(&self, slot: u32, addr: u64, len: u64) -> Result<(), KvmError> {
-        let region = UserspaceMemoryRegion { slot, flags: 0, guest_phys_addr: 0, memory_size: len, userspace_addr: addr };
-        ioctl(&self.fd, "KVM_SET_USER_MEMORY_REGION", KVM_SET_USER_MEMORY_REGION, &region as *const _ as libc::c_ulong)?;
+        let region =
+            UserspaceMemoryRegion { slot, flags: 0, guest_phys_addr: 0, memory_size: len, userspace_addr: addr };
+        ioctl(
+            &self.fd,
+            "KVM_SET_USER_MEMORY_REGION",
+            KVM_SET_USER_MEMORY_REGION,
+            &region as *const _ as libc::c_ulong,
+        )?;
         Ok(())
     }
 }

@@ -15,7 +15,14 @@ fn check(step: &'static str, what: &'static str, ok: bool) -> Result<(), Workloa
 pub fn map_anon(step: &'static str, len: u64) -> Result<u64, WorkloadError> {
     // SAFETY: a fresh anonymous mapping; nothing else refers to it.
     let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), len as usize, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     check(step, "mmap", p != libc::MAP_FAILED)?;
     madvise(step, p as u64, len, libc::MADV_NOHUGEPAGE)?;
@@ -57,13 +64,7 @@ pub fn mremap_dontunmap(step: &'static str, addr: u64, len: u64) -> Result<u64, 
     let no_hint = std::ptr::null_mut::<libc::c_void>();
     // SAFETY: moves pages of this process's own private anonymous mapping.
     let p = unsafe {
-        libc::mremap(
-            addr as *mut _,
-            len as usize,
-            len as usize,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP,
-            no_hint,
-        )
+        libc::mremap(addr as *mut _, len as usize, len as usize, libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP, no_hint)
     };
     check(step, "mremap", p != libc::MAP_FAILED)?;
     Ok(p as u64)
@@ -111,12 +112,8 @@ mod tests {
         assert_ne!(new, old);
         assert_eq!(new % PAGE, 0);
         // SAFETY: both ranges are this test's own mappings; the old one stays mapped (empty).
-        let (moved, left) = unsafe {
-            (
-                std::ptr::read_volatile(new as *const u8),
-                std::ptr::read_volatile(old as *const u8),
-            )
-        };
+        let (moved, left) =
+            unsafe { (std::ptr::read_volatile(new as *const u8), std::ptr::read_volatile(old as *const u8)) };
         assert_eq!((moved, left), (1, 0));
         munmap("test", new, len).expect("munmap new");
         munmap("test", old, len).expect("munmap old");

@@ -70,7 +70,10 @@ pub fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
     list.split(',')
         .map(|name| {
             STEPS.iter().copied().find(|s| s.name() == name.trim()).ok_or_else(|| {
-                WorkloadError::UnknownStep(name.to_string(), STEPS.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "))
+                WorkloadError::UnknownStep(
+                    name.to_string(),
+                    STEPS.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "),
+                )
             })
         })
         .collect()
@@ -78,7 +81,11 @@ pub fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
 
 /// Creates the VM and runs `steps` in order, handing each report to `report` as it completes;
 /// then keeps the VM (unless a step closed it) for `linger` before tearing everything down.
-pub fn run(steps: &[Step], linger: std::time::Duration, mut report: impl FnMut(&StepReport)) -> Result<(), WorkloadError> {
+pub fn run(
+    steps: &[Step],
+    linger: std::time::Duration,
+    mut report: impl FnMut(&StepReport),
+) -> Result<(), WorkloadError> {
     let mut ctx = steps::Context::new()?;
     for step in steps {
         let r = ctx.run(*step)?;

@@ -23,8 +23,15 @@ pub enum Step {
     VmClose,
 }
 
-pub const STEPS: [Step; 7] =
-    [Step::MadviseDontneed, Step::MadviseFree, Step::Mprotect, Step::MremapDontunmap, Step::Munmap, Step::Fork, Step::VmClose];
+pub const STEPS: [Step; 7] = [
+    Step::MadviseDontneed,
+    Step::MadviseFree,
+    Step::Mprotect,
+    Step::MremapDontunmap,
+    Step::Munmap,
+    Step::Fork,
+    Step::VmClose,
+];
 
 impl Step {
     pub fn name(self) -> &'static str {
@@ -132,11 +139,16 @@ fn fork_and_predict(step: &'static str, buf: &mut [u8]) -> Result<(Vec<Span>, Ve
     // a VMA and make the prediction wrong.
     let mut must = Vec::with_capacity(1024);
     let mut may = Vec::with_capacity(1024);
-    let mut smaps = File::open("/proc/self/smaps").map_err(|err| WorkloadError::Sys { step, what: "open smaps", err })?;
+    let mut smaps =
+        File::open("/proc/self/smaps").map_err(|err| WorkloadError::Sys { step, what: "open smaps", err })?;
     let mut len = 0;
     loop {
         let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) else {
-            return Err(WorkloadError::Sys { step, what: "read smaps", err: std::io::Error::other("smaps larger than the buffer") });
+            return Err(WorkloadError::Sys {
+                step,
+                what: "read smaps",
+                err: std::io::Error::other("smaps larger than the buffer"),
+            });
         };
         match smaps.read(rest) {
             Ok(0) => break,

@@ -56,7 +56,10 @@ pub fn expressions(dashboard: &Value) -> (Vec<String>, BTreeSet<String>) {
     for var in dashboard["templating"]["list"].as_array().into_iter().flatten() {
         if var["type"] == "query" {
             let q = var["query"]["query"].as_str().or(var["query"].as_str()).expect("variable query");
-            variable_metrics.insert(label_values_metric(q).unwrap_or_else(|| panic!("variable query {q:?} is not label_values(METRIC, label)")));
+            variable_metrics.insert(
+                label_values_metric(q)
+                    .unwrap_or_else(|| panic!("variable query {q:?} is not label_values(METRIC, label)")),
+            );
         }
     }
     (exprs, variable_metrics)

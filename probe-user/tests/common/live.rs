@@ -82,7 +82,12 @@ impl LiveTracer {
     }
 
     /// Scrapes every 250 ms until `done` holds (at most `tries` times); returns that scrape.
-    pub fn scrape_until(&self, tries: u32, what: &str, done: impl Fn(&BTreeMap<SeriesKey, f64>) -> bool) -> (String, BTreeMap<SeriesKey, f64>) {
+    pub fn scrape_until(
+        &self,
+        tries: u32,
+        what: &str,
+        done: impl Fn(&BTreeMap<SeriesKey, f64>) -> bool,
+    ) -> (String, BTreeMap<SeriesKey, f64>) {
         for _ in 0..tries {
             let scrape = self.scrape();
             if done(&scrape.1) {

@@ -30,7 +30,9 @@ pub fn parse_exposition(text: &str) -> BTreeMap<SeriesKey, f64> {
             v => v.parse().unwrap_or_else(|e| panic!("{line}: {e}")),
         };
         let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}")))),
+            Some((name, rest)) => {
+                (name, parse_labels(rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"))))
+            }
             None => (series, BTreeMap::new()),
         };
         assert!(out.insert((name.to_owned(), labels), value).is_none(), "duplicate series: {line}");
@@ -79,8 +81,14 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no header end in {response:?}")))?;
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no header end in {response:?}")))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
     // Chunked bodies are not expected from either server these tests talk to.
     assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
     Ok((status, body.to_owned()))

@@ -80,7 +80,10 @@ impl PrometheusServer {
                     .filter(|(k, _)| !["job", "instance"].contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
                     .collect();
-                let value = r["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{expr}: value in {r}"));
+                let value = r["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("{expr}: value in {r}"));
                 (labels, value)
             })
             .collect()

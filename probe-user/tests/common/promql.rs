@@ -4,8 +4,22 @@
 
 use std::collections::BTreeSet;
 
-const KEYWORDS: [&str; 14] =
-    ["and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "inf", "nan", "atan2"];
+const KEYWORDS: [&str; 14] = [
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+    "atan2",
+];
 const GROUPING: [&str; 6] = ["by", "without", "on", "ignoring", "group_left", "group_right"];
 
 /// Removes `open … close` spans (not nested) and quoted strings.
@@ -86,7 +100,8 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
             let rest = rest.trim_start();
             let next = rest.chars().next();
             // `sum by (…) (…)`: an aggregation whose grouping comes first.
-            let aggregation = ["by", "without"].iter().any(|k| rest.strip_prefix(k).is_some_and(|r| r.trim_start().starts_with('(')));
+            let aggregation =
+                ["by", "without"].iter().any(|k| rest.strip_prefix(k).is_some_and(|r| r.trim_start().starts_with('(')));
             if GROUPING.contains(&word.as_str()) {
                 skip_group = next == Some('(');
             } else if next != Some('(') && !aggregation && !KEYWORDS.contains(&word.as_str()) {

@@ -55,7 +55,8 @@ fn result_of(line: &str, line_no: usize) -> Result<Option<TestResult>, String> {
         return Ok(None);
     };
     let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let number: usize = rest[..digits].parse().map_err(|_| format!("line {line_no}: a result needs a test number: {line:?}"))?;
+    let number: usize =
+        rest[..digits].parse().map_err(|_| format!("line {line_no}: a result needs a test number: {line:?}"))?;
     let rest = &rest[digits..];
     if !rest.is_empty() && !rest.starts_with(' ') {
         return Err(format!("line {line_no}: the number must be followed by a space: {line:?}"));
@@ -85,7 +86,15 @@ fn result_of(line: &str, line_no: usize) -> Result<Option<TestResult>, String> {
     if ok && matches!(directive.as_deref(), Some("TIMEOUT" | "ERROR")) {
         return Err(format!("line {line_no}: a {} result must be \"not ok\": {line:?}", directive.unwrap_or_default()));
     }
-    Ok(Some(TestResult { number, ok, description: description.to_owned(), directive, data, diagnostics: Vec::new(), subtests: Vec::new() }))
+    Ok(Some(TestResult {
+        number,
+        ok,
+        description: description.to_owned(),
+        directive,
+        data,
+        diagnostics: Vec::new(),
+        subtests: Vec::new(),
+    }))
 }
 
 struct Parser<'a> {

@@ -22,17 +22,14 @@ pub fn validate_junit(path: &Path) -> Result<(), String> {
         .arg(path)
         .output()
         .map_err(|e| format!("xmllint: {e} (scripts/setup.sh installs libxml2-utils)"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
 }
 
 /// Validates a JSON report against the documented schema; returns every error.
 pub fn validate_json(report: &Value) -> Result<(), String> {
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(docs("report.schema.json")).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("the schema is not JSON: {e}"))?;
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(docs("report.schema.json")).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("the schema is not JSON: {e}"))?;
     let validator = jsonschema::validator_for(&schema).map_err(|e| format!("the schema does not compile: {e}"))?;
     let errors: Vec<String> = validator.iter_errors(report).map(|e| format!("{}: {e}", e.instance_path())).collect();
     if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }

@@ -23,23 +23,12 @@ struct Mirrors {
 impl Apt {
     /// Writes the private configuration of `archive` (cheap; done every run).
     pub fn new(dir: &Path, archive: &Archive) -> Result<Self> {
-        for sub in [
-            "lists/partial",
-            "cache/archives/partial",
-            "sources.list.d",
-            "preferences.d",
-        ] {
+        for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
             cmd::mkdir(&dir.join(sub))?;
         }
         let m = host_mirrors()?;
-        let opts = m
-            .signed_by
-            .as_deref()
-            .map(|k| format!("[signed-by={k}] "))
-            .unwrap_or_default();
-        let mut list = String::from(
-            "# Written by `cargo xtask vm`; the host's apt configuration is not used.\n",
-        );
+        let opts = m.signed_by.as_deref().map(|k| format!("[signed-by={k}] ")).unwrap_or_default();
+        let mut list = String::from("# Written by `cargo xtask vm`; the host's apt configuration is not used.\n");
         for suite in archive.suites {
             list.push_str(&format!("deb {opts}{} {suite} main\n", m.main));
         }
@@ -56,9 +45,7 @@ impl Apt {
         }
         let path = dir.join("sources.list");
         std::fs::write(&path, list).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Apt {
-            dir: dir.to_path_buf(),
-        })
+        Ok(Apt { dir: dir.to_path_buf() })
     }
 
     fn command(&self, tool: &str) -> Command {
@@ -106,15 +93,9 @@ impl Apt {
     fn cache_query(&self, args: &[&str]) -> Result<String> {
         let mut c = self.command("apt-cache");
         c.args(args);
-        let out = c
-            .output()
-            .with_context(|| format!("cannot run apt-cache {}", args.join(" ")))?;
+        let out = c.output().with_context(|| format!("cannot run apt-cache {}", args.join(" ")))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        Ok(if out.status.success() {
-            text
-        } else {
-            String::new()
-        })
+        Ok(if out.status.success() { text } else { String::new() })
     }
 }
 
@@ -150,33 +131,18 @@ fn host_mirrors() -> Result<Mirrors> {
         }
     }
     let debian = |uri: &str| uri.contains("debian");
-    let main_entry = entries
-        .iter()
-        .find(|(u, s, _)| debian(u) && s.iter().any(|s| !s.ends_with("-security")));
-    let sec_entry = entries
-        .iter()
-        .find(|(u, s, _)| debian(u) && s.iter().any(|s| s.ends_with("-security")));
-    let main = std::env::var("MMNOTIF_APT_MIRROR")
-        .ok()
-        .or_else(|| main_entry.map(|e| e.0.clone()));
+    let main_entry = entries.iter().find(|(u, s, _)| debian(u) && s.iter().any(|s| !s.ends_with("-security")));
+    let sec_entry = entries.iter().find(|(u, s, _)| debian(u) && s.iter().any(|s| s.ends_with("-security")));
+    let main = std::env::var("MMNOTIF_APT_MIRROR").ok().or_else(|| main_entry.map(|e| e.0.clone()));
     let Some(main) = main else {
         bail!("no Debian mirror in /etc/apt/sources.list{{,.d}}; set MMNOTIF_APT_MIRROR to one")
     };
-    let security = std::env::var("MMNOTIF_APT_SECURITY")
-        .ok()
-        .or_else(|| sec_entry.map(|e| e.0.clone()));
-    let signed_by = main_entry
-        .and_then(|e| e.2.clone())
-        .filter(|k| Path::new(k).is_file())
-        .or_else(|| {
-            let k = "/usr/share/keyrings/debian-archive-keyring.gpg";
-            Path::new(k).is_file().then(|| k.to_string())
-        });
-    Ok(Mirrors {
-        main,
-        security,
-        signed_by,
-    })
+    let security = std::env::var("MMNOTIF_APT_SECURITY").ok().or_else(|| sec_entry.map(|e| e.0.clone()));
+    let signed_by = main_entry.and_then(|e| e.2.clone()).filter(|k| Path::new(k).is_file()).or_else(|| {
+        let k = "/usr/share/keyrings/debian-archive-keyring.gpg";
+        Path::new(k).is_file().then(|| k.to_string())
+    });
+    Ok(Mirrors { main, security, signed_by })
 }
 
 type Entry = (String, Vec<String>, Option<String>);
@@ -187,9 +153,7 @@ fn parse_deb822(text: &str) -> Vec<Entry> {
         let get = |k: &str| {
             stanza.lines().find_map(|l| {
                 let (key, v) = l.split_once(':')?;
-                key.trim()
-                    .eq_ignore_ascii_case(k)
-                    .then(|| v.trim().to_string())
+                key.trim().eq_ignore_ascii_case(k).then(|| v.trim().to_string())
             })
         };
         let enabled = get("Enabled").is_none_or(|v| v != "no");
@@ -197,17 +161,9 @@ fn parse_deb822(text: &str) -> Vec<Entry> {
         if !enabled || !is_deb {
             continue;
         }
-        let suites: Vec<String> = get("Suites")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
+        let suites: Vec<String> = get("Suites").unwrap_or_default().split_whitespace().map(String::from).collect();
         for uri in get("URIs").unwrap_or_default().split_whitespace() {
-            out.push((
-                uri.trim_end_matches('/').to_string(),
-                suites.clone(),
-                get("Signed-By"),
-            ));
+            out.push((uri.trim_end_matches('/').to_string(), suites.clone(), get("Signed-By")));
         }
     }
     out
@@ -225,18 +181,12 @@ fn parse_one_line(text: &str) -> Vec<Entry> {
             let Some((opts, after)) = r.split_once(']') else {
                 continue;
             };
-            signed = opts
-                .split_whitespace()
-                .find_map(|o| o.strip_prefix("signed-by=").map(String::from));
+            signed = opts.split_whitespace().find_map(|o| o.strip_prefix("signed-by=").map(String::from));
             rest = after.trim();
         }
         let mut words = rest.split_whitespace();
         if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
-            out.push((
-                uri.trim_end_matches('/').to_string(),
-                vec![suite.to_string()],
-                signed,
-            ));
+            out.push((uri.trim_end_matches('/').to_string(), vec![suite.to_string()], signed));
         }
     }
     out

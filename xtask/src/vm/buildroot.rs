@@ -31,11 +31,7 @@ impl BuildRoot {
         cmd::mkdir(dir.parent().context("build root has no parent")?)?;
         let sources = paths.apt(archive.name).join("sources.list");
         let suite = archive.suites.first().context("an archive without suites")?;
-        println!(
-            "vm: making the {} build root in {} (mmdebstrap, once)",
-            archive.name,
-            dir.display()
-        );
+        println!("vm: making the {} build root in {} (mmdebstrap, once)", archive.name, dir.display());
         let started = std::time::Instant::now();
         let mut c = Command::new("mmdebstrap");
         c.args(["--variant=apt", "--quiet"])
@@ -54,22 +50,16 @@ impl BuildRoot {
             .arg(suite)
             .arg(&dir)
             .arg(&sources);
-        cmd::output(&mut c)
-            .with_context(|| format!("making the {} build root failed", archive.name))?;
+        cmd::output(&mut c).with_context(|| format!("making the {} build root failed", archive.name))?;
         std::fs::write(&done, "").with_context(|| format!("cannot write {}", done.display()))?;
-        println!(
-            "vm: {} build root ready in {:.0} s",
-            archive.name,
-            started.elapsed().as_secs_f64()
-        );
+        println!("vm: {} build root ready in {:.0} s", archive.name, started.elapsed().as_secs_f64());
         Ok(BuildRoot { dir })
     }
 
     /// Makes the root hold exactly these (package, version) pairs; a no-op when it does.
     pub fn install(&self, packages: &[(String, String)]) -> Result<()> {
         let installed = |(name, version): &(String, String)| {
-            self.run(&[], &["dpkg-query", "-W", "-f", "${Version}", name])
-                .is_ok_and(|v| v.trim() == version)
+            self.run(&[], &["dpkg-query", "-W", "-f", "${Version}", name]).is_ok_and(|v| v.trim() == version)
         };
         if packages.iter().all(installed) {
             return Ok(());
@@ -95,9 +85,7 @@ impl BuildRoot {
             if !inside.starts_with('/') || inside.contains(['"', '$', '`', '\\']) {
                 bail!("bind target {inside:?} must be a plain absolute path");
             }
-            script.push_str(&format!(
-                "mkdir -p \"$ROOT{inside}\"; mount --bind \"$BIND{i}\" \"$ROOT{inside}\"; "
-            ));
+            script.push_str(&format!("mkdir -p \"$ROOT{inside}\"; mount --bind \"$BIND{i}\" \"$ROOT{inside}\"; "));
         }
         script.push_str("exec chroot \"$ROOT\" \"$@\"");
         let mut c = Command::new("unshare");

@@ -6,19 +6,11 @@ use std::process::{Command, Output, Stdio};
 /// Runs `cmd` to completion, capturing its output; fails (with its stderr) on a non-zero exit.
 pub fn output(cmd: &mut Command) -> Result<Output> {
     let shown = show(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run `{shown}`"))?;
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot run `{shown}`"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        bail!(
-            "`{shown}` failed ({}):\n{}{}",
-            out.status,
-            tail(&stdout, 20),
-            tail(&stderr, 40)
-        );
+        bail!("`{shown}` failed ({}):\n{}{}", out.status, tail(&stdout, 20), tail(&stderr, 40));
     }
     Ok(out)
 }
@@ -44,9 +36,8 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// Fails with a clear message when a host tool is missing.
 pub fn require_tool(tool: &str, package: &str) -> Result<()> {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
     if !found {
         bail!("`{tool}` is not installed (Debian package {package}; scripts/setup.sh installs it)");
     }
@@ -55,6 +46,5 @@ pub fn require_tool(tool: &str, package: &str) -> Result<()> {
 
 /// Creates a directory and its parents, naming it on failure.
 pub fn mkdir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))
 }

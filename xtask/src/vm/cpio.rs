@@ -14,11 +14,7 @@ const S_IFCHR: u32 = 0o020000;
 
 impl<W: Write> Cpio<W> {
     pub fn new(out: W) -> Self {
-        Cpio {
-            out,
-            ino: 1,
-            written: 0,
-        }
+        Cpio { out, ino: 1, written: 0 }
     }
 
     pub fn dir(&mut self, path: &str) -> io::Result<()> {

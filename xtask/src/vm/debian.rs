@@ -30,52 +30,31 @@ impl Resolved {
     }
 
     fn new(kernel: &'static KernelRow, p: KernelPackages) -> Self {
-        Resolved {
-            kernel,
-            abi: p.abi,
-            version: p.version,
-            boot: p.boot,
-            headers: p.headers,
-        }
+        Resolved { kernel, abi: p.abi, version: p.version, boot: p.boot, headers: p.headers }
     }
 
     /// The local .deb of a boot package (must have been downloaded); one `*` in `package`
     /// matches any text, e.g. `linux-modules-*`.
     pub fn deb(&self, paths: &Paths, package: &str) -> Result<PathBuf> {
         let matches = |n: &str| match package.split_once('*') {
-            Some((pre, suf)) => {
-                n.len() >= pre.len() + suf.len() && n.starts_with(pre) && n.ends_with(suf)
-            }
+            Some((pre, suf)) => n.len() >= pre.len() + suf.len() && n.starts_with(pre) && n.ends_with(suf),
             None => n == package,
         };
         let (name, ver) = self
             .boot
             .iter()
             .find(|(n, _)| matches(n))
-            .with_context(|| {
-                format!(
-                    "{package} is not among the {} kernel's packages",
-                    self.name()
-                )
-            })?;
-        find_deb(&paths.debs(), name, ver)?
-            .with_context(|| format!("{name} {ver} was not downloaded"))
+            .with_context(|| format!("{package} is not among the {} kernel's packages", self.name()))?;
+        find_deb(&paths.debs(), name, ver)?.with_context(|| format!("{name} {ver} was not downloaded"))
     }
 
     /// True when every boot package's .deb is in the store (the build root keeps the headers).
     fn complete(&self, paths: &Paths) -> bool {
-        self.boot
-            .iter()
-            .all(|(n, v)| find_deb(&paths.debs(), n, v).ok().flatten().is_some())
+        self.boot.iter().all(|(n, v)| find_deb(&paths.debs(), n, v).ok().flatten().is_some())
     }
 
     fn summary(&self) -> String {
-        let list: Vec<String> = self
-            .boot
-            .iter()
-            .chain(&self.headers)
-            .map(|(n, v)| format!("{n} {v}"))
-            .collect();
+        let list: Vec<String> = self.boot.iter().chain(&self.headers).map(|(n, v)| format!("{n} {v}")).collect();
         format!("ABI {}: {}", self.abi, list.join(", "))
     }
 }
@@ -91,11 +70,7 @@ pub fn fetch(paths: &Paths, rows: &[&'static KernelRow]) -> Result<Vec<Resolved>
         if !archives.iter().any(|(a, _)| *a == row.archive) {
             archives.push((row.archive, open_archive(paths, row.archive)));
         }
-        let apt = archives
-            .iter()
-            .find(|(a, _)| *a == row.archive)
-            .map(|(_, apt)| apt)
-            .context("archive list")?;
+        let apt = archives.iter().find(|(a, _)| *a == row.archive).map(|(_, apt)| apt).context("archive list")?;
         let cached = load(paths, row).ok().flatten();
         let r = match apt {
             Ok(apt) => {
@@ -140,18 +115,10 @@ pub fn fetch(paths: &Paths, rows: &[&'static KernelRow]) -> Result<Vec<Resolved>
 fn open_archive(paths: &Paths, archive: &Archive) -> Result<Apt, String> {
     let dir = paths.apt(archive.name);
     let apt = Apt::new(&dir, archive).map_err(|e| format!("{e:#}"))?;
-    println!(
-        "vm: updating the private apt lists of {} ({})",
-        archive.name,
-        dir.display()
-    );
+    println!("vm: updating the private apt lists of {} ({})", archive.name, dir.display());
     apt.update().map_err(|e| {
         let text = format!("{e:#}");
-        let last = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("apt-get update failed");
+        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("apt-get update failed");
         last.trim().to_string()
     })?;
     Ok(apt)
@@ -171,10 +138,7 @@ fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved) -> Result<()> {
     apt.download(&missing, &paths.debs())?;
     for (name, ver) in &r.boot {
         if find_deb(&paths.debs(), name, ver)?.is_none() {
-            bail!(
-                "apt-get download of {name} {ver} left no .deb in {}",
-                paths.debs().display()
-            );
+            bail!("apt-get download of {name} {ver} left no .deb in {}", paths.debs().display());
         }
     }
     Ok(())
@@ -185,24 +149,17 @@ fn find_deb(dir: &Path, name: &str, version: &str) -> Result<Option<PathBuf>> {
     let prefix = format!("{name}_{}_", version.replace(':', "%3a"));
     let rd = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     Ok(rd.flatten().map(|e| e.path()).find(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
     }))
 }
 
 /// Removes .deb files and extracted kernels that no recorded resolution names any more (the
 /// mirror has moved on); best effort, a failure only costs disk.
 fn prune(paths: &Paths) {
-    let records: Vec<Resolved> = super::kernels::KERNELS
-        .iter()
-        .filter_map(|k| load(paths, k).ok().flatten().map(|(r, _)| r))
-        .collect();
-    let keep_debs: BTreeSet<String> = records
-        .iter()
-        .flat_map(|r| r.boot.iter())
-        .map(|(n, v)| format!("{n}_{}_", v.replace(':', "%3a")))
-        .collect();
+    let records: Vec<Resolved> =
+        super::kernels::KERNELS.iter().filter_map(|k| load(paths, k).ok().flatten().map(|(r, _)| r)).collect();
+    let keep_debs: BTreeSet<String> =
+        records.iter().flat_map(|r| r.boot.iter()).map(|(n, v)| format!("{n}_{}_", v.replace(':', "%3a"))).collect();
     let keep_abis: BTreeSet<&str> = records.iter().map(|r| r.abi.as_str()).collect();
     let entries = |d: PathBuf| std::fs::read_dir(d).into_iter().flatten().flatten();
     for e in entries(paths.debs()) {
@@ -222,10 +179,7 @@ fn prune(paths: &Paths) {
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn save(paths: &Paths, r: &Resolved) -> Result<()> {
@@ -262,18 +216,7 @@ fn load(paths: &Paths, kernel: &'static KernelRow) -> Result<Option<(Resolved, D
             _ => bail!("{}:{}: unexpected line {line:?}", path.display(), i + 1),
         }
     }
-    let (Some(abi), Some(version), Some(at)) = (abi, version, at) else {
-        bail!("{}: incomplete", path.display())
-    };
+    let (Some(abi), Some(version), Some(at)) = (abi, version, at) else { bail!("{}: incomplete", path.display()) };
     let age = Duration::from_secs(now().saturating_sub(at));
-    Ok(Some((
-        Resolved {
-            kernel,
-            abi,
-            version,
-            boot,
-            headers,
-        },
-        age,
-    )))
+    Ok(Some((Resolved { kernel, abi, version, boot, headers }, age)))
 }

@@ -14,8 +14,7 @@ pub fn build(paths: &Paths) -> Result<Vec<(String, PathBuf)>> {
     let src = out.join("src");
     let mut changed = kmod::sync_sources(&paths.guest_src(), &src)?;
     let header = paths.kmod_src().join("mmnotif_test.h");
-    let text =
-        std::fs::read(&header).with_context(|| format!("cannot read {}", header.display()))?;
+    let text = std::fs::read(&header).with_context(|| format!("cannot read {}", header.display()))?;
     if std::fs::read(src.join("mmnotif_test.h")).ok() != Some(text.clone()) {
         std::fs::write(src.join("mmnotif_test.h"), text).context("cannot copy mmnotif_test.h")?;
         changed = true;
@@ -38,16 +37,13 @@ pub fn build(paths: &Paths) -> Result<Vec<(String, PathBuf)>> {
             cmd::require_tool("gcc", "gcc")?;
             println!("vm: building guest program {name}");
             let mut gcc = Command::new("gcc");
-            gcc.args([
-                "-static", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-I",
-            ])
-            .arg(&src)
-            .arg("-o")
-            .arg(&bin)
-            .arg(src.join(&file))
-            .arg(src.join("common.c"));
-            cmd::output(&mut gcc)
-                .with_context(|| format!("building guest program {name} failed"))?;
+            gcc.args(["-static", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-I"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&bin)
+                .arg(src.join(&file))
+                .arg(src.join("common.c"));
+            cmd::output(&mut gcc).with_context(|| format!("building guest program {name} failed"))?;
         }
         progs.push((name, bin));
     }

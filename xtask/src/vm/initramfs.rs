@@ -36,12 +36,8 @@ pub struct InitramfsSpec {
 
 /// Writes the initramfs (uncompressed cpio newc) to `out`.
 pub fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Result<()> {
-    let f =
-        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut w = Tree {
-        cpio: Cpio::new(BufWriter::new(f)),
-        dirs: BTreeSet::new(),
-    };
+    let f = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut w = Tree { cpio: Cpio::new(BufWriter::new(f)), dirs: BTreeSet::new() };
     for d in [
         "/bin",
         "/sbin",
@@ -65,10 +61,7 @@ pub fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Resul
 
     let busybox = Path::new("/bin/busybox");
     if !is_static(busybox)? {
-        bail!(
-            "{} is not statically linked (install busybox-static)",
-            busybox.display()
-        );
+        bail!("{} is not statically linked (install busybox-static)", busybox.display());
     }
     w.copy(busybox, "/bin/busybox", 0o755)?;
     w.cpio.symlink("/bin/sh", "busybox")?;
@@ -90,8 +83,7 @@ pub fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Resul
             order.push_str(&name);
             order.push('\n');
         }
-        w.cpio
-            .file("/lib/modules/kvm/order", 0o644, order.as_bytes())?;
+        w.cpio.file("/lib/modules/kvm/order", 0o644, order.as_bytes())?;
     }
 
     for bin in &spec.extra_binaries {
@@ -105,10 +97,7 @@ pub fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Resul
             if w.dirs.contains(&guest_path) {
                 continue;
             }
-            let parent = lib
-                .parent()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
+            let parent = lib.parent().map(|p| p.display().to_string()).unwrap_or_default();
             w.dir_all(&parent)?;
             w.copy(&lib, &guest_path, 0o755)?;
             w.dirs.insert(guest_path); // also marks the library as copied
@@ -121,17 +110,13 @@ pub fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Resul
         quote(&spec.scenarios.join(" ")),
         spec.keep as u8
     );
-    w.cpio
-        .file("/etc/mmnotif-vm.conf", 0o644, conf.as_bytes())?;
+    w.cpio.file("/etc/mmnotif-vm.conf", 0o644, conf.as_bytes())?;
     if !spec.guest_cmd.is_empty() {
         let argv: Vec<String> = spec.guest_cmd.iter().map(|a| quote(a)).collect();
         let script = format!("#!/bin/sh\n{}\n", argv.join(" "));
-        w.cpio
-            .file("/etc/mmnotif-guest-cmd", 0o755, script.as_bytes())?;
+        w.cpio.file("/etc/mmnotif-guest-cmd", 0o755, script.as_bytes())?;
     }
-    w.cpio
-        .finish()
-        .with_context(|| format!("cannot write {}", out.display()))?;
+    w.cpio.finish().with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
 }
 
@@ -154,8 +139,7 @@ impl Tree {
     }
 
     fn copy(&mut self, host: &Path, guest: &str, mode: u32) -> Result<()> {
-        let data =
-            std::fs::read(host).with_context(|| format!("cannot read {}", host.display()))?;
+        let data = std::fs::read(host).with_context(|| format!("cannot read {}", host.display()))?;
         self.cpio.file(guest, mode, &data)?;
         Ok(())
     }
@@ -170,10 +154,7 @@ pub fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
     if !bin.is_file() {
         bail!("{} does not exist", bin.display());
     }
-    let out = Command::new("ldd")
-        .arg(bin)
-        .output()
-        .context("cannot run ldd")?;
+    let out = Command::new("ldd").arg(bin).output().context("cannot run ldd")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
@@ -188,17 +169,11 @@ pub fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
     let mut libs = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.contains("=> not found") {
-            bail!(
-                "{}: shared library missing on the host: {line}",
-                bin.display()
-            );
+            bail!("{}: shared library missing on the host: {line}", bin.display());
         }
         let path = match line.split_once("=>") {
             Some((_, rhs)) => rhs.split_whitespace().next(),
-            None => line
-                .split_whitespace()
-                .next()
-                .filter(|w| w.starts_with('/')),
+            None => line.split_whitespace().next().filter(|w| w.starts_with('/')),
         };
         if let Some(p) = path.filter(|p| p.starts_with('/')) {
             libs.push(PathBuf::from(p));

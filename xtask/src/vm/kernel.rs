@@ -24,10 +24,7 @@ pub fn vmlinux(paths: &Paths, r: &Resolved) -> Result<PathBuf> {
     let member = String::from_utf8_lossy(&listing.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| {
-            p.starts_with("./boot/vmlinuz-")
-                || (p.starts_with("./usr/lib/modules/") && p.ends_with("/vmlinuz"))
-        })
+        .find(|p| p.starts_with("./boot/vmlinuz-") || (p.starts_with("./usr/lib/modules/") && p.ends_with("/vmlinuz")))
         .map(str::to_string)
         .with_context(|| format!("{} holds no vmlinuz", deb.display()))?;
     println!("[{}] extracting vmlinux from {} ({member})", r.name(), file_name(&deb));
@@ -49,11 +46,7 @@ fn read_member(deb: &Path, member: &str) -> Result<Vec<u8>> {
         .spawn()
         .context("cannot run dpkg-deb")?;
     let pipe = dpkg.stdout.take().context("dpkg-deb has no stdout")?;
-    let tar = Command::new("tar")
-        .args(["-xO", member])
-        .stdin(pipe)
-        .output()
-        .context("cannot run tar");
+    let tar = Command::new("tar").args(["-xO", member]).stdin(pipe).output().context("cannot run tar");
     let st = dpkg.wait().context("dpkg-deb did not finish")?;
     let tar = tar?;
     if !tar.status.success() {
@@ -72,9 +65,7 @@ fn read_member(deb: &Path, member: &str) -> Result<Vec<u8>> {
 /// `(setup_sects + 1) * 512` bytes. The payload ends with the uncompressed size (4 bytes, LE).
 pub fn decompress_payload(image: &[u8]) -> Result<Vec<u8>> {
     let u32_at = |off: usize| -> Result<u32> {
-        let b = image
-            .get(off..off + 4)
-            .context("the image is too short for a bzImage setup header")?;
+        let b = image.get(off..off + 4).context("the image is too short for a bzImage setup header")?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
     if image.get(0x202..0x206) != Some(b"HdrS") {
@@ -86,9 +77,8 @@ pub fn decompress_payload(image: &[u8]) -> Result<Vec<u8>> {
     };
     let start = (setup_sects + 1) * 512 + u32_at(0x248)? as usize;
     let len = u32_at(0x24c)? as usize;
-    let payload = image
-        .get(start..start + len)
-        .with_context(|| format!("payload {start:#x}+{len:#x} lies outside the image"))?;
+    let payload =
+        image.get(start..start + len).with_context(|| format!("payload {start:#x}+{len:#x} lies outside the image"))?;
     if payload.len() < 8 {
         bail!("payload too short");
     }
@@ -99,10 +89,7 @@ pub fn decompress_payload(image: &[u8]) -> Result<Vec<u8>> {
     } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         ("zstd", &["-dcq"])
     } else {
-        bail!(
-            "payload compression not handled (magic {:02x?}); only XZ and ZSTD are",
-            &data[..6.min(data.len())]
-        );
+        bail!("payload compression not handled (magic {:02x?}); only XZ and ZSTD are", &data[..6.min(data.len())]);
     };
     let out = run_filter(tool, args, data)?;
     if !out.starts_with(b"\x7fELF") {
@@ -126,25 +113,16 @@ fn run_filter(tool: &str, args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
     let mut stdin = child.stdin.take().context("no stdin")?;
     let data = input.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child
-        .wait_with_output()
-        .with_context(|| format!("{tool} did not finish"))?;
+    let out = child.wait_with_output().with_context(|| format!("{tool} did not finish"))?;
     let _ = writer.join();
     if !out.status.success() {
-        bail!(
-            "{tool} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{tool} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out.stdout)
 }
 
-
 pub fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]

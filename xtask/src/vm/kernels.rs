@@ -84,12 +84,7 @@ pub const KERNELS: &[KernelRow] = &[
         archive: &BOOKWORM,
         current: Current::FromSuite("bookworm-backports"),
     },
-    KernelRow {
-        name: "7.2",
-        about: "unstable's kernel",
-        archive: &SID,
-        current: Current::Candidate,
-    },
+    KernelRow { name: "7.2", about: "unstable's kernel", archive: &SID, current: Current::Candidate },
     KernelRow {
         name: "7.3-rc",
         about: "experimental's release candidate",

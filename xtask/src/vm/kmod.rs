@@ -42,8 +42,7 @@ pub fn sync_sources(src: &Path, dst: &Path) -> Result<bool> {
         let p = e.path();
         let name = e.file_name();
         let keep = p.is_file()
-            && p.extension()
-                .is_none_or(|x| x == "c" || x == "h" || x == "sh")
+            && p.extension().is_none_or(|x| x == "c" || x == "h" || x == "sh")
             && !name.to_string_lossy().starts_with('.');
         if !keep {
             continue;
@@ -51,8 +50,7 @@ pub fn sync_sources(src: &Path, dst: &Path) -> Result<bool> {
         let new = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
         let target = dst.join(&name);
         if std::fs::read(&target).ok().as_deref() != Some(new.as_slice()) {
-            std::fs::write(&target, &new)
-                .with_context(|| format!("cannot write {}", target.display()))?;
+            std::fs::write(&target, &new).with_context(|| format!("cannot write {}", target.display()))?;
             changed = true;
         }
     }

@@ -26,11 +26,7 @@ pub fn modules(paths: &Paths, r: &Resolved) -> Result<Vec<PathBuf>> {
     }
     let (package, _) = r.boot.last().context("a kernel without boot packages")?;
     let deb = r.deb(paths, package)?;
-    println!(
-        "[{}] extracting the kvm modules from {}",
-        r.abi,
-        file_name(&deb)
-    );
+    println!("[{}] extracting the kvm modules from {}", r.abi, file_name(&deb));
     let _ = std::fs::remove_dir_all(&dir);
     let tree = dir.join("image.tmp");
     cmd::mkdir(&tree)?;
@@ -44,9 +40,7 @@ pub fn modules(paths: &Paths, r: &Resolved) -> Result<Vec<PathBuf>> {
     let index = index_modules(&modules_dir)?;
     let mut order = Vec::new();
     for name in load_order(ROOT_MODULE, |name| {
-        let path = index
-            .get(name)
-            .with_context(|| format!("module {name} is not in {}", file_name(&deb)))?;
+        let path = index.get(name).with_context(|| format!("module {name} is not in {}", file_name(&deb)))?;
         Ok(module_depends(&read_module(path)?))
     })? {
         let file = format!("{name}.ko");
@@ -57,8 +51,7 @@ pub fn modules(paths: &Paths, r: &Resolved) -> Result<Vec<PathBuf>> {
     }
     let _ = std::fs::remove_dir_all(&tree);
     let list = dir.join(ORDER_FILE);
-    std::fs::write(&list, order.join("\n") + "\n")
-        .with_context(|| format!("cannot write {}", list.display()))?;
+    std::fs::write(&list, order.join("\n") + "\n").with_context(|| format!("cannot write {}", list.display()))?;
     Ok(order.into_iter().map(|file| dir.join(file)).collect())
 }
 
@@ -68,20 +61,14 @@ fn index_modules(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut index = BTreeMap::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
-        for entry in
-            std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))?
-        {
-            let path = entry
-                .with_context(|| format!("cannot list {}", d.display()))?
-                .path();
+        for entry in std::fs::read_dir(&d).with_context(|| format!("cannot list {}", d.display()))? {
+            let path = entry.with_context(|| format!("cannot list {}", d.display()))?.path();
             if path.is_dir() {
                 pending.push(path);
                 continue;
             }
             let name = file_name(&path);
-            let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
-                .iter()
-                .find_map(|ext| name.strip_suffix(ext));
+            let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"].iter().find_map(|ext| name.strip_suffix(ext));
             if let Some(stem) = stem {
                 index.insert(stem.replace('-', "_"), path);
             }
@@ -115,27 +102,17 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
 /// commas; module names as the kernel spells them.
 fn module_depends(ko: &[u8]) -> Vec<String> {
     const KEY: &[u8] = b"depends=";
-    let found = ko
-        .windows(KEY.len())
-        .enumerate()
-        .find(|(i, w)| *w == KEY && (*i == 0 || ko[*i - 1] == 0));
+    let found = ko.windows(KEY.len()).enumerate().find(|(i, w)| *w == KEY && (*i == 0 || ko[*i - 1] == 0));
     let Some((at, _)) = found else {
         return Vec::new();
     };
     let value = &ko[at + KEY.len()..];
     let value = &value[..value.iter().position(|&b| b == 0).unwrap_or(value.len())];
-    String::from_utf8_lossy(value)
-        .split(',')
-        .map(|d| d.trim().replace('-', "_"))
-        .filter(|d| !d.is_empty())
-        .collect()
+    String::from_utf8_lossy(value).split(',').map(|d| d.trim().replace('-', "_")).filter(|d| !d.is_empty()).collect()
 }
 
 /// `root` and everything it depends on, dependencies before their users, each once.
-fn load_order(
-    root: &str,
-    mut depends: impl FnMut(&str) -> Result<Vec<String>>,
-) -> Result<Vec<String>> {
+fn load_order(root: &str, mut depends: impl FnMut(&str) -> Result<Vec<String>>) -> Result<Vec<String>> {
     fn visit(
         name: &str,
         depends: &mut dyn FnMut(&str) -> Result<Vec<String>>,
@@ -146,10 +123,7 @@ fn load_order(
             return Ok(());
         }
         if path.iter().any(|n| n == name) {
-            bail!(
-                "modules depend on each other in a cycle: {} -> {name}",
-                path.join(" -> ")
-            );
+            bail!("modules depend on each other in a cycle: {} -> {name}", path.join(" -> "));
         }
         path.push(name.to_string());
         for dep in depends(name)? {
@@ -172,10 +146,7 @@ mod tests {
     fn depends_is_read_from_modinfo_strings() {
         let ko = b"\x7fELF junk\0license=GPL\0depends=kvm,ccp\0retpoline=Y\0name=kvm_amd\0";
         assert_eq!(module_depends(ko), vec!["kvm", "ccp"]);
-        assert_eq!(
-            module_depends(b"\0depends=\0name=irqbypass\0"),
-            Vec::<String>::new()
-        );
+        assert_eq!(module_depends(b"\0depends=\0name=irqbypass\0"), Vec::<String>::new());
         assert_eq!(module_depends(b"no modinfo here"), Vec::<String>::new());
         // Only a whole key counts, not the end of another one.
         assert_eq!(module_depends(b"\0xdepends=a\0depends=b-c\0"), vec!["b_c"]);
@@ -193,9 +164,7 @@ mod tests {
         .collect();
         let order = load_order("kvm_amd", |n| deps.get(n).cloned().context("unknown")).unwrap();
         assert_eq!(order, vec!["irqbypass", "kvm", "ccp", "kvm_amd"]);
-        let cycle = load_order("a", |n| {
-            Ok(vec![if n == "a" { "b" } else { "a" }.to_string()])
-        });
+        let cycle = load_order("a", |n| Ok(vec![if n == "a" { "b" } else { "a" }.to_string()]));
         assert!(cycle.unwrap_err().to_string().contains("cycle"));
     }
 }

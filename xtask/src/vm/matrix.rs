@@ -57,7 +57,9 @@ fn measure(kernel: &'static str, dir: &Path) -> Result<Measured> {
             .flatten()
             .map(|e| e.path())
             .find(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{forced}-")) && n.ends_with(".jsonl"))
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{forced}-")) && n.ends_with(".jsonl"))
             })
         else {
             bail!("{}: no recording made with --attach {forced}", dir.display());

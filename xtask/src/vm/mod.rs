@@ -11,8 +11,8 @@ pub mod initramfs;
 mod kernel;
 pub mod kernels;
 mod kmod;
-pub mod matrix;
 mod kvm_modules;
+pub mod matrix;
 pub mod paths;
 pub mod qemu;
 mod resolve;
@@ -108,24 +108,10 @@ pub fn run(args: &VmArgs) -> Result<()> {
     let mut failed = Vec::new();
     for r in &reports {
         let (verdict, detail) = match &r.outcome {
-            Ok(o) if o.ok() => (
-                "PASS",
-                format!(
-                    "pass {} fail {}, boot+tests {:.1} s",
-                    o.pass,
-                    o.fail,
-                    secs(o.elapsed)
-                ),
-            ),
-            Ok(o) => (
-                "FAIL",
-                format!(
-                    "pass {} fail {}, boot+tests {:.1} s",
-                    o.pass,
-                    o.fail,
-                    secs(o.elapsed)
-                ),
-            ),
+            Ok(o) if o.ok() => {
+                ("PASS", format!("pass {} fail {}, boot+tests {:.1} s", o.pass, o.fail, secs(o.elapsed)))
+            }
+            Ok(o) => ("FAIL", format!("pass {} fail {}, boot+tests {:.1} s", o.pass, o.fail, secs(o.elapsed))),
             Err(e) => ("FAIL", format!("{e:#}")),
         };
         println!(
@@ -161,11 +147,7 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
     if args.keep && rows.len() > 1 {
         bail!(
             "--keep needs one kernel: add --kernel NAME ({})",
-            kernels::KERNELS
-                .iter()
-                .map(|k| k.name)
-                .collect::<Vec<_>>()
-                .join(", ")
+            kernels::KERNELS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
         );
     }
     for b in &args.with_binary {
@@ -188,34 +170,20 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
             .with_context(|| format!("installing the {} kernel's headers in its build root", r.name()))?;
     }
     let programs = guest::build(&paths)?;
-    println!(
-        "vm: packages and guest programs ready in {:.1} s",
-        secs(start.elapsed())
-    );
+    println!("vm: packages and guest programs ready in {:.1} s", secs(start.elapsed()));
     cmd::mkdir(&paths.logs())?;
 
     let one = |r: &Resolved| -> KernelReport {
         let t = Instant::now();
         let log = paths.logs().join(format!("{}.log", r.name()));
         let root = roots.iter().find(|(a, _)| *a == r.kernel.archive).map(|(_, root)| root);
-        let prepared = root
-            .context("no build root")
-            .and_then(|root| prepare(&paths, r, root, args, &programs));
+        let prepared = root.context("no build root").and_then(|root| prepare(&paths, r, root, args, &programs));
         let prepare_time = t.elapsed();
         let outcome = prepared.and_then(|boot| {
             let _ = std::fs::rename(&log, paths.logs().join(format!("{}.prev.log", r.name())));
-            qemu::boot(&qemu::Boot {
-                log: log.clone(),
-                ..boot
-            })
+            qemu::boot(&qemu::Boot { log: log.clone(), ..boot })
         });
-        KernelReport {
-            name: r.name().into(),
-            abi: r.abi.clone(),
-            prepare: prepare_time,
-            outcome,
-            log,
-        }
+        KernelReport { name: r.name().into(), abi: r.abi.clone(), prepare: prepare_time, outcome, log }
     };
     let workers = if args.sequential { 1 } else { args.parallel.max(1) }.min(resolved.len());
     if workers <= 1 {
@@ -225,26 +193,27 @@ pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
     // only makes every guest slower under TCG (and risks their time limits).
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut reports: Vec<(usize, KernelReport)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some(r) = resolved.get(i) else { break done };
-                        let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(r)))
-                            .unwrap_or_else(|_| KernelReport {
-                                name: r.name().into(),
-                                abi: r.abi.clone(),
-                                prepare: Duration::ZERO,
-                                outcome: Err(anyhow::anyhow!("the {} worker panicked", r.name())),
-                                log: PathBuf::new(),
-                            });
-                        done.push((i, report));
-                    }
+        let handles: Vec<_> =
+            (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let Some(r) = resolved.get(i) else { break done };
+                            let report = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(r)))
+                                .unwrap_or_else(|_| KernelReport {
+                                    name: r.name().into(),
+                                    abi: r.abi.clone(),
+                                    prepare: Duration::ZERO,
+                                    outcome: Err(anyhow::anyhow!("the {} worker panicked", r.name())),
+                                    log: PathBuf::new(),
+                                });
+                            done.push((i, report));
+                        }
+                    })
                 })
-            })
-            .collect();
+                .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     });
     reports.sort_by_key(|(i, _)| *i);
@@ -298,15 +267,10 @@ fn prepare(
 fn lock(paths: &Paths) -> Result<std::fs::File> {
     cmd::mkdir(&paths.store)?;
     let path = paths.store.join(".lock");
-    let f = std::fs::File::create(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let f = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     if f.try_lock().is_err() {
-        println!(
-            "vm: waiting for another `cargo xtask vm` on this machine ({})",
-            path.display()
-        );
-        f.lock()
-            .with_context(|| format!("cannot lock {}", path.display()))?;
+        println!("vm: waiting for another `cargo xtask vm` on this machine ({})", path.display());
+        f.lock().with_context(|| format!("cannot lock {}", path.display()))?;
     }
     Ok(f)
 }

@@ -17,16 +17,10 @@ pub struct Paths {
 
 impl Paths {
     pub fn new() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let root =
+            Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         let cache = root.join("target").join("vm-cache");
-        Paths {
-            root,
-            cache,
-            store: state_dir().join("vm"),
-        }
+        Paths { root, cache, store: state_dir().join("vm") }
     }
 
     /// Private apt configuration and state of one archive.
@@ -78,11 +72,7 @@ impl Default for Paths {
 /// bpf-linker's LLVM links there): `$MMNOTIF_STATE_DIR`, else `$XDG_DATA_HOME/mmnotif-trace`,
 /// else `~/.local/share/mmnotif-trace`.
 pub fn state_dir() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     env("MMNOTIF_STATE_DIR")
         .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("mmnotif-trace")))
         .or_else(|| env("HOME").map(|h| h.join(".local/share/mmnotif-trace")))

@@ -65,11 +65,7 @@ impl FileCapture {
         if line == FILE_END {
             return (true, self.current.take());
         }
-        if !line.is_empty()
-            && line
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
-        {
+        if !line.is_empty() && line.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
             data.push_str(line);
             data.push('\n');
             return (true, None);
@@ -80,14 +76,11 @@ impl FileCapture {
 
 /// Writes a shipped file: base64 → gzip → `dir/name` (name reduced to its last component).
 fn save_file(dir: &std::path::Path, name: &str, base64: &str) -> Result<PathBuf> {
-    let name = std::path::Path::new(name)
-        .file_name()
-        .context("shipped file without a name")?;
+    let name = std::path::Path::new(name).file_name().context("shipped file without a name")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let encoded = dir.join(format!("{}.gz.b64", name.to_string_lossy()));
     let path = dir.join(name);
-    std::fs::write(&encoded, base64)
-        .with_context(|| format!("cannot write {}", encoded.display()))?;
+    std::fs::write(&encoded, base64).with_context(|| format!("cannot write {}", encoded.display()))?;
     let status = Command::new("sh")
         .arg("-c")
         .arg(r#"base64 -d < "$1" | gzip -dc > "$2""#)
@@ -142,15 +135,7 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-accel", "tcg", "-cpu", "max", "-m", &b.memory])
         .args(["-smp", &b.smp.to_string()])
-        .args([
-            "-nodefaults",
-            "-nographic",
-            "-no-reboot",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-        ])
+        .args(["-nodefaults", "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
         .arg("-kernel")
         .arg(&b.vmlinux)
         .arg("-initrd")
@@ -159,33 +144,17 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         .arg(cmdline(b))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .stdin(if b.interactive {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
+        .stdin(if b.interactive { Stdio::inherit() } else { Stdio::null() });
     let shown = cmd::show(&c);
-    let mut log = std::fs::File::create(&b.log)
-        .with_context(|| format!("cannot create {}", b.log.display()))?;
+    let mut log = std::fs::File::create(&b.log).with_context(|| format!("cannot create {}", b.log.display()))?;
     writeln!(log, "# {shown}").with_context(|| format!("cannot write {}", b.log.display()))?;
 
     let start = Instant::now();
-    let mut child = Reaped(
-        c.spawn()
-            .with_context(|| format!("cannot start `{shown}`"))?,
-    );
+    let mut child = Reaped(c.spawn().with_context(|| format!("cannot start `{shown}`"))?);
     let (tx, rx) = mpsc::channel::<String>();
     let readers: Vec<_> = [
-        child
-            .0
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child
-            .0
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.0.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.0.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -195,9 +164,7 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
             let mut r = BufReader::new(r);
             let mut buf = Vec::new();
             while matches!(r.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-                let line = String::from_utf8_lossy(&buf)
-                    .trim_end_matches(['\n', '\r'])
-                    .replace('\r', "");
+                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).replace('\r', "");
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -249,10 +216,7 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
     }
     if timed_out {
         let _ = child.0.kill();
-        out.failures.push(format!(
-            "timed out after {} s",
-            b.timeout.map(|t| t.as_secs()).unwrap_or(0)
-        ));
+        out.failures.push(format!("timed out after {} s", b.timeout.map(|t| t.as_secs()).unwrap_or(0)));
     }
     let status = child.0.wait().context("waiting for QEMU failed")?;
     for r in readers {
@@ -263,16 +227,9 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         out.failures.push(format!("QEMU exited with {status}"));
     }
     if !result_seen {
-        out.failures
-            .push(format!("no `{RESULT_PREFIX}` line from the guest"));
+        out.failures.push(format!("no `{RESULT_PREFIX}` line from the guest"));
     }
-    let _ = writeln!(
-        log,
-        "# elapsed {:.1} s, pass {} fail {}",
-        out.elapsed.as_secs_f64(),
-        out.pass,
-        out.fail
-    );
+    let _ = writeln!(log, "# elapsed {:.1} s, pass {} fail {}", out.elapsed.as_secs_f64(), out.pass, out.fail);
     if out.pass == 0 && out.failures.is_empty() && result_seen {
         bail!("the guest passed nothing");
     }
@@ -281,10 +238,7 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
 
 /// Picks results and fatal kernel conditions out of one console line.
 fn inspect(line: &str, out: &mut Outcome, result_seen: &mut bool) {
-    if let Some(rest) = line
-        .find(RESULT_PREFIX)
-        .map(|i| &line[i + RESULT_PREFIX.len()..])
-    {
+    if let Some(rest) = line.find(RESULT_PREFIX).map(|i| &line[i + RESULT_PREFIX.len()..]) {
         let w: Vec<&str> = rest.split_whitespace().collect();
         if let ["pass", p, "fail", f, ..] = w.as_slice()
             && let (Ok(p), Ok(f)) = (p.parse(), f.parse())
@@ -318,16 +272,8 @@ mod tests {
         let mut o = Outcome::default();
         let mut seen = false;
         inspect("MMNOTIF-TEST: PASS list-ops", &mut o, &mut seen);
-        inspect(
-            "MMNOTIF-TEST: FAIL oom-eagain (2 checks failed)",
-            &mut o,
-            &mut seen,
-        );
-        inspect(
-            "[   3.1] Kernel panic - not syncing: Fatal exception",
-            &mut o,
-            &mut seen,
-        );
+        inspect("MMNOTIF-TEST: FAIL oom-eagain (2 checks failed)", &mut o, &mut seen);
+        inspect("[   3.1] Kernel panic - not syncing: Fatal exception", &mut o, &mut seen);
         inspect("MMNOTIF-GUEST-RESULT: pass 14 fail 1", &mut o, &mut seen);
         assert!(seen);
         assert_eq!((o.pass, o.fail), (14, 1));

@@ -68,14 +68,12 @@ fn parse_policy(text: &str, package: &str) -> Policy {
             // A version line: `[***] VERSION PRIORITY`; an origin line: `PRIORITY URI SUITE/COMP ARCH Packages`.
             let words: Vec<&str> = t.trim_start_matches("*** ").split_whitespace().collect();
             match words.as_slice() {
-                [version, prio] if prio.parse::<i32>().is_ok() => policy.offers.push(Offer {
-                    version: DebVersion::new(version),
-                    suites: Vec::new(),
-                }),
+                [version, prio] if prio.parse::<i32>().is_ok() => {
+                    policy.offers.push(Offer { version: DebVersion::new(version), suites: Vec::new() })
+                }
                 [_prio, _uri, dist, ..] => {
                     if let Some(o) = policy.offers.last_mut() {
-                        o.suites
-                            .push(dist.split('/').next().unwrap_or(dist).to_string());
+                        o.suites.push(dist.split('/').next().unwrap_or(dist).to_string());
                     }
                 }
                 _ => {}
@@ -118,11 +116,7 @@ fn choose(apt: &dyn AptTexts, kernel: &str, want: &Want) -> Result<DebVersion> {
         offered.extend(policy.candidate.clone());
     }
     if offered.is_empty() {
-        bail!(
-            "kernel {kernel}: {} (needed by {}) is not offered by the package mirror",
-            want.package,
-            want.needed_by
-        );
+        bail!("kernel {kernel}: {} (needed by {}) is not offered by the package mirror", want.package, want.needed_by);
     }
     let satisfies = |v: &DebVersion| want.relation.is_none_or(|r| r.allows(v));
     let agrees = |v: &DebVersion| want.upstream.is_none_or(|u| v.upstream() == u);
@@ -133,14 +127,8 @@ fn choose(apt: &dyn AptTexts, kernel: &str, want: &Want) -> Result<DebVersion> {
     if let Some(best) = offered.iter().filter(|v| fits(v)).max() {
         return Ok(best.clone());
     }
-    let list = offered
-        .iter()
-        .map(DebVersion::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let wanted = want
-        .relation
-        .map_or(want.package.clone(), Relation::to_string);
+    let list = offered.iter().map(DebVersion::as_str).collect::<Vec<_>>().join(", ");
+    let wanted = want.relation.map_or(want.package.clone(), Relation::to_string);
     match want.upstream.filter(|_| offered.iter().any(satisfies)) {
         Some(up) => bail!(
             "kernel {kernel}: packages disagree on the upstream version: the image is {up}, but {wanted} \
@@ -156,10 +144,7 @@ fn choose(apt: &dyn AptTexts, kernel: &str, want: &Want) -> Result<DebVersion> {
 
 /// The dependency of `stanza` on a package whose name matches `pred` (first alternative that does).
 fn dependency(stanza: &str, pred: impl Fn(&str) -> bool) -> Option<Relation> {
-    parse_depends(&field(stanza, "Depends")?)
-        .into_iter()
-        .flatten()
-        .find(|r| pred(&r.package))
+    parse_depends(&field(stanza, "Depends")?).into_iter().flatten().find(|r| pred(&r.package))
 }
 
 /// Resolves `row`'s current kernel against what `apt` offers.
@@ -169,12 +154,9 @@ pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
     let policy = parse_policy(&apt.policy(meta)?, meta);
     let meta_version = match &row.current {
         Current::Candidate => policy.candidate.clone(),
-        Current::FromSuite(suite) => policy
-            .offers
-            .iter()
-            .filter(|o| o.suites.iter().any(|s| s == suite))
-            .map(|o| o.version.clone())
-            .max(),
+        Current::FromSuite(suite) => {
+            policy.offers.iter().filter(|o| o.suites.iter().any(|s| s == suite)).map(|o| o.version.clone()).max()
+        }
     }
     .with_context(|| {
         format!(
@@ -188,14 +170,9 @@ pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
     let shown = apt.show(meta)?;
     let meta_rec = record(&shown, meta, &meta_version)
         .with_context(|| format!("kernel {k}: apt-cache show has no {meta} {meta_version}"))?;
-    let image_rel = dependency(meta_rec, |p| {
-        p.starts_with("linux-image-") && p.ends_with("-amd64")
-    })
-    .with_context(|| {
-        format!("kernel {k}: {meta} {meta_version} depends on no linux-image-*-amd64")
-    })?;
-    let abi = image_rel.package["linux-image-".len()..image_rel.package.len() - "-amd64".len()]
-        .to_string();
+    let image_rel = dependency(meta_rec, |p| p.starts_with("linux-image-") && p.ends_with("-amd64"))
+        .with_context(|| format!("kernel {k}: {meta} {meta_version} depends on no linux-image-*-amd64"))?;
+    let abi = image_rel.package["linux-image-".len()..image_rel.package.len() - "-amd64".len()].to_string();
     let needed_by_meta = format!("{meta} {meta_version}");
 
     let image_version = choose(
@@ -241,29 +218,22 @@ pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
     let headers_version = choose(
         apt,
         k,
-        &Want {
-            package: headers.clone(),
-            needed_by: image_id.clone(),
-            relation: None,
-            upstream: Some(&upstream),
-        },
+        &Want { package: headers.clone(), needed_by: image_id.clone(), relation: None, upstream: Some(&upstream) },
     )?;
     let shown = apt.show(&headers)?;
-    let headers_rec = record(&shown, &headers, &headers_version).with_context(|| {
-        format!("kernel {k}: apt-cache show has no {headers} {headers_version}")
-    })?;
+    let headers_rec = record(&shown, &headers, &headers_version)
+        .with_context(|| format!("kernel {k}: apt-cache show has no {headers} {headers_version}"))?;
     let headers_id = format!("{headers} {headers_version}");
     let mut headers_pkgs = vec![(headers.clone(), headers_version.to_string())];
     for (what, pred) in [
         (
             "linux-headers-*-common",
-            (|p: &str| p.starts_with("linux-headers-") && p.ends_with("-common"))
-                as fn(&str) -> bool,
+            (|p: &str| p.starts_with("linux-headers-") && p.ends_with("-common")) as fn(&str) -> bool,
         ),
         ("linux-kbuild-*", |p: &str| p.starts_with("linux-kbuild-")),
     ] {
-        let rel = dependency(headers_rec, pred)
-            .with_context(|| format!("kernel {k}: {headers_id} depends on no {what}"))?;
+        let rel =
+            dependency(headers_rec, pred).with_context(|| format!("kernel {k}: {headers_id} depends on no {what}"))?;
         let v = choose(
             apt,
             k,
@@ -276,12 +246,7 @@ pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
         )?;
         headers_pkgs.push((rel.package.clone(), v.to_string()));
     }
-    Ok(KernelPackages {
-        abi,
-        version: image_version.to_string(),
-        boot,
-        headers: headers_pkgs,
-    })
+    Ok(KernelPackages { abi, version: image_version.to_string(), boot, headers: headers_pkgs })
 }
 
 /// Recorded apt-cache texts: a `=== policy` section (`apt-cache policy` of every package) and a
@@ -300,10 +265,7 @@ impl Recorded {
                 .map(|(_, rest)| rest.split("\n=== ").next().unwrap_or("").to_string())
                 .unwrap_or_default()
         };
-        Recorded {
-            policy: body("policy"),
-            show: body("show"),
-        }
+        Recorded { policy: body("policy"), show: body("show") }
     }
 }
 
@@ -347,16 +309,11 @@ mod tests {
     const SID_SPLIT: &str = include_str!("../../fixtures/apt/sid-7.2-and-7.3-rc-split.txt");
 
     fn resolve_text(text: &str, kernel: &str) -> Result<KernelPackages> {
-        resolve(
-            &Recorded::parse(text),
-            by_name(kernel).expect("a kernel row"),
-        )
+        resolve(&Recorded::parse(text), by_name(kernel).expect("a kernel row"))
     }
 
     fn pkgs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -411,10 +368,7 @@ mod tests {
         assert_eq!(r.abi, "7.2.13+deb14");
         assert_eq!(
             r.boot,
-            pkgs(&[
-                ("linux-binary-7.2.13+deb14-amd64", "7.2.13-1"),
-                ("linux-modules-7.2.13+deb14-amd64", "7.2.13-1"),
-            ])
+            pkgs(&[("linux-binary-7.2.13+deb14-amd64", "7.2.13-1"), ("linux-modules-7.2.13+deb14-amd64", "7.2.13-1"),])
         );
         // kbuild is an unversioned dependency from 7.x: only the upstream version binds it.
         assert_eq!(
@@ -431,10 +385,7 @@ mod tests {
         assert_eq!(rc.version, "7.3~rc7-1~exp1");
         assert_eq!(
             rc.boot,
-            pkgs(&[
-                ("linux-binary-7.3-amd64", "7.3~rc7-1~exp1"),
-                ("linux-modules-7.3-amd64", "7.3~rc7-1~exp1"),
-            ])
+            pkgs(&[("linux-binary-7.3-amd64", "7.3~rc7-1~exp1"), ("linux-modules-7.3-amd64", "7.3~rc7-1~exp1"),])
         );
         assert_eq!(rc.headers[2], ("linux-kbuild-7.3".to_string(), "7.3~rc7-1~exp1".to_string()));
     }
@@ -468,22 +419,13 @@ mod tests {
     fn policy_blocks_and_origins_are_read() {
         let p = parse_policy(&Recorded::parse(SKEW_6_1).policy, "linux-image-amd64");
         assert_eq!(p.candidate.unwrap().as_str(), "6.1.192-2");
-        let suites: Vec<(String, Vec<String>)> = p
-            .offers
-            .iter()
-            .map(|o| (o.version.to_string(), o.suites.clone()))
-            .collect();
+        let suites: Vec<(String, Vec<String>)> =
+            p.offers.iter().map(|o| (o.version.to_string(), o.suites.clone())).collect();
         assert_eq!(
             suites,
             vec![
-                (
-                    "6.12.95-1~bpo12+1".to_string(),
-                    vec!["bookworm-backports".to_string()]
-                ),
-                (
-                    "6.1.192-2".to_string(),
-                    vec!["bookworm-security".to_string()]
-                ),
+                ("6.12.95-1~bpo12+1".to_string(), vec!["bookworm-backports".to_string()]),
+                ("6.1.192-2".to_string(), vec!["bookworm-security".to_string()]),
                 ("6.1.176-1".to_string(), vec!["bookworm".to_string()]),
             ]
         );

@@ -11,9 +11,7 @@ pub struct DebVersion {
 
 impl DebVersion {
     pub fn new(text: &str) -> Self {
-        DebVersion {
-            text: text.trim().to_string(),
-        }
+        DebVersion { text: text.trim().to_string() }
     }
 
     pub fn as_str(&self) -> &str {
@@ -48,9 +46,7 @@ impl Ord for DebVersion {
     fn cmp(&self, other: &Self) -> Ordering {
         let (ea, ua, ra) = self.parts();
         let (eb, ub, rb) = other.parts();
-        ea.cmp(&eb)
-            .then_with(|| compare_part(ua, ub))
-            .then_with(|| compare_part(ra, rb))
+        ea.cmp(&eb).then_with(|| compare_part(ua, ub)).then_with(|| compare_part(ra, rb))
     }
 }
 
@@ -179,11 +175,7 @@ impl fmt::Display for Relation {
 pub fn parse_depends(field: &str) -> Vec<Vec<Relation>> {
     field
         .split(',')
-        .map(|dep| {
-            dep.split('|')
-                .filter_map(parse_relation)
-                .collect::<Vec<_>>()
-        })
+        .map(|dep| dep.split('|').filter_map(parse_relation).collect::<Vec<_>>())
         .filter(|alts| !alts.is_empty())
         .collect()
 }
@@ -195,23 +187,12 @@ fn parse_relation(text: &str) -> Option<Relation> {
     if package.is_empty() {
         return None;
     }
-    let constraint = text[name_end..]
-        .split_once('(')
-        .and_then(|(_, r)| r.split_once(')'))
-        .and_then(|(inner, _)| {
-            let inner = inner.trim();
-            let op_len = inner
-                .find(|c: char| !matches!(c, '<' | '>' | '='))
-                .unwrap_or(inner.len());
-            Some((
-                Op::parse(&inner[..op_len])?,
-                DebVersion::new(&inner[op_len..]),
-            ))
-        });
-    Some(Relation {
-        package: package.to_string(),
-        constraint,
-    })
+    let constraint = text[name_end..].split_once('(').and_then(|(_, r)| r.split_once(')')).and_then(|(inner, _)| {
+        let inner = inner.trim();
+        let op_len = inner.find(|c: char| !matches!(c, '<' | '>' | '=')).unwrap_or(inner.len());
+        Some((Op::parse(&inner[..op_len])?, DebVersion::new(&inner[op_len..])))
+    });
+    Some(Relation { package: package.to_string(), constraint })
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ use ratatui::{
 };
 
 use super::format::{age, count};
-use crate::dashboard::{snapshot::Snapshot, ui::{Pane, Ui}};
+use crate::dashboard::{
+    snapshot::Snapshot,
+    ui::{Pane, Ui},
+};
 
 pub fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
     let inner = block.inner(area);
@@ -83,10 +86,20 @@ fn open_ranges(frame: &mut Frame, area: Rect, s: &Snapshot, ui: &Ui) {
             Cell::from(subscribers.join(" ")),
         ])
     });
-    let header = Row::new(["age", "process", "range", "event", "owed ends"]).style(Style::default().add_modifier(Modifier::BOLD));
-    let widths = [Constraint::Length(5), Constraint::Length(14), Constraint::Length(22), Constraint::Length(8), Constraint::Min(10)];
+    let header = Row::new(["age", "process", "range", "event", "owed ends"])
+        .style(Style::default().add_modifier(Modifier::BOLD));
+    let widths = [
+        Constraint::Length(5),
+        Constraint::Length(14),
+        Constraint::Length(22),
+        Constraint::Length(8),
+        Constraint::Min(10),
+    ];
     let mut state = TableState::default().with_selected(Some(ui.selected(Pane::Events, s.open_ranges.len())));
-    let table = Table::new(rows, widths).header(header).block(block).row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(block)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     frame.render_stateful_widget(table, area, &mut state);
 }
 

@@ -6,7 +6,10 @@ use ratatui::{
 };
 
 use super::format::{age, count};
-use crate::{checker::{RuleId, Verdict}, dashboard::{snapshot::Snapshot, ui::Ui}};
+use crate::{
+    checker::{RuleId, Verdict},
+    dashboard::{snapshot::Snapshot, ui::Ui},
+};
 
 /// Lays out groups of spans after `label` in lines of at most `width` columns, breaking
 /// only between groups (a group is one fact, such as `lost 0`).
@@ -78,11 +81,7 @@ pub fn lines(s: &Snapshot, ui: &Ui, width: u16) -> Vec<Line<'static>> {
     }
     if !s.pairing {
         out.push(Line::from(Span::styled(
-            format!(
-                " DEGRADED: no start/end probes · {} of {} rules not checked ",
-                s.not_checked,
-                RuleId::ALL.len()
-            ),
+            format!(" DEGRADED: no start/end probes · {} of {} rules not checked ", s.not_checked, RuleId::ALL.len()),
             bold.fg(Color::Black).bg(Color::Yellow),
         )));
     }

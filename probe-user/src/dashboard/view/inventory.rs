@@ -37,15 +37,24 @@ fn mm_lines(mm: &MmInventory, selected: bool) -> Vec<Line<'static>> {
     }
     let mut out = vec![Line::from(head)];
     if mm.subscribers.is_empty() && mm.intervals.is_empty() {
-        out.push(Line::styled("  no subscribers right now (the subscription struct stays until the mm exits)", Style::default().fg(Color::DarkGray)));
+        out.push(Line::styled(
+            "  no subscribers right now (the subscription struct stays until the mm exits)",
+            Style::default().fg(Color::DarkGray),
+        ));
     }
     for (i, sub) in mm.subscribers.iter().enumerate() {
         let callbacks: Vec<String> = sub.callbacks.iter().map(|(slot, sym)| format!("{slot}={sym}")).collect();
-        out.push(Line::from(format!("  [{i}] subscriber {} users {}: {}", sub.subscriber, sub.users, callbacks.join(" "))));
+        out.push(Line::from(format!(
+            "  [{i}] subscriber {} users {}: {}",
+            sub.subscriber,
+            sub.users,
+            callbacks.join(" ")
+        )));
         if let Some(kvm) = &sub.kvm {
             let known = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
             let active = kvm.mn_active_invalidate_count;
-            let style = if active.is_some_and(|a| a > 0) { Style::default().fg(Color::Yellow) } else { Style::default() };
+            let style =
+                if active.is_some_and(|a| a > 0) { Style::default().fg(Color::Yellow) } else { Style::default() };
             out.push(Line::from(Span::styled(
                 format!(
                     "      kvm {}: mn_active_invalidate_count {} · mmu_invalidate_in_progress {}",
@@ -74,7 +83,10 @@ fn mm_lines(mm: &MmInventory, selected: bool) -> Vec<Line<'static>> {
         out.push(Line::from(format!("      invalidate={}", iv.invalidate)));
     }
     if mm.truncated {
-        out.push(Line::from(format!("  (more subscribers than the {} per kind the walk reads)", probe_common::MAX_SUBSCRIBERS)));
+        out.push(Line::from(format!(
+            "  (more subscribers than the {} per kind the walk reads)",
+            probe_common::MAX_SUBSCRIBERS
+        )));
     }
     out
 }
@@ -84,17 +96,29 @@ pub fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &
     let (block, lines) = match &s.inventory {
         Inventory::NotReadYet => (block, vec![Line::styled(" reading the inventory…", dim)]),
         Inventory::Unavailable(why) => (block, vec![Line::styled(format!(" {why}"), dim)]),
-        Inventory::Failed(why) => (block, vec![Line::styled(format!(" inventory failed: {why}"), Style::default().fg(Color::Red))]),
+        Inventory::Failed(why) => {
+            (block, vec![Line::styled(format!(" inventory failed: {why}"), Style::default().fg(Color::Red))])
+        }
         Inventory::Read { mms, age_ns } => {
             let list = rows::inventory(mms, &ui.filter);
-            let block = block.title_bottom(format!(" {} mms with subscriptions · read {} ago ", list.len(), age(*age_ns)));
+            let block =
+                block.title_bottom(format!(" {} mms with subscriptions · read {} ago ", list.len(), age(*age_ns)));
             if list.is_empty() {
-                let text = if ui.filter.is_empty() { " no process has mmu notifier subscriptions" } else { " nothing matches the filter" };
+                let text = if ui.filter.is_empty() {
+                    " no process has mmu notifier subscriptions"
+                } else {
+                    " nothing matches the filter"
+                };
                 (block, vec![Line::styled(text, dim)])
             } else {
                 let selected = ui.selected(Pane::Inventory, list.len());
                 // Start the view at the selected mm so j/k scroll through long inventories.
-                let lines = list.iter().enumerate().skip(selected.saturating_sub(1)).flat_map(|(i, mm)| mm_lines(mm, i == selected)).collect();
+                let lines = list
+                    .iter()
+                    .enumerate()
+                    .skip(selected.saturating_sub(1))
+                    .flat_map(|(i, mm)| mm_lines(mm, i == selected))
+                    .collect();
                 (block, lines)
             }
         }

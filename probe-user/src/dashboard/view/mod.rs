@@ -87,7 +87,10 @@ fn footer_line(ui: &Ui, s: &Snapshot) -> Line<'static> {
         return Line::from(vec![
             Span::styled(" filter: ", Style::default().add_modifier(Modifier::BOLD)),
             Span::raw(format!("{text}▏")),
-            Span::styled("  (pid, comm, callback or rule; Enter apply, Esc cancel)", Style::default().fg(Color::DarkGray)),
+            Span::styled(
+                "  (pid, comm, callback or rule; Enter apply, Esc cancel)",
+                Style::default().fg(Color::DarkGray),
+            ),
         ]);
     }
     let mut spans = Vec::new();

@@ -38,7 +38,10 @@ pub fn help(frame: &mut Frame, area: Rect) {
     let lines: Vec<Line> = KEYS
         .iter()
         .map(|(keys, what)| {
-            Line::from(vec![Span::styled(format!(" {keys:<20} "), Style::default().add_modifier(Modifier::BOLD)), Span::raw(*what)])
+            Line::from(vec![
+                Span::styled(format!(" {keys:<20} "), Style::default().add_modifier(Modifier::BOLD)),
+                Span::raw(*what),
+            ])
         })
         .collect();
     let rect = centered(area, 78, lines.len() as u16 + 2);
@@ -108,7 +111,10 @@ pub fn detail_lines(entry: &ViolationEntry, s: &Snapshot) -> Vec<Line<'static>> 
     for (id, text) in &entry.sequence {
         match text {
             Some(text) => out.push(Line::raw(format!("#{id:<7} {text}"))),
-            None => out.push(Line::styled(format!("#{id:<7} (no longer in the recent-event window)"), Style::default().fg(Color::DarkGray))),
+            None => out.push(Line::styled(
+                format!("#{id:<7} (no longer in the recent-event window)"),
+                Style::default().fg(Color::DarkGray),
+            )),
         }
     }
     out.push(Line::raw(""));

@@ -35,12 +35,20 @@ fn right(text: String) -> Cell<'static> {
 /// Draws `table` with the focused pane's selection, or `empty` when there are no rows.
 fn draw_table(frame: &mut Frame, area: Rect, block: Block<'_>, table: Table<'_>, rows: usize, ui: &Ui, empty: &str) {
     if rows == 0 {
-        let text = if ui.filter.is_empty() { empty.to_owned() } else { format!("nothing matches the filter {:?}", ui.filter.text()) };
-        frame.render_widget(Paragraph::new(format!(" {text}")).style(Style::default().fg(Color::DarkGray)).block(block), area);
+        let text = if ui.filter.is_empty() {
+            empty.to_owned()
+        } else {
+            format!("nothing matches the filter {:?}", ui.filter.text())
+        };
+        frame.render_widget(
+            Paragraph::new(format!(" {text}")).style(Style::default().fg(Color::DarkGray)).block(block),
+            area,
+        );
         return;
     }
     let mut state = TableState::default().with_selected(Some(ui.selected(ui.pane, rows)));
-    let table = table.block(block).row_highlight_style(Style::default().add_modifier(Modifier::REVERSED)).highlight_symbol("›");
+    let table =
+        table.block(block).row_highlight_style(Style::default().add_modifier(Modifier::REVERSED)).highlight_symbol("›");
     frame.render_stateful_widget(table, area, &mut state);
 }
 
@@ -61,7 +69,13 @@ pub fn violations(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot,
             Cell::from(v.callback.as_ref().map_or_else(|| "-".to_owned(), |c| c.to_string())),
         ])
     });
-    let widths = [Constraint::Length(6), Constraint::Length(9), Constraint::Length(23), Constraint::Length(16), Constraint::Min(10)];
+    let widths = [
+        Constraint::Length(6),
+        Constraint::Length(9),
+        Constraint::Length(23),
+        Constraint::Length(16),
+        Constraint::Min(10),
+    ];
     let table = Table::new(table_rows, widths).header(header_row(&rows::VIOLATION_COLUMNS, sort, usize::MAX));
     let empty = if s.pairing {
         "no violations so far".to_owned()
