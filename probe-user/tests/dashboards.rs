@@ -108,9 +108,9 @@ fn promql_metric_names_are_extracted_and_nothing_else() {
     );
     assert_eq!(
         names(
-            r#"count(mmnotif_kvm_mn_active_invalidate_count{x="y"} > 0) or vector(0) + on (pid) group_left (comm) mmnotif_mm_subscribers offset 5m"#
+            r#"count(mmnotif_kvm_mn_active_invalidations{x="y"} > 0) or vector(0) + on (pid) group_left (comm) mmnotif_mm_subscribers offset 5m"#
         ),
-        ["mmnotif_kvm_mn_active_invalidate_count", "mmnotif_mm_subscribers"]
+        ["mmnotif_kvm_mn_active_invalidations", "mmnotif_mm_subscribers"]
     );
     assert_eq!(
         names("max(time() - mmnotif_inventory_last_refresh_timestamp_seconds) * 1e3"),

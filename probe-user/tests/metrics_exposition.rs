@@ -10,7 +10,10 @@ use common::{parse_exposition, promtool_check, sum};
 use mmnotif_trace::{
     checker::{Checker, RuleId},
     loader::{AttachReport, HookStatus, Method},
-    metrics::{EventBreakdown, InventorySnapshot, SessionInfo, SessionSnapshot, encode},
+    metrics::{
+        EventBreakdown, InventorySnapshot, SessionInfo, SessionSnapshot, encode, families,
+        inventory::{KvmGauges, MmGauges},
+    },
     session::SessionTotals,
     trace::{EventType, TraceReader},
 };
@@ -22,6 +25,11 @@ fn corpus(name: &str) -> PathBuf {
 
 /// Replays a trace through the checker and the exporter's breakdown, as a live session does.
 fn exposition(name: &str) -> (String, mmnotif_trace::checker::Report) {
+    exposition_with(name, &InventorySnapshot::default())
+}
+
+/// The same, with `inventory` as the last inventory walk's gauges.
+fn exposition_with(name: &str, inventory: &InventorySnapshot) -> (String, mmnotif_trace::checker::Report) {
     let file = File::open(corpus(name)).expect("corpus trace");
     let reader = TraceReader::new(BufReader::new(file)).expect("header");
     let mut checker = Checker::new(reader.header());
@@ -38,7 +46,7 @@ fn exposition(name: &str) -> (String, mmnotif_trace::checker::Report) {
     attach.hooks.push(HookStatus::new("range_end"));
     let info = SessionInfo::new("6.12.43+deb13-amd64", &attach);
     let snapshot = SessionSnapshot::capture(&checker, &breakdown, &SessionTotals::default());
-    let families = encode(&info, &snapshot, &InventorySnapshot::default(), 0);
+    let families = encode(&info, &snapshot, inventory, 0);
     let mut text = Vec::new();
     TextEncoder::new().encode(&families, &mut text).expect("encode");
     (String::from_utf8(text).expect("utf-8"), checker.report())
@@ -61,6 +69,58 @@ fn every_corpus_trace_exposes_lint_free_metrics_without_addresses() {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(!line.contains("\"0x"), "{name}: a label value is a raw address: {line}");
         }
+    }
+}
+
+/// An inventory walk that fills every per-mm family: one process with a KVM VM mid-invalidation
+/// and an interval tree that is invalidating.
+fn busy_inventory() -> InventorySnapshot {
+    InventorySnapshot {
+        mms: vec![MmGauges {
+            pid: "4242".into(),
+            comm: "qemu-system-x86".into(),
+            subscribers: 2,
+            interval_subscribers: 1,
+            itree_active: Some(1),
+            itree_invalidating: Some(true),
+            kvm: vec![KvmGauges { vm: "0".into(), active_invalidate_count: Some(1), invalidate_in_progress: Some(1) }],
+        }],
+        total_mms: 1,
+        refreshes_ok: 3,
+        refreshes_failed: 1,
+        last_refresh_unix_seconds: 1_764_000_000.0,
+    }
+}
+
+/// promtool is only as good as what it is shown: this scrape has a series in every family the
+/// exporter declares (a family with none would hide a naming mistake, as `_count` on a gauge
+/// once did).
+#[test]
+fn a_scrape_with_every_family_populated_is_lint_free() {
+    let inventory = busy_inventory();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut texts = Vec::new();
+    for name in ["clean-all-types.jsonl", "lost-then-unpaired-end.jsonl", "v6.6-double-end.jsonl", "itree-leak.jsonl"] {
+        let (text, _) = exposition_with(name, &inventory);
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let series = line.split(['{', ' ']).next().unwrap_or_default();
+            seen.insert(series.to_string());
+        }
+        texts.push((name, text));
+    }
+    let empty: Vec<&str> = families::ALL
+        .iter()
+        .map(|f| f.name)
+        .filter(|family| {
+            !seen.iter().any(|s| {
+                s == family || ["_bucket", "_sum", "_count"].iter().any(|suffix| s.strip_suffix(suffix) == Some(family))
+            })
+        })
+        .collect();
+    assert!(empty.is_empty(), "families with no series in any scrape: {empty:?}");
+    for (name, text) in texts {
+        let (ok, report) = promtool_check(&text);
+        assert!(ok && report.trim().is_empty(), "{name}: promtool check metrics:\n{report}\n{text}");
     }
 }
 

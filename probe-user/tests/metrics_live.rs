@@ -61,13 +61,13 @@ fn every_metric_the_dashboards_query_is_in_a_live_scrape() {
     BufReader::new(workload.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("first step report");
     let pid = workload.id().to_string();
     let (body, samples) = tracer.scrape_until(240, "the workload's VM in the inventory and its invalidations", |s| {
-        s.keys().any(|(n, l)| n == "mmnotif_kvm_mn_active_invalidate_count" && l.get("pid") == Some(&pid))
+        s.keys().any(|(n, l)| n == "mmnotif_kvm_mn_active_invalidations" && l.get("pid") == Some(&pid))
             && sum(s, "mmnotif_subscriber_calls_total", &[("callback", KVM_START)]) > 0.0
     });
     let _ = workload.kill();
     let _ = workload.wait();
     assert_eq!(
-        sum(&samples, "mmnotif_kvm_mn_active_invalidate_count", &[("pid", &pid)]),
+        sum(&samples, "mmnotif_kvm_mn_active_invalidations", &[("pid", &pid)]),
         0.0,
         "an idle VM has no open invalidation: {body}"
     );

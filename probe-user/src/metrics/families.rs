@@ -80,7 +80,7 @@ families! {
         "active_invalidate_ranges of a process's interval tree (from the inventory).";
     MM_ITREE_INVALIDATING: Gauge "mmnotif_mm_itree_invalidating" ["pid", "comm"]
         "1 while a process's interval tree is mid-invalidation (odd invalidate_seq or active ranges), from the inventory.";
-    KVM_ACTIVE_INVALIDATE: Gauge "mmnotif_kvm_mn_active_invalidate_count" ["pid", "comm", "vm"]
+    KVM_ACTIVE_INVALIDATE: Gauge "mmnotif_kvm_mn_active_invalidations" ["pid", "comm", "vm"]
         "KVM's mn_active_invalidate_count per VM (non-zero while an invalidation is open; stuck non-zero means a missing end).";
     KVM_INVALIDATE_IN_PROGRESS: Gauge "mmnotif_kvm_mmu_invalidate_in_progress" ["pid", "comm", "vm"]
         "KVM's mmu_invalidate_in_progress per VM.";
