@@ -43,6 +43,14 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# --- the default toolchain's style gate (cargo xtask test runs cargo fmt --check and clippy) ------
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    say "adding $component to the default toolchain"
+    rustup component add "$component"
+  fi
+done
+
 # --- nightly toolchain + rust-src (the eBPF crate is built with -Z build-std=core) ----
 if ! rustup toolchain list | grep -q "^$NIGHTLY"; then
   say "installing the $NIGHTLY toolchain"

@@ -142,11 +142,35 @@ fn cargo_test(selection: &[&str], test_args: &[&str], env: &[(&str, String)]) ->
     Ok((passed, failed, ok))
 }
 
+/// The style gate: `cargo fmt --check` and clippy with warnings as errors, each one result.
+/// Clippy runs in the same environment as the tests, so the eBPF object is built once for both.
+fn lint() -> Result<(u64, u64)> {
+    let (mut passed, mut failed) = (0, 0);
+    let checks: [(&str, &[&str]); 2] = [
+        ("cargo fmt --check", &["fmt", "--all", "--check"]),
+        ("cargo clippy -D warnings", &["clippy", "--all-targets", "--quiet", "--", "-D", "warnings"]),
+    ];
+    for (name, args) in checks {
+        let status = cargo().args(args).status().with_context(|| format!("running {name}"))?;
+        if status.success() {
+            println!("xtask: lint: {name}: ok");
+            passed += 1;
+        } else {
+            println!("xtask: lint: {name}: FAILED ({status})");
+            failed += 1;
+        }
+    }
+    Ok((passed, failed))
+}
+
 fn test(no_vm: bool) -> Result<u8> {
     let started = Instant::now();
     setup()?;
+    let (lint_passed, lint_failed) = lint()?;
     // Default members: probe-ebpf only builds for the BPF target.
     let (mut passed, mut failed, mut cargo_ok) = cargo_test(&[], &[], &[])?;
+    passed += lint_passed;
+    failed += lint_failed;
     if !cargo_ok && failed == 0 {
         failed += 1; // a build failure or a crashed test binary
     }

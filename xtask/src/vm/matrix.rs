@@ -68,10 +68,10 @@ fn measure(kernel: &'static str, dir: &Path) -> Result<Measured> {
             if method.starts_with("unavailable") {
                 continue;
             }
-            if let Ok(methods) = hooks.entry(hook).or_insert_with(|| Ok(Vec::new())) {
-                if !methods.contains(&method) {
-                    methods.push(method);
-                }
+            if let Ok(methods) = hooks.entry(hook).or_insert_with(|| Ok(Vec::new()))
+                && !methods.contains(&method)
+            {
+                methods.push(method);
             }
         }
     }
