@@ -316,78 +316,87 @@ mod tests {
         list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
     }
 
-    #[test]
-    fn kbuild_resolves_by_its_own_candidate_not_the_image_revision() {
-        let r = resolve_text(SKEW_6_1, "6.1").unwrap();
-        assert_eq!(r.abi, "6.1.0-56");
-        assert_eq!(r.version, "6.1.192-2");
-        assert_eq!(r.boot, pkgs(&[("linux-image-6.1.0-56-amd64", "6.1.192-2")]));
-        assert_eq!(
-            r.headers,
-            pkgs(&[
+    /// What each recorded archive resolves to: (why, fixture, kernel, ABI, boot, headers).
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static [(&'static str, &'static str)],
+    );
+    const CASES: &[Case] = &[
+        (
+            "kbuild by its own candidate (6.1.192-3), not the image's revision",
+            SKEW_6_1,
+            "6.1",
+            "6.1.0-56",
+            &[("linux-image-6.1.0-56-amd64", "6.1.192-2")],
+            &[
                 ("linux-headers-6.1.0-56-amd64", "6.1.192-2"),
                 ("linux-headers-6.1.0-56-common", "6.1.192-2"),
                 ("linux-kbuild-6.1", "6.1.192-3"),
-            ])
-        );
-    }
-
-    #[test]
-    fn backports_kernel_comes_from_its_suite_not_the_candidate() {
-        let r = resolve_text(BACKPORTS_6_12, "6.12").unwrap();
-        assert_eq!(r.abi, "6.12.95+deb12");
-        assert_eq!(r.boot, pkgs(&[("linux-image-6.12.95+deb12-amd64", "6.12.95-1~bpo12+1")]));
-        assert_eq!(
-            r.headers,
-            pkgs(&[
+            ],
+        ),
+        (
+            "a backports kernel comes from its suite, not the archive's candidate",
+            BACKPORTS_6_12,
+            "6.12",
+            "6.12.95+deb12",
+            &[("linux-image-6.12.95+deb12-amd64", "6.12.95-1~bpo12+1")],
+            &[
                 ("linux-headers-6.12.95+deb12-amd64", "6.12.95-1~bpo12+1"),
                 ("linux-headers-6.12.95+deb12-common", "6.12.95-1~bpo12+1"),
                 ("linux-kbuild-6.12.95+deb12", "6.12.95-1~bpo12+1"),
-            ])
-        );
-    }
-
-    #[test]
-    fn lts_5_10_comes_from_bullseye_security() {
-        let r = resolve_text(BULLSEYE_5_10, "5.10").unwrap();
-        assert_eq!(r.abi, "5.10.0-46");
-        assert_eq!(r.boot, pkgs(&[("linux-image-5.10.0-46-amd64", "5.10.262-1")]));
-        assert_eq!(
-            r.headers,
-            pkgs(&[
+            ],
+        ),
+        (
+            "5.10 LTS comes from bullseye-security",
+            BULLSEYE_5_10,
+            "5.10",
+            "5.10.0-46",
+            &[("linux-image-5.10.0-46-amd64", "5.10.262-1")],
+            &[
                 ("linux-headers-5.10.0-46-amd64", "5.10.262-1"),
                 ("linux-headers-5.10.0-46-common", "5.10.262-1"),
                 ("linux-kbuild-5.10", "5.10.262-1"),
-            ])
-        );
-    }
-
-    #[test]
-    fn split_7x_images_boot_from_their_binary_and_modules_packages() {
-        let r = resolve_text(SID_SPLIT, "7.2").unwrap();
-        assert_eq!(r.abi, "7.2.13+deb14");
-        assert_eq!(
-            r.boot,
-            pkgs(&[("linux-binary-7.2.13+deb14-amd64", "7.2.13-1"), ("linux-modules-7.2.13+deb14-amd64", "7.2.13-1"),])
-        );
-        // kbuild is an unversioned dependency from 7.x: only the upstream version binds it.
-        assert_eq!(
-            r.headers,
-            pkgs(&[
+            ],
+        ),
+        (
+            "a split 7.x image boots from its binary and modules packages; kbuild is unversioned",
+            SID_SPLIT,
+            "7.2",
+            "7.2.13+deb14",
+            &[("linux-binary-7.2.13+deb14-amd64", "7.2.13-1"), ("linux-modules-7.2.13+deb14-amd64", "7.2.13-1")],
+            &[
                 ("linux-headers-7.2.13+deb14-amd64", "7.2.13-1"),
                 ("linux-headers-7.2.13+deb14-common", "7.2.13-1"),
                 ("linux-kbuild-7.2.13+deb14", "7.2.13-1"),
-            ])
-        );
-        // The release candidate: experimental is never apt's candidate, the row names its suite.
-        let rc = resolve_text(SID_SPLIT, "7.3-rc").unwrap();
-        assert_eq!(rc.abi, "7.3");
-        assert_eq!(rc.version, "7.3~rc7-1~exp1");
-        assert_eq!(
-            rc.boot,
-            pkgs(&[("linux-binary-7.3-amd64", "7.3~rc7-1~exp1"), ("linux-modules-7.3-amd64", "7.3~rc7-1~exp1"),])
-        );
-        assert_eq!(rc.headers[2], ("linux-kbuild-7.3".to_string(), "7.3~rc7-1~exp1".to_string()));
+            ],
+        ),
+        (
+            "the release candidate: experimental is never apt's candidate, the row names its suite",
+            SID_SPLIT,
+            "7.3-rc",
+            "7.3",
+            &[("linux-binary-7.3-amd64", "7.3~rc7-1~exp1"), ("linux-modules-7.3-amd64", "7.3~rc7-1~exp1")],
+            &[
+                ("linux-headers-7.3-amd64", "7.3~rc7-1~exp1"),
+                ("linux-headers-7.3-common", "7.3~rc7-1~exp1"),
+                ("linux-kbuild-7.3", "7.3~rc7-1~exp1"),
+            ],
+        ),
+    ];
+
+    #[test]
+    fn recorded_archives_resolve_as_apt_would() {
+        for (why, text, kernel, abi, boot, headers) in CASES {
+            let r = resolve_text(text, kernel).unwrap_or_else(|e| panic!("{why}: {e}"));
+            assert_eq!(r.abi, *abi, "{why}");
+            assert_eq!(r.version, boot[0].1, "{why}: the image's version");
+            assert_eq!(r.boot, pkgs(boot), "{why}");
+            assert_eq!(r.headers, pkgs(headers), "{why}");
+        }
     }
 
     #[test]
