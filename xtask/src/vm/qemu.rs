@@ -133,7 +133,11 @@ pub fn cmdline(b: &Boot) -> String {
 pub fn boot(b: &Boot) -> Result<Outcome> {
     cmd::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-accel", "tcg", "-cpu", "max", "-m", &b.memory])
+    // Single-threaded TCG: with one host thread per vCPU (MTTCG) the guests died of
+    // `Oops: int3` at kernel text the kernel was patching (static keys, alternatives) on 6.12,
+    // 7.2 and 7.3-rc, once during boot before any module or tracer was loaded. Cross-modified
+    // code is only coherent here when the vCPUs share one thread.
+    c.args(["-accel", "tcg,thread=single", "-cpu", "max", "-m", &b.memory])
         .args(["-smp", &b.smp.to_string()])
         .args(["-nodefaults", "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
         .arg("-kernel")
