@@ -76,6 +76,24 @@ impl HookStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct AttachReport {
     pub hooks: Vec<HookStatus>,
+    /// Whether an fentry and a kprobe program load and attach on the start function, each tried
+    /// once per object: 5.10 cannot attach a tracing program again after detaching it.
+    #[serde(skip)]
+    pub methods: MethodChecks,
+}
+
+/// The outcome of trying each function-probe method once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodChecks {
+    pub fentry: Result<(), String>,
+    pub kprobe: Result<(), String>,
+}
+
+impl Default for MethodChecks {
+    fn default() -> Self {
+        let untried = || Err("not tried".to_string());
+        MethodChecks { fentry: untried(), kprobe: untried() }
+    }
 }
 
 impl AttachReport {
@@ -113,7 +131,7 @@ mod tests {
         let mut start = HookStatus::new("range_start");
         start.refused.push(Refusal { method: Method::Fentry, reason: "EPERM".into() });
         start.refused.push(Refusal { method: Method::Kprobe, reason: "no kprobe PMU".into() });
-        let report = AttachReport { hooks: vec![start, kvm] };
+        let report = AttachReport { hooks: vec![start, kvm], ..AttachReport::default() };
         let map = report.header_map();
         assert_eq!(map["kvm_unmap_hva_range"], "tp_btf");
         assert_eq!(map["range_start"], "unavailable: fentry: EPERM; kprobe: no kprobe PMU");

@@ -45,21 +45,16 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
     checks.push(Check { what: "kallsyms", ok: true, detail: format!("{} text symbols", kernel.kallsyms.len()) });
 
     let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
-    // The two function-probe methods, tried on their own whatever `choice` says.
+    let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, choice, tracepoints)?;
+    // The two function-probe methods, as attach_all tried them (whatever `choice` says).
     let on_start = format!("loads and attaches on {}", hooks::START_FUNCTION);
-    let fentry = match aya::Btf::from_sys_fs() {
-        Ok(btf) => hooks::try_fentry(&mut ebpf, &btf),
-        Err(e) => Err(format!("no kernel BTF: {}", hooks::error_chain(&e))),
-    };
-    let kprobe = hooks::try_kprobe(&mut ebpf);
-    for (what, result) in [("fentry/fexit", fentry), ("kprobe/kretprobe", kprobe)] {
+    for (what, result) in [("fentry/fexit", &attach.methods.fentry), ("kprobe/kretprobe", &attach.methods.kprobe)] {
         let (ok, detail) = match result {
             Ok(()) => (true, on_start.clone()),
-            Err(reason) => (false, reason),
+            Err(reason) => (false, reason.clone()),
         };
         checks.push(Check { what, ok, detail });
     }
-    let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, choice, tracepoints)?;
     for h in &attach.hooks {
         if hooks::is_function_hook(h.hook) {
             continue;

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{
     LoadError,
-    attach::{AttachReport, HookStatus, Method, Refusal},
+    attach::{AttachReport, HookStatus, Method, MethodChecks, Refusal},
 };
 use crate::kallsyms::Kallsyms;
 
@@ -458,6 +458,7 @@ pub fn attach_all(
     };
     let kprobe = try_kprobe(ebpf);
     report.hooks.extend(attach_function_hooks(ebpf, &FUNCTION_HOOKS, btf.as_ref(), kallsyms, choice, &fentry, &kprobe));
+    report.methods = MethodChecks { fentry: fentry.clone(), kprobe: kprobe.clone() };
     for (hook, method) in CALLBACK_HOOKS {
         let mut status = HookStatus::new(hook);
         match &kprobe {
