@@ -98,9 +98,13 @@ pub fn by_name(name: &str) -> Option<&'static KernelRow> {
     KERNELS.iter().find(|k| k.name == name)
 }
 
-/// The names `--kernel` accepts, `all` last.
-pub fn choices() -> Vec<&'static str> {
-    KERNELS.iter().map(|k| k.name).chain(["all"]).collect()
+/// The values `--kernel` accepts, each with its description, `all` last.
+pub fn choices() -> Vec<clap::builder::PossibleValue> {
+    KERNELS
+        .iter()
+        .map(|k| clap::builder::PossibleValue::new(k.name).help(k.about))
+        .chain([clap::builder::PossibleValue::new("all").help("every kernel above, two guests at a time")])
+        .collect()
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 /// Boot Debian kernels under QEMU and run the guest suite (and an optional command) in them.
 #[derive(clap::Args, Debug, Clone)]
 pub struct VmArgs {
-    /// Which kernel to boot (a row of xtask/src/vm/kernels.rs), or `all` (in parallel).
+    /// Which kernel to boot (a row of xtask/src/vm/kernels.rs), or `all`.
     #[arg(long, default_value = "all", value_parser = clap::builder::PossibleValuesParser::new(kernels::choices()))]
     pub kernel: String,
     /// After the tests, open a shell on the guest console (one kernel only); exit it to power off.
