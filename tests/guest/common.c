@@ -55,11 +55,24 @@ int mmnt_open(void)
 int mmnt_reset(int fd)
 {
 	/* Under the tracer, keep what the slots counted before they are cleared: tracer.sh
-	 * compares the sum of these dumps with the recording. */
+	 * compares the sum of these dumps with the recording. The slots are unregistered
+	 * first, so the counts are final: dumping allocates and writes, and in a process
+	 * that has just forked each of those writes is a COW fault the subscribers (and the
+	 * tracer) still see if they are registered. */
 	const char *path = getenv("MMNOTIF_COUNTERS");
 
 	if (path) {
-		FILE *f = fopen(path, "a");
+		struct mmnt_counters c;
+		uint32_t slot;
+		FILE *f;
+
+		for (slot = 0; slot < MMNT_SLOTS; slot++) {
+			read_slot(fd, (int)slot, &c);
+			if ((c.state == MMNT_STATE_ACTIVE || c.state == MMNT_STATE_RELEASED) &&
+			    ioctl(fd, MMNT_IOC_UNREGISTER, &slot))
+				die("unregister slot %u", slot);
+		}
+		f = fopen(path, "a");
 
 		if (!f)
 			die("open %s", path);
