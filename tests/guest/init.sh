@@ -46,6 +46,8 @@ fi
 if grep -q mmnotif_test /proc/modules; then
 	if rmmod mmnotif_test; then result PASS module-unload; else result FAIL module-unload; fi
 fi
+# Last: scenarios that leave tasks stuck in the kernel (they load the module again).
+[ "$RUN_SUITE" = 1 ] && /tests/suite.sh leak
 
 pass=$(grep -c '^MMNOTIF-TEST: PASS' "$RESULTS")
 fail=$(grep -c '^MMNOTIF-TEST: FAIL' "$RESULTS")

@@ -24,15 +24,34 @@ run() {
 # the others (list-ops list-release interval-seq list-buggy-blockable) to mmnotif-basic.
 # leave-registered runs last: it leaves slots on a dead mm for the module unload that follows.
 # kvm-attach (tests/guest/kvm.sh) needs the tracer in the guest.
-basic= oom= leave= kvm=
+# The interval-tree leak scenarios (oom-itree-*) leave tasks blocked in the module for good, so
+# the module cannot be unloaded after them: init.sh runs them after the unload, as `suite.sh leak`.
+LEAK_SCENARIOS="oom-itree-list oom-itree-list-disjoint oom-itree-only"
+# process_mrelease(2) exists since 5.15 (kernel_facts.rs: ProcessMrelease).
+grep -q ' __x64_sys_process_mrelease$' /proc/kallsyms && LEAK_SCENARIOS="$LEAK_SCENARIOS oom-itree-list-mrelease"
+basic= oom= leave= kvm= leak=
 for s in $SCENARIOS; do
 	case $s in
+	oom-itree-*) leak="$leak $s" ;;
 	oom-*) oom="$oom $s" ;;
 	leave-registered) leave=1 ;;
 	kvm-attach) kvm=1 ;;
 	*) basic="$basic $s" ;;
 	esac
 done
+if [ "$1" = leak ]; then
+	[ -z "$SCENARIOS" ] && leak=$LEAK_SCENARIOS
+	[ -n "$leak" ] || exit 0
+	if ! insmod /lib/modules/mmnotif_test.ko; then
+		echo "MMNOTIF-TEST: FAIL leak-module-load" | tee -a "$RESULTS"
+		exit 0
+	fi
+	run leak "$DIR/mmnotif-oom" $leak
+	if [ -x /usr/local/bin/mmnotif-trace ] && [ -z "$SCENARIOS" ]; then
+		SCENARIOS_UNDER_TRACE=$leak CHECK_CASES=leak "$DIR/tracer.sh"
+	fi
+	exit 0
+fi
 if [ -z "$SCENARIOS" ] || [ -n "$basic" ]; then run basic "$DIR/mmnotif-basic" $basic; fi
 if [ -z "$SCENARIOS" ] || [ -n "$oom" ]; then run oom "$DIR/mmnotif-oom" $oom; fi
 # The same scenarios under the tracer, when the guest has it (`cargo xtask test` puts it there).

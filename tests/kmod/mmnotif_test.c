@@ -9,6 +9,13 @@
  * notifier core took dropped) by MMNT_IOC_UNREGISTER, MMNT_IOC_RESET or
  * module unload.
  *
+ * No call that can wait inside the notifier core holds mmnt_lock: removing
+ * an interval notifier and mmu_interval_read_begin() wait for the mm's
+ * interval-tree invalidations to end, and after the interval-tree leak
+ * (a list start failing non-blockably after an interval succeeded) they
+ * never do. Such a slot stays REMOVING, or keeps its waiters count, and
+ * MMNT_IOC_RESET leaves it alone; every other slot stays usable.
+ *
  * The start callbacks have one function per behaviour so that the kernel's
  * "%pS callback failed" message and a tracer name the behaviour.
  */
@@ -35,6 +42,7 @@ struct mmnt_slot {
 	u32 state, kind, behaviour, flags, pid;
 	int error;
 	spinlock_t seq_lock; /* orders mmu_interval_set_seq against read_retry */
+	atomic_t waiters;    /* MMNT_IOC_SEQ callers inside mmu_interval_read_begin() */
 	atomic64_t starts_blockable, starts_nonblock;
 	atomic64_t ends_blockable, ends_nonblock;
 	atomic64_t fails_blockable, fails_nonblock;
@@ -181,7 +189,7 @@ static const struct mmu_interval_notifier_ops mmnt_iops_false_nonblock = {
 
 /* --- slot management (mmnt_lock held) ---------------------------------- */
 
-static void mmnt_zero(struct mmnt_slot *s)
+static void mmnt_zero_counters(struct mmnt_slot *s)
 {
 	int i;
 
@@ -199,20 +207,31 @@ static void mmnt_zero(struct mmnt_slot *s)
 	atomic64_set(&s->inval_false, 0);
 	s->last_seq = s->last_start = s->last_end = 0;
 	s->last_event = s->last_flags = 0;
+}
+
+static void mmnt_zero(struct mmnt_slot *s)
+{
+	mmnt_zero_counters(s);
 	s->kind = s->behaviour = s->flags = s->pid = 0;
 	s->error = 0;
 	s->mm = NULL;
 }
 
-/* Detach a slot from its mm; counters are kept. */
+/* Detach a slot from its mm; counters are kept. Called and returns with mmnt_lock held, but
+ * drops it around the removal, which may wait (forever, after the interval-tree leak). */
 static void mmnt_unregister(struct mmnt_slot *s)
 {
+	struct mm_struct *mm = s->mm;
+
 	if (s->state != MMNT_STATE_ACTIVE && s->state != MMNT_STATE_RELEASED)
 		return;
+	s->state = MMNT_STATE_REMOVING;
+	mutex_unlock(&mmnt_lock);
 	if (s->kind == MMNT_KIND_LIST)
-		mmu_notifier_unregister(&s->mn, s->mm); /* drops the notifier core's mm grab */
+		mmu_notifier_unregister(&s->mn, mm); /* drops the notifier core's mm grab */
 	else
 		mmu_interval_notifier_remove(&s->isub);
+	mutex_lock(&mmnt_lock);
 	s->mm = NULL;
 	s->state = MMNT_STATE_UNREGISTERED;
 }
@@ -302,14 +321,23 @@ static void mmnt_read(struct mmnt_slot *s, struct mmnt_counters *c)
 	c->by_event_other = atomic64_read(&s->by_event[8]);
 }
 
+/* Frees every slot no task is stuck on (mmnt_lock held). */
 static void mmnt_reset_all(void)
 {
 	int i;
 
 	for (i = 0; i < MMNT_SLOTS; i++) {
-		mmnt_unregister(&mmnt_slots[i]);
-		mmnt_zero(&mmnt_slots[i]);
-		mmnt_slots[i].state = MMNT_STATE_FREE;
+		struct mmnt_slot *s = &mmnt_slots[i];
+
+		if (s->state != MMNT_STATE_REMOVING && !atomic_read(&s->waiters))
+			mmnt_unregister(s);
+		if (s->state == MMNT_STATE_REMOVING || atomic_read(&s->waiters)) {
+			/* Stuck for good: keep it, but count from zero like the others. */
+			mmnt_zero_counters(s);
+			continue;
+		}
+		mmnt_zero(s);
+		s->state = MMNT_STATE_FREE;
 	}
 }
 
@@ -416,15 +444,19 @@ static long mmnt_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		if (!s)
 			return -EINVAL;
 		mutex_lock(&mmnt_lock);
-		if (s->kind != MMNT_KIND_INTERVAL || s->state != MMNT_STATE_ACTIVE) {
+		if (s->kind != MMNT_KIND_INTERVAL || s->state != MMNT_STATE_ACTIVE)
 			ret = -EINVAL;
-		} else {
-			q.seq = mmu_interval_read_begin(&s->isub);
-			spin_lock(&s->seq_lock);
-			q.retry = mmu_interval_read_retry(&s->isub, q.check);
-			spin_unlock(&s->seq_lock);
-		}
+		else
+			atomic_inc(&s->waiters); /* keeps the slot registered without the lock */
 		mutex_unlock(&mmnt_lock);
+		if (ret)
+			return ret;
+		/* What a driver's fault path does; waits while the mm's interval tree is invalidating. */
+		q.seq = mmu_interval_read_begin(&s->isub);
+		spin_lock(&s->seq_lock);
+		q.retry = mmu_interval_read_retry(&s->isub, q.check);
+		spin_unlock(&s->seq_lock);
+		atomic_dec(&s->waiters);
 		if (!ret && copy_to_user(uarg, &q, sizeof(q)))
 			ret = -EFAULT;
 		return ret;

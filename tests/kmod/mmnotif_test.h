@@ -36,6 +36,7 @@
 #define MMNT_STATE_ACTIVE 1        /* registered on a live mm */
 #define MMNT_STATE_RELEASED 2      /* list notifier whose ->release ran (the mm was torn down) */
 #define MMNT_STATE_UNREGISTERED 3  /* unregistered by MMNT_IOC_UNREGISTER; counters kept */
+#define MMNT_STATE_REMOVING 4      /* an unregistration is waiting in the kernel (kept by RESET) */
 
 struct mmnt_register {
 	__u32 kind;
@@ -104,7 +105,7 @@ struct mmnt_status {
 #define MMNT_IOC_REGISTER _IOWR(MMNT_IOC_MAGIC, 1, struct mmnt_register)
 #define MMNT_IOC_READ _IOWR(MMNT_IOC_MAGIC, 2, struct mmnt_counters)
 #define MMNT_IOC_UNREGISTER _IOW(MMNT_IOC_MAGIC, 3, __u32)
-#define MMNT_IOC_RESET _IO(MMNT_IOC_MAGIC, 4)   /* unregister every slot, zero all */
+#define MMNT_IOC_RESET _IO(MMNT_IOC_MAGIC, 4)   /* unregister and free every slot no task is stuck on */
 #define MMNT_IOC_SEQ _IOWR(MMNT_IOC_MAGIC, 5, struct mmnt_seq)
 /* Park the calling thread in the module until MMNT_IOC_RELEASE_PARKED or the timeout.
  * Returns 0 when released, -ETIMEDOUT, or -EINTR (killable parks only). */
