@@ -59,6 +59,9 @@ pub enum Fact {
     OdpEagainHoldsLock,
     /// hmm's start could return -EAGAIN with its notifier count raised.
     HmmEagainLeaksCount,
+    /// `process_mrelease(2)`: a userspace OOM killer reaps a killed process's memory itself,
+    /// through the same non-blocking invalidation as the OOM reaper.
+    ProcessMrelease,
 }
 
 /// One fact: since when it holds, where it was backported, and the commit, where recorded.
@@ -82,7 +85,7 @@ const fn row(
 }
 
 /// Every fact. Fixed bugs are rows too: `since` is the release with the fix.
-pub static FACTS: [FactRow; 8] = [
+pub static FACTS: [FactRow; 9] = [
     row(Fact::BlockableFailureWarn, KernelVersion::new(5, 4, 0), &[], None),
     row(Fact::CompensatingEnds, KernelVersion::new(5, 12, 0), &[KernelVersion::new(5, 10, 27)], Some("c2655835fd8c")),
     row(
@@ -96,6 +99,7 @@ pub static FACTS: [FactRow; 8] = [
     row(Fact::PagemapScan, KernelVersion::new(6, 7, 0), &[], Some("4cccb6221cae")),
     row(Fact::OdpEagainHoldsLock, KernelVersion::new(5, 3, 0), &[], Some("7608bf40cf24")),
     row(Fact::HmmEagainLeaksCount, KernelVersion::new(5, 3, 0), &[], None),
+    row(Fact::ProcessMrelease, KernelVersion::new(5, 15, 0), &[], None),
 ];
 
 impl Fact {

@@ -150,3 +150,75 @@ fn rules_without_their_hooks_report_nothing() {
     assert!(!report.checked.contains(&RuleId::UnpairedStart));
     assert!(report.checked.contains(&RuleId::UnpairedEnd));
 }
+
+fn interval(ts: u64, tid: u32, range: u64) -> Event {
+    Event::new(
+        ts,
+        EventBody::IntervalInvalidate(IntervalInvalidate {
+            tid,
+            range: Addr(range),
+            mm: MM,
+            subscriber: Addr(0xffff_8880_0c44_0100),
+            callback: Symbol::new("amdgpu_hmm_invalidate_gfx [amdgpu]"),
+            cur_seq: 9,
+            ret: true,
+        }),
+    )
+}
+
+fn failing_list_start(ts: u64, tid: u32, range: u64) -> Event {
+    let mut e = kvm_start(ts, tid, range);
+    if let EventBody::SubscriberStart(s) = &mut e.body {
+        s.callback = Symbol::new("nouveau_svmm_invalidate_range_start [nouveau]");
+        s.subscriber = Some(Addr(0xffff_8880_0a22_0040));
+        s.has_end = Some(false);
+        s.ret = Some(-11);
+    }
+    e
+}
+
+/// The whole leak: the owner names the mm (its own blockable ranges), the reaper leaks one
+/// range per failed start, the violation comes once, and the report keeps the running size
+/// and the kernel's own count.
+#[test]
+fn an_itree_leak_is_reported_once_with_its_owner_subscribers_and_size() {
+    for overlapping in [true, false] {
+        let mut c = Checker::new(&header());
+        c.push(&start(500, 40, 0x50, true)); // the owner, blockable
+        c.push(&ret(510, 40, 0x50, 0, ItreeSnapshot { active: Some(1), seq: Some(8) }));
+        c.push(&end(520, 40, 0x50));
+        let mut found = Vec::new();
+        for i in 0..3u64 {
+            let ts = 1_000 + i * 1_000;
+            let mut reaper = start(ts, 61, 0x100, false);
+            reaper.comm = Some(Comm::new("oom_reaper"));
+            found.extend(rules(c.push(&reaper)));
+            if overlapping {
+                c.push(&interval(ts + 100, 61, 0x100));
+            }
+            c.push(&failing_list_start(ts + 200, 61, 0x100));
+            let seq = if overlapping { 9 } else { 8 };
+            found.extend(rules(c.push(&ret(
+                ts + 300,
+                61,
+                0x100,
+                -11,
+                ItreeSnapshot { active: Some(i + 1), seq: Some(seq) },
+            ))));
+        }
+        found.extend(rules(c.push(&start(9_000, 40, 0x60, true))));
+        let report = c.finish();
+        assert_eq!(found, vec![RuleId::ItreeLeak], "once, live, for the mm (overlapping {overlapping})");
+        let v = &report.violations[0];
+        assert!(v.explanation.contains("of pid 40 (t)"), "the owner, not the reaper: {}", v.explanation);
+        assert!(v.explanation.contains("(by pid 61, oom_reaper)"), "{}", v.explanation);
+        assert!(v.explanation.contains("nouveau_svmm_invalidate_range_start [nouveau] failed"), "{}", v.explanation);
+        assert_eq!(v.explanation.contains("amdgpu_hmm_invalidate_gfx [amdgpu] had succeeded"), overlapping);
+        let hint = v.hint.as_deref().unwrap_or_default();
+        assert_eq!(hint.contains("overlapping or not"), !overlapping, "{hint}");
+        let [leak] = report.itree_leaks.as_slice() else { panic!("{:?}", report.itree_leaks) };
+        assert_eq!((leak.leaked_ranges, leak.kernel_active_ranges), (3, Some(3)));
+        assert_eq!(leak.overlapped(), overlapping);
+        assert_eq!(leak.by_comm.as_ref().map(Comm::as_str), Some("oom_reaper"));
+    }
+}

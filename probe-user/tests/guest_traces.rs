@@ -14,6 +14,7 @@ use std::{
 
 use mmnotif_trace::{
     checker::replay_file,
+    kernel_facts::{Fact, KernelVersion},
     trace::{Addr, Event, EventBody, Header, TraceReader},
 };
 use serde_json::Value;
@@ -39,7 +40,7 @@ const METHODS: [(&str, [(&str, &str); 4]); 2] = [
     ),
 ];
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 11] = [
     "list-ops",
     "interval-seq",
     "interval-preregistered",
@@ -48,7 +49,17 @@ const SCENARIOS: [&str; 8] = [
     "oom-eagain-endop",
     "oom-rfc2019",
     "oom-interval",
+    "oom-itree-list",
+    "oom-itree-list-disjoint",
+    "oom-itree-only",
 ];
+
+/// Run where the kernel has process_mrelease(2) (tests/guest/suite.sh decides the same way).
+const MRELEASE_SCENARIO: &str = "oom-itree-list-mrelease";
+
+/// The interval-tree leak scenarios that leak (tests/guest/oom.c); `oom-itree-only` is their
+/// control.
+const LEAKING: [&str; 3] = ["oom-itree-list", "oom-itree-list-disjoint", MRELEASE_SCENARIO];
 
 /// The rule ids the checker must report per scenario on these (v5.12+) kernels; every
 /// other scenario is clean.
@@ -58,6 +69,8 @@ fn expected_rules(scenario: &str) -> Vec<&'static str> {
         // compensating-end loop still calls that subscriber's end, unpaired. The OOM reaper
         // retries, so each rule fires once per failed start.
         "oom-eagain-endop" => vec!["failed-start-has-end-op", "kernel-warn", "notifier-unpaired-end"],
+        // Once per leaked mm, however many ranges leak.
+        s if LEAKING.contains(&s) => vec!["itree-leak"],
         _ => vec![],
     }
 }
@@ -194,6 +207,49 @@ fn check_rfc2019_sequence(r: &Recording, what: &str) -> Vec<String> {
     problems
 }
 
+/// The interval-tree leak: reported once, for the victim's mm, with as many leaked ranges as
+/// the module's list subscriber failed non-blockable starts (each one leaks one active range),
+/// the kernel's own active count agreeing, and the interval subscriber named only when it
+/// overlapped the reaped ranges.
+fn check_leak(r: &Recording, report: &mmnotif_trace::checker::Report, scenario: &str, what: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let failing_list = |v: &Value| v["kind"] == 1 && v["behaviour"] == 1;
+    let fails = sum(&r.counters, failing_list, &["fails_nonblock"]);
+    let reported = report.violation_counts.iter().find(|(r, _)| r.as_str() == "itree-leak").map_or(0, |(_, n)| *n);
+    if reported != 1 {
+        problems.push(format!("{what}: itree-leak reported {reported} times, want once (one leaked mm):\n{report}"));
+    }
+    let [leak] = report.itree_leaks.as_slice() else {
+        return vec![format!("{what}: want one leaked mm in the report, got {:?}", report.itree_leaks)];
+    };
+    if leak.leaked_ranges != fails || fails == 0 {
+        problems.push(format!(
+            "{what}: {} leaked range(s) reported, the module counted {fails} failed starts",
+            leak.leaked_ranges
+        ));
+    }
+    if leak.kernel_active_ranges != Some(fails) {
+        problems.push(format!(
+            "{what}: the kernel's active_invalidate_ranges read {:?} at the end, want {fails}",
+            leak.kernel_active_ranges
+        ));
+    }
+    if !leak.failed_callbacks.iter().any(|c| callback_is(c.as_str(), "mmnt_start_eagain_nonblock")) {
+        problems.push(format!("{what}: the failing list callback is not named: {:?}", leak.failed_callbacks));
+    }
+    let overlapping = scenario != "oom-itree-list-disjoint";
+    if leak.overlapped() != overlapping
+        || (overlapping && !leak.intervals.iter().any(|c| callback_is(c.as_str(), "mmnt_invalidate_ok")))
+    {
+        problems
+            .push(format!("{what}: interval subscribers named {:?}, want them only when overlapping", leak.intervals));
+    }
+    if leak.comm.as_ref().is_none_or(|c| c.as_str() != "mmnotif-oom") {
+        problems.push(format!("{what}: the leaked mm's process is named {:?}", leak.comm));
+    }
+    problems
+}
+
 /// Interval scenarios: `ops->invalidate` gets odd (invalidating) sequence numbers, and
 /// `mn_itree_inv_end` leaves the tree quiescent (no active range, even sequence).
 fn check_interval_tree(r: &Recording, what: &str) -> Vec<String> {
@@ -255,8 +311,11 @@ fn guest_recordings_match_the_module_and_the_kernel() {
     for entry in spec.split(',').filter(|s| !s.is_empty()) {
         let (kernel, dir) = entry.split_once('=').expect("<kernel>=<dir>");
         problems.extend(check_probe(Path::new(dir), kernel));
+        let release = load(Path::new(dir), "fentry", "list-ops").header.kernel;
+        let mrelease = KernelVersion::parse(&release).is_some_and(|v| v.has(Fact::ProcessMrelease));
+        let scenarios: Vec<&str> = SCENARIOS.into_iter().chain(mrelease.then_some(MRELEASE_SCENARIO)).collect();
         for (method, hooks) in METHODS {
-            for scenario in SCENARIOS {
+            for &scenario in &scenarios {
                 let what = format!("{kernel} {method} {scenario}");
                 let r = load(Path::new(dir), method, scenario);
                 for (hook, want) in hooks {
@@ -301,7 +360,9 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                 let failed_starts =
                     r.events.iter().filter(|e| matches!(&e.body, EventBody::RangeStartRet(x) if x.ret != 0)).count()
                         as u64;
-                if !want.is_empty() && counts.values().any(|&n| n != failed_starts) {
+                if LEAKING.contains(&scenario) {
+                    problems.extend(check_leak(&r, &report, scenario, &what));
+                } else if !want.is_empty() && counts.values().any(|&n| n != failed_starts) {
                     problems
                         .push(format!("{what}: want each rule once per failed start ({failed_starts}): {counts:?}"));
                 }

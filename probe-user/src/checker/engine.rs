@@ -6,6 +6,7 @@ use crate::kernel_facts::Fact;
 
 use super::{
     hints::KernelInfo,
+    itree_leak::{ItreeLeak, LeakingStart},
     report::{RangeRef, Report, TaskRef, Verdict, Violation},
     rules::{RuleId, RuleSet},
     state::*,
@@ -89,6 +90,8 @@ pub struct Checker {
     tasks: FastMap<u32, TaskState>,
     mms: FastMap<Addr, MmLive>,
     leak_suspects: Vec<Addr>,
+    /// Every mm whose interval tree leaked, for the violation's wording and the report.
+    leaks: FastMap<Addr, ItreeLeak>,
     probes: ProbeClock,
     stats: Statistics,
     new_violations: Vec<Violation>,
@@ -113,6 +116,7 @@ impl Checker {
             tasks: FastMap::default(),
             mms: FastMap::default(),
             leak_suspects: Vec::new(),
+            leaks: FastMap::default(),
             probes: ProbeClock::default(),
             stats: Statistics::default(),
             new_violations: Vec::new(),
@@ -222,7 +226,18 @@ impl Checker {
         } else {
             Verdict::Pass
         };
+        let mut itree_leaks: Vec<ItreeLeak> = self
+            .leaks
+            .values()
+            .map(|leak| {
+                // The owner may have been named only after the leak (by its exit, say).
+                let (pid, comm) = self.stats.mm_owner(leak.mm);
+                ItreeLeak { pid: pid.or(leak.pid), comm: comm.or_else(|| leak.comm.clone()), ..leak.clone() }
+            })
+            .collect();
+        itree_leaks.sort_by_key(|l| (l.first_ts, l.mm));
         Report {
+            itree_leaks,
             kernel: self.kernel.release.clone(),
             verdict,
             complete: self.lost == 0 && self.rules.not_checked().is_empty(),
@@ -308,25 +323,37 @@ impl Checker {
                 continue;
             }
             live.leak = LeakState::Reported;
-            let mut what = Vec::new();
-            if let Some(a) = active.filter(|a| *a > 0) {
-                what.push(format!("{a} active invalidate range(s)"));
-            }
-            if let Some(s) = itree_seq.filter(|s| s & 1 == 1) {
-                what.push(format!("odd invalidate_seq {s}"));
-            }
-            let mut v = Violation::new(
-                RuleId::ItreeLeak,
-                ts,
-                format!(
-                    "the interval tree of mm {mm} still shows {} while no invalidation of that mm is open, so mmu_interval_read_begin() callers will wait for an end that never comes",
-                    what.join(" and ")
+            let (explanation, overlapped, pid, comm, stack) = match self.leaks.get(&mm) {
+                Some(leak) => (
+                    leak.explain(active, itree_seq),
+                    leak.overlapped(),
+                    // The task is who leaked (the reaper); the owner is in the explanation.
+                    leak.by_pid,
+                    leak.by_comm.clone(),
+                    leak.stack.clone(),
                 ),
-            );
+                None => {
+                    // Seen only from a snapshot (the failing __start was not traced).
+                    let mut what = Vec::new();
+                    if let Some(a) = active.filter(|a| *a > 0) {
+                        what.push(format!("{a} active invalidate range(s)"));
+                    }
+                    if let Some(s) = itree_seq.filter(|s| s & 1 == 1) {
+                        what.push(format!("odd invalidate_seq {s}"));
+                    }
+                    let text = format!(
+                        "the interval tree of mm {mm} still shows {} while no invalidation of that mm is open, so mmu_interval_read_begin() callers will wait for an end that never comes",
+                        what.join(" and ")
+                    );
+                    (text, true, None, None, None)
+                }
+            };
+            let mut v = Violation::new(RuleId::ItreeLeak, ts, explanation);
             v.mm = Some(mm);
-            v.task = tid.map(|tid| TaskRef { pid: None, tid, comm: None });
+            v.task = tid.map(|tid| TaskRef { pid, tid, comm });
+            v.stack = stack;
             v.events = seq.into_iter().collect();
-            v.hint = Some(self.kernel.itree_leak());
+            v.hint = Some(self.kernel.itree_leak(overlapped));
             self.emit(v);
         }
         self.mms.retain(|_, live| !live.is_idle());
@@ -337,7 +364,11 @@ impl Checker {
     fn on_range_start(&mut self, ev: &Event, call: &RangeCall, seq: u64) {
         self.stats.totals.range_starts += 1;
         self.stats.totals.open_now += 1;
-        self.stats.mm_task(call.mm, ev.pid, ev.comm.as_ref());
+        // Non-blockable ranges come from another task (the OOM reaper, process_mrelease):
+        // they must not rename the mm's process.
+        if call.blockable {
+            self.stats.mm_task(call.mm, ev.pid, ev.comm.as_ref());
+        }
         let mm_row = self.stats.mm(call.mm);
         mm_row.starts += 1;
         mm_row.open_now += 1;
@@ -352,26 +383,11 @@ impl Checker {
 
         let args = RangeArgs { start: call.start, end: call.end, event: call.event, blockable: call.blockable };
         let notifiers = self.spare_notifier_lists.pop().unwrap_or_default();
-        self.outer.insert(
-            key,
-            OuterRange {
-                phase: if self.has_ret_hook { OuterPhase::Starting } else { OuterPhase::Open },
-                mm: call.mm,
-                args: Some(args),
-                pid: ev.pid,
-                comm: ev.comm.clone(),
-                start_seq: Some(seq),
-                start_ts: ev.ts,
-                stack: ev.stack.clone(),
-                notifiers,
-                reported_blockable_failure: false,
-                reported_bad_errno: false,
-                saw_compensating_end: false,
-                ended_after_failure: false,
-                closed_ts: 0,
-                outer_ended_first: None,
-            },
-        );
+        let phase = if self.has_ret_hook { OuterPhase::Starting } else { OuterPhase::Open };
+        let mut range = OuterRange::seen_at(phase, call.mm, Some(args), ev, notifiers);
+        range.start_seq = Some(seq);
+        range.stack = ev.stack.clone();
+        self.outer.insert(key, range);
         self.tasks.entry(call.tid).or_default().live.push(call.range);
         self.mms.entry(call.mm).or_default().live_ranges += 1;
         self.check_range_args(ev, call, seq, true);
@@ -394,7 +410,31 @@ impl Checker {
             let report_blockable = blockable && !range.reported_blockable_failure;
             let report_errno = ret.ret != EAGAIN && !range.reported_bad_errno;
             let start_seq = range.start_seq;
+            let witness = mem::take(&mut range.itree);
+            let (pid, comm, event) = (range.pid, range.comm.clone(), range.args.map(|a| a.event));
+            let stack = range.stack.clone();
             self.close_live(key, mm);
+            // More ranges active in the tree than this mm has open: this __start left its own.
+            let open = self.mms.get(&mm).map_or(0, |m| u64::from(m.live_ranges));
+            if ret.itree.active.is_some_and(|a| a > open) && self.rules.is_checked(RuleId::ItreeLeak) {
+                match self.leaks.get_mut(&mm) {
+                    Some(leak) => leak.add(&witness, ret.itree),
+                    None => {
+                        let (owner_pid, owner_comm) = self.stats.mm_owner(mm);
+                        let start = LeakingStart {
+                            mm,
+                            pid: owner_pid,
+                            comm: owner_comm.as_ref(),
+                            by: (pid, comm.as_ref()),
+                            stack: stack.as_ref(),
+                            event,
+                            witness: &witness,
+                            ts: ev.ts,
+                        };
+                        self.leaks.insert(mm, ItreeLeak::first(&start, ret.itree));
+                    }
+                }
+            }
             self.stats.totals.range_failures += 1;
             self.stats.mm(mm).failures += 1;
             if report_blockable {
@@ -496,26 +536,8 @@ impl Checker {
                 self.emit_with_hint(v, hint);
                 if phase.is_none() {
                     let notifiers = self.spare_notifier_lists.pop().unwrap_or_default();
-                    self.outer.insert(
-                        key,
-                        OuterRange {
-                            phase: OuterPhase::Ended { end_seq: seq },
-                            mm: call.mm,
-                            args: Some(args),
-                            pid: ev.pid,
-                            comm: ev.comm.clone(),
-                            start_seq: None,
-                            start_ts: ev.ts,
-                            stack: None,
-                            notifiers,
-                            reported_blockable_failure: false,
-                            reported_bad_errno: false,
-                            saw_compensating_end: false,
-                            ended_after_failure: false,
-                            closed_ts: ev.ts,
-                            outer_ended_first: None,
-                        },
-                    );
+                    let phase = OuterPhase::Ended { end_seq: seq };
+                    self.outer.insert(key, OuterRange::seen_at(phase, call.mm, Some(args), ev, notifiers));
                     self.tasks.entry(call.tid).or_default().closing.push(call.range);
                 } else if let Some(r) = self.outer.get_mut(&key) {
                     r.phase = OuterPhase::Ended { end_seq: seq };
@@ -687,6 +709,11 @@ impl Checker {
             }
             None => self.insert_unseen(key, s.mm, ev),
         }
+        if ret != 0
+            && let Some(range) = self.outer.get_mut(&key)
+        {
+            range.itree.failed.get_or_insert_with(|| (s.callback.clone(), ret));
+        }
 
         // A second start of the same subscriber on the same range: the first one's end is lost.
         let previous = self.outer.get_mut(&key).and_then(|r| {
@@ -791,26 +818,7 @@ impl Checker {
 
     fn insert_unseen(&mut self, key: RangeKey, mm: Addr, ev: &Event) {
         let notifiers = self.spare_notifier_lists.pop().unwrap_or_default();
-        self.outer.insert(
-            key,
-            OuterRange {
-                phase: OuterPhase::Unseen,
-                mm,
-                args: None,
-                pid: ev.pid,
-                comm: ev.comm.clone(),
-                start_seq: None,
-                start_ts: ev.ts,
-                stack: None,
-                notifiers,
-                reported_blockable_failure: false,
-                reported_bad_errno: false,
-                saw_compensating_end: false,
-                ended_after_failure: false,
-                closed_ts: ev.ts,
-                outer_ended_first: None,
-            },
-        );
+        self.outer.insert(key, OuterRange::seen_at(OuterPhase::Unseen, mm, None, ev, notifiers));
         // Nothing will end it explicitly; it settles like a closed range.
         self.tasks.entry(key.tid).or_default().closing.push(key.range);
     }
@@ -964,10 +972,13 @@ impl Checker {
             }
         }
         self.stats.mm(i.mm).subscriber_calls += 1;
+        let key = RangeKey { tid: i.tid, range: i.range };
         if i.ret {
+            if let Some(range) = self.outer.get_mut(&key) {
+                range.itree.interval_succeeded(&i.callback);
+            }
             return;
         }
-        let key = RangeKey { tid: i.tid, range: i.range };
         let Some(range) = self.outer.get(&key) else { return };
         if range.args.map(|a| a.blockable) != Some(true) {
             return;
@@ -1044,8 +1055,13 @@ impl Checker {
     // ---- interval tree ----
 
     fn observe_itree(&mut self, mm: Addr, snapshot: ItreeSnapshot, ts: u64, seq: u64, tid: Option<u32>) {
-        if snapshot.is_empty() || !self.rules.is_checked(RuleId::ItreeLeak) {
+        // mm 0: an mn_itree_inv_end that no traced __start of its thread led to (the release
+        // path of exit_mmap): whose tree it was is unknown, so it says nothing about any mm.
+        if snapshot.is_empty() || mm == Addr(0) || !self.rules.is_checked(RuleId::ItreeLeak) {
             return;
+        }
+        if let Some(leak) = self.leaks.get_mut(&mm) {
+            leak.observe(snapshot);
         }
         if snapshot.invalidating() {
             let live = self.mms.entry(mm).or_default();

@@ -96,8 +96,23 @@ impl KernelInfo {
         )
     }
 
-    pub fn itree_leak(&self) -> String {
-        "matches the interval-tree leak in __start: interval subscribers succeeded, a list subscriber then failed, and -EAGAIN was returned without mn_itree_inv_end, so mmu_interval_read_begin() waits forever (reachable with nouveau SVM; found by reading, not reported upstream)".into()
+    /// The interval-tree leak; `overlapped`: an interval subscriber's invalidate ran in a
+    /// leaking range (otherwise only the active count leaked).
+    pub fn itree_leak(&self, overlapped: bool) -> String {
+        let first = if overlapped {
+            "__start counts the range as active in the interval tree and invalidates the interval subscribers it overlaps before it calls the list subscribers; when a list subscriber then fails, it returns -EAGAIN without mn_itree_inv_end(), so the active count never returns to 0 and invalidate_seq stays odd"
+        } else {
+            "__start counts every range as active in the interval tree, overlapping or not, before it calls the list subscribers; when a list subscriber then fails, it returns -EAGAIN without mn_itree_inv_end(), so the active count never returns to 0 and the next range that overlaps an interval leaves invalidate_seq odd for good"
+        };
+        let since = match self.version {
+            Some(v) if !v.has(Fact::IntervalTree) => {
+                format!("; {} predates the interval tree, so this is something else", self.this_kernel())
+            }
+            _ => format!(" (every kernel since {}; no upstream fix known)", Fact::IntervalTree.cite()),
+        };
+        format!(
+            "matches the interval-tree leak: {first}. Then mmu_interval_read_begin() (a driver's fault path) and mmu_interval_notifier_remove() on this mm wait forever, in D state{since}"
+        )
     }
 
     pub fn zero_length(&self) -> String {

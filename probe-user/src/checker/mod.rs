@@ -5,6 +5,7 @@
 mod engine;
 pub mod hints;
 pub mod histogram;
+pub mod itree_leak;
 pub mod report;
 pub mod rules;
 mod state;

@@ -4,6 +4,7 @@ use std::{collections::BTreeMap, fmt};
 use serde::Serialize;
 
 use super::{
+    itree_leak::ItreeLeak,
     rules::{NotChecked, RuleId, Severity},
     stats::StatsSummary,
 };
@@ -166,6 +167,9 @@ pub struct Report {
     pub not_checked: Vec<NotChecked>,
     pub lost: u64,
     pub stats: StatsSummary,
+    /// Every mm whose interval tree leaked: who, what, and how many ranges so far.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub itree_leaks: Vec<ItreeLeak>,
 }
 
 impl Report {

@@ -2,9 +2,9 @@
 //! tasks that own them, and mms whose interval tree looks stuck.
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::trace::{Addr, Comm, MmuEvent, Symbol};
+use crate::trace::{Addr, Comm, Event, MmuEvent, Symbol};
 
-use super::stats::NotifierRow;
+use super::{itree_leak::ItreeWitness, stats::NotifierRow};
 
 /// Multiply-rotate hasher for small integer keys. Keys come from the traced kernel, and a
 /// trace is checked by the person who recorded it, so flooding resistance buys nothing here
@@ -135,6 +135,8 @@ pub struct OuterRange {
     /// was open. Reported when this one ends: if it never ends, its own unpaired start
     /// explains the order and nothing else is reported.
     pub outer_ended_first: Option<EndedFirst>,
+    /// What this range did to the interval tree and the list, for the leak's explanation.
+    pub itree: ItreeWitness,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +147,35 @@ pub struct EndedFirst {
 }
 
 impl OuterRange {
+    /// A range first seen at `ev` (its `__start`, or a later event when that was not traced):
+    /// nothing reported, nothing delivered yet, closed at `ev`'s time unless it is live.
+    pub fn seen_at(
+        phase: OuterPhase,
+        mm: Addr,
+        args: Option<RangeArgs>,
+        ev: &Event,
+        notifiers: Vec<NotifierRecord>,
+    ) -> OuterRange {
+        OuterRange {
+            phase,
+            mm,
+            args,
+            pid: ev.pid,
+            comm: ev.comm.clone(),
+            start_seq: None,
+            start_ts: ev.ts,
+            stack: None,
+            notifiers,
+            reported_blockable_failure: false,
+            reported_bad_errno: false,
+            saw_compensating_end: false,
+            ended_after_failure: false,
+            closed_ts: if phase.is_live() { 0 } else { ev.ts },
+            outer_ended_first: None,
+            itree: ItreeWitness::default(),
+        }
+    }
+
     /// When its `__start` was traced; `None` when only its end or subscriber calls were seen.
     pub fn traced_start_ts(&self) -> Option<u64> {
         self.start_seq.map(|_| self.start_ts)

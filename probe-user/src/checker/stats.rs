@@ -151,6 +151,11 @@ impl Statistics {
         self.mms.entry(mm).or_default()
     }
 
+    /// The process last named for `mm` (see [`Statistics::mm_task`]).
+    pub fn mm_owner(&self, mm: Addr) -> (Option<u32>, Option<Comm>) {
+        self.mms.get(&mm).map_or((None, None), |row| (row.pid, row.comm.clone()))
+    }
+
     pub fn mm_task(&mut self, mm: Addr, pid: Option<u32>, comm: Option<&Comm>) {
         let row = self.mm(mm);
         if pid.is_some() {
