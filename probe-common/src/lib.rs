@@ -54,6 +54,14 @@ pub struct KernelOffsets {
     pub task_pid: u32,
     pub task_tgid: u32,
     pub task_comm: u32,
+    pub task_group_leader: u32,
+    /// `task_struct.__state` (`state` before 5.14).
+    pub task_state: u32,
+    /// `subscriptions->wq.head` (the list of tasks waiting for the interval tree to go idle),
+    /// and in each `wait_queue_entry` the task (`private`) and the list link (`entry`).
+    pub subs_wq_head: u32,
+    pub wq_entry_private: u32,
+    pub wq_entry_link: u32,
     /// `mm_struct.notifier_subscriptions` (5.5+) or `mm_struct.mmu_notifier_mm` (older).
     pub mm_subscriptions: u32,
     /// `hlist_head list` inside the subscriptions struct.
@@ -106,6 +114,11 @@ impl KernelOffsets {
             task_pid: ABSENT,
             task_tgid: ABSENT,
             task_comm: ABSENT,
+            task_group_leader: ABSENT,
+            task_state: ABSENT,
+            subs_wq_head: ABSENT,
+            wq_entry_private: ABSENT,
+            wq_entry_link: ABSENT,
             mm_subscriptions: ABSENT,
             subs_list: ABSENT,
             subs_has_itree: ABSENT,
@@ -265,6 +278,37 @@ pub mod counter {
 }
 
 /// Record kinds the inventory iterator writes.
+/// Kernel stack frames kept per blocked task.
+pub const BLOCKED_FRAMES: usize = 16;
+/// How many mms the blocked-task walk looks for waiters on (see [`BlockedRecord`]).
+pub const MAX_WATCHED_MMS: u32 = 8;
+/// Waiters read per watched mm.
+pub const MAX_WAITERS: u32 = 16;
+
+pub mod blocked_kind {
+    /// A task in uninterruptible sleep, with its kernel stack.
+    pub const TASK: u32 = 1;
+    /// A task on the notifier wait queue of a watched mm (`mm` is set, no frames).
+    pub const WAITER: u32 = 2;
+}
+
+/// One record of the `blocked_tasks` iterator: every task in uninterruptible sleep with its
+/// kernel stack, then (on the first call) every task waiting on the interval-tree wait queue
+/// of the mms userspace put in `WATCHED_MMS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockedRecord {
+    pub kind: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub state: u32,
+    pub comm: [u8; 16],
+    pub mm: u64,
+    pub nr_frames: u32,
+    pub _pad: u32,
+    pub frames: [u64; BLOCKED_FRAMES],
+}
+
 pub mod inventory_kind {
     /// An mm with a subscriptions struct; `subscriber` fields are zero.
     pub const MM: u32 = 1;

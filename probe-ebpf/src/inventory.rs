@@ -32,13 +32,19 @@ pub fn inventory_task(ctx: *mut c_void) -> i32 {
     if task == 0 {
         return 0;
     }
-    // Threads share their leader's mm: report each process once.
+    // Threads share their leader's mm: report each process once, through its leader while the
+    // leader still has the mm, else through every thread that has it (userspace keeps one): a
+    // process whose leader has exited (an OOM victim with a thread stuck in the kernel) stays
+    // visible.
     let pid: i32 = at(task, offset!(task_pid));
     let tgid: i32 = at(task, offset!(task_tgid));
-    if pid != tgid {
-        return 0;
-    }
     let mm: u64 = at(task, offset!(task_mm));
+    if pid != tgid {
+        let leader: u64 = at(task, offset!(task_group_leader));
+        if mm == 0 || at::<u64>(leader, offset!(task_mm)) == mm {
+            return 0;
+        }
+    }
     let subs: u64 = at(mm, offset!(mm_subscriptions));
     if subs == 0 {
         return 0;

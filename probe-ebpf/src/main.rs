@@ -6,6 +6,7 @@
 #![no_std]
 #![no_main]
 
+mod blocked;
 mod capability;
 mod emit;
 mod inventory;

@@ -5,7 +5,7 @@ use std::{fs::File, io::BufReader, sync::Arc};
 
 use mmnotif_trace::{
     dashboard::{Model, Pane, Snapshot, Ui, snapshot::Inventory, view},
-    inventory::{IntervalSubscriber, KvmState, MmInventory, Subscriber},
+    inventory::{BlockedTask, IntervalSubscriber, KvmState, MmInventory, Subscriber},
     trace::{
         Addr, Comm, Event, EventBody, Header, Hook, ItreeSnapshot, MmuEvent, RangeCall, RangeStartRet, TraceReader,
     },
@@ -286,7 +286,7 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
             mm: Addr(0xffff888003a1c000),
             subscriptions: Addr(0xffff888002000000),
             has_itree: false,
-            invalidate_seq: Some(2),
+            invalidate_seq: Some(7),
             active_invalidate_ranges: Some(0),
             subscribers: vec![Subscriber {
                 subscriber: Addr(0xffff888006e10000),
@@ -311,6 +311,15 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
             }],
             truncated: false,
         }]),
+        stuck: Arc::new(vec![BlockedTask {
+            tid: 182,
+            pid: 180,
+            comm: "remover".into(),
+            wait: "mmu_interval_notifier_remove",
+            waits_for: "the mm's interval tree to finish invalidating, to remove an interval subscriber",
+            mm: Some(Addr(0xffff888003a1c000)),
+            stack: vec![],
+        }]),
         age_ns: 1_500_000_000,
     };
     let mut ui = Ui::default();
@@ -328,6 +337,21 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
         "{screen}"
     );
     assert!(screen.contains("      invalidate=mmnt_invalidate_ok [mmnotif_test]"), "{screen}");
+    assert!(
+        screen.contains(
+            "stuck: tid 182 of pid 180 (remover) blocked in mmu_interval_notifier_remove on mm 0xffff888003a1c000"
+        ),
+        "{screen}"
+    );
+    // The same interval when the tree has moved on: its odd sequence alone is not an invalidation.
+    if let Inventory::Read { mms, .. } = &mut snap.inventory {
+        Arc::make_mut(mms)[0].invalidate_seq = Some(8);
+    }
+    let screen = render(&ui, &snap, 120, 30);
+    assert!(
+        screen.contains("[0x7f0000000000, 0x7f0000003fff] seq 7") && !screen.contains("seq 7 (invalidating)"),
+        "{screen}"
+    );
     snap.inventory = Inventory::Unavailable("a recorded trace carries no inventory".into());
     assert!(render(&ui, &snap, 80, 24).contains("a recorded trace carries no inventory"));
 }

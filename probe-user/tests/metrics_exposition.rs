@@ -73,7 +73,7 @@ fn every_corpus_trace_exposes_lint_free_metrics_without_addresses() {
 }
 
 /// An inventory walk that fills every per-mm family: one process with a KVM VM mid-invalidation
-/// and an interval tree that is invalidating.
+/// and an interval tree that is invalidating, and tasks stuck on a leaked interval tree.
 fn busy_inventory() -> InventorySnapshot {
     InventorySnapshot {
         mms: vec![MmGauges {
@@ -86,6 +86,7 @@ fn busy_inventory() -> InventorySnapshot {
             kvm: vec![KvmGauges { vm: "0".into(), active_invalidate_count: Some(1), invalidate_in_progress: Some(1) }],
         }],
         total_mms: 1,
+        stuck: vec![("mmu_interval_read_begin", 1), ("mmu_interval_notifier_remove", 1)],
         refreshes_ok: 3,
         refreshes_failed: 1,
         last_refresh_unix_seconds: 1_764_000_000.0,

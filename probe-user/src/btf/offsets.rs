@@ -48,6 +48,8 @@ pub fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelOffsets,
     o.task_pid = required(btf, "task_struct", &["pid"])?.offset;
     o.task_tgid = required(btf, "task_struct", &["tgid"])?.offset;
     o.task_comm = required(btf, "task_struct", &["comm"])?.offset;
+    o.task_group_leader = required(btf, "task_struct", &["group_leader"])?.offset;
+    o.task_state = optional(btf, "task_struct", &["__state", "state"]);
     o.mm_subscriptions = required(btf, "mm_struct", &["notifier_subscriptions", "mmu_notifier_mm"])?.offset;
 
     let subs = subscriptions_struct(btf);
@@ -72,6 +74,7 @@ pub fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelOffsets,
     o.interval_ops = optional(btf, "mmu_interval_notifier", &["ops"]);
     o.interval_ops_invalidate = optional(btf, "mmu_interval_notifier_ops", &["invalidate"]);
     interval_tree_offsets(btf, subs, &mut o);
+    wait_queue_offsets(btf, subs, &mut o);
 
     if let Some(kvm) = kvm_btf.filter(|b| b.has_struct("kvm")) {
         o.kvm_mmu_notifier = optional(kvm, "kvm", &["mmu_notifier"]);
@@ -79,6 +82,20 @@ pub fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelOffsets,
         o.kvm_invalidate_in_progress = optional(kvm, "kvm", &["mmu_invalidate_in_progress", "mmu_notifier_count"]);
     }
     Ok(o)
+}
+
+/// What finding the tasks waiting for an mm's interval tree needs; all or none, like the tree.
+fn wait_queue_offsets(btf: &Btf, subs: &str, o: &mut KernelOffsets) {
+    let at = |strukt: &str, member: &str| btf.member(strukt, member).ok().map(|loc| loc.offset);
+    let found = (|| {
+        let head = at(subs, "wq")? + at("wait_queue_head", "head")?;
+        Some([head, at("wait_queue_entry", "private")?, at("wait_queue_entry", "entry")?])
+    })();
+    if let Some([head, private, link]) = found {
+        o.subs_wq_head = head;
+        o.wq_entry_private = private;
+        o.wq_entry_link = link;
+    }
 }
 
 /// What walking the interval tree needs; all stay [`ABSENT`] unless every one is found, so the

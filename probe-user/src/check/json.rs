@@ -10,7 +10,8 @@ use super::{
     pid_tree::PidTreeSummary,
 };
 use crate::{
-    checker::{NotChecked, RuleId, StatsSummary, TaskRef},
+    checker::{NotChecked, RuleId, StatsSummary, TaskRef, itree_leak::ItreeLeak},
+    inventory::BlockedTask,
     trace::Symbol,
 };
 
@@ -68,6 +69,8 @@ struct JsonReport<'a> {
     not_checked: &'a [NotChecked],
     lost: u64,
     statistics: &'a StatsSummary,
+    itree_leaks: &'a [ItreeLeak],
+    stuck_tasks: &'a [BlockedTask],
 }
 
 /// The whole JSON document, pretty-printed.
@@ -117,6 +120,8 @@ pub fn render(o: &CheckOutcome) -> String {
         not_checked: &o.not_checked,
         lost: o.lost,
         statistics: &o.stats,
+        itree_leaks: &o.itree_leaks,
+        stuck_tasks: live.map_or(&[], |run| run.stuck.as_slice()),
     };
     // Every map key here is a string and the only float is a finite timeout: this cannot fail.
     serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"

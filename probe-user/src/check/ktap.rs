@@ -67,6 +67,9 @@ pub fn render(o: &CheckOutcome) -> String {
     for note in &o.notes {
         diagnostic(&mut out, &format!("note: {note}"));
     }
+    for line in o.damage_lines() {
+        diagnostic(&mut out, &line);
+    }
 
     let live = o.source.live();
     let _ = writeln!(out, "1..{}", o.rules.len() + usize::from(live.is_some()));

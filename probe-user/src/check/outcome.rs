@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use super::{command::CommandResult, pid_tree::PidTreeSummary, policy::Policy};
 use crate::{
-    checker::{NotChecked, OpenRange, Report, RuleId, Severity, StatsSummary, Violation},
+    checker::{NotChecked, OpenRange, Report, RuleId, Severity, StatsSummary, Violation, itree_leak::ItreeLeak},
     exit,
+    inventory::BlockedTask,
     session::SessionTotals,
     trace::{AttachState, Header, Hook},
 };
@@ -143,17 +144,20 @@ pub struct LiveRun {
     pub detach_ts: u64,
     /// Ranges open when the tracer stopped.
     pub open_at_end: Vec<OpenRange>,
+    /// Tasks stuck in a notifier wait when the command had ended (tied to a leaked mm when
+    /// they wait on its interval tree).
+    pub stuck: Vec<BlockedTask>,
 }
 
 pub enum Source {
-    Live(LiveRun),
+    Live(Box<LiveRun>),
     Replay(PathBuf),
 }
 
 impl Source {
     pub fn live(&self) -> Option<&LiveRun> {
         match self {
-            Source::Live(run) => Some(run),
+            Source::Live(run) => Some(run.as_ref()),
             Source::Replay(_) => None,
         }
     }
@@ -175,6 +179,8 @@ pub struct CheckOutcome {
     pub not_checked: Vec<NotChecked>,
     pub lost: u64,
     pub stats: StatsSummary,
+    /// Every mm whose interval tree leaked.
+    pub itree_leaks: Vec<ItreeLeak>,
     pub policy: Policy,
     pub source: Source,
 }
@@ -186,6 +192,33 @@ impl CheckOutcome {
 
     pub fn violations_of(&self, rule: RuleId) -> impl Iterator<Item = &JudgedViolation> {
         self.violations.iter().filter(move |v| v.violation.rule == rule)
+    }
+
+    /// What a leak left behind, one line each: every leaked mm with its size, then every task
+    /// stuck in a notifier wait (live checks only). Shared by the text and KTAP reports.
+    pub fn damage_lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .itree_leaks
+            .iter()
+            .map(|l| {
+                let owner = match (&l.comm, l.pid) {
+                    (Some(c), Some(p)) => format!(" of pid {p} ({c})"),
+                    _ => String::new(),
+                };
+                let kernel = |v: Option<u64>| v.map_or_else(|| "unknown".to_string(), |v| v.to_string());
+                format!(
+                    "interval-tree leak: mm {}{owner}: {} range(s) leaked; kernel active_invalidate_ranges {}, invalidate_seq {}",
+                    l.mm,
+                    l.leaked_ranges,
+                    kernel(l.kernel_active_ranges),
+                    kernel(l.kernel_invalidate_seq)
+                )
+            })
+            .collect();
+        if let Some(run) = self.source.live() {
+            lines.extend(run.stuck.iter().map(|t| format!("stuck: {}", t.describe())));
+        }
+        lines
     }
 }
 
@@ -379,7 +412,16 @@ fn rule_result(rule: RuleId, judged: &[JudgedViolation], cx: &RuleContext<'_>) -
 /// command's run (live) or the trace file (replay).
 pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source) -> CheckOutcome {
     let Report {
-        kernel, violations, violations_not_stored, violation_counts, checked, not_checked, lost, stats, ..
+        kernel,
+        violations,
+        violations_not_stored,
+        violation_counts,
+        checked,
+        not_checked,
+        lost,
+        stats,
+        itree_leaks,
+        ..
     } = report;
     let judged: Vec<JudgedViolation> = violations.into_iter().map(|v| judge(v, policy, &source)).collect();
     let cx = RuleContext { header, policy, checked: &checked, counts: &violation_counts, lost };
@@ -493,6 +535,7 @@ pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source
         not_checked,
         lost,
         stats,
+        itree_leaks,
         policy: policy.clone(),
         source,
     }

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 
 use super::{
     command::{CommandEnd, CommandResult},
-    ktap,
+    json, ktap,
     outcome::{Disposition, LiveRun, RuleVerdict, Source, Status, evaluate},
     policy::{Allow, Policy},
 };
 use crate::{
     checker::{self, Checker, Report, RuleId},
+    inventory::BlockedTask,
     session::SessionTotals,
-    trace::{Header, TraceReader, parse_event_line},
+    trace::{Addr, Header, TraceReader, parse_event_line},
 };
 
 fn corpus(name: &str) -> String {
@@ -37,7 +38,7 @@ fn judge(name: &str, policy: &Policy) -> super::CheckOutcome {
 }
 
 fn live_source(end: CommandEnd, started_ts: u64, detach_ts: u64) -> Source {
-    Source::Live(LiveRun {
+    Source::Live(Box::new(LiveRun {
         command: CommandResult {
             argv: vec!["./test.sh".into(), "--fast".into()],
             pid: 42,
@@ -49,7 +50,8 @@ fn live_source(end: CommandEnd, started_ts: u64, detach_ts: u64) -> Source {
         pid_tree: None,
         detach_ts,
         open_at_end: Vec::new(),
-    })
+        stuck: Vec::new(),
+    }))
 }
 
 fn rule(o: &super::CheckOutcome, id: RuleId) -> &super::outcome::RuleResult {
@@ -281,4 +283,30 @@ fn ktap_puts_each_violation_before_its_rules_result() {
     let op = result("failed-start-has-end-op");
     assert!(lines[op].starts_with("not ok 8 failed-start-has-end-op # 1 failing violation"), "{}", lines[op]);
     assert!(lines[result("unpaired-start")].starts_with("ok 1 unpaired-start"), "{text}");
+}
+
+#[test]
+fn a_leak_its_size_and_the_tasks_it_left_stuck_are_in_every_report() {
+    let (header, report) = replayed("itree-leak");
+    let Source::Live(mut run) = live_source(CommandEnd::Exited { code: 0 }, 0, u64::MAX) else { unreachable!() };
+    run.stuck.push(BlockedTask {
+        tid: 182,
+        pid: 182,
+        comm: "remover".into(),
+        wait: "mmu_interval_notifier_remove",
+        waits_for: "the mm's interval tree to finish invalidating, to remove an interval subscriber",
+        mm: Some(Addr(0xffff888003a1c000)),
+        stack: vec!["__schedule+0x10".into(), "mmu_interval_notifier_remove+0x40".into()],
+    });
+    let o = evaluate(report, &header, &Policy::default(), Source::Live(run));
+    assert_eq!(o.status, Status::Fail);
+    let leak = "interval-tree leak: mm 0xffff888003a1c000: 1 range(s) leaked; kernel active_invalidate_ranges 1, invalidate_seq 9";
+    let stuck = "stuck: tid 182 of pid 182 (remover) blocked in mmu_interval_notifier_remove on mm 0xffff888003a1c000";
+    let text = super::text::summary(&o);
+    assert!(text.contains(&format!("check: {leak}")) && text.contains(&format!("check: {stuck}")), "{text}");
+    let ktap = ktap::render(&o);
+    assert!(ktap.contains(&format!("# {leak}")) && ktap.contains(&format!("# {stuck}")), "{ktap}");
+    let doc: serde_json::Value = serde_json::from_str(&json::render(&o)).expect("json");
+    assert_eq!(doc["itree_leaks"][0]["leaked_ranges"], 1);
+    assert_eq!(doc["stuck_tasks"][0]["wait"], "mmu_interval_notifier_remove");
 }

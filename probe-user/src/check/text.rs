@@ -20,6 +20,7 @@ pub fn summary(o: &CheckOutcome) -> String {
             failing.len() - MAX_LISTED
         ));
     }
+    lines.extend(o.damage_lines().into_iter().map(|l| format!("check: {l}")));
     let count = |verdict: RuleVerdict| o.rules.iter().filter(|r| r.verdict == verdict).count();
     lines.push(format!(
         "check: rules: {} passed, {} failed, {} not checked, {} incomplete, {} allowed, {} reported only",

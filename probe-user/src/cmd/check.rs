@@ -23,8 +23,9 @@ use crate::{
     checker::Violation,
     cli::CheckArgs,
     filter::EventFilter,
-    loader::TracerOptions,
-    trace::Event,
+    inventory::{BlockedTask, InventoryWalker, WalkError},
+    loader::{KernelContext, TracerOptions},
+    trace::{Addr, Event},
     workload::monotonic_ns,
 };
 
@@ -165,6 +166,7 @@ async fn run_live(args: &CheckArgs, policy: &Policy) -> Result<CheckOutcome> {
     })
     .await?;
     let header = session.header.clone();
+    let kernel = session.kernel.clone();
     tokio::time::sleep(LEAD_IN).await;
     let command = match run_command(&args.command, args.timeout).await {
         Ok(command) => command,
@@ -181,8 +183,21 @@ async fn run_live(args: &CheckArgs, policy: &Policy) -> Result<CheckOutcome> {
         pid_tree::reap_adopted();
     }
     eprintln!("mmnotif-trace: {}", end.totals.summary());
-    let run = LiveRun { command, session: end.totals, pid_tree: end.output, detach_ts, open_at_end: end.open_at_end };
-    Ok(evaluate(end.report, &header, policy, Source::Live(run)))
+    let leaked: Vec<_> = end.report.itree_leaks.iter().map(|l| l.mm).collect();
+    let stuck = stuck_tasks(kernel, &leaked);
+    let run =
+        LiveRun { command, session: end.totals, pid_tree: end.output, detach_ts, open_at_end: end.open_at_end, stuck };
+    Ok(evaluate(end.report, &header, policy, Source::Live(Box::new(run))))
+}
+
+/// The tasks left stuck in a notifier wait, those waiting on a leaked mm's interval tree tied
+/// to it. A walk that fails is said on stderr, not fatal: the verdict does not depend on it.
+fn stuck_tasks(kernel: KernelContext, leaked: &[Addr]) -> Vec<BlockedTask> {
+    let walk = InventoryWalker::open(kernel).map_err(WalkError::from).and_then(|mut w| w.blocked(leaked));
+    walk.unwrap_or_else(|e| {
+        eprintln!("mmnotif-trace: warning: could not look for stuck tasks: {e}");
+        Vec::new()
+    })
 }
 
 fn send_signal(child: &Child, signal: i32) {

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::{
     checker::{Checker, OpenRange, Report, Violation},
     filter::EventFilter,
-    loader::{AttachReport, CallbackProbe, Tracer, TracerOptions},
+    loader::{AttachReport, CallbackProbe, KernelContext, Tracer, TracerOptions},
     metrics::{Exporter, Recorder, SessionInfo},
     session::{self, Delivery, SessionTotals},
     trace::{Event, Header},
@@ -101,6 +101,8 @@ impl<S: Sink> Checked<S> {
 pub struct LiveSession<O> {
     pub header: Header,
     pub attach: AttachReport,
+    /// The traced kernel, for walks a command makes of its own (the stuck tasks at its end).
+    pub kernel: KernelContext,
     stop: Arc<AtomicBool>,
     task: JoinHandle<Result<SessionEnd<O>>>,
     /// Serves `--metrics` until the session has finished.
@@ -125,6 +127,7 @@ impl<O: Send + 'static> LiveSession<O> {
         let mut tracer = Tracer::start(opts)?;
         let header = header(&tracer.kernel.release, &tracer.attach);
         let attach = tracer.attach.clone();
+        let kernel = tracer.kernel.clone();
         eprintln!("mmnotif-trace: kernel {}: {}", header.kernel, attach.summary());
         // Bound before the session starts, so a taken port fails the command at once.
         let exporter = match metrics {
@@ -141,7 +144,7 @@ impl<O: Send + 'static> LiveSession<O> {
                 session::trace(&mut tracer, &filter, &session_stop, deadline, |d| checked.deliver(d), announce_probe)?;
             checked.finish(totals)
         });
-        Ok(LiveSession { header, attach, stop, task, exporter })
+        Ok(LiveSession { header, attach, kernel, stop, task, exporter })
     }
 
     /// Makes the session drain what is pending and end; [`LiveSession::finish`] collects it.

@@ -27,7 +27,7 @@ use super::{
 use crate::{
     cmd::{live::report_line, runner::header, workload_command},
     filter::EventFilter,
-    inventory::{InventoryPoller, MmInventory, WalkError},
+    inventory::{BlockedTask, InventoryPoller, InventoryWalk, MmInventory, WalkError},
     loader::{CallbackProbe, Tracer, TracerOptions},
     metrics::{Exporter, SessionInfo},
     session::{self, Delivery, SessionTotals},
@@ -37,15 +37,25 @@ use crate::{
 /// The last inventory read, or why there is none.
 #[derive(Default)]
 struct InventorySlot {
-    mms: Option<(Arc<Vec<MmInventory>>, Instant)>,
+    walk: Option<ReadWalk>,
     error: Option<String>,
+}
+
+/// The last walk that succeeded, shared with the snapshots that show it.
+struct ReadWalk {
+    mms: Arc<Vec<MmInventory>>,
+    stuck: Arc<Vec<BlockedTask>>,
+    at: Instant,
 }
 
 impl InventorySlot {
     /// Takes a walk's outcome; a failure keeps the last inventory read, marked as failed.
-    fn store(&mut self, walk: Result<Vec<MmInventory>, &WalkError>) {
+    fn store(&mut self, walk: Result<InventoryWalk, &WalkError>) {
         match walk {
-            Ok(mms) => *self = InventorySlot { mms: Some((Arc::new(mms), Instant::now())), error: None },
+            Ok(InventoryWalk { mms, stuck }) => {
+                let walk = ReadWalk { mms: Arc::new(mms), stuck: Arc::new(stuck), at: Instant::now() };
+                *self = InventorySlot { walk: Some(walk), error: None }
+            }
             Err(e) => {
                 let e = e.to_string();
                 // An iterator that cannot load fails alike every round: logged once.
@@ -101,11 +111,13 @@ impl Source for LiveSource {
     fn snapshot(&mut self) -> Snapshot {
         let mut s = self.model.snapshot(Some(monotonic_ns()));
         if let Ok(slot) = self.inventory.lock() {
-            s.inventory = match (&slot.mms, &slot.error) {
+            s.inventory = match (&slot.walk, &slot.error) {
                 (_, Some(e)) => Inventory::Failed(e.clone()),
-                (Some((mms, at)), None) => {
-                    Inventory::Read { mms: Arc::clone(mms), age_ns: at.elapsed().as_nanos() as u64 }
-                }
+                (Some(walk), None) => Inventory::Read {
+                    mms: Arc::clone(&walk.mms),
+                    stuck: Arc::clone(&walk.stuck),
+                    age_ns: walk.at.elapsed().as_nanos() as u64,
+                },
                 (None, None) => Inventory::NotReadYet,
             };
         }

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     checker::{OpenRange, Severity, StatsSummary, Verdict, Violation},
-    inventory::MmInventory,
+    inventory::{BlockedTask, MmInventory},
     trace::{Addr, AttachState, Comm, Header, Hook, Symbol},
 };
 
@@ -116,6 +116,8 @@ pub enum Inventory {
     Unavailable(String),
     Read {
         mms: Arc<Vec<MmInventory>>,
+        /// Tasks stuck in a notifier wait.
+        stuck: Arc<Vec<BlockedTask>>,
         /// How long ago it was read.
         age_ns: u64,
     },

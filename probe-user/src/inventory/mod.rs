@@ -1,6 +1,7 @@
 //! The notifier inventory: every mm with subscriptions, its list subscribers and their
 //! callbacks, interval-tree state and KVM's own counters, read by the `iter/task` program.
 
+mod blocked;
 mod poller;
 
 use std::io::Read;
@@ -15,6 +16,7 @@ use crate::{
     trace::Addr,
 };
 
+pub use blocked::{BLOCKED_PROGRAM, BlockedTask, NOTIFIER_WAITS, NotifierWait, decode_blocked};
 pub use poller::{InventoryPoller, REFRESH_INTERVAL};
 
 pub const ITER_PROGRAM: &str = "inventory_task";
@@ -75,10 +77,25 @@ pub struct MmInventory {
 }
 
 impl MmInventory {
+    /// Whether an interval of this mm is being invalidated now. An idle interval's own
+    /// sequence is odd too (one below the tree's): it is invalidating only while it equals the
+    /// tree's odd sequence.
+    pub fn interval_invalidating(&self, iv: &IntervalSubscriber) -> bool {
+        Some(iv.invalidate_seq) == self.invalidate_seq && iv.invalidate_seq % 2 == 1
+    }
+
     /// The interval tree is mid-invalidation: odd sequence or active ranges.
     pub fn itree_invalidating(&self) -> bool {
         self.invalidate_seq.is_some_and(|s| s % 2 == 1) || self.active_invalidate_ranges.is_some_and(|a| a > 0)
     }
+}
+
+/// One walk for a live view: every mm with subscriptions, and the tasks stuck in a notifier
+/// wait (tied to an mm when they wait on the interval tree of one that is invalidating).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InventoryWalk {
+    pub mms: Vec<MmInventory>,
+    pub stuck: Vec<BlockedTask>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -171,16 +188,19 @@ pub fn decode(
     if !pending.is_empty() || !pending_intervals.is_empty() {
         return Err(InventoryDecodeError::Dangling);
     }
+    // A process whose leader has exited is reported by each of its threads: keep one.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|mm| seen.insert(mm.mm));
     Ok(out)
 }
 
-/// Loads and runs the iterator once; returns its raw output.
-pub fn run_iterator(ebpf: &mut Ebpf) -> Result<Vec<u8>, LoadError> {
+/// Loads and runs the iterator `program` once; returns its raw output.
+pub fn run_iterator(ebpf: &mut Ebpf, program: &str) -> Result<Vec<u8>, LoadError> {
     let err =
-        |e: &(dyn std::error::Error + 'static)| LoadError::Other(format!("inventory iterator: {}", error_chain(e)));
+        |e: &(dyn std::error::Error + 'static)| LoadError::Other(format!("iterator {program}: {}", error_chain(e)));
     let prog: &mut Iter = ebpf
-        .program_mut(ITER_PROGRAM)
-        .ok_or_else(|| LoadError::Other(format!("program {ITER_PROGRAM} missing")))?
+        .program_mut(program)
+        .ok_or_else(|| LoadError::Other(format!("program {program} missing")))?
         .try_into()
         .map_err(|e| err(&e))?;
     if prog.fd().is_err() {
@@ -192,7 +212,7 @@ pub fn run_iterator(ebpf: &mut Ebpf) -> Result<Vec<u8>, LoadError> {
     let link = prog.take_link(link_id).map_err(|e| err(&e))?;
     let mut file = link.into_file().map_err(|e| err(&e))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| LoadError::Other(format!("reading the inventory iterator: {e}")))?;
+    file.read_to_end(&mut bytes).map_err(|e| LoadError::Other(format!("reading iterator {program}: {e}")))?;
     Ok(bytes)
 }
 
@@ -222,9 +242,44 @@ impl InventoryWalker {
 
     /// Every mm with subscriptions, as of now.
     pub fn walk(&mut self) -> Result<Vec<MmInventory>, WalkError> {
-        let bytes = run_iterator(&mut self.ebpf)?;
+        let bytes = run_iterator(&mut self.ebpf, ITER_PROGRAM)?;
         Ok(decode(&bytes, &self.kernel.kallsyms, &self.kernel.offsets)?)
     }
+
+    /// [`InventoryWalker::walk`], then the stuck tasks, watching the mms that are invalidating.
+    pub fn walk_all(&mut self) -> Result<InventoryWalk, WalkError> {
+        let mms = self.walk()?;
+        let watched: Vec<Addr> = mms.iter().filter(|m| m.itree_invalidating()).map(|m| m.mm).collect();
+        let stuck = self.blocked(&watched)?;
+        Ok(InventoryWalk { mms, stuck })
+    }
+
+    /// The tasks stuck in a notifier wait, as of now; those on the interval-tree wait queue of
+    /// one of `watched` (at most [`probe_common::MAX_WATCHED_MMS`]) carry that mm.
+    pub fn blocked(&mut self, watched: &[Addr]) -> Result<Vec<BlockedTask>, WalkError> {
+        let map = self
+            .ebpf
+            .map_mut(blocked::WATCHED_MMS_MAP)
+            .ok_or_else(|| LoadError::Other(format!("map {} missing", blocked::WATCHED_MMS_MAP)))?;
+        let mut slots: aya::maps::Array<_, u64> = aya::maps::Array::try_from(map)
+            .map_err(|e| LoadError::Other(format!("{}: {e}", blocked::WATCHED_MMS_MAP)))?;
+        for i in 0..probe_common::MAX_WATCHED_MMS {
+            let mm = watched.get(i as usize).map_or(0, |a| a.0);
+            slots.set(i, mm, 0).map_err(|e| LoadError::Other(format!("{}: {e}", blocked::WATCHED_MMS_MAP)))?;
+        }
+        let bytes = run_iterator(&mut self.ebpf, blocked::BLOCKED_PROGRAM)?;
+        Ok(decode_blocked(&bytes, &self.kernel.kallsyms)?)
+    }
+}
+
+/// Renders the stuck tasks for people (nothing when there are none).
+pub fn render_blocked(blocked: &[BlockedTask]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for task in blocked {
+        let _ = writeln!(s, "stuck: {}", task.describe());
+    }
+    s
 }
 
 /// Renders the inventory for people.
@@ -261,7 +316,7 @@ pub fn render_text(mms: &[MmInventory]) -> String {
             }
         }
         for (i, iv) in mm.intervals.iter().enumerate() {
-            let busy = if iv.invalidate_seq % 2 == 1 { " (invalidating)" } else { "" };
+            let busy = if mm.interval_invalidating(iv) { " (invalidating)" } else { "" };
             let _ = writeln!(
                 s,
                 "  [interval {i}] subscriber {} [{}, {}] seq {}{busy}",
@@ -365,7 +420,12 @@ mod tests {
         iv.interval_invalidate = 0xffffffffc0001000;
         let mut mm = record(inventory_kind::MM);
         mm.has_itree = 1;
-        let out = decode(&bytes(&[iv, mm, record(inventory_kind::MM)]), &k, &KernelOffsets::absent()).unwrap();
+        mm.invalidate_seq = 5;
+        let mut other = record(inventory_kind::MM);
+        other.mm += 0x1000;
+        let mut offsets = KernelOffsets::absent();
+        offsets.subs_invalidate_seq = 16;
+        let out = decode(&bytes(&[iv, mm, other]), &k, &offsets).unwrap();
         assert_eq!(out.len(), 2);
         assert!(out[0].subscribers.is_empty() && out[1].intervals.is_empty());
         let got = &out[0].intervals[0];
@@ -375,9 +435,22 @@ mod tests {
         let text = render_text(&out);
         assert!(text.contains("[0x7f0000004000, 0x7f0000007fff] seq 5 (invalidating)"), "{text}");
         assert!(text.contains("mmnt_invalidate_ok [mmnotif_test]"), "{text}");
+        // Idle: the interval's sequence is odd but one below the tree's.
+        let mut idle = out.clone();
+        idle[0].invalidate_seq = Some(6);
+        let text = render_text(&idle);
+        assert!(text.contains("seq 5\n"), "an idle interval is not invalidating: {text}");
         // A tree record with no mm after it is output cut short.
         let dangling = bytes(&[record(inventory_kind::MM), iv]);
         assert_eq!(decode(&dangling, &k, &KernelOffsets::absent()), Err(InventoryDecodeError::Dangling));
+    }
+
+    #[test]
+    fn a_process_seen_through_several_threads_is_listed_once() {
+        let k = Kallsyms::default();
+        let o = KernelOffsets::absent();
+        let out = decode(&bytes(&[record(inventory_kind::MM), record(inventory_kind::MM)]), &k, &o).unwrap();
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::{sync::mpsc, thread::JoinHandle, time::Duration};
 
-use super::{InventoryWalker, MmInventory, WalkError};
+use super::{InventoryWalk, InventoryWalker, WalkError};
 use crate::loader::KernelContext;
 
 /// How often the live views read the inventory again.
@@ -23,15 +23,15 @@ impl InventoryPoller {
     pub fn spawn(
         name: &str,
         kernel: KernelContext,
-        mut report: impl FnMut(Result<Vec<MmInventory>, &WalkError>) + Send + 'static,
+        mut report: impl FnMut(Result<InventoryWalk, &WalkError>) + Send + 'static,
     ) -> std::io::Result<InventoryPoller> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
             let mut walker = InventoryWalker::open(kernel).map_err(WalkError::from);
             loop {
                 match &mut walker {
-                    Ok(w) => match w.walk() {
-                        Ok(mms) => report(Ok(mms)),
+                    Ok(w) => match w.walk_all() {
+                        Ok(walk) => report(Ok(walk)),
                         Err(e) => report(Err(&e)),
                     },
                     Err(e) => report(Err(e)),

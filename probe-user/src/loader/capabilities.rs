@@ -61,13 +61,24 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
         }
         checks.push(Check { what: h.hook, ok: h.method.is_some(), detail: h.describe() });
     }
-    match inventory::run_iterator(&mut ebpf) {
+    match inventory::run_iterator(&mut ebpf, inventory::ITER_PROGRAM) {
         Ok(bytes) => checks.push(Check {
             what: "iter/task",
             ok: true,
             detail: format!("inventory iterator ran ({} bytes)", bytes.len()),
         }),
         Err(e) => checks.push(Check { what: "iter/task", ok: false, detail: e.to_string() }),
+    }
+    match inventory::run_iterator(&mut ebpf, inventory::BLOCKED_PROGRAM)
+        .map_err(inventory::WalkError::from)
+        .and_then(|bytes| Ok(inventory::decode_blocked(&bytes, &kernel.kallsyms)?))
+    {
+        Ok(stuck) => checks.push(Check {
+            what: "stuck-task walk",
+            ok: true,
+            detail: format!("iter/task with kernel stacks ran; {} task(s) stuck in a notifier wait", stuck.len()),
+        }),
+        Err(e) => checks.push(Check { what: "stuck-task walk", ok: false, detail: e.to_string() }),
     }
     match kvm::open() {
         Ok(_) => checks.push(Check { what: "/dev/kvm", ok: true, detail: "KVM API version 12".into() }),

@@ -143,7 +143,7 @@ impl Tracer {
         let mut startup_probes = None;
         if callbacks_enabled {
             // Subscribers registered before we started: take them from the inventory.
-            let mms = crate::inventory::run_iterator(&mut ebpf).and_then(|bytes| {
+            let mms = crate::inventory::run_iterator(&mut ebpf, crate::inventory::ITER_PROGRAM).and_then(|bytes| {
                 crate::inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)
                     .map_err(|e| LoadError::Other(format!("inventory: {e}")))
             })?;

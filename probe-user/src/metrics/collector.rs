@@ -182,6 +182,11 @@ pub fn encode(info: &SessionInfo, s: &SessionSnapshot, inv: &InventorySnapshot, 
             }
         }
     });
+    push(&families::STUCK_TASKS, &|b| {
+        for (wait, n) in &inv.stuck {
+            b.gauge(&[wait], *n as f64);
+        }
+    });
     push(&families::INVENTORY_MMS, &|b| {
         b.gauge(&[], inv.total_mms as f64);
     });

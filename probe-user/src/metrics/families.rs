@@ -84,6 +84,8 @@ families! {
         "KVM's mn_active_invalidate_count per VM (non-zero while an invalidation is open; stuck non-zero means a missing end).";
     KVM_INVALIDATE_IN_PROGRESS: Gauge "mmnotif_kvm_mmu_invalidate_in_progress" ["pid", "comm", "vm"]
         "KVM's mmu_invalidate_in_progress per VM.";
+    STUCK_TASKS: Gauge "mmnotif_stuck_tasks" ["wait"]
+        "Tasks in uninterruptible sleep in a kernel wait only a notifier can end, by the function they sleep in (from the inventory); after an interval-tree leak they stay for good.";
     INVENTORY_MMS: Gauge "mmnotif_inventory_mms" []
         "Processes whose mm has notifier subscriptions, including those beyond the per-mm series cap.";
     INVENTORY_REFRESHES: Counter "mmnotif_inventory_refreshes_total" ["result"]

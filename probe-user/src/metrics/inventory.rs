@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::Shared;
-use crate::inventory::{MmInventory, WalkError};
+use crate::inventory::{InventoryWalk, MmInventory, WalkError};
 
 /// Processes beyond this many get no per-mm series (they are still counted in
 /// `mmnotif_inventory_mms`): pids are labels, so their number must stay bounded.
@@ -37,6 +37,9 @@ pub struct MmGauges {
 pub struct InventorySnapshot {
     pub mms: Vec<MmGauges>,
     pub total_mms: usize,
+    /// Tasks stuck in a notifier wait, by the wait's function (every known wait has a row,
+    /// so a scrape shows 0 rather than nothing).
+    pub stuck: Vec<(&'static str, usize)>,
     pub refreshes_ok: u64,
     pub refreshes_failed: u64,
     pub last_refresh_unix_seconds: f64,
@@ -44,9 +47,14 @@ pub struct InventorySnapshot {
 
 impl InventorySnapshot {
     /// Takes a fresh walk's result, keeping the refresh counters.
-    pub fn update(&mut self, inventory: &[MmInventory], now_unix_seconds: f64) {
+    pub fn update(&mut self, walk: &InventoryWalk, now_unix_seconds: f64) {
+        let inventory = &walk.mms;
         self.mms = mm_gauges(inventory);
         self.total_mms = inventory.len();
+        self.stuck = crate::inventory::NOTIFIER_WAITS
+            .iter()
+            .map(|w| (w.function, walk.stuck.iter().filter(|t| t.wait == w.function).count()))
+            .collect();
         self.refreshes_ok += 1;
         self.last_refresh_unix_seconds = now_unix_seconds;
     }
@@ -98,9 +106,9 @@ pub struct InventoryFeed(pub(super) Arc<Shared>);
 
 impl InventoryFeed {
     /// Takes a walk's outcome: fresh gauges, or one more failed refresh.
-    pub fn record(&self, walk: &Result<Vec<MmInventory>, &WalkError>) {
+    pub fn record(&self, walk: &Result<InventoryWalk, &WalkError>) {
         match walk {
-            Ok(mms) => self.0.update_inventory(|inv| inv.update(mms, unix_now())),
+            Ok(walk) => self.0.update_inventory(|inv| inv.update(walk, unix_now())),
             Err(_) => self.0.update_inventory(|inv| inv.refreshes_failed += 1),
         }
     }
@@ -151,7 +159,7 @@ mod tests {
     fn labels_by_pid_and_vm_index_and_puts_stuck_mms_first() {
         let inv = vec![mm(30, &[0], Some(2)), mm(10, &[], None), mm(20, &[0, 1], None), mm(5, &[], Some(3))];
         let mut snap = InventorySnapshot::default();
-        snap.update(&inv, 1.5);
+        snap.update(&InventoryWalk { mms: inv, stuck: vec![] }, 1.5);
         let pids: Vec<&str> = snap.mms.iter().map(|m| m.pid.as_str()).collect();
         assert_eq!(
             pids,
@@ -167,13 +175,15 @@ mod tests {
         assert_eq!(snap.mms[1].itree_invalidating, Some(true));
         assert_eq!(snap.mms[2].itree_invalidating, Some(false));
         assert_eq!((snap.total_mms, snap.refreshes_ok, snap.last_refresh_unix_seconds), (4, 1, 1.5));
+        assert!(snap.stuck.iter().all(|(_, n)| *n == 0), "every known wait has a row, at 0: {:?}", snap.stuck);
+        assert_eq!(snap.stuck.len(), crate::inventory::NOTIFIER_WAITS.len());
     }
 
     #[test]
     fn caps_the_series_but_counts_every_mm() {
         let inv: Vec<MmInventory> = (1..=(MAX_MM_SERIES as u32 + 10)).map(|pid| mm(pid, &[0], None)).collect();
         let mut snap = InventorySnapshot::default();
-        snap.update(&inv, 0.0);
+        snap.update(&InventoryWalk { mms: inv, stuck: vec![] }, 0.0);
         assert_eq!(snap.mms.len(), MAX_MM_SERIES);
         assert_eq!(snap.total_mms, MAX_MM_SERIES + 10);
     }

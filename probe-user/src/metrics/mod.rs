@@ -24,7 +24,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use thiserror::Error;
 
 use crate::{
-    inventory::{InventoryPoller, MmInventory, WalkError},
+    inventory::{InventoryPoller, InventoryWalk, WalkError},
     loader::KernelContext,
 };
 
@@ -122,7 +122,7 @@ impl Exporter {
     pub fn with_inventory(mut self, kernel: KernelContext) -> Result<Exporter, MetricsError> {
         let feed = self.inventory_feed();
         let mut reported = false;
-        let report = move |walk: Result<Vec<MmInventory>, &WalkError>| {
+        let report = move |walk: Result<InventoryWalk, &WalkError>| {
             feed.record(&walk);
             // Said once; the failure counter shows whether it goes on.
             if let Err(e) = walk

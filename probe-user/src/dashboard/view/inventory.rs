@@ -67,7 +67,7 @@ fn mm_lines(mm: &MmInventory, selected: bool) -> Vec<Line<'static>> {
         }
     }
     for (i, iv) in mm.intervals.iter().enumerate() {
-        let invalidating = iv.invalidate_seq % 2 == 1;
+        let invalidating = mm.interval_invalidating(iv);
         let style = if invalidating { Style::default().fg(Color::Yellow) } else { Style::default() };
         out.push(Line::from(Span::styled(
             format!(
@@ -99,11 +99,15 @@ pub fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &
         Inventory::Failed(why) => {
             (block, vec![Line::styled(format!(" inventory failed: {why}"), Style::default().fg(Color::Red))])
         }
-        Inventory::Read { mms, age_ns } => {
+        Inventory::Read { mms, stuck, age_ns } => {
             let list = rows::inventory(mms, &ui.filter);
             let block =
                 block.title_bottom(format!(" {} mms with subscriptions · read {} ago ", list.len(), age(*age_ns)));
-            if list.is_empty() {
+            // Stuck tasks first, whatever the filter: they are why someone opens this pane.
+            let alarm = Style::default().fg(Color::Red).add_modifier(Modifier::BOLD);
+            let stuck_lines: Vec<Line> =
+                stuck.iter().map(|t| Line::styled(format!(" stuck: {}", t.describe()), alarm)).collect();
+            let (block, lines) = if list.is_empty() {
                 let text = if ui.filter.is_empty() {
                     " no process has mmu notifier subscriptions"
                 } else {
@@ -120,7 +124,8 @@ pub fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &
                     .flat_map(|(i, mm)| mm_lines(mm, i == selected))
                     .collect();
                 (block, lines)
-            }
+            };
+            (block, stuck_lines.into_iter().chain(lines).collect())
         }
     };
     frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
