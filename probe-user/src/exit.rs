@@ -23,6 +23,12 @@ pub const BAD_INPUT: u8 = 15;
 /// A panic: Rust's own status for one on the main thread, and ours for one on a worker thread.
 pub const PANIC: u8 = 101;
 
+/// A command line problem found after parsing (exit status 2), e.g. `check`'s command could
+/// not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// A worker thread panicked (its message was already printed by the panic hook).
 #[derive(Debug, thiserror::Error)]
 #[error("the {0} thread panicked")]
@@ -59,7 +65,7 @@ pub fn for_error(e: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<crate::trace::TraceError>().is_some() {
             return BAD_INPUT;
         }
-        if cause.downcast_ref::<crate::cmd::check::UsageError>().is_some() {
+        if cause.downcast_ref::<UsageError>().is_some() {
             return USAGE;
         }
         if cause.downcast_ref::<ThreadPanicked>().is_some() {

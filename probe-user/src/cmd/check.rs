@@ -22,6 +22,7 @@ use crate::{
     },
     checker::Violation,
     cli::CheckArgs,
+    exit::UsageError,
     filter::EventFilter,
     loader::TracerOptions,
     trace::Event,
@@ -36,11 +37,6 @@ const LEAD_IN: Duration = Duration::from_millis(100);
 const DRAIN: Duration = Duration::from_millis(250);
 /// After `--timeout`'s SIGTERM, how long the command has before SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
-
-/// A command line problem found after parsing (exit status 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 /// A report writer: KTAP, JUnit or JSON.
 type Render = fn(&CheckOutcome) -> String;
