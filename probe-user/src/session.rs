@@ -10,8 +10,8 @@ use std::{
 use crate::{
     decode::{Decoded, Decoder, StackSource},
     filter::EventFilter,
-    loader::{CallbackProbe, Collector, Counters, Discovered, LoadError, Tracer},
-    trace::{Event, EventBody, event::Lost},
+    loader::{AttachReport, CallbackProbe, Collector, Counters, Discovered, LoadError, Tracer},
+    trace::{Event, EventBody, Header, event::Lost},
     workload::monotonic_ns,
 };
 
@@ -19,6 +19,15 @@ use crate::{
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the loss counters are read.
 const COUNTER_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The trace header for a live session.
+pub fn header(kernel: &str, attach: &AttachReport) -> Header {
+    let mut h = Header::new(kernel);
+    h.attach = attach.header_map();
+    h.extra
+        .insert("mode".into(), serde_json::Value::from(if attach.pairing_available() { "full" } else { "degraded" }));
+    h
+}
 
 /// What a session saw, for the closing summary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,6 +7,7 @@ pub mod kvm;
 mod memory;
 mod steps;
 
+use anyhow::Context;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -60,6 +61,14 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// This binary's `workload` subcommand with `args`, not started yet.
+pub fn command(args: &[&str]) -> anyhow::Result<std::process::Command> {
+    let exe = std::env::current_exe().context("locating the mmnotif-trace binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("workload").args(args);
+    Ok(cmd)
 }
 
 /// Parses a comma-separated step list ("all" or names from [`STEPS`]).
