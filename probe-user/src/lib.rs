@@ -3,6 +3,7 @@ pub mod btf;
 pub mod check;
 pub mod checker;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod dashboard;
 pub mod decode;

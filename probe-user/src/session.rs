@@ -8,11 +8,11 @@ use std::{
 };
 
 use crate::{
+    clock::monotonic_ns,
     decode::{Decoded, Decoder, StackSource},
     filter::EventFilter,
     loader::{AttachReport, CallbackProbe, Collector, Counters, Discovered, LoadError, Tracer},
     trace::{Event, EventBody, Header, event::Lost},
-    workload::monotonic_ns,
 };
 
 /// How long the reader sleeps between drains when the kernel does not wake it.

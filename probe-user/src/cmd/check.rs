@@ -22,11 +22,11 @@ use crate::{
     },
     checker::Violation,
     cli::CheckArgs,
+    clock::monotonic_ns,
     exit::UsageError,
     filter::EventFilter,
     loader::TracerOptions,
     trace::Event,
-    workload::monotonic_ns,
 };
 
 /// Between attaching and starting the command: invalidations already in flight when the tracer

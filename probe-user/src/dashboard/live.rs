@@ -25,13 +25,14 @@ use super::{
     ui::Command,
 };
 use crate::{
+    clock::monotonic_ns,
     filter::EventFilter,
     inventory::{InventoryPoller, MmInventory, WalkError},
     loader::{CallbackProbe, Tracer, TracerOptions},
     metrics::{Exporter, SessionInfo},
     render::report_line,
     session::{self, Delivery, SessionTotals, header},
-    workload::{self, monotonic_ns},
+    workload,
 };
 
 /// The last inventory read, or why there is none.

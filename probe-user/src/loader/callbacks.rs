@@ -17,10 +17,10 @@ use serde::Serialize;
 
 use super::hooks::attach_kprobe;
 use crate::{
+    clock::monotonic_ns,
     inventory::MmInventory,
     kallsyms::Kallsyms,
     trace::{Addr, Event, EventBody, Hook, ProbedCallback, ProbesLive, Symbol},
-    workload::monotonic_ns,
 };
 
 /// A subscriber the kernel told us about.

@@ -56,13 +56,6 @@ pub struct StepReport {
     pub note: &'static str,
 }
 
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// This binary's `workload` subcommand with `args`, not started yet.
 pub fn command(args: &[&str]) -> anyhow::Result<std::process::Command> {
     let exe = std::env::current_exe().context("locating the mmnotif-trace binary")?;

@@ -6,8 +6,8 @@ use std::{fs::File, io::Read};
 use super::{
     Span, StepReport, WorkloadError, kvm,
     memory::{self, PAGE},
-    monotonic_ns,
 };
+use crate::clock::monotonic_ns;
 
 const AREA: u64 = 16 * PAGE;
 const AREAS: u64 = 8;
