@@ -1,10 +1,6 @@
 //! Exit statuses (documented in `--help`): each environment problem has its own.
 
-use crate::{
-    btf::LoadBtfError,
-    loader::LoadError,
-    workload::{WorkloadError, kvm::KvmError},
-};
+use crate::{btf::LoadBtfError, kvm::KvmError, loader::LoadError, workload::WorkloadError};
 
 pub const FAILED: u8 = 1;
 /// Bad command line (clap uses it too), or `check`'s command could not be started.

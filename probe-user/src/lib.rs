@@ -12,6 +12,7 @@ pub mod filter;
 pub mod inventory;
 pub mod kallsyms;
 pub mod kernel_facts;
+pub mod kvm;
 pub mod loader;
 pub mod metrics;
 pub mod render;

@@ -3,7 +3,6 @@
 //!
 //! It runs in its own (single-threaded) process so the tracer can tell its events apart by pid.
 
-pub mod kvm;
 mod memory;
 mod steps;
 
@@ -13,7 +12,7 @@ use thiserror::Error;
 
 pub use steps::{STEPS, Step, hammer};
 
-use crate::trace::Addr;
+use crate::{kvm, trace::Addr};
 
 #[derive(Debug, Error)]
 pub enum WorkloadError {

@@ -4,10 +4,10 @@
 use std::{fs::File, io::Read};
 
 use super::{
-    Span, StepReport, WorkloadError, kvm,
+    Span, StepReport, WorkloadError,
     memory::{self, PAGE},
 };
-use crate::clock::monotonic_ns;
+use crate::{clock::monotonic_ns, kvm};
 
 const AREA: u64 = 16 * PAGE;
 const AREAS: u64 = 8;
