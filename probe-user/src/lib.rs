@@ -7,6 +7,7 @@ pub mod clock;
 pub mod cmd;
 pub mod dashboard;
 pub mod decode;
+pub mod errno;
 pub mod exit;
 pub mod filter;
 pub mod inventory;
