@@ -138,6 +138,10 @@ impl KernelOffsets {
     }
 }
 
+/// The ring buffer's size in bytes unless `--ring-size` says otherwise: the size the eBPF object
+/// declares, and the loader's and the command line's default.
+pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+
 /// Tunables the loader sets before the programs are loaded.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use probe_common::DEFAULT_RING_BYTES;
 
 use crate::{
     check::policy::{Allow, parse_rule},
@@ -138,7 +139,7 @@ pub struct LiveArgs {
     #[arg(long)]
     pub workload: bool,
     /// Ring buffer size in bytes (power of two, at least 4096).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring_size)]
     pub ring_size: u32,
     /// Wake the reader early once this many bytes are pending (otherwise it drains every 10 ms).
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 10)]
@@ -304,7 +305,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub pid_tree: bool,
     /// Ring buffer size in bytes (power of two, at least 4096).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring_size)]
     pub ring_size: u32,
     #[command(flatten)]
     pub attach: AttachArgs,

@@ -14,7 +14,7 @@ pub use collector::{Collector, Counters};
 pub use hooks::{AttachChoice, TracepointChoice, error_chain};
 
 use aya::{Ebpf, EbpfLoader};
-use probe_common::{KernelOffsets, ProbeConfig};
+use probe_common::{DEFAULT_RING_BYTES, KernelOffsets, ProbeConfig};
 use thiserror::Error;
 
 use crate::{
@@ -61,7 +61,7 @@ pub struct TracerOptions {
 impl Default for TracerOptions {
     fn default() -> Self {
         TracerOptions {
-            ring_bytes: 4 << 20,
+            ring_bytes: DEFAULT_RING_BYTES,
             wakeup_bytes: 256 << 10,
             attach: AttachChoice::Auto,
             tracepoints: TracepointChoice::Auto,
