@@ -25,7 +25,6 @@ use crate::{
     clock::monotonic_ns,
     exit::UsageError,
     filter::EventFilter,
-    loader::TracerOptions,
     trace::Event,
 };
 
@@ -149,12 +148,7 @@ fn tree_filter() -> Result<TreeFilter> {
 }
 
 async fn run_live(args: &CheckArgs, policy: &Policy) -> Result<CheckOutcome> {
-    let opts = TracerOptions {
-        ring_bytes: args.ring_size,
-        attach: args.attach.attach,
-        tracepoints: args.attach.tracepoint_method,
-        ..TracerOptions::default()
-    };
+    let opts = args.tracer.tracer_options();
     let tree = if args.pid_tree { Some(tree_filter()?) } else { None };
     let session = LiveSession::start(&opts, args.metrics.metrics, EventFilter::default(), None, move |_, _| {
         Ok(CheckSink { tree })
