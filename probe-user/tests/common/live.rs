@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use super::{SeriesKey, http_get, parse_exposition};
+use super::{BIN, SeriesKey, http_get, parse_exposition};
 
 /// A live `mmnotif-trace` child with `--metrics` on, its stderr read by a thread.
 pub struct LiveTracer {
@@ -19,8 +19,6 @@ pub struct LiveTracer {
     stderr: std::sync::mpsc::Receiver<String>,
     stderr_seen: Vec<String>,
 }
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_mmnotif-trace");
 
 impl LiveTracer {
     /// Starts `mmnotif-trace SUBCOMMAND --metrics 127.0.0.1:0 ARGS` (`args` is the subcommand

@@ -1,19 +1,67 @@
-//! Helpers shared by the metrics tests: reading the exposition format, plain HTTP GETs on
-//! loopback, and promtool.
+//! Helpers shared by the integration tests: the built binary, the corpus, process output and
+//! the gate of the tests that need root (here); the metrics tests' exposition parser, plain
+//! HTTP GETs on loopback and promtool (here, and `dashboards`, `live`, `prometheus`,
+//! `promql`); the `check` tests' strict KTAP parser and report validators (`ktap`, `reports`).
+//! Each test binary uses part of it.
 #![allow(dead_code)]
 
 pub mod dashboards;
+pub mod ktap;
 pub mod live;
 pub mod prometheus;
 pub mod promql;
+pub mod reports;
 
 use std::{
     collections::BTreeMap,
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    process::{Command, Stdio},
+    path::PathBuf,
+    process::{Command, Output, Stdio},
     time::Duration,
 };
+
+/// The `mmnotif-trace` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_mmnotif-trace");
+
+/// A file of the checker's corpus, `tests/corpus/NAME` (a `.jsonl` trace or its `.expect`).
+pub fn corpus(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name)
+}
+
+/// Every trace (`*.jsonl`) of the corpus, sorted.
+pub fn corpus_traces() -> Vec<PathBuf> {
+    let mut traces: Vec<PathBuf> = std::fs::read_dir(corpus(""))
+        .expect("corpus directory")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    traces.sort();
+    traces
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether a test that loads BPF programs can run: they need root. As any other user the
+/// test is skipped: this says so on stderr and the test returns at once, so a plain
+/// `cargo test` passes running what it can. `cargo xtask test` (CI) runs as root, so there
+/// nothing is skipped. Use as `if !root() { return; }`.
+pub fn root() -> bool {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("this test").to_owned();
+    // Straight to stderr: the test harness captures eprintln! output of passing tests.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: it loads BPF programs, which needs root");
+    false
+}
 
 /// One sample: metric name and its labels in order.
 pub type SeriesKey = (String, BTreeMap<String, String>);

@@ -1,15 +1,10 @@
-//! Shared by the `check` tests: the strict KTAP parser and the validators of the JUnit and
-//! JSON reports (xmllint against docs/check/junit.xsd, the jsonschema crate against
-//! docs/check/report.schema.json).
-#![allow(dead_code)]
-
-pub mod ktap;
+//! For the `check` tests: the validators of the JUnit and JSON reports (xmllint against
+//! docs/check/junit.xsd, the jsonschema crate against docs/check/report.schema.json) and a
+//! scratch directory per test.
 
 use std::{path::Path, process::Command};
 
 use serde_json::Value;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_mmnotif-trace");
 
 fn docs(file: &str) -> String {
     format!("{}/../docs/check/{file}", env!("CARGO_MANIFEST_DIR"))
