@@ -32,7 +32,8 @@ impl Tmux {
             "80",
             "-y",
             "24",
-            "bash --norc --noprofile",
+            // Through the user's shell (dash for many users): exec, so the pane's process is bash.
+            "exec bash --norc --noprofile",
         ]);
         tmux.run(&["set-option", "-t", "main", "status", "off"]);
         tmux
