@@ -2,7 +2,7 @@
 
 /// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`, so userspace times compare with
 /// event timestamps.
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

@@ -8,7 +8,7 @@ use crate::{
     trace::{Event, EventBody},
 };
 
-pub fn event_text(e: &Event) -> String {
+pub(crate) fn event_text(e: &Event) -> String {
     let mut s = String::with_capacity(128);
     let _ = write!(s, "{:>6}.{:06} ", e.ts / 1_000_000_000, (e.ts / 1000) % 1_000_000);
     if let Some(cpu) = e.cpu {
@@ -87,7 +87,7 @@ pub fn event_text(e: &Event) -> String {
 }
 
 /// The checker's verdict in one line for the end of a live session (`replay` prints it all).
-pub fn report_line(report: &Report) -> String {
+pub(crate) fn report_line(report: &Report) -> String {
     let counts: Vec<String> = report.violation_counts.iter().map(|(rule, n)| format!("{rule}={n}")).collect();
     format!(
         "verdict {}: {} violations{}; {} of {} rules checked{}",

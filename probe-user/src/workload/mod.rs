@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use steps::{STEPS, Step, hammer};
+pub(crate) use steps::{STEPS, Step, hammer};
 
 use crate::{kvm, trace::Addr};
 
@@ -26,20 +26,20 @@ pub enum WorkloadError {
 
 /// A half-open address range `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Span {
+pub(crate) struct Span {
     pub start: Addr,
     pub end: Addr,
 }
 
 impl Span {
-    pub fn new(start: u64, end: u64) -> Span {
+    pub(crate) fn new(start: u64, end: u64) -> Span {
         Span { start: Addr(start), end: Addr(end) }
     }
 }
 
 /// What one step did and what the tracer must have seen for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StepReport {
+pub(crate) struct StepReport {
     pub step: &'static str,
     pub pid: u32,
     /// CLOCK_MONOTONIC ns around the step (the clock BPF timestamps use).
@@ -56,7 +56,7 @@ pub struct StepReport {
 }
 
 /// This binary's `workload` subcommand with `args`, not started yet.
-pub fn command(args: &[&str]) -> anyhow::Result<std::process::Command> {
+pub(crate) fn command(args: &[&str]) -> anyhow::Result<std::process::Command> {
     let exe = std::env::current_exe().context("locating the mmnotif-trace binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("workload").args(args);
@@ -64,7 +64,7 @@ pub fn command(args: &[&str]) -> anyhow::Result<std::process::Command> {
 }
 
 /// Parses a comma-separated step list ("all" or names from [`STEPS`]).
-pub fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
+pub(crate) fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
     if list == "all" {
         return Ok(STEPS.to_vec());
     }
@@ -82,7 +82,7 @@ pub fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
 
 /// Creates the VM and runs `steps` in order, handing each report to `report` as it completes;
 /// then keeps the VM (unless a step closed it) for `linger` before tearing everything down.
-pub fn run(
+pub(crate) fn run(
     steps: &[Step],
     linger: std::time::Duration,
     mut report: impl FnMut(&StepReport),

@@ -11,7 +11,7 @@ fn docs(file: &str) -> String {
 }
 
 /// Validates a JUnit file with xmllint against the schema in the repository.
-pub fn validate_junit(path: &Path) -> Result<(), String> {
+pub(crate) fn validate_junit(path: &Path) -> Result<(), String> {
     let out = Command::new("xmllint")
         .args(["--noout", "--schema", &docs("junit.xsd")])
         .arg(path)
@@ -21,7 +21,7 @@ pub fn validate_junit(path: &Path) -> Result<(), String> {
 }
 
 /// Validates a JSON report against the documented schema; returns every error.
-pub fn validate_json(report: &Value) -> Result<(), String> {
+pub(crate) fn validate_json(report: &Value) -> Result<(), String> {
     let schema: Value =
         serde_json::from_str(&std::fs::read_to_string(docs("report.schema.json")).map_err(|e| e.to_string())?)
             .map_err(|e| format!("the schema is not JSON: {e}"))?;
@@ -31,7 +31,7 @@ pub fn validate_json(report: &Value) -> Result<(), String> {
 }
 
 /// Every JUnit `<testcase name=…>`, in order.
-pub fn junit_testcase_names(xml: &str) -> Vec<String> {
+pub(crate) fn junit_testcase_names(xml: &str) -> Vec<String> {
     xml.match_indices("<testcase name=\"")
         .filter_map(|(at, m)| {
             let rest = &xml[at + m.len()..];
@@ -41,7 +41,7 @@ pub fn junit_testcase_names(xml: &str) -> Vec<String> {
 }
 
 /// A private scratch directory for one test.
-pub fn scratch(name: &str) -> std::path::PathBuf {
+pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("mmnotif-check-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
