@@ -221,9 +221,6 @@ pub mod flags {
     pub const INTERVAL: u32 = 1;
 }
 
-/// `enum error_detector` value of a WARN in `error_report_end`.
-pub const ERROR_DETECTOR_WARN: u64 = 2;
-
 /// What a hook supplies for one record; the common header is filled by the emitter.
 /// Fields not meaningful for a kind are zero.
 #[repr(C)]

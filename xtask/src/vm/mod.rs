@@ -20,10 +20,8 @@ mod version;
 
 use anyhow::{Context, Result, bail};
 use debian::Resolved;
+use initramfs::{InitramfsSpec, build_initramfs};
 use kernels::KernelRow;
-// For callers that add binaries (e.g. the tracer) to a guest of their own.
-#[allow(unused_imports)]
-pub(crate) use initramfs::{GUEST_BIN_DIR, InitramfsSpec, build_initramfs};
 use paths::Paths;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
