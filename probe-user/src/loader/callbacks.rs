@@ -231,12 +231,6 @@ impl CallbackAttacher {
         }
         CallbackProbe { hook, callback: kallsyms.describe(addr), error }
     }
-
-    /// How many callbacks are probed, and how many could not be.
-    pub fn counts(&self) -> (usize, usize) {
-        let failed = self.probes.values().filter(|p| p.error.is_some()).count();
-        (self.probes.len() - failed, failed)
-    }
 }
 
 impl CallbackProbe {

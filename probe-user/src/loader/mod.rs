@@ -155,11 +155,6 @@ impl Tracer {
         Ok(Tracer { ebpf, attach, kernel, callbacks, startup_probes })
     }
 
-    /// Probes the callbacks of a subscriber the kernel just registered.
-    pub fn discovered(&mut self, found: Discovered) -> Probed {
-        self.callbacks.discovered(&mut self.ebpf, &self.kernel.kallsyms, found)
-    }
-
     /// Takes the ring buffer and counters out of the object for a [`Collector`].
     pub fn collector(&mut self) -> Result<Collector, LoadError> {
         Collector::new(&mut self.ebpf)
