@@ -19,6 +19,7 @@ pub(crate) mod kernel_facts;
 pub(crate) mod kvm;
 pub mod loader;
 pub mod metrics;
+pub(crate) mod object;
 pub(crate) mod render;
 pub(crate) mod selftest;
 pub mod session;

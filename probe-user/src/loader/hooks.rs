@@ -7,11 +7,11 @@ use aya::{
         kprobe::KProbeLinkId,
     },
 };
-use serde::Serialize;
 
 use super::{
-    LoadError,
+    AttachChoice, LoadError, TracepointChoice,
     attach::{AttachReport, HookStatus, Method, MethodChecks, Refusal},
+    error_chain,
 };
 use crate::kallsyms::Kallsyms;
 
@@ -146,21 +146,6 @@ pub(super) const CALLBACK_HOOKS: [(&str, Method); 3] = [
 /// Whether `hook` is probed on kernel functions (as opposed to tracepoints or the iterator).
 pub(super) fn is_function_hook(hook: &str) -> bool {
     FUNCTION_HOOKS.iter().any(|h| h.hook == hook) || CALLBACK_HOOKS.iter().any(|(h, _)| *h == hook)
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn try_tp_btf(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), String> {
@@ -418,27 +403,6 @@ fn attach_function_hooks(
         }
     }
     statuses
-}
-
-/// What the loader may use, from the command line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttachChoice {
-    // fentry/fexit where the kernel allows it, kprobes otherwise (the CLI help says so; doc
-    // comments here would turn into a long per-value list there).
-    #[default]
-    Auto,
-    Fentry,
-    Kprobe,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TracepointChoice {
-    #[default]
-    Auto,
-    TpBtf,
-    Raw,
 }
 
 /// Attaches every hook the kernel allows and reports each outcome.
