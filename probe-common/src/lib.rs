@@ -151,6 +151,10 @@ impl KernelOffsets {
     }
 }
 
+/// The ring buffer's size in bytes unless `--ring-size` says otherwise: the size the eBPF object
+/// declares, and the loader's and the command line's default.
+pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
+
 /// Tunables the loader sets before the programs are loaded.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,9 +233,6 @@ pub mod flags {
     /// A [`super::EventKind::Registered`] interval subscriber.
     pub const INTERVAL: u32 = 1;
 }
-
-/// `enum error_detector` value of a WARN in `error_report_end`.
-pub const ERROR_DETECTOR_WARN: u64 = 2;
 
 /// What a hook supplies for one record; the common header is filled by the emitter.
 /// Fields not meaningful for a kind are zero.

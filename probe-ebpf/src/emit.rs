@@ -6,13 +6,13 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use probe_common::{EventKind, EventPayload as Payload, RawEvent, counter};
+use probe_common::{DEFAULT_RING_BYTES, EventKind, EventPayload as Payload, RawEvent, counter};
 
 use crate::kread::wakeup_bytes;
 
 /// Default size; the loader resizes it (`--ring-size`).
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
 /// Per-CPU [attempted, lost]: userspace reports `lost` and checks it against what it received.
 #[map]

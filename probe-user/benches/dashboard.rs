@@ -28,7 +28,7 @@ mod generator;
 
 /// Events generated once and fed again with shifted timestamps (a pass leaves nothing open).
 const BLOCK: usize = 1_000_000;
-const RING_BYTES: usize = 4 << 20;
+const RING_BYTES: usize = probe_common::DEFAULT_RING_BYTES as usize;
 
 struct Ingested {
     events: u64,

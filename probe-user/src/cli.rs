@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use probe_common::DEFAULT_RING_BYTES;
 
 use crate::{
     check::policy::{Allow, parse_rule},
@@ -137,18 +138,8 @@ pub struct LiveArgs {
     /// Also run the built-in workload as traffic (repeating until the trace stops).
     #[arg(long)]
     pub workload: bool,
-    /// Ring buffer size in bytes (power of two, at least 4096).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
-    pub ring_size: u32,
-    /// Wake the reader early once this many bytes are pending (otherwise it drains every 10 ms).
-    #[arg(long, value_name = "BYTES", default_value_t = 256 << 10)]
-    pub wakeup_bytes: u64,
-    /// Do not capture kernel stacks of range starts and ends (cheaper; violations then show no
-    /// call path).
-    #[arg(long)]
-    pub no_stacks: bool,
     #[command(flatten)]
-    pub attach: AttachArgs,
+    pub tracer: TracerArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
 }
@@ -162,6 +153,29 @@ impl LiveArgs {
         }
     }
 
+    pub fn tracer_options(&self) -> TracerOptions {
+        self.tracer.tracer_options()
+    }
+}
+
+/// How the tracer is set up: every live mode's, `check`'s included.
+#[derive(Args, Debug, Clone)]
+pub struct TracerArgs {
+    /// Ring buffer size in bytes (power of two, at least 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring_size)]
+    pub ring_size: u32,
+    /// Wake the reader early once this many bytes are pending (otherwise it drains every 10 ms).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 10)]
+    pub wakeup_bytes: u64,
+    /// Do not capture kernel stacks of range starts and ends (cheaper; violations then show no
+    /// call path).
+    #[arg(long)]
+    pub no_stacks: bool,
+    #[command(flatten)]
+    pub attach: AttachArgs,
+}
+
+impl TracerArgs {
     pub fn tracer_options(&self) -> TracerOptions {
         TracerOptions {
             ring_bytes: self.ring_size,
@@ -303,11 +317,8 @@ pub struct CheckArgs {
     /// such as the OOM reaper act on the test's behalf).
     #[arg(long)]
     pub pid_tree: bool,
-    /// Ring buffer size in bytes (power of two, at least 4096).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
-    pub ring_size: u32,
     #[command(flatten)]
-    pub attach: AttachArgs,
+    pub tracer: TracerArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
     /// The command to run under the tracer, after `--`.
@@ -367,6 +378,26 @@ mod tests {
             let err = parse(bad).expect_err(&format!("{bad:?} must be refused"));
             assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn check_takes_the_tracer_options_of_the_other_live_modes() {
+        let check =
+            |args: &[&str]| match Cli::try_parse_from([&["mmnotif-trace", "check"], args, &["--", "true"]].concat()) {
+                Ok(Cli { command: Some(Command::Check(c)), .. }) => c.tracer.tracer_options(),
+                other => panic!("{args:?}: {other:?}"),
+            };
+        let set = check(&["--ring-size", "8192", "--wakeup-bytes", "4096", "--no-stacks", "--attach", "kprobe"]);
+        assert_eq!(
+            (set.ring_bytes, set.wakeup_bytes, set.stacks, set.attach),
+            (8192, 4096, false, AttachChoice::Kprobe)
+        );
+        // Unset, they are what check used before it took them: the loader's defaults.
+        let (unset, default) = (check(&[]), TracerOptions::default());
+        assert_eq!(
+            (unset.ring_bytes, unset.wakeup_bytes, unset.stacks, unset.attach, unset.tracepoints),
+            (default.ring_bytes, default.wakeup_bytes, default.stacks, default.attach, default.tracepoints)
+        );
     }
 
     #[test]

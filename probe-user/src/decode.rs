@@ -40,7 +40,7 @@ pub enum Decoded {
 }
 
 /// The callback the `kvm:kvm_unmap_hva_range` tracepoint fires in.
-pub const KVM_START_CALLBACK: &str = "kvm_mmu_notifier_invalidate_range_start";
+pub(crate) const KVM_START_CALLBACK: &str = "kvm_mmu_notifier_invalidate_range_start";
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {

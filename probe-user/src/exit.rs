@@ -1,10 +1,6 @@
 //! Exit statuses (documented in `--help`): each environment problem has its own.
 
-use crate::{
-    btf::LoadBtfError,
-    loader::LoadError,
-    workload::{WorkloadError, kvm::KvmError},
-};
+use crate::{btf::LoadBtfError, kvm::KvmError, loader::LoadError, workload::WorkloadError};
 
 pub const FAILED: u8 = 1;
 /// Bad command line (clap uses it too), or `check`'s command could not be started.
@@ -22,6 +18,12 @@ pub const NO_OBJECT: u8 = 14;
 pub const BAD_INPUT: u8 = 15;
 /// A panic: Rust's own status for one on the main thread, and ours for one on a worker thread.
 pub const PANIC: u8 = 101;
+
+/// A command line problem found after parsing (exit status 2), e.g. `check`'s command could
+/// not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// A worker thread panicked (its message was already printed by the panic hook).
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +61,7 @@ pub fn for_error(e: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<crate::trace::TraceError>().is_some() {
             return BAD_INPUT;
         }
-        if cause.downcast_ref::<crate::cmd::check::UsageError>().is_some() {
+        if cause.downcast_ref::<UsageError>().is_some() {
             return USAGE;
         }
         if cause.downcast_ref::<ThreadPanicked>().is_some() {

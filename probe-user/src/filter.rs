@@ -11,10 +11,6 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    pub fn is_empty(&self) -> bool {
-        self.pids.is_empty() && self.comms.is_empty()
-    }
-
     /// Loss records always pass: a filtered view must still say that events were lost. So do
     /// `probes_live` records: the checker needs them to judge what it is shown.
     pub fn matches(&self, e: &Event) -> bool {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-pub const PATH: &str = "/proc/kallsyms";
+pub(crate) const PATH: &str = "/proc/kallsyms";
 
 #[derive(Debug, Error)]
 pub enum KallsymsError {

@@ -85,7 +85,7 @@ const fn row(
 }
 
 /// Every fact. Fixed bugs are rows too: `since` is the release with the fix.
-pub static FACTS: [FactRow; 9] = [
+pub(crate) static FACTS: [FactRow; 9] = [
     row(Fact::BlockableFailureWarn, KernelVersion::new(5, 4, 0), &[], None),
     row(Fact::CompensatingEnds, KernelVersion::new(5, 12, 0), &[KernelVersion::new(5, 10, 27)], Some("c2655835fd8c")),
     row(

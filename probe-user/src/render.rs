@@ -1,10 +1,14 @@
-//! One-line text rendering of trace events for `stream --format text`.
+//! One-line text rendering of trace events for `stream --format text`, and of the checker's
+//! verdict at the end of a live session.
 
 use std::fmt::Write;
 
-use crate::trace::{Event, EventBody};
+use crate::{
+    checker::Report,
+    trace::{Event, EventBody},
+};
 
-pub fn event_text(e: &Event) -> String {
+pub(crate) fn event_text(e: &Event) -> String {
     let mut s = String::with_capacity(128);
     let _ = write!(s, "{:>6}.{:06} ", e.ts / 1_000_000_000, (e.ts / 1000) % 1_000_000);
     if let Some(cpu) = e.cpu {
@@ -80,4 +84,18 @@ pub fn event_text(e: &Event) -> String {
         }
     }
     s
+}
+
+/// The checker's verdict in one line for the end of a live session (`replay` prints it all).
+pub(crate) fn report_line(report: &Report) -> String {
+    let counts: Vec<String> = report.violation_counts.iter().map(|(rule, n)| format!("{rule}={n}")).collect();
+    format!(
+        "verdict {}: {} violations{}; {} of {} rules checked{}",
+        report.verdict,
+        report.violation_counts.values().sum::<u64>(),
+        if counts.is_empty() { String::new() } else { format!(" ({})", counts.join(", ")) },
+        report.checked.len(),
+        crate::checker::RuleId::ALL.len(),
+        if report.lost > 0 { format!(", {} events lost", report.lost) } else { String::new() },
+    )
 }

@@ -12,7 +12,7 @@ use crate::{
 
 /// A workload step report as read back from the workload's JSON-lines output.
 #[derive(Clone, Debug, Deserialize)]
-pub struct StepRecord {
+pub(crate) struct StepRecord {
     pub step: String,
     pub pid: u32,
     pub t0: u64,
@@ -21,18 +21,16 @@ pub struct StepRecord {
     pub possible: Vec<SpanRecord>,
     #[serde(default)]
     pub cow_within: Vec<SpanRecord>,
-    #[serde(default)]
-    pub note: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct SpanRecord {
+pub(crate) struct SpanRecord {
     pub start: String,
     pub end: String,
 }
 
 impl SpanRecord {
-    pub fn parse(&self) -> Result<Span, String> {
+    pub(crate) fn parse(&self) -> Result<Span, String> {
         let a = Addr::parse(&self.start).map_err(|e| e.to_string())?;
         let b = Addr::parse(&self.end).map_err(|e| e.to_string())?;
         Ok(Span { start: a, end: b })
@@ -40,7 +38,7 @@ impl SpanRecord {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StepVerdict {
+pub(crate) struct StepVerdict {
     pub step: String,
     pub duration_ns: u64,
     pub expected: Vec<Span>,
@@ -55,7 +53,7 @@ pub struct StepVerdict {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SelftestVerdict {
+pub(crate) struct SelftestVerdict {
     pub steps: Vec<StepVerdict>,
     /// KVM invalidations of the workload's process that fell outside every step.
     pub outside_steps: Vec<Span>,
@@ -77,7 +75,7 @@ fn kvm_invalidations(events: &[Event], pid: u32) -> Vec<(u64, Span)> {
 
 /// One workload step with its parsed ranges.
 #[derive(Clone, Debug)]
-pub struct PlannedStep {
+pub(crate) struct PlannedStep {
     pub record: StepRecord,
     pub expected: Vec<Span>,
     pub possible: Vec<Span>,
@@ -85,7 +83,7 @@ pub struct PlannedStep {
 }
 
 impl PlannedStep {
-    pub fn from_record(record: StepRecord) -> Result<PlannedStep, String> {
+    pub(crate) fn from_record(record: StepRecord) -> Result<PlannedStep, String> {
         let parse = |v: &[SpanRecord]| v.iter().map(|s| s.parse()).collect::<Result<Vec<_>, _>>();
         Ok(PlannedStep {
             expected: parse(&record.expected)?,
@@ -104,7 +102,7 @@ fn is_cow_fault(s: &Span, within: &[Span]) -> bool {
         && within.iter().any(|w| w.start <= s.start && s.end <= w.end)
 }
 
-pub fn judge(steps: &[PlannedStep], events: &[Event], lost: u64) -> SelftestVerdict {
+pub(crate) fn judge(steps: &[PlannedStep], events: &[Event], lost: u64) -> SelftestVerdict {
     let pid = steps.first().map(|s| s.record.pid).unwrap_or(0);
     let mut seen = kvm_invalidations(events, pid);
     let mut verdicts = Vec::new();
@@ -150,7 +148,7 @@ pub fn judge(steps: &[PlannedStep], events: &[Event], lost: u64) -> SelftestVerd
 }
 
 impl SelftestVerdict {
-    pub fn render_text(&self, attach_summary: &str) -> String {
+    pub(crate) fn render_text(&self, attach_summary: &str) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "attach: {attach_summary}");
@@ -215,16 +213,8 @@ mod tests {
     }
 
     fn step(name: &str, t0: u64, t1: u64, expected: Vec<Span>, possible: Vec<Span>) -> PlannedStep {
-        let record = StepRecord {
-            step: name.into(),
-            pid: 5,
-            t0,
-            t1,
-            expected: vec![],
-            possible: vec![],
-            cow_within: vec![],
-            note: String::new(),
-        };
+        let record =
+            StepRecord { step: name.into(), pid: 5, t0, t1, expected: vec![], possible: vec![], cow_within: vec![] };
         PlannedStep { record, cow_within: expected.clone(), expected, possible }
     }
 

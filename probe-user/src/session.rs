@@ -8,17 +8,26 @@ use std::{
 };
 
 use crate::{
+    clock::monotonic_ns,
     decode::{Decoded, Decoder, StackSource},
     filter::EventFilter,
-    loader::{CallbackProbe, Collector, Counters, Discovered, LoadError, Tracer},
-    trace::{Event, EventBody, event::Lost},
-    workload::monotonic_ns,
+    loader::{AttachReport, CallbackProbe, Collector, Counters, Discovered, LoadError, Tracer},
+    trace::{Event, EventBody, Header, event::Lost},
 };
 
 /// How long the reader sleeps between drains when the kernel does not wake it.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the loss counters are read.
 const COUNTER_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The trace header for a live session.
+pub fn header(kernel: &str, attach: &AttachReport) -> Header {
+    let mut h = Header::new(kernel);
+    h.attach = attach.header_map();
+    h.extra
+        .insert("mode".into(), serde_json::Value::from(if attach.pairing_available() { "full" } else { "degraded" }));
+    h
+}
 
 /// What a session saw, for the closing summary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

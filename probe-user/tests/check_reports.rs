@@ -2,17 +2,21 @@
 //! validated by real consumers (a strict KTAP v1 parser written from ktap.rst, xmllint with the
 //! JUnit schema, the JSON schema), and the exit statuses. No root needed.
 
-mod support;
+mod common;
 
 use std::{
     collections::BTreeMap,
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
+use common::{
+    BIN, corpus, corpus_traces, ktap,
+    reports::{junit_testcase_names, scratch, validate_json, validate_junit},
+    stderr,
+};
 use serde_json::Value;
-use support::{BIN, junit_testcase_names, ktap, scratch, validate_json, validate_junit};
 
 const RULES: [&str; 16] = [
     "unpaired-start",
@@ -45,16 +49,8 @@ const PAIRING_RULES: [&str; 8] = [
     "itree-leak",
 ];
 
-fn corpus(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(format!("{name}.jsonl"))
-}
-
 fn check(args: &[&str]) -> Output {
     Command::new(BIN).arg("check").args(args).output().expect("run mmnotif-trace check")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 struct Reports {
@@ -116,12 +112,7 @@ fn expectation(trace: &Path) -> Expect {
 
 #[test]
 fn every_corpus_scenario_gets_its_verdict_in_every_format() {
-    let mut traces: Vec<PathBuf> = fs::read_dir(corpus("x").parent().expect("dir"))
-        .expect("corpus")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    traces.sort();
+    let traces = corpus_traces();
     assert!(traces.len() >= 15, "{traces:?}");
     for trace in traces {
         let name = trace.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -221,7 +212,7 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
 
 #[test]
 fn allow_turns_a_known_issue_into_an_expected_failure() {
-    let trace = corpus("v5.2-skipped-end");
+    let trace = corpus("v5.2-skipped-end.jsonl");
     let r =
         replay_with_reports(&trace, &["--allow", "notifier-unpaired-start:kvm_mmu_notifier_invalidate_range_start"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -258,7 +249,7 @@ fn allow_turns_a_known_issue_into_an_expected_failure() {
 
 #[test]
 fn fail_on_and_allow_lost_narrow_what_fails() {
-    let v52 = corpus("v5.2-skipped-end");
+    let v52 = corpus("v5.2-skipped-end.jsonl");
     let r = replay_with_reports(&v52, &["--fail-on", "kernel-warn,unpaired-end"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let t = result(&r.ktap, "notifier-unpaired-start");
@@ -268,7 +259,7 @@ fn fail_on_and_allow_lost_narrow_what_fails() {
     );
     assert_eq!(r.json["policy"]["fail_on"], serde_json::json!(["kernel-warn", "unpaired-end"]));
 
-    let lost = corpus("lost-events");
+    let lost = corpus("lost-events.jsonl");
     let r = replay_with_reports(&lost, &["--allow-lost"]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let t = result(&r.ktap, "events-lost");
@@ -283,7 +274,7 @@ fn fail_on_and_allow_lost_narrow_what_fails() {
 
 #[test]
 fn a_degraded_trace_is_a_skip_with_its_reason() {
-    let r = replay_with_reports(&corpus("tracepoint-mode"), &[]);
+    let r = replay_with_reports(&corpus("tracepoint-mode.jsonl"), &[]);
     assert_eq!(r.code, Some(4), "{}", r.stderr);
     let why = "no start/end probe: __mmu_notifier_invalidate_range_start/_end cannot be traced here";
     assert!(r.stderr.contains(why), "{}", r.stderr);
@@ -301,7 +292,7 @@ fn a_degraded_trace_is_a_skip_with_its_reason() {
 
 #[test]
 fn bad_usage_gets_one_line_and_status_2() {
-    let trace = corpus("v5.2-skipped-end");
+    let trace = corpus("v5.2-skipped-end.jsonl");
     let trace = trace.to_str().expect("utf8");
     for (args, says) in [
         (&["--allow", "no-such-rule", "--replay", trace][..], "unknown rule id \"no-such-rule\""),
@@ -336,7 +327,7 @@ fn bad_usage_gets_one_line_and_status_2() {
 
 #[test]
 fn the_json_schema_rejects_what_the_report_must_not_be() {
-    let r = replay_with_reports(&corpus("v5.2-skipped-end"), &[]);
+    let r = replay_with_reports(&corpus("v5.2-skipped-end.jsonl"), &[]);
     let mut bad = r.json.clone();
     bad["status"] = "maybe".into();
     assert!(validate_json(&bad).is_err());

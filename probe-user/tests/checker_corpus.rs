@@ -3,8 +3,11 @@
 //!   `<rule-id>`                      one line per expected violation (a multiset)
 //!   `not-checked <rule-id>`          the exact set of rules reported as not checked
 //!   `note <rule-id> <text>`          some violation of that rule carries a note with <text>
-use std::{collections::BTreeMap, fs, path::PathBuf};
+mod common;
 
+use std::{collections::BTreeMap, fs};
+
+use common::{corpus, corpus_traces};
 use mmnotif_trace::checker::{RuleId, replay_file};
 
 struct Expectation {
@@ -35,20 +38,9 @@ fn parse_expect(text: &str) -> Expectation {
     e
 }
 
-fn corpus() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut traces: Vec<PathBuf> = fs::read_dir(&dir)
-        .expect("corpus directory")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    traces.sort();
-    traces
-}
-
 #[test]
 fn every_corpus_trace_gives_its_expected_verdict() {
-    let traces = corpus();
+    let traces = corpus_traces();
     assert!(traces.len() >= 15, "corpus looks incomplete: {traces:?}");
     let mut failures = Vec::new();
     for trace in traces {
@@ -88,7 +80,7 @@ fn every_corpus_trace_gives_its_expected_verdict() {
 
 #[test]
 fn skipped_end_names_the_fix_and_the_kernel() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v5.2-skipped-end.jsonl");
+    let path = corpus("v5.2-skipped-end.jsonl");
     let report = replay_file(&path).expect("replay");
     let v = &report.violations[0];
     let hint = v.hint.as_deref().unwrap_or_default();
@@ -102,7 +94,7 @@ fn skipped_end_names_the_fix_and_the_kernel() {
 
 #[test]
 fn not_checked_rules_name_the_missing_hooks() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/tracepoint-mode.jsonl");
+    let path = corpus("tracepoint-mode.jsonl");
     let report = replay_file(&path).expect("replay");
     let unpaired =
         report.not_checked.iter().find(|n| n.rule == RuleId::UnpairedStart).expect("unpaired-start not checked");
@@ -126,7 +118,7 @@ fn not_checked_rules_name_the_missing_hooks() {
 
 #[test]
 fn report_serializes_to_json() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v6.6-double-end.jsonl");
+    let path = corpus("v6.6-double-end.jsonl");
     let report = replay_file(&path).expect("replay");
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(json["verdict"], "fail");
@@ -138,7 +130,7 @@ fn report_serializes_to_json() {
 fn attach_race_is_reported_without_probes_live() {
     // The trace of issue 15 as a tracer without probes_live recorded it: both ranges caught
     // between the attaches of KVM's callbacks look unpaired, which is what gating removes.
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kvm-attach-race.jsonl");
+    let path = corpus("kvm-attach-race.jsonl");
     let text = fs::read_to_string(&path).expect("read trace");
     let without: String =
         text.lines().filter(|l| !l.contains("\"type\":\"probes_live\"")).map(|l| format!("{l}\n")).collect();

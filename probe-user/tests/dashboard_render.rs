@@ -1,8 +1,11 @@
 //! The dashboard drawn into ratatui's TestBackend from states built by feeding corpus traces
 //! through the real checker: what a person would read on each pane, at the 80×24 minimum.
 
+mod common;
+
 use std::{fs::File, io::BufReader, sync::Arc};
 
+use common::corpus;
 use mmnotif_trace::{
     dashboard::{Model, Pane, Snapshot, Ui, snapshot::Inventory, view},
     inventory::{BlockedTask, IntervalSubscriber, KvmState, MmInventory, Subscriber},
@@ -15,10 +18,6 @@ use ratatui::{
     backend::TestBackend,
     crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
 };
-
-fn corpus(name: &str) -> String {
-    format!("{}/tests/corpus/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The model after every event of a corpus trace; `finish` also draws end-of-trace conclusions.
 fn model_of(name: &str, finish: bool) -> Model {

@@ -3,7 +3,7 @@
 //! tracepoints still allow run for real: kernel WARNs, lost events, the command's own status,
 //! and the events of KVM processes (with `--pid-tree`, only the command's).
 
-mod support;
+mod common;
 
 use std::{
     fs,
@@ -11,13 +11,12 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
+use common::{
+    BIN, ktap,
+    reports::{scratch, validate_json, validate_junit},
+    stderr,
+};
 use serde_json::Value;
-use support::{BIN, ktap, scratch, validate_json, validate_junit};
-
-fn require_root() {
-    // SAFETY: no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the host integration tests load BPF programs: run them as root");
-}
 
 /// On a kernel with kprobes the pairing rules are checked: that is the guest suite's ground.
 fn degraded_host() -> bool {
@@ -26,10 +25,6 @@ fn degraded_host() -> bool {
 
 fn check(args: &[&str]) -> Output {
     Command::new(BIN).arg("check").args(args).stdin(Stdio::null()).output().expect("run mmnotif-trace check")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json_report(path: &Path) -> Value {
@@ -44,7 +39,9 @@ fn mm_rows(report: &Value) -> &Vec<Value> {
 
 #[test]
 fn check_skips_here_with_its_reason_and_still_runs_the_degraded_checks() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     if !degraded_host() {
         return;
     }
@@ -112,7 +109,9 @@ fn check_skips_here_with_its_reason_and_still_runs_the_degraded_checks() {
 
 #[test]
 fn a_failing_command_fails_the_check_as_a_test_case_of_its_own() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     let o = check(&["--ktap", "--", "sh", "-c", "echo from-the-command; exit 3"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -132,7 +131,9 @@ fn a_failing_command_fails_the_check_as_a_test_case_of_its_own() {
 
 #[test]
 fn a_command_past_its_timeout_is_stopped_and_fails() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     let o = check(&["--timeout", "1", "--ktap", "--", "sleep", "60"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -147,7 +148,9 @@ fn a_command_past_its_timeout_is_stopped_and_fails() {
 
 #[test]
 fn lost_events_make_the_verdict_incomplete_unless_allowed() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     let dir = scratch("host-lost");
     let j = dir.join("r.json");
     // A one-page ring drained every 10 ms cannot hold what zapping a page in a loop produces.
@@ -190,7 +193,9 @@ fn lost_events_make_the_verdict_incomplete_unless_allowed() {
 
 #[test]
 fn pid_tree_keeps_the_commands_descendants_and_nothing_else() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     let dir = scratch("host-tree");
     let j = dir.join("r.json");
     // Traffic from a KVM process outside the command's tree, for the whole run.
@@ -243,7 +248,9 @@ fn pid_tree_keeps_the_commands_descendants_and_nothing_else() {
 
 #[test]
 fn the_process_events_connector_reports_forks_with_their_parent() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     let mut watch = mmnotif_trace::check::fork_watch::ForkWatch::open().expect("CONFIG_PROC_EVENTS is on here");
     let out = Command::new("sh").args(["-c", "sleep 0 & echo $!; wait"]).output().expect("sh");
     let grandchild: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("pid");

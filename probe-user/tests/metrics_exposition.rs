@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::{fs::File, io::BufReader, path::PathBuf};
+use std::{fs::File, io::BufReader};
 
-use common::{parse_exposition, promtool_check, sum};
+use common::{corpus, corpus_traces, parse_exposition, promtool_check, sum};
 use mmnotif_trace::{
     checker::{Checker, RuleId},
     loader::{AttachReport, HookStatus, Method},
@@ -18,10 +18,6 @@ use mmnotif_trace::{
     trace::{EventType, TraceReader},
 };
 use prometheus::{Encoder, TextEncoder};
-
-fn corpus(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name)
-}
 
 /// Replays a trace through the checker and the exporter's breakdown, as a live session does.
 fn exposition(name: &str) -> (String, mmnotif_trace::checker::Report) {
@@ -54,13 +50,8 @@ fn exposition_with(name: &str, inventory: &InventorySnapshot) -> (String, mmnoti
 
 #[test]
 fn every_corpus_trace_exposes_lint_free_metrics_without_addresses() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("corpus")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".jsonl"))
-        .collect();
-    names.sort();
+    let names: Vec<String> =
+        corpus_traces().iter().filter_map(|p| p.file_name()?.to_str().map(str::to_owned)).collect();
     assert!(names.len() >= 10, "{names:?}");
     for name in names {
         let (text, _) = exposition(&name);

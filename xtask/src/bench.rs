@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Iterations per measurement.
     #[arg(long, default_value_t = 200_000)]
     pub iterations: u64,
@@ -102,7 +102,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn run(args: &BenchArgs) -> Result<u8> {
+pub(crate) fn run(args: &BenchArgs) -> Result<u8> {
     let bin = crate::build_release()?;
     let (mut ratios, mut untraced_all, mut traced_all) = (Vec::new(), Vec::new(), Vec::new());
     let (mut received_total, mut lost_total) = (0, 0);

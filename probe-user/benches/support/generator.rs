@@ -3,10 +3,10 @@
 //! subscribers on some mms, nested ranges, and OOM-reaper failures with compensating ends.
 use mmnotif_trace::trace::*;
 
-pub const TASKS: u32 = 256;
+pub(crate) const TASKS: u32 = 256;
 
 /// Deterministic xorshift, so every run measures the same trace.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -21,7 +21,7 @@ impl Rng {
     }
 }
 
-pub struct Generator {
+pub(crate) struct Generator {
     rng: Rng,
     ts: u64,
     comms: Vec<Comm>,
@@ -33,7 +33,7 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new() -> Generator {
+    pub(crate) fn new() -> Generator {
         Generator {
             rng: Rng(0x9e37_79b9_7f4a_7c15),
             ts: 1_000_000_000,
@@ -147,7 +147,7 @@ impl Generator {
     }
 
     /// About `n` events; tasks interleave at invalidation granularity, as on a busy host.
-    pub fn block(&mut self, n: usize) -> Vec<Event> {
+    pub(crate) fn block(&mut self, n: usize) -> Vec<Event> {
         let mut out = Vec::with_capacity(n + 32);
         while out.len() < n {
             let tid = self.rng.below(u64::from(TASKS)) as u32;
@@ -158,6 +158,6 @@ impl Generator {
 }
 
 /// Every hook attached, as on a distribution kernel.
-pub fn header() -> Header {
+pub(crate) fn header() -> Header {
     Hook::ALL.into_iter().fold(Header::new("6.12.43+deb13-amd64"), |h, hook| h.with_attach(hook, "replay"))
 }

@@ -4,15 +4,15 @@ mod parse;
 #[cfg(test)]
 mod testing;
 
-pub use offsets::{kernel_offsets, ops_member_names, subscriptions_struct};
-pub use parse::{Btf, BtfError, MemberLoc};
+pub(crate) use offsets::{kernel_offsets, ops_member_names};
+pub(crate) use parse::{Btf, BtfError};
 
 /// Where the kernel publishes its BTF.
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub(crate) const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Loads vmlinux BTF and, when KVM is a module, the kvm module's split BTF on top of it.
 /// Returns (vmlinux, kvm-module BTF if there is one).
-pub fn load_kernel_btf() -> Result<(Btf, Option<Btf>), LoadBtfError> {
+pub(crate) fn load_kernel_btf() -> Result<(Btf, Option<Btf>), LoadBtfError> {
     let data = std::fs::read(VMLINUX_BTF).map_err(|e| LoadBtfError::Read(VMLINUX_BTF.into(), e))?;
     let vmlinux = Btf::parse(&data, VMLINUX_BTF)?;
     let kvm_path = "/sys/kernel/btf/kvm";

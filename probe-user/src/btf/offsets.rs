@@ -21,12 +21,12 @@ fn optional(btf: &Btf, strukt: &str, names: &[&str]) -> u32 {
 }
 
 /// Which subscriptions struct this kernel has.
-pub fn subscriptions_struct(btf: &Btf) -> &'static str {
+pub(crate) fn subscriptions_struct(btf: &Btf) -> &'static str {
     if btf.has_struct("mmu_notifier_subscriptions") { "mmu_notifier_subscriptions" } else { "mmu_notifier_mm" }
 }
 
 /// The `mmu_notifier_ops` member name(s) for each [`OpsSlot`].
-pub fn ops_member_names(slot: OpsSlot) -> &'static [&'static str] {
+pub(crate) fn ops_member_names(slot: OpsSlot) -> &'static [&'static str] {
     match slot {
         OpsSlot::Release => &["release"],
         OpsSlot::ClearFlushYoung => &["clear_flush_young"],
@@ -42,7 +42,7 @@ pub fn ops_member_names(slot: OpsSlot) -> &'static [&'static str] {
 
 /// Reads every offset the programs use. `kvm_btf` is where `struct kvm` lives: vmlinux when
 /// KVM is built in, the kvm module's split BTF otherwise, `None` when KVM is absent.
-pub fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelOffsets, BtfError> {
+pub(crate) fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelOffsets, BtfError> {
     let mut o = KernelOffsets::absent();
     o.task_mm = required(btf, "task_struct", &["mm"])?.offset;
     o.task_pid = required(btf, "task_struct", &["pid"])?.offset;

@@ -67,7 +67,7 @@ enum Type {
 }
 
 /// One parsed BTF blob (vmlinux, or a module's split BTF on top of it).
-pub struct Btf {
+pub(crate) struct Btf {
     /// Types indexed by id - 1 - `first_id` offset handled in `get`.
     types: Vec<Type>,
     names: Vec<u32>,
@@ -82,7 +82,7 @@ pub struct Btf {
 
 /// Where a member sits: byte offset from the start of the outer struct, and its byte size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemberLoc {
+pub(crate) struct MemberLoc {
     pub offset: u32,
     pub size: u32,
 }
@@ -95,12 +95,12 @@ fn u32_at(data: &[u8], at: usize, what: &str) -> Result<u32, BtfError> {
 
 impl Btf {
     /// Parses a complete (base) BTF blob, e.g. /sys/kernel/btf/vmlinux.
-    pub fn parse(data: &[u8], what: &str) -> Result<Btf, BtfError> {
+    pub(crate) fn parse(data: &[u8], what: &str) -> Result<Btf, BtfError> {
         Self::parse_with_base(data, what, None)
     }
 
     /// Parses a module's split BTF, whose type ids and strings continue the base's.
-    pub fn parse_split(data: &[u8], what: &str, base: Btf) -> Result<Btf, BtfError> {
+    pub(crate) fn parse_split(data: &[u8], what: &str, base: Btf) -> Result<Btf, BtfError> {
         Self::parse_with_base(data, what, Some(Box::new(base)))
     }
 
@@ -256,18 +256,19 @@ impl Btf {
     }
 
     /// True when the BTF defines `struct name`.
-    pub fn has_struct(&self, name: &str) -> bool {
+    pub(crate) fn has_struct(&self, name: &str) -> bool {
         self.struct_id(name).is_some()
     }
 
     /// Byte size of `struct name`.
-    pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
+    #[cfg(test)]
+    pub(crate) fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
         let id = self.struct_id(name).ok_or_else(|| BtfError::NoStruct(name.to_string()))?;
         Ok(self.size_of(id))
     }
 
     /// Offset and size of `struct_name.member`, searching anonymous structs/unions too.
-    pub fn member(&self, struct_name: &str, member: &str) -> Result<MemberLoc, BtfError> {
+    pub(crate) fn member(&self, struct_name: &str, member: &str) -> Result<MemberLoc, BtfError> {
         let id = self.struct_id(struct_name).ok_or_else(|| BtfError::NoStruct(struct_name.to_string()))?;
         self.find_member(id, member, 0, 0)
             .ok_or_else(|| BtfError::NoMember(struct_name.to_string(), member.to_string()))

@@ -3,18 +3,18 @@
 use super::parse::Btf;
 
 /// Accumulates a BTF type section and string section.
-pub struct BlobBuilder {
+pub(super) struct BlobBuilder {
     types: Vec<u8>,
     strings: Vec<u8>,
     str_base: u32,
 }
 
 impl BlobBuilder {
-    pub fn new(str_base: u32) -> Self {
+    pub(super) fn new(str_base: u32) -> Self {
         BlobBuilder { types: Vec::new(), strings: vec![0], str_base }
     }
 
-    pub fn name(&mut self, s: &str) -> u32 {
+    pub(super) fn name(&mut self, s: &str) -> u32 {
         let off = self.str_base + self.strings.len() as u32;
         self.strings.extend_from_slice(s.as_bytes());
         self.strings.push(0);
@@ -31,30 +31,30 @@ impl BlobBuilder {
         self.word(size_or_type);
     }
 
-    pub fn int(&mut self, name: &str, size: u32) {
+    pub(super) fn int(&mut self, name: &str, size: u32) {
         let n = self.name(name);
         self.header(n, 1, 0, size);
         self.word(size * 8);
     }
 
-    pub fn ptr(&mut self, to: u32) {
+    pub(super) fn ptr(&mut self, to: u32) {
         self.header(0, 2, 0, to);
     }
 
-    pub fn array(&mut self, elem: u32, index: u32, nelems: u32) {
+    pub(super) fn array(&mut self, elem: u32, index: u32, nelems: u32) {
         self.header(0, 3, 0, 0);
         self.word(elem);
         self.word(index);
         self.word(nelems);
     }
 
-    pub fn typedef(&mut self, name: &str, to: u32) {
+    pub(super) fn typedef(&mut self, name: &str, to: u32) {
         let n = self.name(name);
         self.header(n, 8, 0, to);
     }
 
     /// `members`: (name or "" for anonymous, type id, bit offset).
-    pub fn strukt(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) {
+    pub(super) fn strukt(&mut self, name: &str, size: u32, members: &[(&str, u32, u32)]) {
         let n = if name.is_empty() { 0 } else { self.name(name) };
         self.header(n, 4, members.len() as u32, size);
         for (mname, ty, bits) in members {
@@ -65,7 +65,7 @@ impl BlobBuilder {
         }
     }
 
-    pub fn finish(self) -> Vec<u8> {
+    pub(super) fn finish(self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&0xeb9fu16.to_le_bytes());
         out.push(1);
@@ -80,14 +80,14 @@ impl BlobBuilder {
         out
     }
 
-    pub fn strings_len(&self) -> u32 {
+    pub(super) fn strings_len(&self) -> u32 {
         self.strings.len() as u32
     }
 }
 
 /// ids: 1 long, 2 int, 3 char, 4 anon struct { long x; int hidden; }, 5 long *, 6 char[16],
 /// 7 typedef long_t, 8 struct outer { long_t plain; struct {..}; long *ptr; char name[16]; }
-pub fn sample_blob() -> Vec<u8> {
+pub(super) fn sample_blob() -> Vec<u8> {
     sample_builder().finish()
 }
 
@@ -104,12 +104,12 @@ fn sample_builder() -> BlobBuilder {
     b
 }
 
-pub fn sample_btf() -> Btf {
+pub(super) fn sample_btf() -> Btf {
     Btf::parse(&sample_blob(), "sample").expect("the sample blob is valid")
 }
 
 /// A split blob on top of [`sample_btf`]: id 9 struct kvm_like { int count; struct outer embedded; }
-pub fn split_sample(_base: &Btf) -> Vec<u8> {
+pub(super) fn split_sample(_base: &Btf) -> Vec<u8> {
     let mut b = BlobBuilder::new(sample_builder().strings_len());
     b.strukt("kvm_like", 64, &[("count", 2, 0), ("embedded", 8, 64)]);
     b.finish()

@@ -71,16 +71,6 @@ pub enum Disposition {
 }
 
 impl Disposition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Disposition::Failing => "failing",
-            Disposition::Allowed => "allowed",
-            Disposition::NotFailOn => "not-fail-on",
-            Disposition::BeforeCommand => "before-command",
-            Disposition::InFlightAtDetach => "in-flight-at-detach",
-        }
-    }
-
     /// Why a violation with this disposition does not count (None when it does).
     pub fn excuse(self) -> Option<&'static str> {
         match self {

@@ -2,7 +2,10 @@
 //! (`ts` of the events) is the only time it knows.
 use std::mem;
 
-use crate::kernel_facts::Fact;
+use crate::{
+    errno::{EAGAIN, errno_name},
+    kernel_facts::Fact,
+};
 
 use super::{
     hints::KernelInfo,
@@ -16,9 +19,6 @@ use crate::trace::{
     Addr, Comm, Detector, Event, EventBody, Header, Hook, IntervalInvalidate, ItreeSnapshot, MmuEvent, ProbesLive,
     RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, Symbol, Warn,
 };
-
-/// `-EAGAIN`, the only failure a start may return.
-pub const EAGAIN: i64 = -11;
 
 /// A closed range may still receive the subscriber ends its `__end` delivers; once trace time
 /// is this far past its close (and the task did nothing else meanwhile) it is settled.
@@ -1338,26 +1338,4 @@ fn range_ref(ptr: Addr, args: Option<RangeArgs>) -> RangeRef {
         event: args.map(|a| a.event),
         blockable: args.map(|a| a.blockable),
     }
-}
-
-/// `-11 (-EAGAIN)` style rendering of a kernel return value.
-pub fn errno_name(ret: i64) -> String {
-    match errno_symbol(ret) {
-        Some(name) => format!("{ret} (-{name})"),
-        None => ret.to_string(),
-    }
-}
-
-/// The symbolic name of a negative errno a start may plausibly return (`-11` → `EAGAIN`).
-pub fn errno_symbol(ret: i64) -> Option<&'static str> {
-    Some(match ret.checked_neg()? {
-        1 => "EPERM",
-        4 => "EINTR",
-        11 => "EAGAIN",
-        12 => "ENOMEM",
-        14 => "EFAULT",
-        16 => "EBUSY",
-        22 => "EINVAL",
-        _ => return None,
-    })
 }

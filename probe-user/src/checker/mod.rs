@@ -14,7 +14,7 @@ pub mod stats;
 use std::{fs::File, io::BufRead, io::BufReader, path::Path};
 
 pub use crate::kernel_facts::KernelVersion;
-pub use engine::{Checker, EAGAIN, MAX_STORED_VIOLATIONS, OpenRange, SETTLE_NS, errno_name, errno_symbol};
+pub use engine::{Checker, MAX_STORED_VIOLATIONS, OpenRange, SETTLE_NS};
 pub use hints::KernelInfo;
 pub use histogram::{DurationSummary, LogHistogram};
 pub use report::{RangeRef, Report, TaskRef, Verdict, Violation};

@@ -22,11 +22,12 @@ use crate::{
     },
     checker::Violation,
     cli::CheckArgs,
+    clock::monotonic_ns,
+    exit::UsageError,
     filter::EventFilter,
     inventory::{BlockedTask, InventoryWalker, WalkError},
-    loader::{KernelContext, TracerOptions},
+    loader::KernelContext,
     trace::{Addr, Event},
-    workload::monotonic_ns,
 };
 
 /// Between attaching and starting the command: invalidations already in flight when the tracer
@@ -37,11 +38,6 @@ const LEAD_IN: Duration = Duration::from_millis(100);
 const DRAIN: Duration = Duration::from_millis(250);
 /// After `--timeout`'s SIGTERM, how long the command has before SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
-
-/// A command line problem found after parsing (exit status 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 /// A report writer: KTAP, JUnit or JSON.
 type Render = fn(&CheckOutcome) -> String;
@@ -154,12 +150,7 @@ fn tree_filter() -> Result<TreeFilter> {
 }
 
 async fn run_live(args: &CheckArgs, policy: &Policy) -> Result<CheckOutcome> {
-    let opts = TracerOptions {
-        ring_bytes: args.ring_size,
-        attach: args.attach.attach,
-        tracepoints: args.attach.tracepoint_method,
-        ..TracerOptions::default()
-    };
+    let opts = args.tracer.tracer_options();
     let tree = if args.pid_tree { Some(tree_filter()?) } else { None };
     let session = LiveSession::start(&opts, args.metrics.metrics, EventFilter::default(), None, move |_, _| {
         Ok(CheckSink { tree })

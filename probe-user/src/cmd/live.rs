@@ -13,11 +13,11 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::runner::{LiveSession, Sink};
 use crate::{
-    checker::{Report, Violation},
+    checker::Violation,
     cli::{LiveArgs, TextOrJsonl},
     filter::EventFilter,
     loader::AttachReport,
-    render::event_text,
+    render::{event_text, report_line},
     trace::{Event, Header, TraceWriter, event_to_line},
 };
 
@@ -153,18 +153,4 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     eprintln!("mmnotif-trace: {}", end.totals.summary());
     eprintln!("mmnotif-trace: {}", report_line(&end.report));
     Ok(0)
-}
-
-/// The checker's verdict in one line for the end of a live session (`replay` prints it all).
-pub fn report_line(report: &Report) -> String {
-    let counts: Vec<String> = report.violation_counts.iter().map(|(rule, n)| format!("{rule}={n}")).collect();
-    format!(
-        "verdict {}: {} violations{}; {} of {} rules checked{}",
-        report.verdict,
-        report.violation_counts.values().sum::<u64>(),
-        if counts.is_empty() { String::new() } else { format!(" ({})", counts.join(", ")) },
-        report.checked.len(),
-        crate::checker::RuleId::ALL.len(),
-        if report.lost > 0 { format!(", {} events lost", report.lost) } else { String::new() },
-    )
 }

@@ -14,17 +14,9 @@ use std::process::Stdio;
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
-/// This binary's `workload` subcommand with `args`, not started yet.
-pub fn workload_command(args: &[&str]) -> anyhow::Result<std::process::Command> {
-    let exe = std::env::current_exe().context("locating the mmnotif-trace binary")?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("workload").args(args);
-    Ok(cmd)
-}
-
 /// Starts this binary's `workload` subcommand as a child process.
 pub fn spawn_workload(args: &[&str], stdout_piped: bool) -> anyhow::Result<Child> {
-    let mut cmd = Command::from(workload_command(args)?);
+    let mut cmd = Command::from(crate::workload::command(args)?);
     cmd.kill_on_drop(true);
     cmd.stdout(if stdout_piped { Stdio::piped() } else { Stdio::null() });
     cmd.spawn().context("starting the built-in workload")

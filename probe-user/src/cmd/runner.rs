@@ -19,18 +19,9 @@ use crate::{
     filter::EventFilter,
     loader::{AttachReport, CallbackProbe, KernelContext, Tracer, TracerOptions},
     metrics::{Exporter, Recorder, SessionInfo},
-    session::{self, Delivery, SessionTotals},
+    session::{self, Delivery, SessionTotals, header},
     trace::{Event, Header},
 };
-
-/// The trace header for a live session.
-pub fn header(kernel: &str, attach: &AttachReport) -> Header {
-    let mut h = Header::new(kernel);
-    h.attach = attach.header_map();
-    h.extra
-        .insert("mode".into(), serde_json::Value::from(if attach.pairing_available() { "full" } else { "degraded" }));
-    h
-}
 
 /// What a live session does with each event once the checker has seen it.
 pub trait Sink {

@@ -25,13 +25,14 @@ use super::{
     ui::Command,
 };
 use crate::{
-    cmd::{live::report_line, runner::header, workload_command},
+    clock::monotonic_ns,
     filter::EventFilter,
     inventory::{BlockedTask, InventoryPoller, InventoryWalk, MmInventory, WalkError},
     loader::{CallbackProbe, Tracer, TracerOptions},
     metrics::{Exporter, SessionInfo},
-    session::{self, Delivery, SessionTotals},
-    workload::monotonic_ns,
+    render::report_line,
+    session::{self, Delivery, SessionTotals, header},
+    workload,
 };
 
 /// The last inventory read, or why there is none.
@@ -208,7 +209,7 @@ pub fn run(log_file: Option<&Path>, metrics: Option<SocketAddr>) -> Result<u8> {
     // Every step but vm_close, so each round's VM stays open during the hold and the
     // inventory finds it subscribed.
     let steps = "madvise_dontneed,madvise_free,mprotect,mremap_dontunmap,munmap,fork";
-    let workload = workload_command(&["--steps", steps, "--repeat", "0", "--hold-ms", "500"])?
+    let workload = workload::command(&["--steps", steps, "--repeat", "0", "--hold-ms", "500"])?
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(workload_log))

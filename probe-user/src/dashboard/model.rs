@@ -154,10 +154,6 @@ impl Model {
         }
     }
 
-    pub fn ended(&self) -> bool {
-        matches!(self.checking, Checking::Ended { .. })
-    }
-
     /// Counters, rates and the violation list start again from zero; the checker's pairing
     /// state is untouched (resetting it would invent unpaired ends), and losses stay shown.
     pub fn reset(&mut self) {

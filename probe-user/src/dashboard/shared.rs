@@ -25,14 +25,6 @@ impl SharedModel {
         self.lock().ingest(event);
     }
 
-    /// Many events under one lock (replay reads ahead in batches).
-    pub fn push_all<'a>(&self, events: impl IntoIterator<Item = &'a Event>) {
-        let mut model = self.lock();
-        for e in events {
-            model.ingest(e);
-        }
-    }
-
     /// The frame's data; `now` (trace time) advances the clock first in live mode.
     pub fn snapshot(&self, now: Option<u64>) -> Snapshot {
         let mut model = self.lock();

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
-    checker::{OpenRange, Severity, StatsSummary, Verdict, Violation},
+    checker::{OpenRange, StatsSummary, Verdict, Violation},
     inventory::{BlockedTask, MmInventory},
     trace::{Addr, AttachState, Comm, Header, Hook, Symbol},
 };
@@ -144,13 +144,6 @@ impl Snapshot {
             None | Some([]) => "-".into(),
             Some([mm]) => self.process_of_mm(*mm).label(),
             Some(mms) => format!("{} mms", mms.len()),
-        }
-    }
-
-    pub fn severity_count(&self, severity: Severity) -> u64 {
-        match severity {
-            Severity::Error => self.errors,
-            Severity::Warning => self.warnings,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::{kallsyms::Kallsyms, trace::Addr};
 /// The iterator program in the object.
 pub const BLOCKED_PROGRAM: &str = "blocked_tasks";
 /// The map of mms whose wait queue the iterator reads.
-pub const WATCHED_MMS_MAP: &str = "WATCHED_MMS";
+pub(super) const WATCHED_MMS_MAP: &str = "WATCHED_MMS";
 
 /// A kernel wait a notifier can leave hanging: the function the task sleeps in, and what it
 /// is waiting for. One row per wait.

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::{
     kallsyms::Kallsyms,
-    loader::{KernelContext, LoadError, TracerOptions, error_chain, load_object, require_root},
+    object::{KernelContext, LoadError, TracerOptions, error_chain, load_object, require_root},
     trace::Addr,
 };
 

@@ -5,7 +5,7 @@
 use std::{sync::mpsc, thread::JoinHandle, time::Duration};
 
 use super::{InventoryWalk, InventoryWalker, WalkError};
-use crate::loader::KernelContext;
+use crate::object::KernelContext;
 
 /// How often the live views read the inventory again.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);

@@ -15,7 +15,6 @@ pub enum Method {
     Kretprobe,
     TpBtf,
     RawTp,
-    Iter,
 }
 
 impl Method {
@@ -27,7 +26,6 @@ impl Method {
             Method::Kretprobe => "kretprobe",
             Method::TpBtf => "tp_btf",
             Method::RawTp => "raw_tp",
-            Method::Iter => "iter",
         }
     }
 }

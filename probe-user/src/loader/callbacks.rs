@@ -17,10 +17,10 @@ use serde::Serialize;
 
 use super::hooks::attach_kprobe;
 use crate::{
+    clock::monotonic_ns,
     inventory::MmInventory,
     kallsyms::Kallsyms,
     trace::{Addr, Event, EventBody, Hook, ProbedCallback, ProbesLive, Symbol},
-    workload::monotonic_ns,
 };
 
 /// A subscriber the kernel told us about.
@@ -230,12 +230,6 @@ impl CallbackAttacher {
             }
         }
         CallbackProbe { hook, callback: kallsyms.describe(addr), error }
-    }
-
-    /// How many callbacks are probed, and how many could not be.
-    pub fn counts(&self) -> (usize, usize) {
-        let failed = self.probes.values().filter(|p| p.error.is_some()).count();
-        (self.probes.len() - failed, failed)
     }
 }
 

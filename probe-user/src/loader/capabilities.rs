@@ -8,7 +8,7 @@ use super::{
     AttachChoice, AttachReport, KernelContext, LoadError, TracepointChoice, TracerOptions, hooks, load_object,
     require_root,
 };
-use crate::{inventory, workload::kvm};
+use crate::{inventory, kvm};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {

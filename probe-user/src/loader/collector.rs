@@ -11,7 +11,7 @@ use aya::{
 };
 use probe_common::{RawEvent, counter};
 
-use super::{LoadError, hooks::error_chain};
+use super::{LoadError, error_chain};
 
 /// Totals of the kernel-side counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,16 +7,16 @@ use aya::{
         kprobe::KProbeLinkId,
     },
 };
-use serde::Serialize;
 
 use super::{
-    LoadError,
+    AttachChoice, LoadError, TracepointChoice,
     attach::{AttachReport, HookStatus, Method, MethodChecks, Refusal},
+    error_chain,
 };
 use crate::kallsyms::Kallsyms;
 
 /// A tracepoint hook: a tp_btf program and its raw-tracepoint twin with the same body.
-pub struct TracepointHook {
+pub(super) struct TracepointHook {
     /// Name in the trace header's `attach` map.
     pub hook: &'static str,
     pub tracepoint: &'static str,
@@ -24,7 +24,7 @@ pub struct TracepointHook {
     pub raw_program: &'static str,
 }
 
-pub const TRACEPOINT_HOOKS: [TracepointHook; 3] = [
+pub(super) const TRACEPOINT_HOOKS: [TracepointHook; 3] = [
     TracepointHook {
         hook: "kvm_unmap_hva_range",
         tracepoint: "kvm_unmap_hva_range",
@@ -46,16 +46,16 @@ pub const TRACEPOINT_HOOKS: [TracepointHook; 3] = [
 ];
 
 /// The start function: what the capability programs try, and the outer hooks' main target.
-pub const START_FUNCTION: &str = "__mmu_notifier_invalidate_range_start";
-pub const END_FUNCTION: &str = "__mmu_notifier_invalidate_range_end";
-pub const ITREE_END_FUNCTION: &str = "mn_itree_inv_end";
-pub const REGISTER_FUNCTION: &str = "__mmu_notifier_register";
-pub const INTERVAL_INSERT_FUNCTIONS: [&str; 2] =
+pub(super) const START_FUNCTION: &str = "__mmu_notifier_invalidate_range_start";
+pub(super) const END_FUNCTION: &str = "__mmu_notifier_invalidate_range_end";
+pub(super) const ITREE_END_FUNCTION: &str = "mn_itree_inv_end";
+pub(super) const REGISTER_FUNCTION: &str = "__mmu_notifier_register";
+pub(super) const INTERVAL_INSERT_FUNCTIONS: [&str; 2] =
     ["mmu_interval_notifier_insert", "mmu_interval_notifier_insert_locked"];
 
 /// One program attached to one kernel function.
 #[derive(Clone, Copy, Debug)]
-pub struct ProgramSite {
+pub(super) struct ProgramSite {
     pub program: &'static str,
     pub function: &'static str,
 }
@@ -65,7 +65,7 @@ const fn site(program: &'static str, function: &'static str) -> ProgramSite {
 }
 
 /// A hook on kernel functions, with the programs each method needs.
-pub struct FunctionHook {
+pub(super) struct FunctionHook {
     pub hook: &'static str,
     /// fentry/fexit programs (each is bound to its function at load time).
     pub trampoline: &'static [ProgramSite],
@@ -77,7 +77,7 @@ pub struct FunctionHook {
 
 /// The outer hooks and the registration hook: attached at start, all with one method so
 /// entry-state maps of the kretprobe twins are filled by their own entry programs.
-pub const FUNCTION_HOOKS: [FunctionHook; 5] = [
+pub(super) const FUNCTION_HOOKS: [FunctionHook; 5] = [
     FunctionHook {
         hook: "range_start",
         trampoline: &[site("range_start_fentry", START_FUNCTION)],
@@ -125,7 +125,7 @@ pub const FUNCTION_HOOKS: [FunctionHook; 5] = [
 
 /// WARN capture where the `error_report_end` tracepoint is missing (kernels before 5.17): a
 /// probe on `__warn` that emits the same record. Attached only then, or WARNs would count twice.
-pub const WARN_FALLBACK: FunctionHook = FunctionHook {
+pub(super) const WARN_FALLBACK: FunctionHook = FunctionHook {
     hook: "warn",
     trampoline: &[site("warn_fentry", "__warn")],
     trampoline_method: Method::Fentry,
@@ -137,30 +137,15 @@ const WARN_TRACEPOINT: &str = "error_report_end";
 
 /// Hooks on subscriber callbacks: kprobes attached per callback as subscribers are
 /// discovered (see [`super::callbacks`]).
-pub const CALLBACK_HOOKS: [(&str, Method); 3] = [
+pub(super) const CALLBACK_HOOKS: [(&str, Method); 3] = [
     ("subscriber_start", Method::Kretprobe),
     ("subscriber_end", Method::Kprobe),
     ("interval_invalidate", Method::Kretprobe),
 ];
 
 /// Whether `hook` is probed on kernel functions (as opposed to tracepoints or the iterator).
-pub fn is_function_hook(hook: &str) -> bool {
+pub(super) fn is_function_hook(hook: &str) -> bool {
     FUNCTION_HOOKS.iter().any(|h| h.hook == hook) || CALLBACK_HOOKS.iter().any(|(h, _)| *h == hook)
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn try_tp_btf(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), String> {
@@ -187,7 +172,7 @@ fn try_raw_tp(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), St
 
 /// Attaches one tracepoint hook: tp_btf first, raw tracepoint otherwise (or only the one
 /// `choice` names).
-pub fn attach_tracepoint(
+pub(super) fn attach_tracepoint(
     ebpf: &mut Ebpf,
     btf: Option<&Btf>,
     hook: &TracepointHook,
@@ -220,7 +205,7 @@ pub fn attach_tracepoint(
 }
 
 /// Tries fentry on the start function: Ok when the kernel loads and attaches it.
-pub fn try_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
+pub(super) fn try_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
     let prog: &mut FEntry = ebpf
         .program_mut("cap_fentry")
         .ok_or("program cap_fentry missing from the object")?
@@ -243,7 +228,7 @@ pub fn try_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), String> {
 }
 
 /// Tries a kprobe on the start function.
-pub fn try_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {
+pub(super) fn try_kprobe(ebpf: &mut Ebpf) -> Result<(), String> {
     let pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe");
     let prog: &mut KProbe = ebpf
         .program_mut("cap_kprobe")
@@ -279,7 +264,7 @@ where
 }
 
 /// Loads (once) and attaches a kprobe or kretprobe program to `function`.
-pub fn attach_kprobe(ebpf: &mut Ebpf, program_name: &str, function: &str) -> Result<KProbeLinkId, String> {
+pub(super) fn attach_kprobe(ebpf: &mut Ebpf, program_name: &str, function: &str) -> Result<KProbeLinkId, String> {
     let prog: &mut KProbe = program(ebpf, program_name)?;
     if prog.fd().is_err() {
         prog.load().map_err(|e| error_chain(&e))?;
@@ -420,29 +405,8 @@ fn attach_function_hooks(
     statuses
 }
 
-/// What the loader may use, from the command line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttachChoice {
-    // fentry/fexit where the kernel allows it, kprobes otherwise (the CLI help says so; doc
-    // comments here would turn into a long per-value list there).
-    #[default]
-    Auto,
-    Fentry,
-    Kprobe,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TracepointChoice {
-    #[default]
-    Auto,
-    TpBtf,
-    Raw,
-}
-
 /// Attaches every hook the kernel allows and reports each outcome.
-pub fn attach_all(
+pub(super) fn attach_all(
     ebpf: &mut Ebpf,
     kallsyms: &Kallsyms,
     choice: AttachChoice,

@@ -12,7 +12,7 @@ use super::{
     labels::{EVENT_LABELS, blockable_label},
     snapshot::{DurationHistogram, SessionInfo, SessionSnapshot},
 };
-use crate::{checker::RuleId, trace::EventType, workload::monotonic_ns};
+use crate::{checker::RuleId, clock::monotonic_ns, trace::EventType};
 
 pub struct SnapshotCollector {
     descs: Vec<Desc>,

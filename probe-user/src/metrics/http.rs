@@ -24,7 +24,7 @@ const INDEX: &str = "<html><head><title>mmnotif-trace</title></head><body><h1>mm
 <p><a href=\"/metrics\">/metrics</a>: Prometheus metrics of the running trace.</p></body></html>\n";
 
 #[derive(Debug, PartialEq, Eq)]
-pub struct Response {
+pub(super) struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
@@ -37,7 +37,7 @@ impl Response {
         Response { status, content_type: "text/plain; charset=utf-8", body: format!("{body}\n"), head_only: false }
     }
 
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(super) fn to_bytes(&self) -> Vec<u8> {
         let reason = match self.status {
             200 => "OK",
             400 => "Bad Request",
@@ -67,7 +67,7 @@ impl Response {
 }
 
 /// The response to a complete request head.
-pub fn route(head: &[u8], registry: &Registry) -> Response {
+pub(super) fn route(head: &[u8], registry: &Registry) -> Response {
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
     let Ok(line) = std::str::from_utf8(head.get(..line_end).unwrap_or_default()) else {
         return Response::text(400, "request line is not UTF-8");
@@ -138,7 +138,7 @@ async fn handle(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
 }
 
 /// Accepts and answers until the task is aborted.
-pub async fn serve(listener: TcpListener, registry: Registry) {
+pub(super) async fn serve(listener: TcpListener, registry: Registry) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };

@@ -1,7 +1,8 @@
 //! Label values from trace data, each drawn from a bounded set.
 
 use crate::{
-    checker::{NotifierKind, errno_symbol},
+    checker::NotifierKind,
+    errno::errno_symbol,
     trace::{MmuEvent, Symbol},
 };
 

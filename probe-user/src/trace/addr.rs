@@ -22,8 +22,6 @@ pub enum AddrParseError {
 }
 
 impl Addr {
-    pub const NULL: Addr = Addr(0);
-
     /// Parses `0x` followed by 1–16 hex digits (either case). Leading zeros beyond 16 digits
     /// are accepted as long as the value fits.
     pub fn parse(text: &str) -> Result<Addr, AddrParseError> {
@@ -48,10 +46,6 @@ impl Addr {
             value = (value << 4) | u64::from(nibble);
         }
         Ok(Addr(value))
-    }
-
-    pub fn is_null(self) -> bool {
-        self.0 == 0
     }
 }
 

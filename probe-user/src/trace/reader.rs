@@ -82,11 +82,6 @@ impl<R: BufRead> TraceReader<R> {
         &self.header
     }
 
-    /// Line number of the last line read.
-    pub fn line(&self) -> u64 {
-        self.line
-    }
-
     fn error(&self, kind: TraceErrorKind) -> TraceError {
         let err = TraceError::new(self.line, kind);
         match &self.path {

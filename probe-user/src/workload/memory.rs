@@ -4,7 +4,7 @@ use std::io;
 
 use super::WorkloadError;
 
-pub const PAGE: u64 = 4096;
+pub(super) const PAGE: u64 = 4096;
 
 fn check(step: &'static str, what: &'static str, ok: bool) -> Result<(), WorkloadError> {
     if ok { Ok(()) } else { Err(WorkloadError::Sys { step, what, err: io::Error::last_os_error() }) }
@@ -12,7 +12,7 @@ fn check(step: &'static str, what: &'static str, ok: bool) -> Result<(), Workloa
 
 /// An anonymous private mapping; THP is disabled on it so every range the kernel invalidates
 /// is the one the step asked for (a huge page split would add its own invalidation).
-pub fn map_anon(step: &'static str, len: u64) -> Result<u64, WorkloadError> {
+pub(super) fn map_anon(step: &'static str, len: u64) -> Result<u64, WorkloadError> {
     // SAFETY: a fresh anonymous mapping; nothing else refers to it.
     let p = unsafe {
         libc::mmap(
@@ -30,7 +30,7 @@ pub fn map_anon(step: &'static str, len: u64) -> Result<u64, WorkloadError> {
 }
 
 /// Writes one byte per page so every page is populated.
-pub fn touch(addr: u64, len: u64) {
+pub(super) fn touch(addr: u64, len: u64) {
     let mut a = addr;
     while a < addr + len {
         // SAFETY: callers pass ranges inside their own read-write mappings.
@@ -39,23 +39,23 @@ pub fn touch(addr: u64, len: u64) {
     }
 }
 
-pub fn madvise(step: &'static str, addr: u64, len: u64, advice: libc::c_int) -> Result<(), WorkloadError> {
+pub(super) fn madvise(step: &'static str, addr: u64, len: u64, advice: libc::c_int) -> Result<(), WorkloadError> {
     // SAFETY: the range belongs to this process's own mappings.
     check(step, "madvise", unsafe { libc::madvise(addr as *mut _, len as usize, advice) } == 0)
 }
 
-pub fn mprotect(step: &'static str, addr: u64, len: u64, prot: libc::c_int) -> Result<(), WorkloadError> {
+pub(super) fn mprotect(step: &'static str, addr: u64, len: u64, prot: libc::c_int) -> Result<(), WorkloadError> {
     // SAFETY: as above.
     check(step, "mprotect", unsafe { libc::mprotect(addr as *mut _, len as usize, prot) } == 0)
 }
 
-pub fn munmap(step: &'static str, addr: u64, len: u64) -> Result<(), WorkloadError> {
+pub(super) fn munmap(step: &'static str, addr: u64, len: u64) -> Result<(), WorkloadError> {
     // SAFETY: the range is not referenced after this.
     check(step, "munmap", unsafe { libc::munmap(addr as *mut _, len as usize) } == 0)
 }
 
 /// mremap(MREMAP_MAYMOVE | MREMAP_DONTUNMAP): moves the pages, leaves the old range mapped.
-pub fn mremap_dontunmap(step: &'static str, addr: u64, len: u64) -> Result<u64, WorkloadError> {
+pub(super) fn mremap_dontunmap(step: &'static str, addr: u64, len: u64) -> Result<u64, WorkloadError> {
     // mremap is variadic: `new_address` is the optional fifth argument, and a call that leaves
     // it out hands the kernel whatever the register it travels in last held. The kernel takes
     // MREMAP_DONTUNMAP through the same path as MREMAP_FIXED (mremap_to), which reads
@@ -72,7 +72,7 @@ pub fn mremap_dontunmap(step: &'static str, addr: u64, len: u64) -> Result<u64, 
 
 /// One line of /proc/self/smaps condensed to what decides whether fork invalidates a VMA.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VmaInfo {
+pub(super) struct VmaInfo {
     pub start: u64,
     pub end: u64,
     pub private: bool,
@@ -80,7 +80,7 @@ pub struct VmaInfo {
 }
 
 /// Parses smaps text: header lines `start-end perms offset dev inode [path]`, then `Key: value`.
-pub fn parse_smaps(text: &str) -> Vec<VmaInfo> {
+pub(super) fn parse_smaps(text: &str) -> Vec<VmaInfo> {
     let mut out: Vec<VmaInfo> = Vec::new();
     for line in text.lines() {
         let mut parts = line.split_whitespace();

@@ -3,16 +3,16 @@
 //!
 //! It runs in its own (single-threaded) process so the tracer can tell its events apart by pid.
 
-pub mod kvm;
 mod memory;
 mod steps;
 
+use anyhow::Context;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use steps::{STEPS, Step, hammer};
+pub(crate) use steps::{STEPS, Step, hammer};
 
-use crate::trace::Addr;
+use crate::{kvm, trace::Addr};
 
 #[derive(Debug, Error)]
 pub enum WorkloadError {
@@ -26,20 +26,20 @@ pub enum WorkloadError {
 
 /// A half-open address range `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Span {
+pub(crate) struct Span {
     pub start: Addr,
     pub end: Addr,
 }
 
 impl Span {
-    pub fn new(start: u64, end: u64) -> Span {
+    pub(crate) fn new(start: u64, end: u64) -> Span {
         Span { start: Addr(start), end: Addr(end) }
     }
 }
 
 /// What one step did and what the tracer must have seen for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StepReport {
+pub(crate) struct StepReport {
     pub step: &'static str,
     pub pid: u32,
     /// CLOCK_MONOTONIC ns around the step (the clock BPF timestamps use).
@@ -55,15 +55,16 @@ pub struct StepReport {
     pub note: &'static str,
 }
 
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+/// This binary's `workload` subcommand with `args`, not started yet.
+pub(crate) fn command(args: &[&str]) -> anyhow::Result<std::process::Command> {
+    let exe = std::env::current_exe().context("locating the mmnotif-trace binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("workload").args(args);
+    Ok(cmd)
 }
 
 /// Parses a comma-separated step list ("all" or names from [`STEPS`]).
-pub fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
+pub(crate) fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
     if list == "all" {
         return Ok(STEPS.to_vec());
     }
@@ -81,7 +82,7 @@ pub fn parse_steps(list: &str) -> Result<Vec<Step>, WorkloadError> {
 
 /// Creates the VM and runs `steps` in order, handing each report to `report` as it completes;
 /// then keeps the VM (unless a step closed it) for `linger` before tearing everything down.
-pub fn run(
+pub(crate) fn run(
     steps: &[Step],
     linger: std::time::Duration,
     mut report: impl FnMut(&StepReport),

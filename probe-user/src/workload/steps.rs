@@ -4,16 +4,16 @@
 use std::{fs::File, io::Read};
 
 use super::{
-    Span, StepReport, WorkloadError, kvm,
+    Span, StepReport, WorkloadError,
     memory::{self, PAGE},
-    monotonic_ns,
 };
+use crate::{clock::monotonic_ns, kvm};
 
 const AREA: u64 = 16 * PAGE;
 const AREAS: u64 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     MadviseDontneed,
     MadviseFree,
     Mprotect,
@@ -23,7 +23,7 @@ pub enum Step {
     VmClose,
 }
 
-pub const STEPS: [Step; 7] = [
+pub(crate) const STEPS: [Step; 7] = [
     Step::MadviseDontneed,
     Step::MadviseFree,
     Step::Mprotect,
@@ -34,7 +34,7 @@ pub const STEPS: [Step; 7] = [
 ];
 
 impl Step {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Step::MadviseDontneed => "madvise_dontneed",
             Step::MadviseFree => "madvise_free",
@@ -59,7 +59,7 @@ impl Step {
     }
 }
 
-pub struct Context {
+pub(super) struct Context {
     _kvm: std::fs::File,
     /// Read buffer for /proc/self/smaps, allocated and touched up front: allocating (or
     /// freeing) it inside the fork step would itself map or unmap memory there.
@@ -70,7 +70,7 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new() -> Result<Context, WorkloadError> {
+    pub(super) fn new() -> Result<Context, WorkloadError> {
         let kvm_dev = kvm::open()?;
         let base = memory::map_anon("setup", AREA * AREAS)?;
         memory::touch(base, AREA * AREAS);
@@ -84,7 +84,7 @@ impl Context {
         (self.base + step.area() * AREA, AREA)
     }
 
-    pub fn run(&mut self, step: Step) -> Result<StepReport, WorkloadError> {
+    pub(super) fn run(&mut self, step: Step) -> Result<StepReport, WorkloadError> {
         let name = step.name();
         let (addr, len) = self.area(step);
         memory::touch(addr, len);
@@ -180,7 +180,7 @@ fn fork_and_predict(step: &'static str, buf: &mut [u8]) -> Result<(Vec<Span>, Ve
 
 /// The benchmark's worst case: zap and refault one page of a KVM-registered mm, `iterations`
 /// times. Returns nanoseconds per iteration.
-pub fn hammer(iterations: u64) -> Result<f64, WorkloadError> {
+pub(crate) fn hammer(iterations: u64) -> Result<f64, WorkloadError> {
     let kvm_dev = kvm::open()?;
     let base = memory::map_anon("hammer", AREA)?;
     memory::touch(base, AREA);

@@ -7,11 +7,11 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::promql::{label_values_metric, metric_names};
 
-pub fn dir() -> PathBuf {
+pub(crate) fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards")
 }
 
-pub fn dashboards() -> Vec<(String, Value)> {
+pub(crate) fn dashboards() -> Vec<(String, Value)> {
     let mut out: Vec<(String, Value)> = std::fs::read_dir(dir())
         .expect("dashboards/")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -26,7 +26,7 @@ pub fn dashboards() -> Vec<(String, Value)> {
     out
 }
 
-pub fn yaml(path: &str) -> Yaml {
+pub(crate) fn yaml(path: &str) -> Yaml {
     let text = std::fs::read_to_string(dir().join(path)).unwrap_or_else(|e| panic!("dashboards/{path}: {e}"));
     let mut docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("dashboards/{path}: not YAML: {e}"));
     assert_eq!(docs.len(), 1, "{path}");
@@ -34,7 +34,7 @@ pub fn yaml(path: &str) -> Yaml {
 }
 
 /// The uid of the provisioned Prometheus datasource.
-pub fn provisioned_datasource_uid() -> String {
+pub(crate) fn provisioned_datasource_uid() -> String {
     let doc = yaml("provisioning/datasources/mmnotif-trace.yaml");
     assert_eq!(doc["apiVersion"].as_i64(), Some(1));
     let sources = doc["datasources"].as_vec().expect("datasources list");
@@ -45,7 +45,7 @@ pub fn provisioned_datasource_uid() -> String {
 }
 
 /// Every PromQL expression of a dashboard: panel targets and variable queries' metrics.
-pub fn expressions(dashboard: &Value) -> (Vec<String>, BTreeSet<String>) {
+pub(crate) fn expressions(dashboard: &Value) -> (Vec<String>, BTreeSet<String>) {
     let mut exprs = Vec::new();
     for panel in dashboard["panels"].as_array().into_iter().flatten() {
         for target in panel["targets"].as_array().into_iter().flatten() {
@@ -66,7 +66,7 @@ pub fn expressions(dashboard: &Value) -> (Vec<String>, BTreeSet<String>) {
 }
 
 /// Every metric name a dashboard's queries and variables use.
-pub fn metric_names_used(dashboard: &Value) -> BTreeSet<String> {
+pub(crate) fn metric_names_used(dashboard: &Value) -> BTreeSet<String> {
     let (exprs, mut names) = expressions(dashboard);
     names.extend(exprs.iter().flat_map(|e| metric_names(e)));
     names

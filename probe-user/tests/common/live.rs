@@ -8,10 +8,10 @@ use std::{
     time::Duration,
 };
 
-use super::{SeriesKey, http_get, parse_exposition};
+use super::{BIN, SeriesKey, http_get, parse_exposition};
 
 /// A live `mmnotif-trace` child with `--metrics` on, its stderr read by a thread.
-pub struct LiveTracer {
+pub(crate) struct LiveTracer {
     pub child: std::process::Child,
     pub addr: SocketAddr,
     /// Drained all along, so a full pipe never stalls the tracer.
@@ -20,13 +20,11 @@ pub struct LiveTracer {
     stderr_seen: Vec<String>,
 }
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_mmnotif-trace");
-
 impl LiveTracer {
     /// Starts `mmnotif-trace SUBCOMMAND --metrics 127.0.0.1:0 ARGS` (`args` is the subcommand
     /// and its arguments; the flag goes first so that it stays before `check`'s `--`) and
     /// waits for the address it serves on.
-    pub fn start(args: &[&str]) -> LiveTracer {
+    pub(crate) fn start(args: &[&str]) -> LiveTracer {
         let (subcommand, rest) = args.split_first().expect("a subcommand");
         let mut child = Command::new(BIN)
             .arg(subcommand)
@@ -74,7 +72,7 @@ impl LiveTracer {
     }
 
     /// One scrape of `/metrics`, parsed; panics on a non-200 answer.
-    pub fn scrape(&self) -> (String, BTreeMap<SeriesKey, f64>) {
+    pub(crate) fn scrape(&self) -> (String, BTreeMap<SeriesKey, f64>) {
         let (status, body) = http_get(self.addr, "/metrics").expect("scrape");
         assert_eq!(status, 200, "{body}");
         let samples = parse_exposition(&body);
@@ -82,7 +80,7 @@ impl LiveTracer {
     }
 
     /// Scrapes every 250 ms until `done` holds (at most `tries` times); returns that scrape.
-    pub fn scrape_until(
+    pub(crate) fn scrape_until(
         &self,
         tries: u32,
         what: &str,
@@ -100,7 +98,7 @@ impl LiveTracer {
     }
 
     /// Waits for the tracer to end by itself: (its status, stdout, stderr lines).
-    pub fn wait(mut self) -> (ExitStatus, String, Vec<String>) {
+    pub(crate) fn wait(mut self) -> (ExitStatus, String, Vec<String>) {
         let status = self.child.wait().expect("tracer exit");
         let stdout = self.stdout.take().map(|t| t.join().expect("stdout reader")).unwrap_or_default();
         self.stderr_seen.extend(self.stderr.iter());
@@ -108,7 +106,7 @@ impl LiveTracer {
     }
 
     /// SIGTERM, then everything it wrote: (stdout, stderr lines).
-    pub fn stop(mut self) -> (String, Vec<String>) {
+    pub(crate) fn stop(mut self) -> (String, Vec<String>) {
         // SAFETY: signalling our own child by its pid.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let status = self.child.wait().expect("tracer exit");

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{free_port, http_get};
 
-pub struct PrometheusServer {
+pub(crate) struct PrometheusServer {
     child: Child,
     pub addr: SocketAddr,
     dir: PathBuf,
@@ -31,7 +31,7 @@ fn encode(text: &str) -> String {
 
 impl PrometheusServer {
     /// Starts a server scraping `target`'s /metrics every second and waits until it is ready.
-    pub fn start(target: SocketAddr) -> PrometheusServer {
+    pub(crate) fn start(target: SocketAddr) -> PrometheusServer {
         let dir = std::env::temp_dir().join(format!("mmnotif-prometheus-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(dir.join("data")).expect("temp dir");
         let config = format!(
@@ -58,12 +58,12 @@ impl PrometheusServer {
         panic!("prometheus never became ready; its log:\n{}", server.log());
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
     }
 
     /// An instant query: each series' labels (without `job`/`instance`) and value.
-    pub fn query(&self, expr: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    pub(crate) fn query(&self, expr: &str) -> Vec<(BTreeMap<String, String>, f64)> {
         let (status, body) = http_get(self.addr, &format!("/api/v1/query?query={}", encode(expr))).expect("query");
         assert_eq!(status, 200, "{expr}: {body}");
         let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{expr}: {e}: {body}"));
@@ -90,12 +90,12 @@ impl PrometheusServer {
     }
 
     /// Sum of an instant query's values (0 when it has no series).
-    pub fn query_sum(&self, expr: &str) -> f64 {
+    pub(crate) fn query_sum(&self, expr: &str) -> f64 {
         self.query(expr).iter().map(|(_, v)| v).sum()
     }
 
     /// Queries every 250 ms until `done` holds (at most `tries` times).
-    pub fn wait_for(&self, tries: u32, expr: &str, done: impl Fn(f64) -> bool) -> f64 {
+    pub(crate) fn wait_for(&self, tries: u32, expr: &str, done: impl Fn(f64) -> bool) -> f64 {
         for _ in 0..tries {
             let v = self.query_sum(expr);
             if done(v) {

@@ -60,7 +60,7 @@ fn strip(expr: &str) -> String {
     out
 }
 
-pub fn metric_names(expr: &str) -> BTreeSet<String> {
+pub(crate) fn metric_names(expr: &str) -> BTreeSet<String> {
     let text = strip(expr);
     let chars: Vec<char> = text.chars().collect();
     let mut names = BTreeSet::new();
@@ -115,7 +115,7 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
 }
 
 /// The metric of a Grafana `label_values(METRIC{…}, label)` variable query.
-pub fn label_values_metric(query: &str) -> Option<String> {
+pub(crate) fn label_values_metric(query: &str) -> Option<String> {
     let inner = query.trim().strip_prefix("label_values(")?;
     // `label_values(label)` names no metric.
     let (selector, _label) = inner.rsplit_once(',')?;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub struct Apt {
+pub(super) struct Apt {
     dir: PathBuf,
 }
 
@@ -22,7 +22,7 @@ struct Mirrors {
 
 impl Apt {
     /// Writes the private configuration of `archive` (cheap; done every run).
-    pub fn new(dir: &Path, archive: &Archive) -> Result<Self> {
+    pub(super) fn new(dir: &Path, archive: &Archive) -> Result<Self> {
         for sub in ["lists/partial", "cache/archives/partial", "sources.list.d", "preferences.d"] {
             cmd::mkdir(&dir.join(sub))?;
         }
@@ -73,7 +73,7 @@ impl Apt {
         c
     }
 
-    pub fn update(&self) -> Result<()> {
+    pub(super) fn update(&self) -> Result<()> {
         let mut c = self.command("apt-get");
         // Without --error-on=any, an unreachable mirror is only a warning and apt keeps going on
         // whatever lists it has (or none).
@@ -83,7 +83,7 @@ impl Apt {
     }
 
     /// Downloads `name=version` specs into `dest`.
-    pub fn download(&self, specs: &[String], dest: &Path) -> Result<()> {
+    pub(super) fn download(&self, specs: &[String], dest: &Path) -> Result<()> {
         let mut c = self.command("apt-get");
         c.args(["-qq", "download"]).args(specs).current_dir(dest);
         cmd::output(&mut c).map(|_| ())

@@ -14,13 +14,13 @@ use std::process::Command;
 /// Packages every root has besides `--variant=apt`'s essentials and the archive's own.
 const BASE_PACKAGES: &[&str] = &["debian-archive-keyring", "ca-certificates"];
 
-pub struct BuildRoot {
+pub(super) struct BuildRoot {
     dir: PathBuf,
 }
 
 impl BuildRoot {
     /// The root of `archive`, made on first use from the archive's private sources list.
-    pub fn open(paths: &Paths, archive: &Archive) -> Result<Self> {
+    pub(super) fn open(paths: &Paths, archive: &Archive) -> Result<Self> {
         let dir = paths.store.join("roots").join(archive.name);
         let done = dir.join(".mmnotif-complete");
         if done.is_file() {
@@ -57,7 +57,7 @@ impl BuildRoot {
     }
 
     /// Makes the root hold exactly these (package, version) pairs; a no-op when it does.
-    pub fn install(&self, packages: &[(String, String)]) -> Result<()> {
+    pub(super) fn install(&self, packages: &[(String, String)]) -> Result<()> {
         let installed = |(name, version): &(String, String)| {
             self.run(&[], &["dpkg-query", "-W", "-f", "${Version}", name]).is_ok_and(|v| v.trim() == version)
         };
@@ -76,7 +76,7 @@ impl BuildRoot {
     /// Runs `argv` inside the root with /proc mounted and `binds` (host dir, path in the root)
     /// bind-mounted; returns its stdout, or fails with its output. Host paths reach the script
     /// through the environment, so no path is ever parsed by the shell.
-    pub fn run(&self, binds: &[(&Path, &str)], argv: &[&str]) -> Result<String> {
+    pub(super) fn run(&self, binds: &[(&Path, &str)], argv: &[&str]) -> Result<String> {
         let mut script = String::from(
             "set -e; mount -t proc proc \"$ROOT/proc\"; \
              mount --bind /etc/resolv.conf \"$ROOT/etc/resolv.conf\" 2>/dev/null || true; ",

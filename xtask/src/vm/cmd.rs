@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// Runs `cmd` to completion, capturing its output; fails (with its stderr) on a non-zero exit.
-pub fn output(cmd: &mut Command) -> Result<Output> {
+pub(super) fn output(cmd: &mut Command) -> Result<Output> {
     let shown = show(cmd);
     let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot run `{shown}`"))?;
     if !out.status.success() {
@@ -15,7 +15,7 @@ pub fn output(cmd: &mut Command) -> Result<Output> {
     Ok(out)
 }
 
-pub fn show(cmd: &Command) -> String {
+pub(super) fn show(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
         s.push(' ');
@@ -35,7 +35,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Fails with a clear message when a host tool is missing.
-pub fn require_tool(tool: &str, package: &str) -> Result<()> {
+pub(super) fn require_tool(tool: &str, package: &str) -> Result<()> {
     let found =
         std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
     if !found {
@@ -45,6 +45,6 @@ pub fn require_tool(tool: &str, package: &str) -> Result<()> {
 }
 
 /// Creates a directory and its parents, naming it on failure.
-pub fn mkdir(dir: &Path) -> Result<()> {
+pub(super) fn mkdir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))
 }

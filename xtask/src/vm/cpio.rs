@@ -1,7 +1,7 @@
 //! A minimal writer of the cpio "newc" format the kernel unpacks as an initramfs.
 use std::io::{self, Write};
 
-pub struct Cpio<W: Write> {
+pub(super) struct Cpio<W: Write> {
     out: W,
     ino: u32,
     written: u64,
@@ -13,28 +13,28 @@ const S_IFLNK: u32 = 0o120000;
 const S_IFCHR: u32 = 0o020000;
 
 impl<W: Write> Cpio<W> {
-    pub fn new(out: W) -> Self {
+    pub(super) fn new(out: W) -> Self {
         Cpio { out, ino: 1, written: 0 }
     }
 
-    pub fn dir(&mut self, path: &str) -> io::Result<()> {
+    pub(super) fn dir(&mut self, path: &str) -> io::Result<()> {
         self.entry(path, S_IFDIR | 0o755, 0, &[])
     }
 
-    pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> io::Result<()> {
+    pub(super) fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> io::Result<()> {
         self.entry(path, S_IFREG | (mode & 0o7777), 0, data)
     }
 
-    pub fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+    pub(super) fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
         self.entry(path, S_IFLNK | 0o777, 0, target.as_bytes())
     }
 
-    pub fn char_dev(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> io::Result<()> {
+    pub(super) fn char_dev(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> io::Result<()> {
         self.entry(path, S_IFCHR | (mode & 0o7777), (major << 8) | minor, &[])
     }
 
     /// Writes the trailer and returns the writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub(super) fn finish(mut self) -> io::Result<W> {
         self.entry("TRAILER!!!", 0, 0, &[])?;
         self.out.flush()?;
         Ok(self.out)

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One resolved kernel: its ABI and the .deb files of what it needs.
 #[derive(Clone, Debug)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub kernel: &'static KernelRow,
     /// e.g. `6.1.0-56` or `6.12.95+deb12` (the `linux-image-<abi>-amd64` part).
     pub abi: String,
@@ -25,7 +25,7 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.kernel.name
     }
 
@@ -35,7 +35,7 @@ impl Resolved {
 
     /// The local .deb of a boot package (must have been downloaded); one `*` in `package`
     /// matches any text, e.g. `linux-modules-*`.
-    pub fn deb(&self, paths: &Paths, package: &str) -> Result<PathBuf> {
+    pub(crate) fn deb(&self, paths: &Paths, package: &str) -> Result<PathBuf> {
         let matches = |n: &str| match package.split_once('*') {
             Some((pre, suf)) => n.len() >= pre.len() + suf.len() && n.starts_with(pre) && n.ends_with(suf),
             None => n == package,
@@ -61,7 +61,7 @@ impl Resolved {
 
 /// Resolves each row against the mirror, downloads what is missing, and records the result;
 /// falls back to a complete recorded resolution when the mirror cannot be reached.
-pub fn fetch(paths: &Paths, rows: &[&'static KernelRow]) -> Result<Vec<Resolved>> {
+pub(crate) fn fetch(paths: &Paths, rows: &[&'static KernelRow]) -> Result<Vec<Resolved>> {
     cmd::mkdir(&paths.debs())?;
     // One private apt per archive, updated once per run.
     let mut archives: Vec<(&Archive, Result<Apt, String>)> = Vec::new();

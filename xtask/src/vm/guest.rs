@@ -9,7 +9,7 @@ use std::process::Command;
 
 /// Builds every program (skipped when the sources are unchanged); returns (guest name, path).
 /// `tests/guest/foo.c` becomes `mmnotif-foo`; `common.c` is linked into each.
-pub fn build(paths: &Paths) -> Result<Vec<(String, PathBuf)>> {
+pub(super) fn build(paths: &Paths) -> Result<Vec<(String, PathBuf)>> {
     let out = paths.guest_build();
     let src = out.join("src");
     let mut changed = kmod::sync_sources(&paths.guest_src(), &src)?;

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Where extra binaries land in the guest (it is on the guest's PATH).
-pub const GUEST_BIN_DIR: &str = "/usr/local/bin";
+pub(crate) const GUEST_BIN_DIR: &str = "/usr/local/bin";
 
 /// What goes into one guest.
 #[derive(Debug, Default)]
-pub struct InitramfsSpec {
+pub(crate) struct InitramfsSpec {
     /// The test module for this kernel (`/lib/modules/mmnotif_test.ko`).
     pub module: PathBuf,
     /// This kernel's own KVM modules in load order (`/lib/modules/kvm/`, listed in
@@ -35,7 +35,7 @@ pub struct InitramfsSpec {
 }
 
 /// Writes the initramfs (uncompressed cpio newc) to `out`.
-pub fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Result<()> {
+pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -> Result<()> {
     let f = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut w = Tree { cpio: Cpio::new(BufWriter::new(f)), dirs: BTreeSet::new() };
     for d in [
@@ -150,7 +150,7 @@ fn is_static(bin: &Path) -> Result<bool> {
 }
 
 /// The shared libraries (and the ELF interpreter) `bin` loads, per `ldd`.
-pub fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
     if !bin.is_file() {
         bail!("{} does not exist", bin.display());
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Returns the cached `vmlinux` of `r`, extracting it on first use.
-pub fn vmlinux(paths: &Paths, r: &Resolved) -> Result<PathBuf> {
+pub(super) fn vmlinux(paths: &Paths, r: &Resolved) -> Result<PathBuf> {
     let dir = paths.kernel(&r.abi);
     let out = dir.join("vmlinux");
     if out.is_file() {
@@ -63,7 +63,7 @@ fn read_member(deb: &Path, member: &str) -> Result<Vec<u8>> {
 /// The setup header says where it is: `setup_sects` at 0x1f1 (0 means 4), `payload_offset` and
 /// `payload_length` at 0x248/0x24c, relative to the protected-mode code that starts after
 /// `(setup_sects + 1) * 512` bytes. The payload ends with the uncompressed size (4 bytes, LE).
-pub fn decompress_payload(image: &[u8]) -> Result<Vec<u8>> {
+pub(super) fn decompress_payload(image: &[u8]) -> Result<Vec<u8>> {
     let u32_at = |off: usize| -> Result<u32> {
         let b = image.get(off..off + 4).context("the image is too short for a bzImage setup header")?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -121,7 +121,7 @@ fn run_filter(tool: &str, args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-pub fn file_name(p: &Path) -> String {
+pub(super) fn file_name(p: &Path) -> String {
     p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 

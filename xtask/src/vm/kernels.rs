@@ -7,7 +7,7 @@
 
 /// A set of suites resolved together, with its own private apt configuration and lists.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Archive {
+pub(crate) struct Archive {
     /// Names the private apt directory.
     pub name: &'static str,
     /// Suites on the main Debian mirror (component `main`).
@@ -19,7 +19,7 @@ pub struct Archive {
 }
 
 /// bookworm as this host's apt sees it, plus backports (lower priority, used by name).
-pub const BOOKWORM: Archive = Archive {
+pub(crate) const BOOKWORM: Archive = Archive {
     name: "bookworm",
     suites: &["bookworm", "bookworm-updates", "bookworm-backports"],
     security_suites: &["bookworm-security"],
@@ -28,7 +28,7 @@ pub const BOOKWORM: Archive = Archive {
 };
 
 /// bullseye, whose kernel (5.10 LTS) is updated through bullseye-security.
-pub const BULLSEYE: Archive = Archive {
+pub(crate) const BULLSEYE: Archive = Archive {
     name: "bullseye",
     suites: &["bullseye", "bullseye-updates"],
     security_suites: &["bullseye-security"],
@@ -37,7 +37,7 @@ pub const BULLSEYE: Archive = Archive {
 };
 
 /// unstable, plus experimental (priority 1, used by name) for release candidates.
-pub const SID: Archive = Archive {
+pub(crate) const SID: Archive = Archive {
     name: "sid",
     suites: &["sid", "experimental"],
     security_suites: &[],
@@ -47,7 +47,7 @@ pub const SID: Archive = Archive {
 
 /// Which `linux-image-amd64` version is a row's current kernel.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Current {
+pub(crate) enum Current {
     /// apt's candidate in the archive (the suite with the highest priority wins).
     Candidate,
     /// The highest version offered by this suite (for low-priority suites such as backports).
@@ -56,7 +56,7 @@ pub enum Current {
 
 /// One kernel of the test bed.
 #[derive(Debug, PartialEq, Eq)]
-pub struct KernelRow {
+pub(crate) struct KernelRow {
     /// What `--kernel` takes, and the name in logs and reports.
     pub name: &'static str,
     pub about: &'static str,
@@ -65,7 +65,7 @@ pub struct KernelRow {
 }
 
 /// Every kernel, in the order `--kernel all` boots them.
-pub const KERNELS: &[KernelRow] = &[
+pub(crate) const KERNELS: &[KernelRow] = &[
     KernelRow {
         name: "5.10",
         about: "bullseye's LTS kernel (bullseye, -updates, -security)",
@@ -94,12 +94,12 @@ pub const KERNELS: &[KernelRow] = &[
 ];
 
 /// The row called `name`.
-pub fn by_name(name: &str) -> Option<&'static KernelRow> {
+pub(crate) fn by_name(name: &str) -> Option<&'static KernelRow> {
     KERNELS.iter().find(|k| k.name == name)
 }
 
 /// The values `--kernel` accepts, each with its description, `all` last.
-pub fn choices() -> Vec<clap::builder::PossibleValue> {
+pub(crate) fn choices() -> Vec<clap::builder::PossibleValue> {
     KERNELS
         .iter()
         .map(|k| clap::builder::PossibleValue::new(k.name).help(k.about))

@@ -7,11 +7,11 @@ use super::paths::Paths;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
-pub const MODULE: &str = "mmnotif_test";
+pub(super) const MODULE: &str = "mmnotif_test";
 
 /// Builds the module for `r` (skipped when neither the sources nor the headers changed) and
 /// returns the .ko. `r`'s headers must be installed in `root` (`BuildRoot::install`).
-pub fn build(paths: &Paths, r: &Resolved, root: &BuildRoot) -> Result<PathBuf> {
+pub(super) fn build(paths: &Paths, r: &Resolved, root: &BuildRoot) -> Result<PathBuf> {
     let dir = paths.build(&r.abi).join("kmod");
     let ko = dir.join(format!("{MODULE}.ko"));
     let stamp = dir.join(".headers");
@@ -34,7 +34,7 @@ pub fn build(paths: &Paths, r: &Resolved, root: &BuildRoot) -> Result<PathBuf> {
 }
 
 /// Copies the regular files of `src` into `dst`; returns whether any differed.
-pub fn sync_sources(src: &Path, dst: &Path) -> Result<bool> {
+pub(super) fn sync_sources(src: &Path, dst: &Path) -> Result<bool> {
     cmd::mkdir(dst)?;
     let mut changed = false;
     let rd = std::fs::read_dir(src).with_context(|| format!("cannot list {}", src.display()))?;

@@ -19,7 +19,7 @@ const ORDER_FILE: &str = "order";
 /// `kvm_amd` and every module it needs, as uncompressed `.ko` files in load order
 /// (dependencies first), extracted on first use from the package that holds the modules: the
 /// image up to 6.x (`/lib/modules`), 7.x's `linux-modules-*` (`/usr/lib/modules`).
-pub fn modules(paths: &Paths, r: &Resolved) -> Result<Vec<PathBuf>> {
+pub(super) fn modules(paths: &Paths, r: &Resolved) -> Result<Vec<PathBuf>> {
     let dir = paths.kernel(&r.abi).join("kvm-modules");
     if let Ok(order) = std::fs::read_to_string(dir.join(ORDER_FILE)) {
         return Ok(order.lines().map(|name| dir.join(name)).collect());

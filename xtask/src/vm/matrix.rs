@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const DOC: &str = "docs/kernel-matrix.md";
+pub(crate) const DOC: &str = "docs/kernel-matrix.md";
 
 /// What one kernel's guest run measured.
 struct Measured {
@@ -79,7 +79,7 @@ fn measure(kernel: &'static str, dir: &Path) -> Result<Measured> {
 }
 
 /// Writes the matrix from the last guest run of every kernel; fails naming a kernel without one.
-pub fn write(paths: &Paths) -> Result<PathBuf> {
+pub(crate) fn write(paths: &Paths) -> Result<PathBuf> {
     let mut measured = Vec::new();
     for k in KERNELS {
         let dir = paths.logs().join(format!("{}-files", k.name));

@@ -5,32 +5,30 @@ mod apt;
 mod buildroot;
 mod cmd;
 mod cpio;
-pub mod debian;
+pub(crate) mod debian;
 mod guest;
-pub mod initramfs;
+pub(crate) mod initramfs;
 mod kernel;
-pub mod kernels;
+pub(crate) mod kernels;
 mod kmod;
 mod kvm_modules;
-pub mod matrix;
-pub mod paths;
-pub mod qemu;
+pub(crate) mod matrix;
+pub(crate) mod paths;
+pub(crate) mod qemu;
 mod resolve;
 mod version;
 
 use anyhow::{Context, Result, bail};
 use debian::Resolved;
+use initramfs::{InitramfsSpec, build_initramfs};
 use kernels::KernelRow;
-// For callers that add binaries (e.g. the tracer) to a guest of their own.
-#[allow(unused_imports)]
-pub use initramfs::{GUEST_BIN_DIR, InitramfsSpec, build_initramfs};
 use paths::Paths;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Boot Debian kernels under QEMU and run the guest suite (and an optional command) in them.
 #[derive(clap::Args, Debug, Clone)]
-pub struct VmArgs {
+pub(crate) struct VmArgs {
     /// Which kernel to boot (a row of xtask/src/vm/kernels.rs), or `all`.
     #[arg(long, default_value = "all", value_parser = clap::builder::PossibleValuesParser::new(kernels::choices()))]
     pub kernel: String,
@@ -91,7 +89,7 @@ impl Default for VmArgs {
 
 /// What one kernel's run produced.
 #[derive(Debug)]
-pub struct KernelReport {
+pub(crate) struct KernelReport {
     pub name: String,
     pub abi: String,
     /// Kernel extraction, module build and initramfs (after the shared package step).
@@ -101,7 +99,7 @@ pub struct KernelReport {
 }
 
 /// `cargo xtask vm`: prints per-kernel results and timings; fails if any kernel failed.
-pub fn run(args: &VmArgs) -> Result<()> {
+pub(crate) fn run(args: &VmArgs) -> Result<()> {
     let total = Instant::now();
     let reports = run_reports(args)?;
     println!();
@@ -138,7 +136,7 @@ pub fn run(args: &VmArgs) -> Result<()> {
 }
 
 /// Prepares and boots each selected kernel; the caller decides what a result means.
-pub fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
+pub(crate) fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
     let paths = Paths::new();
     let rows: Vec<&'static KernelRow> = match kernels::by_name(&args.kernel) {
         Some(row) => vec![row],

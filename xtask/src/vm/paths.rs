@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
-pub struct Paths {
+pub(crate) struct Paths {
     /// The workspace root (the parent of xtask's manifest directory).
     pub root: PathBuf,
     /// `target/vm-cache`: this checkout's builds and logs.
@@ -16,7 +16,7 @@ pub struct Paths {
 }
 
 impl Paths {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let root =
             Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         let cache = root.join("target").join("vm-cache");
@@ -24,40 +24,40 @@ impl Paths {
     }
 
     /// Private apt configuration and state of one archive.
-    pub fn apt(&self, archive: &str) -> PathBuf {
+    pub(crate) fn apt(&self, archive: &str) -> PathBuf {
         self.store.join("apt").join(archive)
     }
     /// Downloaded .deb files.
-    pub fn debs(&self) -> PathBuf {
+    pub(crate) fn debs(&self) -> PathBuf {
         self.store.join("debs")
     }
     /// Resolution records, one per kernel name.
-    pub fn resolved(&self, name: &str) -> PathBuf {
+    pub(crate) fn resolved(&self, name: &str) -> PathBuf {
         self.store.join("resolved").join(format!("{name}.txt"))
     }
     /// Extracted kernels and headers, one directory per ABI.
-    pub fn kernels(&self) -> PathBuf {
+    pub(crate) fn kernels(&self) -> PathBuf {
         self.store.join("kernels")
     }
     /// Extracted kernel and headers of one ABI.
-    pub fn kernel(&self, abi: &str) -> PathBuf {
+    pub(crate) fn kernel(&self, abi: &str) -> PathBuf {
         self.kernels().join(abi)
     }
     /// Per-kernel build outputs (module, initramfs).
-    pub fn build(&self, abi: &str) -> PathBuf {
+    pub(crate) fn build(&self, abi: &str) -> PathBuf {
         self.cache.join("build").join(abi)
     }
     /// Guest programs (statically linked; shared by all kernels).
-    pub fn guest_build(&self) -> PathBuf {
+    pub(crate) fn guest_build(&self) -> PathBuf {
         self.cache.join("build").join("guest")
     }
-    pub fn logs(&self) -> PathBuf {
+    pub(crate) fn logs(&self) -> PathBuf {
         self.cache.join("logs")
     }
-    pub fn kmod_src(&self) -> PathBuf {
+    pub(crate) fn kmod_src(&self) -> PathBuf {
         self.root.join("tests").join("kmod")
     }
-    pub fn guest_src(&self) -> PathBuf {
+    pub(crate) fn guest_src(&self) -> PathBuf {
         self.root.join("tests").join("guest")
     }
 }
@@ -71,7 +71,7 @@ impl Default for Paths {
 /// The project's machine-wide state directory; scripts/setup.sh computes the same one (it keeps
 /// bpf-linker's LLVM links there): `$MMNOTIF_STATE_DIR`, else `$XDG_DATA_HOME/mmnotif-trace`,
 /// else `~/.local/share/mmnotif-trace`.
-pub fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     env("MMNOTIF_STATE_DIR")
         .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("mmnotif-trace")))

@@ -9,11 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub const RESULT_PREFIX: &str = "MMNOTIF-GUEST-RESULT:";
+pub(crate) const RESULT_PREFIX: &str = "MMNOTIF-GUEST-RESULT:";
 const TEST_PREFIX: &str = "MMNOTIF-TEST: ";
 
 #[derive(Debug, Clone)]
-pub struct Boot {
+pub(crate) struct Boot {
     /// Label for output lines, e.g. "6.1".
     pub name: String,
     pub vmlinux: PathBuf,
@@ -31,7 +31,7 @@ pub struct Boot {
 }
 
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub pass: u32,
     pub fail: u32,
     /// The guest's FAIL lines and any problem seen on the console.
@@ -97,7 +97,7 @@ fn save_file(dir: &std::path::Path, name: &str, base64: &str) -> Result<PathBuf>
 }
 
 impl Outcome {
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.failures.is_empty() && self.fail == 0 && self.pass > 0
     }
 }
@@ -114,7 +114,7 @@ impl Drop for Reaped {
     }
 }
 
-pub fn cmdline(b: &Boot) -> String {
+pub(crate) fn cmdline(b: &Boot) -> String {
     let mut args = vec![
         "console=ttyS0",
         "earlyprintk=serial,ttyS0",
@@ -130,7 +130,7 @@ pub fn cmdline(b: &Boot) -> String {
 
 /// Boots and supervises one guest. An error means QEMU could not run at all; a failed test run
 /// is an `Outcome` with failures.
-pub fn boot(b: &Boot) -> Result<Outcome> {
+pub(crate) fn boot(b: &Boot) -> Result<Outcome> {
     cmd::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
     let mut c = Command::new("qemu-system-x86_64");
     // Single-threaded TCG: with one host thread per vCPU (MTTCG) the guests died of

@@ -11,7 +11,7 @@ use super::version::{DebVersion, Relation, parse_depends};
 use anyhow::{Context, Result, bail};
 
 /// The two apt-cache answers the resolver reads.
-pub trait AptTexts {
+pub(super) trait AptTexts {
     /// `apt-cache policy PACKAGE`; empty when the package is unknown.
     fn policy(&self, package: &str) -> Result<String>;
     /// `apt-cache show PACKAGE` (every version); empty when the package is unknown.
@@ -20,7 +20,7 @@ pub trait AptTexts {
 
 /// The packages of one kernel, each as (package, version).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelPackages {
+pub(super) struct KernelPackages {
     /// e.g. `6.1.0-56` or `7.2.13+deb14` (the `linux-image-<abi>-amd64` part).
     pub abi: String,
     /// The image's version (the metapackage's dependency).
@@ -148,7 +148,7 @@ fn dependency(stanza: &str, pred: impl Fn(&str) -> bool) -> Option<Relation> {
 }
 
 /// Resolves `row`'s current kernel against what `apt` offers.
-pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
+pub(super) fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
     let k = row.name;
     let meta = "linux-image-amd64";
     let policy = parse_policy(&apt.policy(meta)?, meta);
@@ -252,14 +252,14 @@ pub fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
 /// Recorded apt-cache texts: a `=== policy` section (`apt-cache policy` of every package) and a
 /// `=== show` section (`apt-cache show` of every package); `#` lines before them are comments.
 #[cfg(test)]
-pub struct Recorded {
+pub(super) struct Recorded {
     policy: String,
     show: String,
 }
 
 #[cfg(test)]
 impl Recorded {
-    pub fn parse(text: &str) -> Self {
+    pub(super) fn parse(text: &str) -> Self {
         let body = |name: &str| {
             text.split_once(&format!("=== {name}\n"))
                 .map(|(_, rest)| rest.split("\n=== ").next().unwrap_or("").to_string())

@@ -5,16 +5,16 @@ use std::fmt;
 
 /// A Debian version: `[epoch:]upstream[-revision]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DebVersion {
+pub(super) struct DebVersion {
     text: String,
 }
 
 impl DebVersion {
-    pub fn new(text: &str) -> Self {
+    pub(super) fn new(text: &str) -> Self {
         DebVersion { text: text.trim().to_string() }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(super) fn as_str(&self) -> &str {
         &self.text
     }
 
@@ -31,7 +31,7 @@ impl DebVersion {
 
     /// The upstream part: what packages of one kernel release must agree on
     /// (`6.1.192` for `6.1.192-3`, `6.12.95` for `6.12.95-1~bpo12+1`).
-    pub fn upstream(&self) -> &str {
+    pub(super) fn upstream(&self) -> &str {
         self.parts().1
     }
 }
@@ -105,7 +105,7 @@ fn compare_part(a: &str, b: &str) -> Ordering {
 
 /// A relation operator in a Depends field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(super) enum Op {
     Less,
     LessEq,
     Eq,
@@ -139,14 +139,14 @@ impl Op {
 
 /// One alternative of a dependency: a package name and an optional version relation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Relation {
+pub(super) struct Relation {
     pub package: String,
     pub constraint: Option<(Op, DebVersion)>,
 }
 
 impl Relation {
     /// True when `v` satisfies the constraint (always, without one).
-    pub fn allows(&self, v: &DebVersion) -> bool {
+    pub(super) fn allows(&self, v: &DebVersion) -> bool {
         let Some((op, want)) = &self.constraint else {
             return true;
         };
@@ -172,7 +172,7 @@ impl fmt::Display for Relation {
 
 /// A Depends field: a list of dependencies, each a list of alternatives (`a | b`).
 /// Architecture qualifiers (`:any`) and restrictions (`[amd64]`, `<!nocheck>`) are dropped.
-pub fn parse_depends(field: &str) -> Vec<Vec<Relation>> {
+pub(super) fn parse_depends(field: &str) -> Vec<Vec<Relation>> {
     field
         .split(',')
         .map(|dep| dep.split('|').filter_map(parse_relation).collect::<Vec<_>>())

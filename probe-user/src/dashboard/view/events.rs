@@ -15,7 +15,7 @@ use crate::dashboard::{
     ui::{Pane, Ui},
 };
 
-pub fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
+pub(super) fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [left, right] = Layout::horizontal([Constraint::Length(37), Constraint::Min(20)]).areas(inner);

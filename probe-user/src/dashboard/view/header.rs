@@ -42,7 +42,7 @@ fn plain(items: Vec<String>, style: Style) -> Vec<Vec<Span<'static>>> {
     items.into_iter().map(|i| vec![Span::styled(i, style)]).collect()
 }
 
-pub fn lines(s: &Snapshot, ui: &Ui, width: u16) -> Vec<Line<'static>> {
+pub(super) fn lines(s: &Snapshot, ui: &Ui, width: u16) -> Vec<Line<'static>> {
     let width = usize::from(width);
     let bold = Style::default().add_modifier(Modifier::BOLD);
     let dim = Style::default().fg(Color::DarkGray);

@@ -91,7 +91,7 @@ fn mm_lines(mm: &MmInventory, selected: bool) -> Vec<Line<'static>> {
     out
 }
 
-pub fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
+pub(super) fn draw(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
     let dim = Style::default().fg(Color::DarkGray);
     let (block, lines) = match &s.inventory {
         Inventory::NotReadYet => (block, vec![Line::styled(" reading the inventory…", dim)]),

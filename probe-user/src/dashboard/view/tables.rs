@@ -52,7 +52,7 @@ fn draw_table(frame: &mut Frame, area: Rect, block: Block<'_>, table: Table<'_>,
     frame.render_stateful_widget(table, area, &mut state);
 }
 
-pub fn violations(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
+pub(super) fn violations(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
     let sort = ui.sort(Pane::Violations);
     let list = rows::violations(s, &ui.filter, sort);
     let table_rows = list.iter().map(|e| {
@@ -85,7 +85,7 @@ pub fn violations(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot,
     draw_table(frame, area, block, table, list.len(), ui, &empty);
 }
 
-pub fn notifiers(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
+pub(super) fn notifiers(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
     let sort = ui.sort(Pane::Notifiers);
     let list = rows::notifiers(s, &ui.filter, sort);
     let table_rows = list.iter().map(|n| {
@@ -120,7 +120,7 @@ pub fn notifiers(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, 
     draw_table(frame, area, block, table, list.len(), ui, "no subscriber callback seen yet");
 }
 
-pub fn processes(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
+pub(super) fn processes(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, ui: &Ui) {
     let sort = ui.sort(Pane::Processes);
     let list = rows::processes(s, &ui.filter, sort);
     let table_rows = list.iter().map(|m| {
@@ -150,6 +150,6 @@ pub fn processes(frame: &mut Frame, area: Rect, block: Block<'_>, s: &Snapshot, 
 }
 
 /// The block every pane is drawn in.
-pub fn pane_block(title: String) -> Block<'static> {
+pub(super) fn pane_block(title: String) -> Block<'static> {
     Block::default().borders(Borders::ALL).title(title)
 }

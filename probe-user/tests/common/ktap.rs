@@ -7,7 +7,7 @@
 
 /// One test case result.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TestResult {
+pub(crate) struct TestResult {
     pub number: usize,
     pub ok: bool,
     pub description: String,
@@ -21,13 +21,13 @@ pub struct TestResult {
 }
 
 impl TestResult {
-    pub fn skipped(&self) -> bool {
+    pub(crate) fn skipped(&self) -> bool {
         self.directive.as_deref() == Some("SKIP")
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Document {
+pub(crate) struct Document {
     pub version: String,
     pub plan: Option<usize>,
     pub results: Vec<TestResult>,
@@ -185,7 +185,7 @@ impl Parser<'_> {
 /// Parses a KTAP document. With `strict`, the first line must be the version line and every
 /// line must be a KTAP line; otherwise lines before the version line (a command's own output)
 /// and unknown lines are skipped, as the format allows.
-pub fn parse(text: &str, strict: bool) -> Result<Document, String> {
+pub(crate) fn parse(text: &str, strict: bool) -> Result<Document, String> {
     let lines: Vec<&str> = text.lines().collect();
     let start = if strict {
         0

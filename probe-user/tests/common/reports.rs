@@ -1,22 +1,17 @@
-//! Shared by the `check` tests: the strict KTAP parser and the validators of the JUnit and
-//! JSON reports (xmllint against docs/check/junit.xsd, the jsonschema crate against
-//! docs/check/report.schema.json).
-#![allow(dead_code)]
-
-pub mod ktap;
+//! For the `check` tests: the validators of the JUnit and JSON reports (xmllint against
+//! docs/check/junit.xsd, the jsonschema crate against docs/check/report.schema.json) and a
+//! scratch directory per test.
 
 use std::{path::Path, process::Command};
 
 use serde_json::Value;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_mmnotif-trace");
 
 fn docs(file: &str) -> String {
     format!("{}/../docs/check/{file}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Validates a JUnit file with xmllint against the schema in the repository.
-pub fn validate_junit(path: &Path) -> Result<(), String> {
+pub(crate) fn validate_junit(path: &Path) -> Result<(), String> {
     let out = Command::new("xmllint")
         .args(["--noout", "--schema", &docs("junit.xsd")])
         .arg(path)
@@ -26,7 +21,7 @@ pub fn validate_junit(path: &Path) -> Result<(), String> {
 }
 
 /// Validates a JSON report against the documented schema; returns every error.
-pub fn validate_json(report: &Value) -> Result<(), String> {
+pub(crate) fn validate_json(report: &Value) -> Result<(), String> {
     let schema: Value =
         serde_json::from_str(&std::fs::read_to_string(docs("report.schema.json")).map_err(|e| e.to_string())?)
             .map_err(|e| format!("the schema is not JSON: {e}"))?;
@@ -36,7 +31,7 @@ pub fn validate_json(report: &Value) -> Result<(), String> {
 }
 
 /// Every JUnit `<testcase name=…>`, in order.
-pub fn junit_testcase_names(xml: &str) -> Vec<String> {
+pub(crate) fn junit_testcase_names(xml: &str) -> Vec<String> {
     xml.match_indices("<testcase name=\"")
         .filter_map(|(at, m)| {
             let rest = &xml[at + m.len()..];
@@ -46,7 +41,7 @@ pub fn junit_testcase_names(xml: &str) -> Vec<String> {
 }
 
 /// A private scratch directory for one test.
-pub fn scratch(name: &str) -> std::path::PathBuf {
+pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("mmnotif-check-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");

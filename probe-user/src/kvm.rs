@@ -9,7 +9,7 @@ use std::{
 
 use thiserror::Error;
 
-pub const DEV_KVM: &str = "/dev/kvm";
+pub(crate) const DEV_KVM: &str = "/dev/kvm";
 
 // _IO(KVMIO, n) and _IOW(KVMIO, 0x46, struct kvm_userspace_memory_region) from <linux/kvm.h>.
 const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
@@ -44,7 +44,7 @@ fn ioctl(fd: &impl AsRawFd, what: &'static str, req: libc::c_ulong, arg: libc::c
 }
 
 /// Opens /dev/kvm and checks the API version: the cheapest proof that KVM works here.
-pub fn open() -> Result<File, KvmError> {
+pub(crate) fn open() -> Result<File, KvmError> {
     let kvm = OpenOptions::new().read(true).write(true).open(DEV_KVM).map_err(KvmError::Open)?;
     let version = ioctl(&kvm, "KVM_GET_API_VERSION", KVM_GET_API_VERSION, 0)?;
     if version != KVM_API_VERSION {
@@ -54,19 +54,19 @@ pub fn open() -> Result<File, KvmError> {
 }
 
 /// A VM; dropping it closes the VM fd (KVM then unregisters its notifier).
-pub struct Vm {
+pub(crate) struct Vm {
     fd: OwnedFd,
 }
 
 impl Vm {
-    pub fn create(kvm: &File) -> Result<Vm, KvmError> {
+    pub(crate) fn create(kvm: &File) -> Result<Vm, KvmError> {
         let fd = ioctl(kvm, "KVM_CREATE_VM", KVM_CREATE_VM, 0)?;
         // SAFETY: KVM_CREATE_VM returned a new fd we own.
         Ok(Vm { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
     /// Backs guest physical memory at 0 with `[addr, addr + len)` of this process.
-    pub fn set_memory(&self, slot: u32, addr: u64, len: u64) -> Result<(), KvmError> {
+    pub(crate) fn set_memory(&self, slot: u32, addr: u64, len: u64) -> Result<(), KvmError> {
         let region =
             UserspaceMemoryRegion { slot, flags: 0, guest_phys_addr: 0, memory_size: len, userspace_addr: addr };
         ioctl(
