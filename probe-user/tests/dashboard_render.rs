@@ -162,6 +162,35 @@ fn detail_shows_a_captured_kernel_stack() {
 }
 
 #[test]
+fn a_leak_detail_shows_the_tasks_stuck_on_its_mm() {
+    let mut snap = model_of("itree-leak.jsonl", false).snapshot();
+    let mm = snap.violations[0].violation.mm.expect("the leak names its mm");
+    let stuck = |tid: u32, mm: Option<Addr>| BlockedTask {
+        tid,
+        pid: tid,
+        comm: "remover".into(),
+        wait: "mmu_interval_notifier_remove",
+        waits_for: "the mm's interval tree to finish invalidating, to remove an interval subscriber",
+        mm,
+        stack: vec![],
+    };
+    snap.inventory = Inventory::Read {
+        mms: Arc::new(vec![]),
+        stuck: Arc::new(vec![stuck(182, Some(mm)), stuck(183, Some(Addr(0xffff888009990000)))]),
+        age_ns: 0,
+    };
+    let mut ui = Ui::default();
+    key(&mut ui, &snap, KeyCode::Enter);
+    let screen = render(&ui, &snap, 160, 60);
+    assert!(screen.contains("Stuck because of it"), "{screen}");
+    assert!(
+        screen.contains(&format!("tid 182 of pid 182 (remover) blocked in mmu_interval_notifier_remove on mm {mm}")),
+        "{screen}"
+    );
+    assert!(!screen.contains("tid 183"), "a task stuck on another mm is not this leak's: {screen}");
+}
+
+#[test]
 fn notifiers_table_shows_counts_owner_and_sorts() {
     let snap = model_of("v6.6-double-end.jsonl", false).snapshot();
     let mut ui = Ui::default();

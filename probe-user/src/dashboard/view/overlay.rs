@@ -9,7 +9,7 @@ use ratatui::{
 };
 
 use super::format::age;
-use crate::dashboard::snapshot::{Snapshot, ViolationEntry};
+use crate::dashboard::snapshot::{Inventory, Snapshot, ViolationEntry};
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] = Layout::vertical([Constraint::Length(height.min(area.height))]).flex(Flex::Center).areas(area);
@@ -54,6 +54,21 @@ pub fn help(frame: &mut Frame, area: Rect) {
 }
 
 /// Every line of a violation's detail, in reading order.
+/// For a violation about an mm: the stuck tasks the last inventory walk tied to that mm, or,
+/// for an interval-tree leak, every task stuck in an interval-tree wait (the walk can tie a
+/// task to an mm only while that mm still has a task of its own).
+fn stuck_lines(v: &crate::checker::Violation, s: &Snapshot) -> Option<Vec<Line<'static>>> {
+    let Inventory::Read { stuck, .. } = &s.inventory else { return None };
+    let mm = v.mm?;
+    let leak = v.rule == crate::checker::RuleId::ItreeLeak;
+    let lines: Vec<Line<'static>> = stuck
+        .iter()
+        .filter(|t| t.mm == Some(mm) || (leak && t.mm.is_none() && t.wait.starts_with("mmu_interval_")))
+        .map(|t| Line::styled(format!("  {}", t.describe()), Style::default().fg(Color::Red)))
+        .collect();
+    (!lines.is_empty()).then_some(lines)
+}
+
 pub fn detail_lines(entry: &ViolationEntry, s: &Snapshot) -> Vec<Line<'static>> {
     let v = &entry.violation;
     let bold = Style::default().add_modifier(Modifier::BOLD);
@@ -102,6 +117,11 @@ pub fn detail_lines(entry: &ViolationEntry, s: &Snapshot) -> Vec<Line<'static>> 
     out.push(Line::raw(v.hint.clone().unwrap_or_else(|| "no known kernel bug matches this pattern".into())));
     for note in &v.notes {
         out.push(Line::raw(format!("note: {note}")));
+    }
+    if let Some(lines) = stuck_lines(v, s) {
+        out.push(Line::raw(""));
+        out.push(heading("Stuck because of it (from the inventory)"));
+        out.extend(lines);
     }
     out.push(Line::raw(""));
     out.push(heading("Events involved (oldest first)"));
