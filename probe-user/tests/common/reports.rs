@@ -42,7 +42,10 @@ pub(crate) fn junit_testcase_names(xml: &str) -> Vec<String> {
 
 /// A private scratch directory for one test.
 pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mmnotif-check-{}-{name}", std::process::id()));
+    // Unique per call: tests running in parallel may replay the same trace.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mmnotif-check-{}-{n}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
