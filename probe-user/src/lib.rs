@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod kallsyms;
 pub mod kernel_facts;
 pub mod loader;
+pub mod manual;
 pub mod metrics;
 pub mod render;
 pub mod selftest;

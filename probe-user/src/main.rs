@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         Some(Command::Probe(args)) => cmd::probe::run(args),
         Some(Command::Inventory(args)) => cmd::inventory::run(args),
         Some(Command::Replay(args)) => cmd::replay::run(args),
+        Some(Command::Completions(args)) => cmd::manual::completions(args),
+        Some(Command::Man(args)) => cmd::manual::man(args),
         None if dashboard::live::interactive_terminal() => {
             dashboard::live::run(cli.dashboard.log_file.as_deref(), cli.metrics.metrics)
         }
@@ -57,7 +59,14 @@ fn run_async(command: &Option<Command>, metrics: &MetricsArgs) -> anyhow::Result
                 let live = LiveArgs { metrics: metrics.clone(), ..LiveArgs::with_workload() };
                 cmd::live::run(&live, cmd::live::Output::Stdout(TextOrJsonl::Text)).await
             }
-            Some(Command::Workload(_) | Command::Probe(_) | Command::Inventory(_) | Command::Replay(_)) => {
+            Some(
+                Command::Workload(_)
+                | Command::Probe(_)
+                | Command::Inventory(_)
+                | Command::Replay(_)
+                | Command::Completions(_)
+                | Command::Man(_),
+            ) => {
                 unreachable!("handled synchronously")
             }
         }
