@@ -194,10 +194,21 @@ impl LiveArgs {
     }
 }
 
+/// What `stream` prints.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StreamFormat {
+    Text,
+    Jsonl,
+    Violations,
+}
+
 #[derive(Args, Debug)]
 pub struct StreamArgs {
-    #[arg(long, value_enum, default_value_t = TextOrJsonl::Text)]
-    pub format: TextOrJsonl,
+    /// text: every event, violations inline; jsonl: the v1 trace (a header line, then every
+    /// event); violations: only the checker's violations, one JSON object a line (for a
+    /// service's journal).
+    #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
+    pub format: StreamFormat,
     #[command(flatten)]
     pub live: LiveArgs,
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mmnotif_trace::{
-    cli::{Cli, Command, LiveArgs, MetricsArgs, TextOrJsonl},
+    cli::{Cli, Command, LiveArgs, MetricsArgs, StreamFormat},
     cmd, dashboard, exit,
 };
 
@@ -57,7 +57,7 @@ fn run_async(command: &Option<Command>, metrics: &MetricsArgs) -> anyhow::Result
             // Not a terminal (piped, redirected): the live text stream with the workload.
             None => {
                 let live = LiveArgs { metrics: metrics.clone(), ..LiveArgs::with_workload() };
-                cmd::live::run(&live, cmd::live::Output::Stdout(TextOrJsonl::Text)).await
+                cmd::live::run(&live, cmd::live::Output::Stdout(StreamFormat::Text)).await
             }
             Some(
                 Command::Workload(_)
