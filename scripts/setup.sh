@@ -5,6 +5,7 @@ set -euo pipefail
 
 STATE_DIR="${MMNOTIF_STATE_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/mmnotif-trace}"
 BPF_LINKER_VERSION=0.13.0
+CARGO_DEB_VERSION=3.8.0
 NIGHTLY=nightly
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -29,6 +30,7 @@ APT_NEEDS=(
   "xmllint:libxml2-utils"
   "mmdebstrap:mmdebstrap"
   "unshare:util-linux"
+  "file:file"
 )
 missing=()
 for need in "${APT_NEEDS[@]}"; do
@@ -85,4 +87,12 @@ if ! linker_ok; then
   LLVM_PREFIX="$prefix" cargo +stable install --quiet --force bpf-linker --version "=$BPF_LINKER_VERSION" \
     --no-default-features --features "llvm-$llvm_major"
   linker_ok || { echo "setup: bpf-linker was built but does not run against $prefix/lib" >&2; exit 1; }
+fi
+
+# --- cargo-deb: `cargo xtask dist` packages the static binary with it ---------------------
+if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+  say "building cargo-deb $CARGO_DEB_VERSION (a few minutes)"
+  cargo +stable install --quiet --locked --force cargo-deb --version "=$CARGO_DEB_VERSION"
+  cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION" ||
+    { echo "setup: cargo-deb was built but cargo deb --version does not say $CARGO_DEB_VERSION" >&2; exit 1; }
 fi

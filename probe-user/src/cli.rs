@@ -88,6 +88,27 @@ pub enum Command {
     /// CI assertion mode: run a command under the tracer (or judge a recorded trace) and report
     /// the verdict as KTAP v1, JUnit XML and JSON, with a kselftest-style exit status.
     Check(CheckArgs),
+    /// Print the shell completion script for SHELL (e.g. `mmnotif-trace completions bash >
+    /// /usr/share/bash-completion/completions/mmnotif-trace`).
+    Completions(CompletionsArgs),
+    /// Print the man page mmnotif-trace(8), or with --dir write it and one page per subcommand
+    /// (mmnotif-trace-SUBCOMMAND(8)) into a directory.
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL")]
+    pub shell: crate::manual::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write every page into this directory (created if missing) instead of printing
+    /// mmnotif-trace(8).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -187,10 +208,21 @@ impl TracerArgs {
     }
 }
 
+/// What `stream` prints.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StreamFormat {
+    Text,
+    Jsonl,
+    Violations,
+}
+
 #[derive(Args, Debug)]
 pub struct StreamArgs {
-    #[arg(long, value_enum, default_value_t = TextOrJsonl::Text)]
-    pub format: TextOrJsonl,
+    /// text: every event, violations inline; jsonl: the v1 trace (a header line, then every
+    /// event); violations: only the checker's violations, one JSON object a line (for a
+    /// service's journal).
+    #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
+    pub format: StreamFormat,
     #[command(flatten)]
     pub live: LiveArgs,
 }

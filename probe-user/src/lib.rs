@@ -18,6 +18,7 @@ pub(crate) mod kallsyms;
 pub mod kernel_facts;
 pub(crate) mod kvm;
 pub mod loader;
+pub mod manual;
 pub mod metrics;
 pub(crate) mod object;
 pub(crate) mod render;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mmnotif_trace::{
-    cli::{Cli, Command, LiveArgs, MetricsArgs, TextOrJsonl},
+    cli::{Cli, Command, LiveArgs, MetricsArgs, StreamFormat},
     cmd, dashboard, exit,
 };
 
@@ -17,6 +17,8 @@ fn main() -> ExitCode {
         Some(Command::Probe(args)) => cmd::probe::run(args),
         Some(Command::Inventory(args)) => cmd::inventory::run(args),
         Some(Command::Replay(args)) => cmd::replay::run(args),
+        Some(Command::Completions(args)) => cmd::manual::completions(args),
+        Some(Command::Man(args)) => cmd::manual::man(args),
         None if dashboard::live::interactive_terminal() => {
             dashboard::live::run(cli.dashboard.log_file.as_deref(), cli.metrics.metrics)
         }
@@ -55,9 +57,16 @@ fn run_async(command: &Option<Command>, metrics: &MetricsArgs) -> anyhow::Result
             // Not a terminal (piped, redirected): the live text stream with the workload.
             None => {
                 let live = LiveArgs { metrics: metrics.clone(), ..LiveArgs::with_workload() };
-                cmd::live::run(&live, cmd::live::Output::Stdout(TextOrJsonl::Text)).await
+                cmd::live::run(&live, cmd::live::Output::Stdout(StreamFormat::Text)).await
             }
-            Some(Command::Workload(_) | Command::Probe(_) | Command::Inventory(_) | Command::Replay(_)) => {
+            Some(
+                Command::Workload(_)
+                | Command::Probe(_)
+                | Command::Inventory(_)
+                | Command::Replay(_)
+                | Command::Completions(_)
+                | Command::Man(_),
+            ) => {
                 unreachable!("handled synchronously")
             }
         }

@@ -237,3 +237,28 @@ fn a_taken_port_is_a_one_line_error_naming_the_option() {
     assert!(error.starts_with(&format!("mmnotif-trace: cannot serve metrics on {addr} (--metrics): ")), "{stderr}");
     assert!(error.contains("in use"), "{stderr}");
 }
+
+/// The packaged systemd unit's command (`stream --format violations --metrics`): events reach
+/// the metrics while stdout carries only violations (JSON lines), and SIGTERM, what
+/// `systemctl stop` sends, detaches it promptly with a zero status and the closing summary.
+#[test]
+fn the_service_command_prints_only_violations_and_stops_on_sigterm() {
+    if !common::root() {
+        return;
+    }
+    let tracer = LiveTracer::start(&["stream", "--format", "violations", "--workload"]);
+    let (body, _) = tracer.scrape_until(240, "KVM invalidations from the workload", |s| {
+        sum(s, "mmnotif_subscriber_calls_total", &[("callback", KVM_START), ("call", "start")]) > 0.0
+    });
+    let started = std::time::Instant::now();
+    let (stdout, stderr) = tracer.stop();
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "SIGTERM took {took:?} to stop the tracer");
+    for line in stdout.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: not a JSON line: {line:?}"));
+        assert!(v["rule"].is_string() && v["severity"].is_string(), "not a violation: {line}");
+    }
+    let (emitted, received, _, _) = summary_numbers(&stderr);
+    assert!(received > 0.0 && emitted >= received, "{stderr:#?}\n{body}");
+    assert!(stderr.iter().any(|l| l.contains("verdict")), "{stderr:#?}");
+}

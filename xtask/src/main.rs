@@ -1,6 +1,7 @@
 //! `cargo xtask`: setup, build, run, test, bench and the VM test bed.
 
 mod bench;
+mod dist;
 mod vm;
 
 use std::{
@@ -41,6 +42,10 @@ enum Task {
     Bench(bench::BenchArgs),
     /// The QEMU test bed (distribution kernels, the test notifier module, the guest suite).
     Vm(vm::VmArgs),
+    /// Build the release under target/dist/: the statically linked binary (eBPF object inside),
+    /// its man pages and shell completions, and the Debian package; then install the package
+    /// into a throw-away root and check it.
+    Dist,
     /// Regenerate docs/kernel-matrix.md (kernel × hook × method) from the last guest run of
     /// every kernel.
     Matrix,
@@ -57,7 +62,7 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
@@ -174,12 +179,43 @@ fn test(no_vm: bool) -> Result<u8> {
     if !cargo_ok && failed == 0 {
         failed += 1; // a build failure or a crashed test binary
     }
+    // The release: the static binary, man pages, completions and the .deb, which is installed
+    // into a throw-away root and checked.
+    let t = Instant::now();
+    let dist = match dist::run() {
+        Ok(d) => {
+            match dist::check_deb(&d.deb, &d.man_pages) {
+                Ok(lines) => {
+                    for line in lines {
+                        println!("xtask: dist: ok: {line}");
+                    }
+                    passed += 1;
+                }
+                Err(e) => {
+                    println!("xtask: dist: package check FAILED: {e:#}");
+                    failed += 1;
+                }
+            }
+            Some(d)
+        }
+        Err(e) => {
+            println!("xtask: dist: FAILED: {e:#}");
+            failed += 1;
+            None
+        }
+    };
+    println!("xtask: dist took {:.1}s", t.elapsed().as_secs_f64());
     if !no_vm {
         let t = Instant::now();
-        // The guests run their scenarios under the tracer too (tests/guest/tracer.sh).
-        let bin = build_release()?;
-        let args = VmDefaults::parse_from(["vm", "--with-binary", &bin.to_string_lossy()]).args;
-        match vm::run_reports(&args) {
+        // The guests run their scenarios under the tracer too (tests/guest/tracer.sh), the
+        // static binary that `cargo xtask dist` ships.
+        let reports = match &dist {
+            Some(d) => {
+                vm::run_reports(&VmDefaults::parse_from(["vm", "--with-binary", &d.binary.to_string_lossy()]).args)
+            }
+            None => Err(anyhow::anyhow!("no static binary to put in the guests (the dist step failed)")),
+        };
+        match reports {
             Ok(reports) => {
                 let files: Vec<String> = reports
                     .iter()
@@ -233,6 +269,16 @@ fn test(no_vm: bool) -> Result<u8> {
     Ok(if failed == 0 && cargo_ok { 0 } else { 1 })
 }
 
+/// `cargo xtask dist`: build, then check the package as `cargo xtask test` does.
+fn dist_task() -> Result<u8> {
+    setup()?;
+    let dist = dist::run()?;
+    for line in dist::check_deb(&dist.deb, &dist.man_pages)? {
+        println!("xtask: dist: ok: {line}");
+    }
+    Ok(0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.task {
@@ -241,6 +287,7 @@ fn main() -> ExitCode {
         Task::Test { no_vm } => test(*no_vm),
         Task::Bench(args) => setup().and_then(|()| bench::run(args)),
         Task::Vm(args) => vm::run(args).map(|()| 0),
+        Task::Dist => dist_task(),
         Task::Matrix => vm::matrix::write(&vm::paths::Paths::new()).map(|path| {
             println!("xtask: wrote {}", path.display());
             0

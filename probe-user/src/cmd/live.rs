@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::runner::{LiveSession, Sink};
 use crate::{
     checker::Violation,
-    cli::{LiveArgs, TextOrJsonl},
+    cli::{LiveArgs, StreamFormat},
     filter::EventFilter,
     loader::AttachReport,
     render::{event_text, report_line},
@@ -22,7 +22,7 @@ use crate::{
 };
 
 pub enum Output {
-    Stdout(TextOrJsonl),
+    Stdout(StreamFormat),
     File(PathBuf),
 }
 
@@ -51,6 +51,8 @@ enum StreamSink {
     /// Text lines, with the checker's violations inline.
     Text(Throttled<BufWriter<StdoutLock<'static>>>),
     Jsonl(Throttled<BufWriter<StdoutLock<'static>>>),
+    /// Only violations, as JSON lines, each flushed at once.
+    Violations(BufWriter<StdoutLock<'static>>),
     File {
         path: PathBuf,
         writer: TraceWriter<BufWriter<File>>,
@@ -61,15 +63,18 @@ enum StreamSink {
 impl StreamSink {
     fn open(output: Output, header: &Header, attach: &AttachReport) -> Result<StreamSink> {
         Ok(match output {
-            Output::Stdout(TextOrJsonl::Text) => {
+            Output::Stdout(StreamFormat::Text) => {
                 let mut out = Throttled::new(BufWriter::new(std::io::stdout().lock()));
                 let _ = writeln!(out.out, "# kernel {} attach {}", header.kernel, attach.summary());
                 StreamSink::Text(out)
             }
-            Output::Stdout(TextOrJsonl::Jsonl) => {
+            Output::Stdout(StreamFormat::Jsonl) => {
                 let mut out = Throttled::new(BufWriter::new(std::io::stdout().lock()));
                 let _ = writeln!(out.out, "{}", serde_json::to_string(header)?);
                 StreamSink::Jsonl(out)
+            }
+            Output::Stdout(StreamFormat::Violations) => {
+                StreamSink::Violations(BufWriter::new(std::io::stdout().lock()))
             }
             Output::File(path) => {
                 let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -97,6 +102,17 @@ impl Sink for StreamSink {
                 let _ = writeln!(out.out, "{}", event_to_line(e));
                 out.tick();
             }
+            StreamSink::Violations(out) => {
+                if violations.is_empty() {
+                    return;
+                }
+                for v in violations {
+                    if let Ok(line) = serde_json::to_string(v) {
+                        let _ = writeln!(out, "{line}");
+                    }
+                }
+                let _ = out.flush();
+            }
             StreamSink::File { writer, error, .. } => {
                 // The first write error is reported when the session ends.
                 if let Err(e) = writer.write_event(e)
@@ -112,6 +128,9 @@ impl Sink for StreamSink {
         match self {
             StreamSink::Text(mut out) | StreamSink::Jsonl(mut out) => {
                 let _ = out.out.flush();
+            }
+            StreamSink::Violations(mut out) => {
+                let _ = out.flush();
             }
             StreamSink::File { path, mut writer, error } => {
                 if let Some(e) = error {

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod inventory;
 pub mod live;
+pub mod manual;
 pub mod probe;
 pub mod replay;
 pub mod runner;

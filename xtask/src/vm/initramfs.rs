@@ -1,5 +1,6 @@
 //! The guest's initramfs: busybox, `/init` (tests/guest/init.sh), the test module, the guest
-//! programs and suite, and any extra host binaries with the shared libraries they load.
+//! programs and suite, and any extra host binaries (statically linked, like busybox and the
+//! tracer from `cargo xtask dist`).
 use super::cpio::Cpio;
 use super::kernel::file_name;
 use super::paths::Paths;
@@ -22,7 +23,7 @@ pub(crate) struct InitramfsSpec {
     pub kvm_modules: Vec<PathBuf>,
     /// (name, host path) of the guest programs (`/tests/<name>`).
     pub guest_programs: Vec<(String, PathBuf)>,
-    /// Host binaries copied to `/usr/local/bin/<file name>`, with their shared libraries.
+    /// Host binaries copied to `/usr/local/bin/<file name>`; each must be statically linked.
     pub extra_binaries: Vec<PathBuf>,
     /// A command run after the suite (argv; empty: none). Its exit status is one more result.
     pub guest_cmd: Vec<String>,
@@ -91,17 +92,16 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
         if name.is_empty() {
             bail!("--with-binary {}: not a file name", bin.display());
         }
-        w.copy(bin, &format!("{GUEST_BIN_DIR}/{name}"), 0o755)?;
-        for lib in shared_libraries(bin)? {
-            let guest_path = lib.display().to_string();
-            if w.dirs.contains(&guest_path) {
-                continue;
-            }
-            let parent = lib.parent().map(|p| p.display().to_string()).unwrap_or_default();
-            w.dir_all(&parent)?;
-            w.copy(&lib, &guest_path, 0o755)?;
-            w.dirs.insert(guest_path); // also marks the library as copied
+        // The guest has no C library of its own: what runs there is statically linked, as the
+        // tracer that `cargo xtask dist` ships is.
+        if !is_static(bin)? {
+            bail!(
+                "--with-binary {}: dynamically linked; the guest takes static binaries (`cargo xtask \
+                 dist` builds the tracer's, target/dist/mmnotif-trace)",
+                bin.display()
+            );
         }
+        w.copy(bin, &format!("{GUEST_BIN_DIR}/{name}"), 0o755)?;
     }
 
     let conf = format!(
@@ -185,4 +185,22 @@ pub(crate) fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
 /// Single-quotes a word for /bin/sh.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_binaries_are_told_from_dynamic_ones() {
+        // This test binary loads libc; busybox-static (a set-up package) loads nothing.
+        let me = std::env::current_exe().expect("test binary");
+        assert!(!is_static(&me).expect("ldd"));
+        assert!(!shared_libraries(&me).expect("ldd").is_empty());
+        let busybox = Path::new("/bin/busybox");
+        if busybox.exists() {
+            assert!(is_static(busybox).expect("ldd"));
+        }
+        assert!(is_static(Path::new("/no/such/binary")).is_err());
+    }
 }

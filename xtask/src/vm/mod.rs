@@ -38,7 +38,8 @@ pub(crate) struct VmArgs {
     /// Per-guest time limit in seconds (default 900; none with --keep).
     #[arg(long, value_name = "S")]
     pub timeout: Option<u64>,
-    /// Copy a host binary (and the shared libraries it loads) to /usr/local/bin in the guest.
+    /// Copy a statically linked host binary to /usr/local/bin in the guest (the tracer:
+    /// target/dist/mmnotif-trace from `cargo xtask dist`).
     #[arg(long = "with-binary", value_name = "PATH")]
     pub with_binary: Vec<PathBuf>,
     /// Do not run the built-in guest suite (the module is still loaded).
