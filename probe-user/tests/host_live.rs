@@ -24,6 +24,11 @@ fn trace_during(args: &[&str], traffic: &[&str]) -> Output {
     assert!(banner.contains("kernel"), "the tracer did not start: {banner}");
     let traffic = Command::new(BIN).args(traffic).output().expect("run the traffic");
     assert!(traffic.status.success(), "traffic failed: {}", stderr(&traffic));
+    // The tracer's --duration is only a bound: it stops once the traffic's last records had
+    // time to arrive, however long a loaded machine took to run it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: signalling our own child, not yet waited for.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGTERM) };
     let mut stdout = Vec::new();
     tracer.stdout.take().expect("stdout").read_to_end(&mut stdout).expect("tracer stdout");
     let mut rest = String::new();
@@ -82,7 +87,7 @@ fn raw_tracepoint_fallback_sees_the_same_invalidations() {
     assert!(o.status.success(), "selftest over raw tracepoints failed:\n{text}\n{}", stderr(&o));
 
     let o = trace_during(
-        &["stream", "--format", "jsonl", "--tracepoint-method", "raw", "--duration", "2"],
+        &["stream", "--format", "jsonl", "--tracepoint-method", "raw", "--duration", "60"],
         &["workload", "--steps", "madvise_dontneed"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -138,7 +143,7 @@ fn a_tiny_ring_reports_exactly_the_events_it_lost() {
     }
     // The hammer invalidates a page every few microseconds: far more than 32 records per drain.
     let o = trace_during(
-        &["stream", "--format", "jsonl", "--ring-size", "4096", "--wakeup-bytes", "1000000000", "--duration", "3"],
+        &["stream", "--format", "jsonl", "--ring-size", "4096", "--wakeup-bytes", "1000000000", "--duration", "60"],
         &["workload", "--hammer", "50000"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
