@@ -123,17 +123,20 @@ ktap_line() {
 }
 
 if [ "$CHECK_CASES" = leak ]; then
-	check_case oom-itree-list 1 -- "$DIR/mmnotif-oom" oom-itree-list
-	ktap_line oom-itree-list itree-leak
-	cat "$OUT/check-oom-itree-list.out"
-	# The damage, found in the kernel and tied to the leaked mm: the scenario's remover and
-	# reader wait on that mm's interval tree.
-	for wait in mmu_interval_notifier_remove mmu_interval_read_begin; do
-		if grep -q "stuck: tid [0-9]* of pid [0-9]* (mmnotif-oom) blocked in $wait on mm 0x" "$OUT/check-oom-itree-list.out"; then
-			result "PASS check-oom-itree-list-stuck-$wait"
-		else
-			result "FAIL check-oom-itree-list-stuck-$wait (no stuck task in $wait tied to the leaked mm)"
-		fi
+	# Under each attach method: exit 1, the KTAP line, and the damage found in the kernel and
+	# tied to the leaked mm (the scenario's reader and remover wait on its interval tree).
+	for method in fentry kprobe; do
+		name=oom-itree-list-$method
+		check_case "$name" 1 --attach "$method" -- "$DIR/mmnotif-oom" oom-itree-list
+		ktap_line "$name" itree-leak
+		cat "$OUT/check-$name.out"
+		for wait in mmu_interval_notifier_remove mmu_interval_read_begin; do
+			if grep -q "stuck: tid [0-9]* of pid [0-9]* (mmnotif-oom) blocked in $wait on mm 0x" "$OUT/check-$name.out"; then
+				result "PASS check-$name-stuck-$wait"
+			else
+				result "FAIL check-$name-stuck-$wait (no stuck task in $wait tied to the leaked mm)"
+			fi
+		done
 	done
 	check_case oom-itree-only 0 -- "$DIR/mmnotif-oom" oom-itree-only
 	exit 0
