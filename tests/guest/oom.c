@@ -369,8 +369,10 @@ static int run_plan(int fd, const struct plan *pl)
 			if (disjoint)
 				check(iv->inval_nonblock == 0, "a reaped range overlapped the disjoint interval");
 			else
-				check(iv->inval_nonblock == list->fails_nonblock,
-				      "the interval succeeded %llu times, the list subscriber failed %llu: want equal",
+				/* Every failed range invalidated the interval first. 5.10's exit_mmap reaps
+				 * an OOM victim once more after the list is gone: more interval calls there. */
+				check(iv->inval_nonblock >= list->fails_nonblock,
+				      "the interval succeeded %llu times, the list subscriber failed %llu: want at least as many",
 				      (unsigned long long)iv->inval_nonblock, (unsigned long long)list->fails_nonblock);
 			check(r == 1, "a reader should wait in mmu_interval_read_begin for good: %s", rwhere);
 			check(m == 1, "a remover should wait in mmu_interval_notifier_remove for good: %s", mwhere);
