@@ -50,7 +50,7 @@
 #define WAIT_REAPER_MS 30000
 /* How long a reader or remover may take before it counts as stuck (removal of an interval
  * on an idle mm takes well under 100 ms even under TCG). */
-#define STUCK_AFTER_MS 3000
+#define STUCK_AFTER_MS 2000
 /* Everything a process can map: the interval the leak scenarios watch. */
 #define ALL_START 0x10000ULL
 #define ALL_LENGTH ((1ULL << 47) - 0x1000ULL - ALL_START) /* up to x86-64's TASK_SIZE */

@@ -35,7 +35,7 @@ pub(crate) struct VmArgs {
     /// After the tests, open a shell on the guest console (one kernel only); exit it to power off.
     #[arg(long)]
     pub keep: bool,
-    /// Per-guest time limit in seconds (default 900; none with --keep).
+    /// Per-guest time limit in seconds (default 1800; none with --keep).
     #[arg(long, value_name = "S")]
     pub timeout: Option<u64>,
     /// Copy a statically linked host binary to /usr/local/bin in the guest (the tracer:
@@ -246,7 +246,7 @@ fn prepare(
         keep: args.keep,
     };
     build_initramfs(paths, &initramfs, &spec)?;
-    let default_timeout = if args.keep { None } else { Some(900) };
+    let default_timeout = if args.keep { None } else { Some(1800) };
     Ok(qemu::Boot {
         name: r.name().into(),
         vmlinux,
