@@ -113,7 +113,7 @@ pub fn decode_blocked(bytes: &[u8], kallsyms: &Kallsyms) -> Result<Vec<BlockedTa
 mod tests {
     use probe_common::BLOCKED_FRAMES;
 
-    use super::*;
+    use super::{super::tests::bytes, *};
 
     fn record(kind: u32, pid: u32, frames: &[u64], mm: u64) -> BlockedRecord {
         let mut r = BlockedRecord {
@@ -129,15 +129,6 @@ mod tests {
         };
         r.frames[..frames.len()].copy_from_slice(frames);
         r
-    }
-
-    fn bytes(records: &[BlockedRecord]) -> Vec<u8> {
-        records
-            .iter()
-            .flat_map(|r| unsafe {
-                std::slice::from_raw_parts(r as *const _ as *const u8, size_of::<BlockedRecord>()).to_vec()
-            })
-            .collect()
     }
 
     #[test]

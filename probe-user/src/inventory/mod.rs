@@ -366,12 +366,12 @@ mod tests {
         }
     }
 
-    fn bytes(records: &[InventoryRecord]) -> Vec<u8> {
+    /// Records as an iterator program writes them to its seq file.
+    pub(super) fn bytes<T: Copy>(records: &[T]) -> Vec<u8> {
         records
             .iter()
-            .flat_map(|r| unsafe {
-                std::slice::from_raw_parts(r as *const _ as *const u8, size_of::<InventoryRecord>()).to_vec()
-            })
+            // SAFETY: plain-data records, read as the bytes they are.
+            .flat_map(|r| unsafe { std::slice::from_raw_parts(r as *const T as *const u8, size_of::<T>()).to_vec() })
             .collect()
     }
 
