@@ -266,11 +266,6 @@ impl Checker {
         self.report()
     }
 
-    /// Violations found by `finish` are in the report; this gives those of the last `push`.
-    pub fn last_violations(&self) -> &[Violation] {
-        &self.new_violations
-    }
-
     // ---- time ----
 
     fn advance_time(&mut self, ts: u64) {
