@@ -10,10 +10,14 @@ use crate::{
 use super::{
     hints::KernelInfo,
     itree_leak::{ItreeLeak, LeakingStart},
-    report::{RangeRef, Report, TaskRef, Verdict, Violation},
+    report::{Report, TaskRef, Verdict, Violation},
     rules::{RuleId, RuleSet},
     state::*,
     stats::{NotifierKind, Statistics},
+    wording::{
+        self, Abandon, LOSS_NOTE, SubscriberSite, UnpairedEnd, event_violation, outer_violation, range_ref,
+        subscriber_violation,
+    },
 };
 use crate::trace::{
     Addr, Comm, Detector, Event, EventBody, Header, Hook, IntervalInvalidate, ItreeSnapshot, MmuEvent, ProbesLive,
@@ -26,10 +30,6 @@ pub const SETTLE_NS: u64 = 1_000_000_000;
 
 /// At most this many violations are kept for the final report; all are counted.
 pub const MAX_STORED_VIOLATIONS: usize = 10_000;
-
-const PAGE_SIZE: u64 = 4096;
-
-const LOSS_NOTE: &str = "events were lost; this may be an artefact";
 
 /// A live range, for sinks that show what is open and for how long.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -52,32 +52,6 @@ impl OpenRange {
     /// How long the range has been open at trace time `now_ns` (the caller's clock).
     pub fn age_ns(&self, now_ns: u64) -> u64 {
         now_ns.saturating_sub(self.started_ts)
-    }
-}
-
-/// Where a subscriber's callback broke a rule: its range, and which subscriber it was.
-struct SubscriberSite<'a> {
-    key: RangeKey,
-    mm: Addr,
-    subscriber: Addr,
-    callback: &'a Symbol,
-}
-
-/// Why a live range is being given up on.
-#[derive(Clone, Copy)]
-enum Abandon {
-    TaskExit,
-    TraceEnd,
-    Restarted,
-}
-
-impl Abandon {
-    fn words(self) -> &'static str {
-        match self {
-            Abandon::TaskExit => "before the task exited",
-            Abandon::TraceEnd => "before the trace ended",
-            Abandon::Restarted => "before the same range struct was passed to __start again",
-        }
     }
 }
 
@@ -327,21 +301,8 @@ impl Checker {
                     leak.by_comm.clone(),
                     leak.stack.clone(),
                 ),
-                None => {
-                    // Seen only from a snapshot (the failing __start was not traced).
-                    let mut what = Vec::new();
-                    if let Some(a) = active.filter(|a| *a > 0) {
-                        what.push(format!("{a} active invalidate range(s)"));
-                    }
-                    if let Some(s) = itree_seq.filter(|s| s & 1 == 1) {
-                        what.push(format!("odd invalidate_seq {s}"));
-                    }
-                    let text = format!(
-                        "the interval tree of mm {mm} still shows {} while no invalidation of that mm is open, so mmu_interval_read_begin() callers will wait for an end that never comes",
-                        what.join(" and ")
-                    );
-                    (text, true, None, None, None)
-                }
+                // Seen only from a snapshot (the failing __start was not traced).
+                None => (wording::snapshot_leak_words(mm, active, itree_seq), true, None, None, None),
             };
             let mut v = Violation::new(RuleId::ItreeLeak, ts, explanation);
             v.mm = Some(mm);
@@ -433,10 +394,11 @@ impl Checker {
             self.stats.totals.range_failures += 1;
             self.stats.mm(mm).failures += 1;
             if report_blockable {
-                let v = self.outer_violation(
+                let v = outer_violation(
                     RuleId::BlockableFailure,
                     ev,
                     key,
+                    self.outer.get(&key),
                     format!(
                         "__mmu_notifier_invalidate_range_start failed with {} in a blockable range, where no subscriber may fail",
                         errno_name(ret.ret)
@@ -447,17 +409,7 @@ impl Checker {
                 self.emit_with_hint(v, Some(hint));
             }
             if report_errno {
-                let v = self.outer_violation(
-                    RuleId::BadErrno,
-                    ev,
-                    key,
-                    format!(
-                        "__mmu_notifier_invalidate_range_start returned {}, but callers only expect 0 or -EAGAIN",
-                        errno_name(ret.ret)
-                    ),
-                    [start_seq, Some(seq)],
-                );
-                self.emit(v);
+                self.bad_errno(ev, key, None, ret.ret, [start_seq, Some(seq)], None);
             }
         }
         self.observe_itree(mm, ret.itree, ev.ts, seq, Some(ret.tid));
@@ -482,10 +434,11 @@ impl Checker {
                     r.ended_after_failure = true;
                     r.closed_ts = ev.ts;
                 }
-                let v = self.outer_violation(
+                let v = outer_violation(
                     RuleId::EndAfterFailedStart,
                     ev,
                     key,
+                    self.outer.get(&key),
                     format!(
                         "__mmu_notifier_invalidate_range_end was called for a range whose __start returned {}, so subscribers get ends the failed start did not ask for",
                         errno_name(ret)
@@ -498,7 +451,7 @@ impl Checker {
             }
             Some(OuterPhase::Ended { end_seq }) => {
                 let start_seq = self.outer.get(&key).and_then(|r| r.start_seq);
-                let mut v = self.event_violation(
+                let mut v = event_violation(
                     RuleId::UnpairedEnd,
                     ev,
                     format!(
@@ -515,7 +468,7 @@ impl Checker {
                 }
             }
             Some(OuterPhase::Unseen) | None => {
-                let mut v = self.event_violation(
+                let mut v = event_violation(
                     RuleId::UnpairedEnd,
                     ev,
                     "__mmu_notifier_invalidate_range_end was called for a range this task never started with __mmu_notifier_invalidate_range_start".to_owned(),
@@ -569,10 +522,11 @@ impl Checker {
             inner.outer_ended_first = Some(EndedFirst { range: key.range, start_seq, end_seq: seq });
         }
         if let Some(first) = ended_first {
-            let v = self.outer_violation(
+            let v = outer_violation(
                 RuleId::NestingOrder,
                 ev,
                 key,
+                self.outer.get(&key),
                 format!(
                     "range {} was started before this one but ended first (event {}), while this one was still open; nested invalidations must end in reverse order",
                     first.range, first.end_seq
@@ -582,29 +536,13 @@ impl Checker {
             self.emit(v);
         }
 
-        let mut diffs = Vec::new();
-        if mm != call.mm {
-            diffs.push(format!("mm {mm} -> {}", call.mm));
-        }
-        if let Some(o) = opened {
-            if o.start != args.start {
-                diffs.push(format!("start {} -> {}", o.start, args.start));
-            }
-            if o.end != args.end {
-                diffs.push(format!("end {} -> {}", o.end, args.end));
-            }
-            if o.event != args.event {
-                diffs.push(format!("event {} -> {}", o.event, args.event));
-            }
-            if o.blockable != args.blockable {
-                diffs.push(format!("blockable {} -> {}", o.blockable, args.blockable));
-            }
-        }
+        let diffs = wording::range_diffs(mm, opened, call.mm, args);
         if !diffs.is_empty() {
-            let v = self.outer_violation(
+            let v = outer_violation(
                 RuleId::RangeMismatch,
                 ev,
                 key,
+                self.outer.get(&key),
                 format!(
                     "__end saw a different range than its __start ({}), so subscribers end an invalidation they did not start",
                     diffs.join(", ")
@@ -635,33 +573,13 @@ impl Checker {
     }
 
     fn check_range_args(&mut self, ev: &Event, call: &RangeCall, seq: u64, at_start: bool) {
-        let mut problems = Vec::new();
-        if call.start >= call.end {
-            problems.push(if call.start == call.end {
-                format!("the range [{}, {}) is empty", call.start, call.end)
-            } else {
-                format!("the range [{}, {}) ends before it starts", call.start, call.end)
-            });
-        }
-        // exit_mmap and the OOM reaper's whole-mm ranges end at ULONG_MAX: "to the end of the
-        // address space", not an unaligned end.
-        let end_aligned = call.end.0 == u64::MAX || call.end.0.is_multiple_of(PAGE_SIZE);
-        if !call.start.0.is_multiple_of(PAGE_SIZE) || !end_aligned {
-            problems.push(format!("[{}, {}) is not page aligned", call.start, call.end));
-        }
-        match call.event {
-            MmuEvent::Other(n) => problems.push(format!("event value {n} is outside enum mmu_notifier_event")),
-            MmuEvent::Release if at_start => {
-                problems.push("MMU_NOTIFIER_RELEASE is only for ->release and is never passed to __start".into())
-            }
-            _ => {}
-        }
+        let problems = wording::range_problems(call, at_start);
         if problems.is_empty() {
             return;
         }
         let zero_length = call.start >= call.end;
         let key = RangeKey { tid: call.tid, range: call.range };
-        let mut v = self.event_violation(
+        let mut v = event_violation(
             RuleId::BadRange,
             ev,
             format!("{}: {}", if at_start { "__start" } else { "__end" }, problems.join("; ")),
@@ -764,10 +682,11 @@ impl Checker {
             if let Some(r) = self.outer.get_mut(&key) {
                 r.reported_blockable_failure = true;
             }
-            let v = self.subscriber_violation(
+            let v = subscriber_violation(
                 RuleId::BlockableFailure,
                 ev,
                 &site,
+                self.outer.get(&site.key),
                 format!(
                     "{} failed with {} in a blockable range, where subscribers must not fail",
                     s.callback.function(),
@@ -782,24 +701,14 @@ impl Checker {
             if let Some(r) = self.outer.get_mut(&key) {
                 r.reported_bad_errno = true;
             }
-            let v = self.subscriber_violation(
-                RuleId::BadErrno,
-                ev,
-                &site,
-                format!(
-                    "{} failed with {}; the only failure a start may return is -EAGAIN",
-                    s.callback.function(),
-                    errno_name(ret)
-                ),
-                events,
-            );
-            self.emit_with_hint(v, early.clone());
+            self.bad_errno(ev, key, Some(&site), ret, events, early.clone());
         }
         if s.has_end == Some(true) {
-            let v = self.subscriber_violation(
+            let v = subscriber_violation(
                 RuleId::FailedStartHasEndOp,
                 ev,
                 &site,
+                self.outer.get(&site.key),
                 format!(
                     "{} failed its start but has an invalidate_range_end op, which will run for this range without a successful start",
                     s.callback.function()
@@ -836,20 +745,7 @@ impl Checker {
             if !self.probes.judges(&s.callback, None) {
                 return;
             }
-            let mut v = self.subscriber_violation(
-                RuleId::NotifierUnpairedEnd,
-                ev,
-                &site,
-                format!(
-                    "{} ran for a range on which this task had no __start or __end in the trace, so the subscriber undoes an invalidation it never began",
-                    s.callback.function()
-                ),
-                [None, Some(seq)],
-            );
-            if near_start {
-                v.notes.push("the trace began less than a second earlier; the start may predate it".into());
-            }
-            self.emit(v);
+            self.notifier_unpaired_end(ev, &site, UnpairedEnd::NoRange, [None, Some(seq)], near_start, None);
             return;
         };
         let inside_start = range.phase == OuterPhase::Starting;
@@ -881,10 +777,11 @@ impl Checker {
             }
             Some(_) if !judged => {}
             Some((NotifierPhase::Ended, start_seq, end_seq, _)) => {
-                let v = self.subscriber_violation(
+                let v = subscriber_violation(
                     RuleId::NotifierDoubleEnd,
                     ev,
                     &site,
+                    self.outer.get(&site.key),
                     format!(
                         "{} ran a second time for the same range, so whatever its start took (a count, a lock) is released twice",
                         s.callback.function()
@@ -895,31 +792,11 @@ impl Checker {
                 self.emit_with_hint(v, hint);
             }
             Some((NotifierPhase::Failed, start_seq, _, _)) => {
-                let v = self.subscriber_violation(
-                    RuleId::NotifierUnpairedEnd,
-                    ev,
-                    &site,
-                    format!(
-                        "{} ran for a range whose start failed in this same subscriber, so it undoes an invalidation that never began",
-                        s.callback.function()
-                    ),
-                    [start_seq, None, Some(seq)],
-                );
                 let hint = inside_start.then(|| self.kernel.compensating_end_to_failed());
-                self.emit_with_hint(v, hint);
+                self.notifier_unpaired_end(ev, &site, UnpairedEnd::StartFailed, [start_seq, Some(seq)], false, hint);
             }
             Some((NotifierPhase::StartOnly, start_seq, _, _)) => {
-                let v = self.subscriber_violation(
-                    RuleId::NotifierUnpairedEnd,
-                    ev,
-                    &site,
-                    format!(
-                        "{} ran although its start reported no invalidate_range_end op for this subscriber",
-                        s.callback.function()
-                    ),
-                    [start_seq, None, Some(seq)],
-                );
-                self.emit(v);
+                self.notifier_unpaired_end(ev, &site, UnpairedEnd::NoEndOp, [start_seq, Some(seq)], false, None);
             }
             None => {
                 if let Some(range) = self.outer.get_mut(&key) {
@@ -937,23 +814,18 @@ impl Checker {
                     return;
                 }
                 let outer_seq = self.outer.get(&key).and_then(|r| r.start_seq);
-                let mut v = self.subscriber_violation(
-                    RuleId::NotifierUnpairedEnd,
-                    ev,
-                    &site,
-                    format!(
-                        "{} ran for a range whose start this subscriber never saw, so it undoes an invalidation it never began (a count it keeps would underflow)",
-                        s.callback.function()
-                    ),
-                    [outer_seq, Some(seq)],
-                );
-                if orphan_outer && near_start {
-                    v.notes.push("the trace began less than a second earlier; the start may predate it".into());
-                }
                 let pagemap = orphan_outer
                     && self.outer.get(&key).and_then(|r| r.args).is_some_and(|a| a.event == MmuEvent::ProtectionVma);
                 let hint = pagemap.then(|| self.kernel.pagemap_scan());
-                self.emit_with_hint(v, hint);
+                let may_predate = orphan_outer && near_start;
+                self.notifier_unpaired_end(
+                    ev,
+                    &site,
+                    UnpairedEnd::StartUnseen,
+                    [outer_seq, Some(seq)],
+                    may_predate,
+                    hint,
+                );
             }
         }
     }
@@ -980,10 +852,11 @@ impl Checker {
         }
         let outer_seq = range.start_seq;
         let site = SubscriberSite { key, mm: i.mm, subscriber: i.subscriber, callback: &i.callback };
-        let v = self.subscriber_violation(
+        let v = subscriber_violation(
             RuleId::IntervalBlockableFalse,
             ev,
             &site,
+            self.outer.get(&site.key),
             format!(
                 "interval subscriber {} returned false (would block) in a blockable range; the kernel WARNs and carries on as if it had succeeded",
                 i.callback.function()
@@ -1009,8 +882,7 @@ impl Checker {
             return;
         }
         let function = w.caller.function();
-        let mut v =
-            self.event_violation(RuleId::KernelWarn, ev, format!("the kernel WARNed at {} while tracing", w.caller));
+        let mut v = event_violation(RuleId::KernelWarn, ev, format!("the kernel WARNed at {} while tracing", w.caller));
         v.callback = Some(w.caller.clone());
         v.events = vec![seq];
         let hint = if function.starts_with("__mmu_notifier_invalidate_range_start") {
@@ -1036,7 +908,7 @@ impl Checker {
     fn on_lost(&mut self, ev: &Event, count: u64, seq: u64) {
         self.lost = self.lost.saturating_add(count);
         self.stats.totals.lost = self.lost;
-        let mut v = self.event_violation(
+        let mut v = event_violation(
             RuleId::EventsLost,
             ev,
             format!(
@@ -1145,21 +1017,8 @@ impl Checker {
             OuterPhase::Failed { ret, ret_seq } => (Some(ret), Some(ret_seq)),
             _ => (None, None),
         };
-        let mut v = Violation::new(
-            RuleId::NotifierUnpairedStart,
-            ts,
-            match failed_ret {
-                Some(ret) => format!(
-                    "{}'s start succeeded, then __start failed with {} and this subscriber never got its end, so what its start took (e.g. KVM's invalidate count) stays held",
-                    n.callback.function(),
-                    errno_name(ret)
-                ),
-                None => format!(
-                    "{}'s start succeeded but it got no end {why}, so what its start took stays held",
-                    n.callback.function()
-                ),
-            },
-        );
+        let explanation = wording::notifier_unpaired_start_words(&n.callback, failed_ret, why);
+        let mut v = Violation::new(RuleId::NotifierUnpairedStart, ts, explanation);
         v.task = Some(TaskRef { pid: range.pid, tid: key.tid, comm: range.comm.clone() });
         v.mm = Some(range.mm);
         v.range = Some(range_ref(key.range, range.args));
@@ -1203,16 +1062,7 @@ impl Checker {
             }
             still_open.push(n.callback.function().to_owned());
         }
-        let never_returned = range.phase == OuterPhase::Starting;
-        let subject = if never_returned {
-            "__mmu_notifier_invalidate_range_start was entered (its return was not seen)"
-        } else {
-            "__mmu_notifier_invalidate_range_start returned 0"
-        };
-        let mut explanation = format!("{subject} but no __mmu_notifier_invalidate_range_end followed {}", why.words());
-        if !still_open.is_empty() {
-            explanation.push_str(&format!("; subscribers left without their end: {}", still_open.join(", ")));
-        }
+        let explanation = wording::unpaired_start_words(range.phase == OuterPhase::Starting, why, &still_open);
         let mut v = Violation::new(RuleId::UnpairedStart, ts, explanation);
         v.task = Some(TaskRef { pid: range.pid, tid: key.tid, comm: range.comm.clone() });
         v.mm = Some(range.mm);
@@ -1249,55 +1099,43 @@ impl Checker {
         self.first_ts.is_some_and(|first| ts.saturating_sub(first) < SETTLE_NS)
     }
 
-    fn event_violation(&self, rule: RuleId, ev: &Event, explanation: String) -> Violation {
-        let mut v = Violation::new(rule, ev.ts, explanation);
-        if let Some(tid) = ev.tid() {
-            v.task = Some(TaskRef { pid: ev.pid, tid, comm: ev.comm.clone() });
-        }
-        v.stack = ev.stack.clone();
-        v
-    }
-
-    fn outer_violation<const N: usize>(
-        &self,
-        rule: RuleId,
+    /// `bad-errno`, for the outer `__start` (`site` is `None`) or a subscriber's start.
+    fn bad_errno(
+        &mut self,
         ev: &Event,
         key: RangeKey,
-        explanation: String,
-        events: [Option<u64>; N],
-    ) -> Violation {
-        let mut v = self.event_violation(rule, ev, explanation);
-        if let Some(range) = self.outer.get(&key) {
-            if let Some(task) = &mut v.task {
-                task.pid = task.pid.or(range.pid);
-                task.comm = task.comm.clone().or_else(|| range.comm.clone());
-            }
-            v.mm = Some(range.mm);
-            v.range = Some(range_ref(key.range, range.args));
-            if v.stack.is_none() {
-                v.stack = range.stack.clone();
-            }
-        } else {
-            v.range = Some(range_ref(key.range, None));
-        }
-        v.events = events.into_iter().flatten().collect();
-        v
+        site: Option<&SubscriberSite<'_>>,
+        ret: i64,
+        events: [Option<u64>; 2],
+        hint: Option<String>,
+    ) {
+        let range = self.outer.get(&key);
+        let explanation = wording::bad_errno_words(site.map(|s| s.callback), ret);
+        let v = match site {
+            None => outer_violation(RuleId::BadErrno, ev, key, range, explanation, events),
+            Some(site) => subscriber_violation(RuleId::BadErrno, ev, site, range, explanation, events),
+        };
+        self.emit_with_hint(v, hint);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn subscriber_violation<const N: usize>(
-        &self,
-        rule: RuleId,
+    /// `notifier-unpaired-end`: `site`'s subscriber got an end with no successful start to pair
+    /// it with, for `why`. `may_predate`: that start may have come before the trace began.
+    fn notifier_unpaired_end(
+        &mut self,
         ev: &Event,
         site: &SubscriberSite<'_>,
-        explanation: String,
-        events: [Option<u64>; N],
-    ) -> Violation {
-        let mut v = self.outer_violation(rule, ev, site.key, explanation, events);
-        v.mm = Some(site.mm);
-        v.subscriber = Some(site.subscriber);
-        v.callback = Some(site.callback.clone());
-        v
+        why: UnpairedEnd,
+        events: [Option<u64>; 2],
+        may_predate: bool,
+        hint: Option<String>,
+    ) {
+        let explanation = why.explain(site.callback);
+        let range = self.outer.get(&site.key);
+        let mut v = subscriber_violation(RuleId::NotifierUnpairedEnd, ev, site, range, explanation, events);
+        if may_predate {
+            v.notes.push("the trace began less than a second earlier; the start may predate it".into());
+        }
+        self.emit_with_hint(v, hint);
     }
 
     fn emit_with_hint(&mut self, mut v: Violation, hint: Option<String>) {
@@ -1322,15 +1160,5 @@ impl Checker {
             self.not_stored += 1;
         }
         self.new_violations.push(v);
-    }
-}
-
-fn range_ref(ptr: Addr, args: Option<RangeArgs>) -> RangeRef {
-    RangeRef {
-        ptr: Some(ptr),
-        start: args.map(|a| a.start),
-        end: args.map(|a| a.end),
-        event: args.map(|a| a.event),
-        blockable: args.map(|a| a.blockable),
     }
 }

@@ -10,6 +10,7 @@ pub mod report;
 pub mod rules;
 mod state;
 pub mod stats;
+mod wording;
 
 use std::{fs::File, io::BufRead, io::BufReader, path::Path};
 
