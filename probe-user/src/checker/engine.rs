@@ -318,16 +318,7 @@ impl Checker {
     // ---- outer ranges ----
 
     fn on_range_start(&mut self, ev: &Event, call: &RangeCall, seq: u64) {
-        self.stats.totals.range_starts += 1;
-        self.stats.totals.open_now += 1;
-        // Non-blockable ranges come from another task (the OOM reaper, process_mrelease):
-        // they must not rename the mm's process.
-        if call.blockable {
-            self.stats.mm_task(call.mm, ev.pid, ev.comm.as_ref());
-        }
-        let mm_row = self.stats.mm(call.mm);
-        mm_row.starts += 1;
-        mm_row.open_now += 1;
+        self.stats.range_started(call.mm, call.blockable, ev.pid, ev.comm.as_ref());
 
         let key = RangeKey { tid: call.tid, range: call.range };
         self.settle_task(call.tid, None, ev.ts);
@@ -391,8 +382,7 @@ impl Checker {
                     }
                 }
             }
-            self.stats.totals.range_failures += 1;
-            self.stats.mm(mm).failures += 1;
+            self.stats.range_failed(mm);
             if report_blockable {
                 let v = outer_violation(
                     RuleId::BlockableFailure,
@@ -417,9 +407,7 @@ impl Checker {
 
     fn on_range_end(&mut self, ev: &Event, end: &RangeEnd, seq: u64) {
         let call = &end.call;
-        self.stats.totals.range_ends += 1;
-        self.stats.mm_task(call.mm, ev.pid, ev.comm.as_ref());
-        self.stats.mm(call.mm).ends += 1;
+        self.stats.range_end_called(call.mm, ev.pid, ev.comm.as_ref());
         let key = RangeKey { tid: call.tid, range: call.range };
         self.settle_task(call.tid, Some(call.range), ev.ts);
         let args = RangeArgs { start: call.start, end: call.end, event: call.event, blockable: call.blockable };
@@ -561,9 +549,7 @@ impl Checker {
             }
             task.closing.push(key.range);
         }
-        self.stats.totals.open_now = self.stats.totals.open_now.saturating_sub(1);
-        let row = self.stats.mm(mm);
-        row.open_now = row.open_now.saturating_sub(1);
+        self.stats.range_closed(mm);
         if let Some(live) = self.mms.get_mut(&mm) {
             live.live_ranges = live.live_ranges.saturating_sub(1);
             if live.is_idle() {
@@ -599,16 +585,11 @@ impl Checker {
     fn on_subscriber_start(&mut self, ev: &Event, s: &SubscriberStart, seq: u64) {
         let Some((range_ptr, subscriber)) = s.pairable() else {
             // Tracepoint mode: counted, never paired.
-            let row = self.stats.notifier_row(&s.callback, NotifierKind::Tracepoint);
-            if let Some(n) = self.stats.notifier(row) {
-                n.starts += 1;
-            }
-            self.stats.mm_task(s.mm, ev.pid, ev.comm.as_ref());
-            self.stats.mm(s.mm).subscriber_calls += 1;
+            self.stats.tracepoint_subscriber_call(&s.callback, s.mm, ev.pid, ev.comm.as_ref());
             return;
         };
         let row = self.stats.notifier_row(&s.callback, NotifierKind::List);
-        self.stats.mm(s.mm).subscriber_calls += 1;
+        self.stats.subscriber_call(s.mm);
         let key = RangeKey { tid: s.tid, range: range_ptr };
         let ret = s.ret.unwrap_or(0);
 
@@ -663,14 +644,7 @@ impl Checker {
             end_seq: None,
         });
         let outer_start_seq = range.start_seq;
-        if let Some(n) = self.stats.notifier(row) {
-            n.starts += 1;
-            match phase {
-                NotifierPhase::Open => n.open_now += 1,
-                NotifierPhase::Failed => n.failures += 1,
-                _ => {}
-            }
-        }
+        self.stats.subscriber_started(row, phase == NotifierPhase::Open, phase == NotifierPhase::Failed);
         if ret == 0 {
             return;
         }
@@ -728,7 +702,7 @@ impl Checker {
     }
 
     fn on_subscriber_end(&mut self, ev: &Event, s: &SubscriberEnd, seq: u64) {
-        self.stats.mm(s.mm).subscriber_calls += 1;
+        self.stats.subscriber_call(s.mm);
         let key = RangeKey { tid: s.tid, range: s.range };
         let site = SubscriberSite { key, mm: s.mm, subscriber: s.subscriber, callback: &s.callback };
         let near_start = self.near_trace_start(ev.ts);
@@ -738,9 +712,7 @@ impl Checker {
             Some(n) => n.row,
             None => self.stats.notifier_row_for_end(&s.callback),
         };
-        if let Some(n) = self.stats.notifier(row) {
-            n.ends += 1;
-        }
+        self.stats.subscriber_ended(row);
         let Some(range) = self.outer.get_mut(&key) else {
             if !self.probes.judges(&s.callback, None) {
                 return;
@@ -770,10 +742,7 @@ impl Checker {
         });
         match found {
             Some((NotifierPhase::Open, _, _, start_ts)) => {
-                if let Some(n) = self.stats.notifier(row) {
-                    n.open_now = n.open_now.saturating_sub(1);
-                    n.durations.record(ev.ts.saturating_sub(start_ts));
-                }
+                self.stats.subscriber_paired(row, ev.ts.saturating_sub(start_ts));
             }
             Some(_) if !judged => {}
             Some((NotifierPhase::Ended, start_seq, end_seq, _)) => {
@@ -831,14 +800,7 @@ impl Checker {
     }
 
     fn on_interval(&mut self, ev: &Event, i: &IntervalInvalidate, seq: u64) {
-        let row = self.stats.notifier_row(&i.callback, NotifierKind::Interval);
-        if let Some(n) = self.stats.notifier(row) {
-            n.starts += 1;
-            if !i.ret {
-                n.failures += 1;
-            }
-        }
-        self.stats.mm(i.mm).subscriber_calls += 1;
+        self.stats.interval_call(&i.callback, i.mm, i.ret);
         let key = RangeKey { tid: i.tid, range: i.range };
         if i.ret {
             if let Some(range) = self.outer.get_mut(&key) {
@@ -976,9 +938,7 @@ impl Checker {
         }
         let mut notifiers = mem::take(&mut range.notifiers);
         for n in notifiers.iter().filter(|n| n.phase == NotifierPhase::Open) {
-            if let Some(stats) = self.stats.notifier(n.row) {
-                stats.open_now = stats.open_now.saturating_sub(1);
-            }
+            self.stats.subscriber_closed(n.row);
             let why = match range.phase {
                 OuterPhase::Failed { .. } => "after __start failed",
                 _ => "before the range was finished",
@@ -992,9 +952,7 @@ impl Checker {
     }
 
     fn notifier_unpaired_start(&mut self, key: RangeKey, n: &NotifierRecord, ts: u64, why: &str) {
-        if let Some(stats) = self.stats.notifier(n.row) {
-            stats.open_now = stats.open_now.saturating_sub(1);
-        }
+        self.stats.subscriber_closed(n.row);
         let Some(range) = self.outer.remove(&key) else { return };
         self.notifier_unpaired_start_in(&range, key, n, ts, why);
         self.outer.insert(key, range);
@@ -1046,9 +1004,7 @@ impl Checker {
         {
             task.live.remove(pos);
         }
-        self.stats.totals.open_now = self.stats.totals.open_now.saturating_sub(1);
-        let row = self.stats.mm(range.mm);
-        row.open_now = row.open_now.saturating_sub(1);
+        self.stats.range_closed(range.mm);
         if let Some(live) = self.mms.get_mut(&range.mm) {
             live.live_ranges = live.live_ranges.saturating_sub(1);
             if live.is_idle() {
@@ -1057,9 +1013,7 @@ impl Checker {
         }
         let mut still_open = Vec::new();
         for n in range.notifiers.iter().filter(|n| n.phase == NotifierPhase::Open) {
-            if let Some(stats) = self.stats.notifier(n.row) {
-                stats.open_now = stats.open_now.saturating_sub(1);
-            }
+            self.stats.subscriber_closed(n.row);
             still_open.push(n.callback.function().to_owned());
         }
         let explanation = wording::unpaired_start_words(range.phase == OuterPhase::Starting, why, &still_open);
