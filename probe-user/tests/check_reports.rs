@@ -16,38 +16,13 @@ use common::{
     reports::{junit_testcase_names, scratch, validate_json, validate_junit},
     stderr,
 };
+use mmnotif_trace::checker::{RULES, RuleId};
 use serde_json::Value;
 
-const RULES: [&str; 16] = [
-    "unpaired-start",
-    "unpaired-end",
-    "end-after-failed-start",
-    "range-mismatch",
-    "nesting-order",
-    "blockable-failure",
-    "bad-errno",
-    "failed-start-has-end-op",
-    "notifier-unpaired-start",
-    "notifier-unpaired-end",
-    "notifier-double-end",
-    "interval-blockable-false",
-    "itree-leak",
-    "bad-range",
-    "kernel-warn",
-    "events-lost",
-];
-
-/// Rules whose result a loss makes uncertain (the checker's `affected_by_loss`).
-const PAIRING_RULES: [&str; 8] = [
-    "unpaired-start",
-    "unpaired-end",
-    "end-after-failed-start",
-    "nesting-order",
-    "notifier-unpaired-start",
-    "notifier-unpaired-end",
-    "notifier-double-end",
-    "itree-leak",
-];
+/// Every rule id, in the checker's table order (the order of every report).
+fn rules() -> Vec<&'static str> {
+    RuleId::ALL.iter().map(|r| r.as_str()).collect()
+}
 
 fn check(args: &[&str]) -> Output {
     Command::new(BIN).arg("check").args(args).output().expect("run mmnotif-trace check")
@@ -132,10 +107,12 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
 
         // KTAP: one case per rule, in the rules' order, and no command case for a replay.
         assert_eq!(r.ktap.version, "KTAP version 1");
-        assert_eq!(r.ktap.plan, Some(16), "{name}");
+        assert_eq!(r.ktap.plan, Some(RuleId::ALL.len()), "{name}");
         let names: Vec<&str> = r.ktap.results.iter().map(|t| t.description.as_str()).collect();
-        assert_eq!(names, RULES, "{name}");
-        for rule in RULES {
+        assert_eq!(names, rules(), "{name}");
+        for rule in RuleId::ALL {
+            let loss_fakes_it = rule.affected_by_loss();
+            let rule = rule.as_str();
             let t = result(&r.ktap, rule);
             let found = want.violations.get(rule).copied().unwrap_or(0);
             let listed = t.diagnostics.iter().filter(|d| d.starts_with(&format!("{rule} (failing): "))).count();
@@ -145,7 +122,7 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
             } else if want.not_checked.iter().any(|n| n == rule) {
                 assert!(t.ok && t.skipped(), "{name}: {rule} was not checked: {t:?}");
                 assert!(t.data.as_deref().is_some_and(|d| d.starts_with("not checked: needs ")), "{name}: {t:?}");
-            } else if lost && PAIRING_RULES.contains(&rule) {
+            } else if lost && loss_fakes_it {
                 assert!(t.ok && t.skipped(), "{name}: {rule} cannot pass with losses: {t:?}");
             } else {
                 assert!(t.ok && t.directive.is_none(), "{name}: {rule} passes: {t:?}");
@@ -161,7 +138,7 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
         // JUnit: a case per rule and per violation, names unique (the schema enforces it too).
         let cases = junit_testcase_names(&r.junit);
         let total: usize = want.violations.values().sum();
-        assert_eq!(cases.len(), RULES.len() + total, "{name}: {cases:?}");
+        assert_eq!(cases.len(), RuleId::ALL.len() + total, "{name}: {cases:?}");
         let mut unique = cases.clone();
         unique.sort();
         unique.dedup();
@@ -371,4 +348,47 @@ fn the_ktap_parser_follows_ktap_rst() {
     // Lenient mode skips a command's output before the version line and unknown lines.
     let lenient = ktap::parse("build output\nKTAP version 1\n1..1\nkernel: noise\nok 1 a\n", false).expect("lenient");
     assert_eq!(lenient.results.len(), 1);
+}
+
+/// The rule table in rules.rs is the one place a rule is declared; the JSON schema's enum and
+/// docs/check.md's table are written by hand, so they are checked against it here.
+#[test]
+fn the_schema_and_the_docs_list_exactly_the_rule_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let schema: Value =
+        serde_json::from_str(&fs::read_to_string(root.join("docs/check/report.schema.json")).expect("schema"))
+            .expect("schema JSON");
+    let schema_ids: Vec<&str> = schema["$defs"]["rule"]["enum"]
+        .as_array()
+        .expect("$defs/rule/enum")
+        .iter()
+        .map(|v| v.as_str().expect("a rule id string"))
+        .collect();
+    assert_eq!(schema_ids, rules(), "docs/check/report.schema.json $defs/rule enum");
+
+    // The rows of the table under "### Rules": `id` | severity | hooks | a loss can fake it | meaning.
+    let doc = fs::read_to_string(root.join("docs/check.md")).expect("docs/check.md");
+    let table: Vec<Vec<String>> = doc
+        .split("\n### Rules\n")
+        .nth(1)
+        .expect("a ### Rules section in docs/check.md")
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
+        .collect();
+    let doc_ids: Vec<&str> = table.iter().map(|row| row[0].trim_matches('`')).collect();
+    assert_eq!(doc_ids, rules(), "docs/check.md rules table");
+    for (row, rule) in table.iter().zip(RULES) {
+        let hooks: Vec<String> = rule.required_hooks.iter().map(|h| format!("`{h}`")).collect();
+        let hooks = if hooks.is_empty() { "—".to_string() } else { hooks.join(", ") };
+        let loss = if rule.affected_by_loss { "yes" } else { "no" };
+        assert_eq!(
+            row[1..4],
+            [rule.severity.to_string(), hooks, loss.to_string()],
+            "docs/check.md row for {}",
+            rule.name
+        );
+    }
 }

@@ -68,10 +68,6 @@ impl LogHistogram {
         self.total
     }
 
-    pub fn max(&self) -> u64 {
-        self.max
-    }
-
     /// Sum of all recorded values.
     pub fn sum(&self) -> u128 {
         self.sum

@@ -10,6 +10,7 @@ pub mod report;
 pub mod rules;
 mod state;
 pub mod stats;
+mod wording;
 
 use std::{fs::File, io::BufRead, io::BufReader, path::Path};
 
@@ -18,7 +19,7 @@ pub use engine::{Checker, MAX_STORED_VIOLATIONS, OpenRange, SETTLE_NS};
 pub use hints::KernelInfo;
 pub use histogram::{DurationSummary, LogHistogram};
 pub use report::{RangeRef, Report, TaskRef, Verdict, Violation};
-pub use rules::{NotChecked, RuleId, RuleSet, Severity};
+pub use rules::{NotChecked, RULES, Rule, RuleId, RuleSet, Severity};
 pub use stats::{NotifierKind, Statistics, StatsSummary};
 
 use crate::trace::{TraceError, TraceErrorKind, TraceReader};

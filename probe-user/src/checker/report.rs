@@ -172,13 +172,6 @@ pub struct Report {
     pub itree_leaks: Vec<ItreeLeak>,
 }
 
-impl Report {
-    /// Rule ids of the stored violations, in order (handy in tests).
-    pub fn rule_ids(&self) -> Vec<&'static str> {
-        self.violations.iter().map(|v| v.rule.as_str()).collect()
-    }
-}
-
 /// A duration for people: `850ns`, `12.3us`, `4.1ms`, `2.00s`.
 pub fn fmt_ns(ns: u64) -> String {
     match ns {

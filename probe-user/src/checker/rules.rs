@@ -1,30 +1,12 @@
-//! The rule ids the checker enforces (stable: sinks, dashboards and tests match on them) and
-//! which hooks each rule needs to be checkable at all.
+//! The rules the checker enforces, as one table (`rules!` below): per rule its id (stable:
+//! sinks, dashboards and tests match on it), severity, the hooks it needs to be checkable at
+//! all, whether lost events can fake it, and a one-line summary. [`RuleId`], [`RuleId::ALL`] and
+//! every accessor come from that table; adding a rule is one row (plus its detection).
 use std::fmt;
 
 use serde::{Serialize, Serializer};
 
 use crate::trace::{AttachState, Header, Hook};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RuleId {
-    UnpairedStart,
-    UnpairedEnd,
-    EndAfterFailedStart,
-    RangeMismatch,
-    NestingOrder,
-    BlockableFailure,
-    BadErrno,
-    FailedStartHasEndOp,
-    NotifierUnpairedStart,
-    NotifierUnpairedEnd,
-    NotifierDoubleEnd,
-    IntervalBlockableFalse,
-    ItreeLeak,
-    BadRange,
-    KernelWarn,
-    EventsLost,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,51 +26,191 @@ impl fmt::Display for Severity {
     }
 }
 
-use Hook::*;
+/// Declares the rules: one row per rule, and from the rows [`RuleId`], [`RULES`] and
+/// [`RuleId::ALL`] (in row order, which is the order of every report).
+macro_rules! rules {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident {
+            id: $id:literal,
+            severity: $severity:ident,
+            hooks: [$($hook:ident),* $(,)?],
+            affected_by_loss: $loss:literal,
+            summary: $summary:literal $(,)?
+        }
+    )*) => {
+        /// A rule the checker enforces: one row of the table.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum RuleId {
+            $($(#[$doc])* $variant,)*
+        }
+
+        /// Every rule's row, indexed by [`RuleId::index`].
+        pub const RULES: [Rule; [$(RuleId::$variant),*].len()] = [$(
+            Rule {
+                id: RuleId::$variant,
+                name: $id,
+                severity: Severity::$severity,
+                required_hooks: &[$(Hook::$hook),*],
+                affected_by_loss: $loss,
+                summary: $summary,
+            },
+        )*];
+
+        impl RuleId {
+            pub const ALL: [RuleId; RULES.len()] = [$(RuleId::$variant),*];
+        }
+    };
+}
+
+/// One row of the rule table: everything that identifies a rule outside its detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub id: RuleId,
+    /// The stable id sinks, dashboards, `--allow` and tests match on.
+    pub name: &'static str,
+    pub severity: Severity,
+    /// Hooks whose events the rule cannot be decided without.
+    pub required_hooks: &'static [Hook],
+    /// Whether losing events can produce a false positive of this rule.
+    pub affected_by_loss: bool,
+    /// One line on what the rule means.
+    pub summary: &'static str,
+}
+
+// The rule table. The JSON schema's rule enum (docs/check/report.schema.json) and the rules
+// table in docs/check.md are checked against it by tests/check_reports.rs.
+rules! {
+    UnpairedStart {
+        id: "unpaired-start",
+        severity: Error,
+        // Without the return value a failed start would look open forever.
+        hooks: [RangeStart, RangeStartRet, RangeEnd],
+        affected_by_loss: true,
+        summary: "__start returned 0 and no __end for that (task, range) followed",
+    }
+    UnpairedEnd {
+        id: "unpaired-end",
+        severity: Error,
+        hooks: [RangeStart, RangeEnd],
+        affected_by_loss: true,
+        summary: "__end with no open __start for that (task, range)",
+    }
+    EndAfterFailedStart {
+        id: "end-after-failed-start",
+        severity: Error,
+        // As for unpaired-start: without the return value no start looks failed.
+        hooks: [RangeStart, RangeStartRet, RangeEnd],
+        affected_by_loss: true,
+        summary: "__start returned non-zero and an __end for it followed anyway",
+    }
+    RangeMismatch {
+        id: "range-mismatch",
+        severity: Error,
+        hooks: [RangeStart, RangeEnd],
+        affected_by_loss: false,
+        summary: "__end's mm/start/end/event/flags differ from its __start",
+    }
+    NestingOrder {
+        id: "nesting-order",
+        severity: Warning,
+        hooks: [RangeStart, RangeEnd],
+        affected_by_loss: true,
+        summary: "ranges of one task closed out of LIFO order",
+    }
+    BlockableFailure {
+        id: "blockable-failure",
+        severity: Error,
+        hooks: [RangeStart, RangeStartRet],
+        affected_by_loss: false,
+        summary: "a start (outer or a subscriber's) failed in a blockable range",
+    }
+    BadErrno {
+        id: "bad-errno",
+        severity: Warning,
+        hooks: [RangeStartRet],
+        affected_by_loss: false,
+        summary: "a start failed with something other than -EAGAIN",
+    }
+    FailedStartHasEndOp {
+        id: "failed-start-has-end-op",
+        severity: Warning,
+        hooks: [SubscriberStart],
+        affected_by_loss: false,
+        summary: "a subscriber whose start failed has an invalidate_range_end op",
+    }
+    NotifierUnpairedStart {
+        id: "notifier-unpaired-start",
+        severity: Error,
+        // The outer calls delimit which subscriber ends belong to which start.
+        hooks: [RangeStart, RangeEnd, SubscriberStart, SubscriberEnd],
+        affected_by_loss: true,
+        summary: "a subscriber's start succeeded and it never got its end for that range",
+    }
+    NotifierUnpairedEnd {
+        id: "notifier-unpaired-end",
+        severity: Error,
+        hooks: [SubscriberStart, SubscriberEnd],
+        affected_by_loss: true,
+        summary: "a subscriber got an end for a range whose start it never saw succeed",
+    }
+    NotifierDoubleEnd {
+        id: "notifier-double-end",
+        severity: Error,
+        // The outer calls delimit which subscriber ends belong to which start.
+        hooks: [RangeStart, RangeEnd, SubscriberStart, SubscriberEnd],
+        affected_by_loss: true,
+        summary: "a subscriber got two ends for one range",
+    }
+    IntervalBlockableFalse {
+        id: "interval-blockable-false",
+        severity: Warning,
+        hooks: [RangeStart, IntervalInvalidate],
+        affected_by_loss: false,
+        summary: "an interval subscriber returned false in a blockable range",
+    }
+    ItreeLeak {
+        id: "itree-leak",
+        severity: Error,
+        hooks: [RangeStart, RangeStartRet, RangeEnd],
+        affected_by_loss: true,
+        summary: "an mm's interval tree stays invalidating with no open range",
+    }
+    BadRange {
+        id: "bad-range",
+        severity: Warning,
+        hooks: [RangeStart],
+        affected_by_loss: false,
+        summary: "start >= end, unaligned addresses, or an event value outside the enum",
+    }
+    KernelWarn {
+        id: "kernel-warn",
+        severity: Error,
+        hooks: [ErrorReportEnd],
+        affected_by_loss: false,
+        summary: "the kernel reported a WARN from mmu-notifier code while tracing",
+    }
+    EventsLost {
+        id: "events-lost",
+        severity: Warning,
+        hooks: [],
+        affected_by_loss: false,
+        summary: "events were lost, so pairing results for the affected interval are incomplete",
+    }
+}
 
 impl RuleId {
-    pub const ALL: [RuleId; 16] = [
-        RuleId::UnpairedStart,
-        RuleId::UnpairedEnd,
-        RuleId::EndAfterFailedStart,
-        RuleId::RangeMismatch,
-        RuleId::NestingOrder,
-        RuleId::BlockableFailure,
-        RuleId::BadErrno,
-        RuleId::FailedStartHasEndOp,
-        RuleId::NotifierUnpairedStart,
-        RuleId::NotifierUnpairedEnd,
-        RuleId::NotifierDoubleEnd,
-        RuleId::IntervalBlockableFalse,
-        RuleId::ItreeLeak,
-        RuleId::BadRange,
-        RuleId::KernelWarn,
-        RuleId::EventsLost,
-    ];
+    /// This rule's row of the table.
+    pub fn rule(self) -> &'static Rule {
+        &RULES[self.index()]
+    }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            RuleId::UnpairedStart => "unpaired-start",
-            RuleId::UnpairedEnd => "unpaired-end",
-            RuleId::EndAfterFailedStart => "end-after-failed-start",
-            RuleId::RangeMismatch => "range-mismatch",
-            RuleId::NestingOrder => "nesting-order",
-            RuleId::BlockableFailure => "blockable-failure",
-            RuleId::BadErrno => "bad-errno",
-            RuleId::FailedStartHasEndOp => "failed-start-has-end-op",
-            RuleId::NotifierUnpairedStart => "notifier-unpaired-start",
-            RuleId::NotifierUnpairedEnd => "notifier-unpaired-end",
-            RuleId::NotifierDoubleEnd => "notifier-double-end",
-            RuleId::IntervalBlockableFalse => "interval-blockable-false",
-            RuleId::ItreeLeak => "itree-leak",
-            RuleId::BadRange => "bad-range",
-            RuleId::KernelWarn => "kernel-warn",
-            RuleId::EventsLost => "events-lost",
-        }
+        self.rule().name
     }
 
     pub fn from_name(name: &str) -> Option<RuleId> {
-        RuleId::ALL.into_iter().find(|r| r.as_str() == name)
+        RULES.iter().find(|r| r.name == name).map(|r| r.id)
     }
 
     pub fn index(self) -> usize {
@@ -96,76 +218,33 @@ impl RuleId {
     }
 
     pub fn severity(self) -> Severity {
-        match self {
-            RuleId::NestingOrder
-            | RuleId::BadErrno
-            | RuleId::FailedStartHasEndOp
-            | RuleId::IntervalBlockableFalse
-            | RuleId::BadRange
-            | RuleId::EventsLost => Severity::Warning,
-            _ => Severity::Error,
-        }
+        self.rule().severity
     }
 
     /// One line on what the rule means.
     pub fn summary(self) -> &'static str {
-        match self {
-            RuleId::UnpairedStart => "__start returned 0 and no __end for that (task, range) followed",
-            RuleId::UnpairedEnd => "__end with no open __start for that (task, range)",
-            RuleId::EndAfterFailedStart => "__start returned non-zero and an __end for it followed anyway",
-            RuleId::RangeMismatch => "__end's mm/start/end/event/flags differ from its __start",
-            RuleId::NestingOrder => "ranges of one task closed out of LIFO order",
-            RuleId::BlockableFailure => "a start (outer or a subscriber's) failed in a blockable range",
-            RuleId::BadErrno => "a start failed with something other than -EAGAIN",
-            RuleId::FailedStartHasEndOp => "a subscriber whose start failed has an invalidate_range_end op",
-            RuleId::NotifierUnpairedStart => "a subscriber's start succeeded and it never got its end for that range",
-            RuleId::NotifierUnpairedEnd => "a subscriber got an end for a range whose start it never saw succeed",
-            RuleId::NotifierDoubleEnd => "a subscriber got two ends for one range",
-            RuleId::IntervalBlockableFalse => "an interval subscriber returned false in a blockable range",
-            RuleId::ItreeLeak => "an mm's interval tree stays invalidating with no open range",
-            RuleId::BadRange => "start >= end, unaligned addresses, or an event value outside the enum",
-            RuleId::KernelWarn => "the kernel reported a WARN from mmu-notifier code while tracing",
-            RuleId::EventsLost => "events were lost, so pairing results for the affected interval are incomplete",
-        }
+        self.rule().summary
     }
 
     /// Hooks whose events the rule cannot be decided without.
     pub fn required_hooks(self) -> &'static [Hook] {
-        match self {
-            // Without the return value a failed start would look open forever.
-            RuleId::UnpairedStart | RuleId::EndAfterFailedStart => &[RangeStart, RangeStartRet, RangeEnd],
-            RuleId::UnpairedEnd | RuleId::RangeMismatch | RuleId::NestingOrder => &[RangeStart, RangeEnd],
-            RuleId::BlockableFailure => &[RangeStart, RangeStartRet],
-            RuleId::BadErrno => &[RangeStartRet],
-            RuleId::FailedStartHasEndOp => &[SubscriberStart],
-            // The outer calls delimit which subscriber ends belong to which start.
-            RuleId::NotifierUnpairedStart | RuleId::NotifierDoubleEnd => {
-                &[RangeStart, RangeEnd, SubscriberStart, SubscriberEnd]
-            }
-            RuleId::NotifierUnpairedEnd => &[SubscriberStart, SubscriberEnd],
-            RuleId::IntervalBlockableFalse => &[RangeStart, IntervalInvalidate],
-            RuleId::ItreeLeak => &[RangeStart, RangeStartRet, RangeEnd],
-            RuleId::BadRange => &[RangeStart],
-            RuleId::KernelWarn => &[ErrorReportEnd],
-            RuleId::EventsLost => &[],
-        }
+        self.rule().required_hooks
     }
 
     /// Whether losing events can produce a false positive of this rule.
     pub fn affected_by_loss(self) -> bool {
-        matches!(
-            self,
-            RuleId::UnpairedStart
-                | RuleId::UnpairedEnd
-                | RuleId::EndAfterFailedStart
-                | RuleId::NestingOrder
-                | RuleId::NotifierUnpairedStart
-                | RuleId::NotifierUnpairedEnd
-                | RuleId::NotifierDoubleEnd
-                | RuleId::ItreeLeak
-        )
+        self.rule().affected_by_loss
     }
 }
+
+// Each row sits at its rule's index, so `rule()` is a plain lookup.
+const _: () = {
+    let mut i = 0;
+    while i < RULES.len() {
+        assert!(RULES[i].id as usize == i);
+        i += 1;
+    }
+};
 
 impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -168,6 +168,108 @@ impl Statistics {
         }
     }
 
+    // ---- the engine's transitions, counted: each call is one thing the checker saw ----
+
+    /// An outer `__start` was entered. Non-blockable ranges come from another task (the OOM
+    /// reaper, process_mrelease): they must not rename the mm's process.
+    pub(super) fn range_started(&mut self, mm: Addr, blockable: bool, pid: Option<u32>, comm: Option<&Comm>) {
+        self.totals.range_starts += 1;
+        self.totals.open_now += 1;
+        if blockable {
+            self.mm_task(mm, pid, comm);
+        }
+        let row = self.mm(mm);
+        row.starts += 1;
+        row.open_now += 1;
+    }
+
+    /// An outer `__start` returned an error.
+    pub(super) fn range_failed(&mut self, mm: Addr) {
+        self.totals.range_failures += 1;
+        self.mm(mm).failures += 1;
+    }
+
+    /// An outer `__end` was called (paired or not); its task names the mm's process.
+    pub(super) fn range_end_called(&mut self, mm: Addr, pid: Option<u32>, comm: Option<&Comm>) {
+        self.totals.range_ends += 1;
+        self.mm_task(mm, pid, comm);
+        self.mm(mm).ends += 1;
+    }
+
+    /// A live outer range stopped being open: it failed, ended or was given up on.
+    pub(super) fn range_closed(&mut self, mm: Addr) {
+        self.totals.open_now = self.totals.open_now.saturating_sub(1);
+        let row = self.mm(mm);
+        row.open_now = row.open_now.saturating_sub(1);
+    }
+
+    /// A subscriber callback ran for `mm` (start, end or interval invalidate).
+    pub(super) fn subscriber_call(&mut self, mm: Addr) {
+        self.mm(mm).subscriber_calls += 1;
+    }
+
+    /// A subscriber start seen only through a tracepoint: counted, never paired.
+    pub(super) fn tracepoint_subscriber_call(
+        &mut self,
+        callback: &Symbol,
+        mm: Addr,
+        pid: Option<u32>,
+        comm: Option<&Comm>,
+    ) {
+        let row = self.notifier_row(callback, NotifierKind::Tracepoint);
+        if let Some(n) = self.notifier(row) {
+            n.starts += 1;
+        }
+        self.mm_task(mm, pid, comm);
+        self.subscriber_call(mm);
+    }
+
+    /// A list subscriber's start returned: `open` if it now owes an end, `failed` if it failed.
+    pub(super) fn subscriber_started(&mut self, row: NotifierRow, open: bool, failed: bool) {
+        if let Some(n) = self.notifier(row) {
+            n.starts += 1;
+            if open {
+                n.open_now += 1;
+            } else if failed {
+                n.failures += 1;
+            }
+        }
+    }
+
+    /// A list subscriber's end ran (paired or not).
+    pub(super) fn subscriber_ended(&mut self, row: NotifierRow) {
+        if let Some(n) = self.notifier(row) {
+            n.ends += 1;
+        }
+    }
+
+    /// A list subscriber's end closed its open start after `duration_ns`.
+    pub(super) fn subscriber_paired(&mut self, row: NotifierRow, duration_ns: u64) {
+        if let Some(n) = self.notifier(row) {
+            n.open_now = n.open_now.saturating_sub(1);
+            n.durations.record(duration_ns);
+        }
+    }
+
+    /// A list subscriber's open start will never get its end (its range was settled or given up).
+    pub(super) fn subscriber_closed(&mut self, row: NotifierRow) {
+        if let Some(n) = self.notifier(row) {
+            n.open_now = n.open_now.saturating_sub(1);
+        }
+    }
+
+    /// An interval subscriber's `invalidate` returned `ret` (false: it would have blocked).
+    pub(super) fn interval_call(&mut self, callback: &Symbol, mm: Addr, ret: bool) {
+        let row = self.notifier_row(callback, NotifierKind::Interval);
+        if let Some(n) = self.notifier(row) {
+            n.starts += 1;
+            if !ret {
+                n.failures += 1;
+            }
+        }
+        self.subscriber_call(mm);
+    }
+
     pub fn summary(&self) -> StatsSummary {
         self.summary_since(None)
     }

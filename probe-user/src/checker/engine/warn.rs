@@ -1,0 +1,50 @@
+//! Events that pair with nothing: a kernel WARN from mmu-notifier code (kernel-warn) and
+//! lost events (events-lost).
+use super::*;
+
+impl Checker {
+    pub(super) fn on_warn(&mut self, ev: &Event, w: &Warn, seq: u64) {
+        self.stats.totals.warns += 1;
+        let is_warning = matches!(w.detector, None | Some(Detector::Warning));
+        if !is_warning || !self.mmu_notifier_related(&w.caller) {
+            self.stats.totals.unrelated_warns += 1;
+            return;
+        }
+        let function = w.caller.function();
+        let mut v = event_violation(RuleId::KernelWarn, ev, format!("the kernel WARNed at {} while tracing", w.caller));
+        v.callback = Some(w.caller.clone());
+        v.events = vec![seq];
+        let hint = if function.starts_with("__mmu_notifier_invalidate_range_start") {
+            Some("WARN_ON in __start fires for a failure in a blockable range or one other than -EAGAIN (v5.4+), and for a failing subscriber with an end op (v5.12+)".to_owned())
+        } else if function.starts_with("kvm_mmu_notifier_invalidate_range_end") {
+            Some(self.kernel.pagemap_scan())
+        } else if function.starts_with("kvm_mmu_notifier_invalidate_range_start") {
+            Some(self.kernel.zero_length())
+        } else {
+            None
+        };
+        self.emit_with_hint(v, hint);
+    }
+
+    pub(super) fn mmu_notifier_related(&self, caller: &Symbol) -> bool {
+        let f = caller.function();
+        ["__mmu_notifier_", "mn_", "mmu_notifier_", "mmu_interval_", "kvm_mmu_notifier_"]
+            .iter()
+            .any(|p| f.starts_with(p))
+            || self.stats.knows_callback(f)
+    }
+
+    pub(super) fn on_lost(&mut self, ev: &Event, count: u64, seq: u64) {
+        self.lost = self.lost.saturating_add(count);
+        self.stats.totals.lost = self.lost;
+        let mut v = event_violation(
+            RuleId::EventsLost,
+            ev,
+            format!(
+                "{count} events were lost before reaching userspace, so pairing after this point may be incomplete"
+            ),
+        );
+        v.events = vec![seq];
+        self.emit(v);
+    }
+}
