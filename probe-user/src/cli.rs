@@ -100,7 +100,7 @@ pub enum Command {
 pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_name = "SHELL")]
-    pub shell: crate::manual::Shell,
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
