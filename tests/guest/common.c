@@ -323,3 +323,14 @@ int log_count(const char *needle)
 	}
 	return n;
 }
+
+int kernel_lacks(const char *commit)
+{
+	const char *list = getenv("KERNEL_LACKS");
+	size_t n = strlen(commit);
+
+	for (const char *p = list; p && (p = strstr(p, commit)); p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' '))
+			return 1;
+	return 0;
+}

@@ -55,4 +55,7 @@ void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 long page_size(void);
 void sleep_ms(long ms);
 
+/* Whether the kernel was built without the upstream fix `commit` (KERNEL_LACKS, init.sh). */
+int kernel_lacks(const char *commit);
+
 #endif

@@ -11,7 +11,8 @@
  *   oom-eagain        one notifier failing with -EAGAIN when non-blockable, no end op
  *   oom-eagain-endop  the same with an end op (kernel WARN expected)
  *   oom-rfc2019       a succeeding notifier with an end op plus a failing one without:
- *                     the succeeding one must get its compensating end
+ *                     the succeeding one must get its compensating end, or, on a kernel built
+ *                     without c2655835fd8c (KERNEL_LACKS), never get an end at all
  *   oom-interval      an interval notifier returning false when non-blockable
  *   oom-itree-list    an interval notifier that always succeeds over the whole address space
  *                     plus a list notifier failing when non-blockable (no end op): the kernel
@@ -335,9 +336,18 @@ static int run_plan(int fd, const struct plan *pl)
 		check(good->fails_nonblock == 0, "the succeeding subscriber failed");
 		check(good->starts_nonblock >= bad->fails_nonblock,
 		      "every failed range should have started the succeeding subscriber too");
-		check(good->ends_nonblock == good->starts_nonblock,
-		      "the succeeding subscriber's ends %llu != starts %llu: compensating ends missing",
-		      (unsigned long long)good->ends_nonblock, (unsigned long long)good->starts_nonblock);
+		if (kernel_lacks("c2655835fd8c")) {
+			/* The 2019 RFC's bug: the failed start returns without ending anyone. */
+			printf("  the kernel skipped %llu end(s) of the succeeding subscriber (no compensating ends)\n",
+			       (unsigned long long)good->starts_nonblock);
+			check(good->ends_nonblock == 0,
+			      "the succeeding subscriber got %llu ends on a kernel without compensating ends",
+			      (unsigned long long)good->ends_nonblock);
+		} else {
+			check(good->ends_nonblock == good->starts_nonblock,
+			      "the succeeding subscriber's ends %llu != starts %llu: compensating ends missing",
+			      (unsigned long long)good->ends_nonblock, (unsigned long long)good->starts_nonblock);
+		}
 		check(bad->ends_nonblock == 0, "the subscriber without an end op got ends");
 		check(failed_msgs == (int)bad->fails_nonblock, "want one '%s' per failure in the log", FAILED_NB);
 		check(warns == 0, "unexpected WARN in %s", WARN_START);

@@ -7,8 +7,9 @@ DIR=$(dirname "$0")
 OUT=/tmp/traces
 RESULTS=${RESULTS:-/tmp/results}
 SCENARIOS_UNDER_TRACE=${SCENARIOS_UNDER_TRACE:-"list-ops interval-seq interval-preregistered oom-baseline oom-eagain oom-eagain-endop oom-rfc2019 oom-interval"}
-# Which `check` cases follow: "stock" (the module's ordinary scenarios) or "leak" (the
-# interval-tree leak, run by suite.sh's last stage).
+# Which `check` cases follow: "stock" (the module's ordinary scenarios), "leak" (the
+# interval-tree leak, run by suite.sh's last stage) or "skipped-ends" (a kernel built without
+# c2655835fd8c).
 CHECK_CASES=${CHECK_CASES:-stock}
 mkdir -p "$OUT"
 
@@ -27,11 +28,14 @@ program_for() {
 	esac
 }
 
-if [ "$CHECK_CASES" = stock ]; then
+if [ "$CHECK_CASES" != leak ]; then
 	# What this kernel offers, as the tracer finds it.
 	"$BIN" probe
 	"$BIN" probe --format json >"$OUT/probe.json" || result "FAIL tracer-probe (exit status $?)"
 	ship "$OUT/probe.json"
+	# Tells the host's checks (guest_traces) which fixes this kernel lacks.
+	echo "$KERNEL_LACKS" >"$OUT/kernel-lacks"
+	ship "$OUT/kernel-lacks"
 fi
 
 for method in fentry kprobe; do
@@ -139,6 +143,32 @@ if [ "$CHECK_CASES" = leak ]; then
 		done
 	done
 	check_case oom-itree-only 0 -- "$DIR/mmnotif-oom" oom-itree-only
+	exit 0
+fi
+if [ "$CHECK_CASES" = skipped-ends ]; then
+	# The seed's case on a kernel without the compensating ends: the succeeding subscriber's start
+	# is never ended. Live (violations as they happen) and as CI's verdict, with both methods; the
+	# hint must name the missing fix.
+	for method in fentry kprobe; do
+		name=oom-rfc2019-$method
+		live=$OUT/live-$name.out
+		"$BIN" stream --format violations --attach "$method" -- "$DIR/mmnotif-oom" oom-rfc2019 >"$live" 2>&1
+		cat "$live"
+		if grep -q '"rule":"notifier-unpaired-start"' "$live" && grep -q 'c2655835fd8c' "$live"; then
+			result "PASS live-$name"
+		else
+			result "FAIL live-$name (no notifier-unpaired-start naming c2655835fd8c among the live violations)"
+		fi
+		check_case "$name" 1 --attach "$method" -- "$DIR/mmnotif-oom" oom-rfc2019
+		ktap_line "$name" notifier-unpaired-start
+		if grep -q 'c2655835fd8c' "$OUT/check-$name.out"; then
+			result "PASS check-$name-hint"
+		else
+			cat "$OUT/check-$name.out"
+			result "FAIL check-$name-hint (the report does not name c2655835fd8c)"
+		fi
+	done
+	check_case clean 0 -- "$DIR/mmnotif-basic" list-ops
 	exit 0
 fi
 check_case clean 0 -- "$DIR/mmnotif-basic" list-ops

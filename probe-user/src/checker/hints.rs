@@ -25,7 +25,9 @@ impl KernelInfo {
     /// A subscriber whose start succeeded lost its end because another one failed.
     pub fn skipped_end(&self) -> String {
         let verdict = match self.version {
-            Some(v) if v.has(Fact::CompensatingEnds) => ", which has that fix, so this is a regression or a caller bug",
+            Some(v) if v.has(Fact::CompensatingEnds) => {
+                ", whose version should have that fix: it was built without it (reverted or not backported), it regressed, or a caller bypassed it"
+            }
             Some(_) => ", which predates the fix",
             None => "",
         };

@@ -73,6 +73,28 @@ impl BuildRoot {
         Ok(())
     }
 
+    /// Makes the root hold these packages, at apt's candidate versions when they are missing.
+    pub(super) fn install_names(&self, packages: &[&str]) -> Result<()> {
+        let installed = |name: &&str| {
+            self.run(&[], &["dpkg-query", "-W", "-f", "${Status}", name]).is_ok_and(|s| s.ends_with(" installed"))
+        };
+        let missing: Vec<&str> = packages.iter().filter(|p| !installed(p)).copied().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        println!("vm: installing in {}: {}", self.dir.display(), missing.join(" "));
+        self.run(&[], &["apt-get", "-qq", "--error-on=any", "update"])?;
+        let mut argv = vec!["apt-get", "-qq", "-y", "--no-install-recommends", "install"];
+        argv.extend(missing);
+        self.run(&[], &argv)?;
+        Ok(())
+    }
+
+    /// A path inside the root, as the host sees it.
+    pub(super) fn host_path(&self, inside: &str) -> PathBuf {
+        self.dir.join(inside.trim_start_matches('/'))
+    }
+
     /// Runs `argv` inside the root with /proc mounted and `binds` (host dir, path in the root)
     /// bind-mounted; returns its stdout, or fails with its output. Host paths reach the script
     /// through the environment, so no path is ever parsed by the shell.

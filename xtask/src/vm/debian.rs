@@ -74,7 +74,7 @@ pub(crate) fn fetch(paths: &Paths, rows: &[&'static KernelRow]) -> Result<Vec<Re
         let cached = load(paths, row).ok().flatten();
         let r = match apt {
             Ok(apt) => {
-                let r = Resolved::new(row, resolve::resolve(apt, row)?);
+                let r = Resolved::new(row, resolve::resolve_row(apt, row)?);
                 let was = cached
                     .as_ref()
                     .filter(|(c, _)| c.boot != r.boot || c.headers != r.headers)

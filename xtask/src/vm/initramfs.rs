@@ -33,6 +33,9 @@ pub(crate) struct InitramfsSpec {
     pub scenarios: Vec<String>,
     /// Open a shell on the console after the tests instead of powering off at once.
     pub keep: bool,
+    /// Upstream fixes the kernel lacks (a kernel built here; `kernels.rs`), for the suite's
+    /// expectations.
+    pub kernel_lacks: Vec<String>,
 }
 
 /// Writes the initramfs (uncompressed cpio newc) to `out`.
@@ -105,10 +108,11 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
     }
 
     let conf = format!(
-        "RUN_SUITE={}\nSCENARIOS={}\nKEEP={}\n",
+        "RUN_SUITE={}\nSCENARIOS={}\nKEEP={}\nKERNEL_LACKS={}\n",
         spec.run_suite as u8,
         quote(&spec.scenarios.join(" ")),
-        spec.keep as u8
+        spec.keep as u8,
+        quote(&spec.kernel_lacks.join(" "))
     );
     w.cpio.file("/etc/mmnotif-vm.conf", 0o644, conf.as_bytes())?;
     if !spec.guest_cmd.is_empty() {

@@ -62,7 +62,48 @@ pub(crate) struct KernelRow {
     pub about: &'static str,
     pub archive: &'static Archive,
     pub current: Current,
+    /// Set for a kernel the test bed compiles itself from the archive's source package instead
+    /// of booting Debian's image.
+    pub build: Option<&'static SourceBuild>,
 }
+
+/// A kernel compiled by the test bed (`srcbuild.rs`): Debian's source of the row's current
+/// kernel, changed as `change` says, with a small configuration of its own.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct SourceBuild {
+    /// The package whose tarball is built (`/usr/src/<package>.tar.xz`); it must carry the same
+    /// upstream version as the archive's current image.
+    pub source_package: &'static str,
+    /// What is changed in the source before it is built.
+    pub change: super::revert::Change,
+    /// Upstream fixes this kernel does not have, for the guest suite's expectations
+    /// (`KERNEL_LACKS` in the guest; tests/guest/suite.sh).
+    pub lacks: &'static [&'static str],
+    /// A build root package a kernel build needs besides the archive's `build_packages`.
+    pub build_packages: &'static [&'static str],
+}
+
+/// bullseye's 5.10 source without the compensating ends of c2655835fd8c (merged in v5.12,
+/// 5.10.27 in stable): the kernel the 2019 RFC describes.
+pub(crate) const REVERT_COMPENSATING_ENDS: SourceBuild = SourceBuild {
+    source_package: "linux-source-5.10",
+    change: super::revert::Change::RevertCompensatingEnds,
+    lacks: &["c2655835fd8c"],
+    // gcc, kconfig's parsers, objtool (libelf), BTF (pahole is `dwarves` in bullseye), and the
+    // scripts resolve_btfids' libbpf runs.
+    build_packages: &[
+        "gcc",
+        "libc6-dev",
+        "bc",
+        "bison",
+        "flex",
+        "libelf-dev",
+        "dwarves",
+        "python3",
+        "xz-utils",
+        "perl",
+    ],
+};
 
 /// Every kernel, in the order `--kernel all` boots them.
 pub(crate) const KERNELS: &[KernelRow] = &[
@@ -71,25 +112,37 @@ pub(crate) const KERNELS: &[KernelRow] = &[
         about: "bullseye's LTS kernel (bullseye, -updates, -security)",
         archive: &BULLSEYE,
         current: Current::Candidate,
+        build: None,
+    },
+    KernelRow {
+        name: "5.10-prefix",
+        about: "bullseye's 5.10 built from source with c2655835fd8c reverted (the 2019 RFC's bug); \
+                `all` includes it once it is built",
+        archive: &BULLSEYE,
+        current: Current::Candidate,
+        build: Some(&REVERT_COMPENSATING_ENDS),
     },
     KernelRow {
         name: "6.1",
         about: "bookworm's kernel (bookworm, -updates, -security)",
         archive: &BOOKWORM,
         current: Current::Candidate,
+        build: None,
     },
     KernelRow {
         name: "6.12",
         about: "bookworm-backports' kernel",
         archive: &BOOKWORM,
         current: Current::FromSuite("bookworm-backports"),
+        build: None,
     },
-    KernelRow { name: "7.2", about: "unstable's kernel", archive: &SID, current: Current::Candidate },
+    KernelRow { name: "7.2", about: "unstable's kernel", archive: &SID, current: Current::Candidate, build: None },
     KernelRow {
         name: "7.3-rc",
         about: "experimental's release candidate",
         archive: &SID,
         current: Current::FromSuite("experimental"),
+        build: None,
     },
 ];
 

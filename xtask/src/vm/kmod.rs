@@ -4,18 +4,30 @@ use super::buildroot::BuildRoot;
 use super::cmd;
 use super::debian::Resolved;
 use super::paths::Paths;
+use super::srcbuild::{Built, TREE_IN_ROOT};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
 pub(super) const MODULE: &str = "mmnotif_test";
 
-/// Builds the module for `r` (skipped when neither the sources nor the headers changed) and
-/// returns the .ko. `r`'s headers must be installed in `root` (`BuildRoot::install`).
-pub(super) fn build(paths: &Paths, r: &Resolved, root: &BuildRoot) -> Result<PathBuf> {
+/// What the module is built against.
+pub(super) enum Against<'a> {
+    /// Debian's headers packages of `r`, installed in the build root (`BuildRoot::install`).
+    Headers,
+    /// A kernel tree built here (`srcbuild.rs`).
+    Built(&'a Built),
+}
+
+/// Builds the module for `r` (skipped when neither the sources nor the kernel changed) and
+/// returns the .ko.
+pub(super) fn build(paths: &Paths, r: &Resolved, root: &BuildRoot, against: Against) -> Result<PathBuf> {
     let dir = paths.build(&r.abi).join("kmod");
     let ko = dir.join(format!("{MODULE}.ko"));
     let stamp = dir.join(".headers");
-    let headers: String = r.headers.iter().map(|(n, v)| format!("{n} {v}\n")).collect();
+    let headers: String = match against {
+        Against::Headers => r.headers.iter().map(|(n, v)| format!("{n} {v}\n")).collect(),
+        Against::Built(k) => k.stamp.clone(),
+    };
     let changed = sync_sources(&paths.kmod_src(), &dir)?;
     let same_headers = std::fs::read_to_string(&stamp).is_ok_and(|h| h == headers);
     if !changed && same_headers && ko.is_file() {
@@ -23,8 +35,15 @@ pub(super) fn build(paths: &Paths, r: &Resolved, root: &BuildRoot) -> Result<Pat
     }
     println!("[{}] building {MODULE}.ko in the build root", r.name());
     let _ = std::fs::remove_file(&ko);
-    let kdir = format!("KDIR=/usr/src/linux-headers-{}-amd64", r.abi);
-    root.run(&[(&dir, "/build/kmod")], &["make", "-C", "/build/kmod", &kdir])
+    let mut binds = vec![(dir.as_path(), "/build/kmod")];
+    let kdir = match against {
+        Against::Headers => format!("KDIR=/usr/src/linux-headers-{}-amd64", r.abi),
+        Against::Built(k) => {
+            binds.push((k.tree.as_path(), TREE_IN_ROOT));
+            format!("KDIR={TREE_IN_ROOT}")
+        }
+    };
+    root.run(&binds, &["make", "-C", "/build/kmod", &kdir])
         .with_context(|| format!("building the test module for {} failed", r.abi))?;
     if !ko.is_file() {
         bail!("make succeeded but left no {}", ko.display());

@@ -249,6 +249,32 @@ pub(super) fn resolve(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPacka
     Ok(KernelPackages { abi, version: image_version.to_string(), boot, headers: headers_pkgs })
 }
 
+/// `row` as the test bed needs it: Debian's image and headers, or for a row it builds itself,
+/// the source package of the current image's upstream version (installed in the build root,
+/// nothing to boot). A built kernel's `abi` names the change, so its files never mix with the
+/// image's.
+pub(super) fn resolve_row(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelPackages> {
+    let image = resolve(apt, row)?;
+    let Some(build) = row.build else { return Ok(image) };
+    let image_version = DebVersion::new(&image.version);
+    let source = choose(
+        apt,
+        row.name,
+        &Want {
+            package: build.source_package.to_string(),
+            needed_by: format!("the {} kernel build (image {})", row.name, image.version),
+            relation: None,
+            upstream: Some(image_version.upstream()),
+        },
+    )?;
+    Ok(KernelPackages {
+        abi: format!("{}+{}", image.abi, build.change.id()),
+        version: source.to_string(),
+        boot: Vec::new(),
+        headers: vec![(build.source_package.to_string(), source.to_string())],
+    })
+}
+
 /// Recorded apt-cache texts: a `=== policy` section (`apt-cache policy` of every package) and a
 /// `=== show` section (`apt-cache show` of every package); `#` lines before them are comments.
 #[cfg(test)]
@@ -387,6 +413,19 @@ mod tests {
             ],
         ),
     ];
+
+    #[test]
+    fn a_built_kernel_resolves_to_the_source_of_the_current_image() {
+        let r = resolve_row(&Recorded::parse(BULLSEYE_5_10), by_name("5.10-prefix").expect("row")).unwrap();
+        assert_eq!(r.abi, "5.10.0-46+revert-c2655835fd8c");
+        assert!(r.boot.is_empty(), "nothing to download for a kernel built here: {:?}", r.boot);
+        assert_eq!(r.headers, pkgs(&[("linux-source-5.10", "5.10.262-1")]));
+        // A source of another upstream version than the image is refused, in one line.
+        let skewed = BULLSEYE_5_10.replace("  Candidate: 5.10.262-1\n  Version table:\n     5.10.262-1 500\n        500 http://mirror.example/debian-security bullseye-security/main amd64 Packages\n     5.10.259-1", "  Candidate: 5.10.259-1\n  Version table:\n     5.10.259-1");
+        assert_ne!(skewed, BULLSEYE_5_10);
+        let err = resolve_row(&Recorded::parse(&skewed), by_name("5.10-prefix").expect("row")).unwrap_err().to_string();
+        assert!(err.contains("linux-source-5.10") && err.contains("5.10.262") && !err.contains('\n'), "{err}");
+    }
 
     #[test]
     fn recorded_archives_resolve_as_apt_would() {
