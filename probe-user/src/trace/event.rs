@@ -458,67 +458,29 @@ impl Event {
     }
 }
 
-/// The `type` of an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventType {
-    RangeStart,
-    RangeStartRet,
-    RangeEnd,
-    SubscriberStart,
-    SubscriberEnd,
-    IntervalInvalidate,
-    ItreeEnd,
-    Warn,
-    TaskExit,
-    Lost,
-    ProbesLive,
+probe_common::named_enum! {
+    /// The `type` of an event.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum EventType {
+        RangeStart => "range_start",
+        RangeStartRet => "range_start_ret",
+        RangeEnd => "range_end",
+        SubscriberStart => "subscriber_start",
+        SubscriberEnd => "subscriber_end",
+        IntervalInvalidate => "interval_invalidate",
+        ItreeEnd => "itree_end",
+        Warn => "warn",
+        TaskExit => "task_exit",
+        Lost => "lost",
+        ProbesLive => "probes_live",
+    }
 }
 
 impl EventType {
-    pub const ALL: [EventType; 11] = [
-        EventType::RangeStart,
-        EventType::RangeStartRet,
-        EventType::RangeEnd,
-        EventType::SubscriberStart,
-        EventType::SubscriberEnd,
-        EventType::IntervalInvalidate,
-        EventType::ItreeEnd,
-        EventType::Warn,
-        EventType::TaskExit,
-        EventType::Lost,
-        EventType::ProbesLive,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::RangeStart => "range_start",
-            EventType::RangeStartRet => "range_start_ret",
-            EventType::RangeEnd => "range_end",
-            EventType::SubscriberStart => "subscriber_start",
-            EventType::SubscriberEnd => "subscriber_end",
-            EventType::IntervalInvalidate => "interval_invalidate",
-            EventType::ItreeEnd => "itree_end",
-            EventType::Warn => "warn",
-            EventType::TaskExit => "task_exit",
-            EventType::Lost => "lost",
-            EventType::ProbesLive => "probes_live",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-
     /// Position in [`EventType::ALL`], for per-type counters.
     pub fn index(self) -> usize {
         self as usize
-    }
-}
-
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
