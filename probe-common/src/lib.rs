@@ -6,43 +6,33 @@
 //! in userspace and handed to the programs in [`KernelOffsets`].
 #![no_std]
 
+mod named_enum;
+
 /// Marks an offset the running kernel's BTF does not have (the member does not exist there).
 pub const ABSENT: u32 = u32::MAX;
 
 /// How many `mmu_notifier_ops` callback slots the iterator reports (see [`OpsSlot`]).
-pub const OPS_SLOTS: usize = 9;
+pub const OPS_SLOTS: usize = OpsSlot::ALL.len();
 
 /// At most this many subscribers are read per mm (the list walk in BPF must be bounded).
 pub const MAX_SUBSCRIBERS: u32 = 32;
 
-/// `mmu_notifier_ops` members, in the order their offsets sit in [`KernelOffsets::ops`].
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpsSlot {
-    Release = 0,
-    ClearFlushYoung = 1,
-    ClearYoung = 2,
-    TestYoung = 3,
-    InvalidateRangeStart = 4,
-    InvalidateRangeEnd = 5,
-    /// `arch_invalidate_secondary_tlbs` (6.6+) or `invalidate_range` (older kernels).
-    SecondaryTlbs = 6,
-    AllocNotifier = 7,
-    FreeNotifier = 8,
-}
-
-impl OpsSlot {
-    pub const ALL: [OpsSlot; OPS_SLOTS] = [
-        OpsSlot::Release,
-        OpsSlot::ClearFlushYoung,
-        OpsSlot::ClearYoung,
-        OpsSlot::TestYoung,
-        OpsSlot::InvalidateRangeStart,
-        OpsSlot::InvalidateRangeEnd,
-        OpsSlot::SecondaryTlbs,
-        OpsSlot::AllocNotifier,
-        OpsSlot::FreeNotifier,
-    ];
+named_enum! {
+    /// `mmu_notifier_ops` members, in the order their offsets sit in [`KernelOffsets::ops`];
+    /// the name is the member's (its newest, where it was renamed).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum OpsSlot: u32 {
+        Release = 0 => "release",
+        ClearFlushYoung = 1 => "clear_flush_young",
+        ClearYoung = 2 => "clear_young",
+        TestYoung = 3 => "test_young",
+        InvalidateRangeStart = 4 => "invalidate_range_start",
+        InvalidateRangeEnd = 5 => "invalidate_range_end",
+        /// `arch_invalidate_secondary_tlbs` (6.6+) or `invalidate_range` (older kernels).
+        SecondaryTlbs = 6 => "arch_invalidate_secondary_tlbs",
+        AllocNotifier = 7 => "alloc_notifier",
+        FreeNotifier = 8 => "free_notifier",
+    }
 }
 
 /// Byte offsets of the kernel struct members the programs read, taken from the running
@@ -167,57 +157,39 @@ pub struct ProbeConfig {
     pub _pad: u32,
 }
 
-/// What a [`RawEvent`] records.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// `kvm:kvm_unmap_hva_range`: KVM's `invalidate_range_start` callback ran for [start, end).
-    /// Tracepoint mode: no range pointer, subscriber pointer or return value is known.
-    KvmUnmapRange = 1,
-    /// `error_report:error_report_end`; `aux0` is the detector, `callback` the reporting address.
-    ErrorReport = 2,
-    /// `sched:sched_process_exit` for one thread.
-    TaskExit = 3,
-    /// Entry of `__mmu_notifier_invalidate_range_start`: the range's fields; `aux0` is the
-    /// stack id + 1 (0: none).
-    RangeStart = 4,
-    /// Its return: `ret`; with [`flags::ITREE_READ`], `aux0`/`aux1` are the mm's
-    /// `active_invalidate_ranges`/`invalidate_seq`.
-    RangeStartRet = 5,
-    /// Entry of `__mmu_notifier_invalidate_range_end`, like [`EventKind::RangeStart`].
-    RangeEnd = 6,
-    /// Return of a list subscriber's `invalidate_range_start`: `ret`, and
-    /// [`flags::HAS_END`] when its ops have `invalidate_range_end`.
-    SubscriberStart = 7,
-    /// Entry of a list subscriber's `invalidate_range_end`.
-    SubscriberEnd = 8,
-    /// Return of an interval subscriber's `ops->invalidate`: `ret` is the bool, `aux0` the
-    /// `cur_seq` it was given.
-    IntervalInvalidate = 9,
-    /// Return of `mn_itree_inv_end`: `aux0`/`aux1` as in [`EventKind::RangeStartRet`].
-    ItreeEnd = 10,
-    /// A subscriber was registered: `subscriber`, `callback` (the start or invalidate
-    /// callback), `aux0` (the end callback, list subscribers), `aux1` (the ops table), and
-    /// [`flags::INTERVAL`] for interval subscribers. Userspace attaches to new callbacks.
-    Registered = 11,
-}
-
-impl EventKind {
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => Self::KvmUnmapRange,
-            2 => Self::ErrorReport,
-            3 => Self::TaskExit,
-            4 => Self::RangeStart,
-            5 => Self::RangeStartRet,
-            6 => Self::RangeEnd,
-            7 => Self::SubscriberStart,
-            8 => Self::SubscriberEnd,
-            9 => Self::IntervalInvalidate,
-            10 => Self::ItreeEnd,
-            11 => Self::Registered,
-            _ => return None,
-        })
+named_enum! {
+    /// What a [`RawEvent`] records.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum EventKind: u32 {
+        /// `kvm:kvm_unmap_hva_range`: KVM's `invalidate_range_start` callback ran for [start, end).
+        /// Tracepoint mode: no range pointer, subscriber pointer or return value is known.
+        KvmUnmapRange = 1 => "kvm_unmap_range",
+        /// `error_report:error_report_end`; `aux0` is the detector, `callback` the reporting address.
+        ErrorReport = 2 => "error_report",
+        /// `sched:sched_process_exit` for one thread.
+        TaskExit = 3 => "task_exit",
+        /// Entry of `__mmu_notifier_invalidate_range_start`: the range's fields; `aux0` is the
+        /// stack id + 1 (0: none).
+        RangeStart = 4 => "range_start",
+        /// Its return: `ret`; with [`flags::ITREE_READ`], `aux0`/`aux1` are the mm's
+        /// `active_invalidate_ranges`/`invalidate_seq`.
+        RangeStartRet = 5 => "range_start_ret",
+        /// Entry of `__mmu_notifier_invalidate_range_end`, like [`EventKind::RangeStart`].
+        RangeEnd = 6 => "range_end",
+        /// Return of a list subscriber's `invalidate_range_start`: `ret`, and
+        /// [`flags::HAS_END`] when its ops have `invalidate_range_end`.
+        SubscriberStart = 7 => "subscriber_start",
+        /// Entry of a list subscriber's `invalidate_range_end`.
+        SubscriberEnd = 8 => "subscriber_end",
+        /// Return of an interval subscriber's `ops->invalidate`: `ret` is the bool, `aux0` the
+        /// `cur_seq` it was given.
+        IntervalInvalidate = 9 => "interval_invalidate",
+        /// Return of `mn_itree_inv_end`: `aux0`/`aux1` as in [`EventKind::RangeStartRet`].
+        ItreeEnd = 10 => "itree_end",
+        /// A subscriber was registered: `subscriber`, `callback` (the start or invalidate
+        /// callback), `aux0` (the end callback, list subscribers), `aux1` (the ops table), and
+        /// [`flags::INTERVAL`] for interval subscribers. Userspace attaches to new callbacks.
+        Registered = 11 => "registered",
     }
 }
 

@@ -106,7 +106,7 @@ impl<'k> Decoder<'k> {
     pub fn decode(&mut self, r: &RawEvent) -> Result<Decoded, DecodeError> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let kind = EventKind::from_u32(r.kind).ok_or(DecodeError::UnknownKind { seq, kind: r.kind })?;
+        let kind = EventKind::from_repr(r.kind).ok_or(DecodeError::UnknownKind { seq, kind: r.kind })?;
         let p = &r.payload;
         let mut stack = None;
         let range_call = |tid| RangeCall {

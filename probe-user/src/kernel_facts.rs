@@ -108,12 +108,18 @@ impl Fact {
         FACTS.iter().find(|r| r.fact == self).unwrap_or(&FACTS[0])
     }
 
+    /// The mainline release the fact holds from, as prose names it: `v5.12`.
+    pub fn release(self) -> String {
+        let since = self.row().since;
+        format!("v{}.{}", since.major, since.minor)
+    }
+
     /// How the fact is cited in prose: `c2655835fd8c in v5.12 (5.10.27 in stable)`.
     pub fn cite(self) -> String {
         let r = self.row();
         let mut s = match r.commit {
-            Some(c) => format!("{c} in v{}.{}", r.since.major, r.since.minor),
-            None => format!("v{}.{}", r.since.major, r.since.minor),
+            Some(c) => format!("{c} in {}", self.release()),
+            None => self.release(),
         };
         if !r.stable.is_empty() {
             let list: Vec<String> = r.stable.iter().map(|v| v.to_string()).collect();
@@ -149,5 +155,6 @@ mod tests {
         assert!(KernelVersion::new(7, 3, 0).has(Fact::PagemapScan));
         assert_eq!(Fact::CompensatingEnds.cite(), "c2655835fd8c in v5.12 (5.10.27 in stable)");
         assert_eq!(Fact::BlockableFailureWarn.cite(), "v5.4");
+        assert_eq!(Fact::FailedStartEndOpWarn.release(), "v5.12");
     }
 }

@@ -49,6 +49,9 @@ enum Task {
     /// Regenerate docs/kernel-matrix.md (kernel × hook × method) from the last guest run of
     /// every kernel.
     Matrix,
+    /// Regenerate the rule enum of docs/check/report.schema.json from the rule table
+    /// (probe-user/src/checker/rules.rs).
+    Schema,
 }
 
 /// The guest suite's default options, as `cargo xtask vm` would parse them.
@@ -269,6 +272,31 @@ fn test(no_vm: bool) -> Result<u8> {
     Ok(if failed == 0 && cargo_ok { 0 } else { 1 })
 }
 
+/// The unit test that checks docs/check/report.schema.json against the rule table; with
+/// `MMNOTIF_BLESS=1` it writes the file instead.
+const SCHEMA_TEST: &str = "checker::schema::the_schema_rule_enum_is_generated_from_the_rule_table";
+
+/// `cargo xtask schema`: the schema test, blessed, so it rewrites the file from the table.
+fn schema() -> Result<u8> {
+    let out = cargo()
+        .args(["test", "-p", "probe-user", "--lib", "--", "--exact", SCHEMA_TEST])
+        .env("MMNOTIF_BLESS", "1")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cargo test")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    if !out.status.success() {
+        bail!("{SCHEMA_TEST} failed ({})", out.status);
+    }
+    // A filter that matches nothing passes too: make sure the test ran.
+    if !stdout.contains("test result: ok. 1 passed") {
+        bail!("{SCHEMA_TEST} did not run");
+    }
+    println!("xtask: wrote {}", workspace_root().join("docs/check/report.schema.json").display());
+    Ok(0)
+}
+
 /// `cargo xtask dist`: build, then check the package as `cargo xtask test` does.
 fn dist_task() -> Result<u8> {
     setup()?;
@@ -292,6 +320,7 @@ fn main() -> ExitCode {
             println!("xtask: wrote {}", path.display());
             0
         }),
+        Task::Schema => schema(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

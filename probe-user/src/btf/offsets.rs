@@ -25,19 +25,14 @@ pub(crate) fn subscriptions_struct(btf: &Btf) -> &'static str {
     if btf.has_struct("mmu_notifier_subscriptions") { "mmu_notifier_subscriptions" } else { "mmu_notifier_mm" }
 }
 
-/// The `mmu_notifier_ops` member name(s) for each [`OpsSlot`].
-pub(crate) fn ops_member_names(slot: OpsSlot) -> &'static [&'static str] {
-    match slot {
-        OpsSlot::Release => &["release"],
-        OpsSlot::ClearFlushYoung => &["clear_flush_young"],
-        OpsSlot::ClearYoung => &["clear_young"],
-        OpsSlot::TestYoung => &["test_young"],
-        OpsSlot::InvalidateRangeStart => &["invalidate_range_start"],
-        OpsSlot::InvalidateRangeEnd => &["invalidate_range_end"],
-        OpsSlot::SecondaryTlbs => &["arch_invalidate_secondary_tlbs", "invalidate_range"],
-        OpsSlot::AllocNotifier => &["alloc_notifier"],
-        OpsSlot::FreeNotifier => &["free_notifier"],
-    }
+/// The `mmu_notifier_ops` member names for `slot`: its name ([`OpsSlot::as_str`]), then the
+/// name older kernels gave it, if it was renamed.
+fn ops_member_names(slot: OpsSlot) -> Vec<&'static str> {
+    let older = match slot {
+        OpsSlot::SecondaryTlbs => Some("invalidate_range"),
+        _ => None,
+    };
+    std::iter::once(slot.as_str()).chain(older).collect()
 }
 
 /// Reads every offset the programs use. `kvm_btf` is where `struct kvm` lives: vmlinux when
@@ -62,7 +57,7 @@ pub(crate) fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelO
     o.notifier_ops = required(btf, "mmu_notifier", &["ops"])?.offset;
     o.notifier_users = optional(btf, "mmu_notifier", &["users"]);
     for slot in OpsSlot::ALL {
-        o.ops[slot as usize] = optional(btf, "mmu_notifier_ops", ops_member_names(slot));
+        o.ops[slot as usize] = optional(btf, "mmu_notifier_ops", &ops_member_names(slot));
     }
 
     o.range_mm = required(btf, "mmu_notifier_range", &["mm"])?.offset;

@@ -1,10 +1,12 @@
 //! `mmnotif-trace check`: a verdict a CI system understands, for a command run under the tracer
 //! or for a recorded trace. The checker's report is judged against the policy (`--allow`,
-//! `--fail-on`, `--allow-lost`) and the command's run ([`outcome`]), then written as KTAP v1,
-//! JUnit XML and JSON (one file per format, each a pure function of the [`CheckOutcome`]).
+//! `--fail-on`, `--allow-lost`) and the command's run ([`judge`], [`outcome`]), then written as
+//! KTAP v1, JUnit XML and JSON (one file per format, each a pure function of the
+//! [`CheckOutcome`]).
 pub mod command;
 pub mod fork_watch;
 pub mod json;
+pub mod judge;
 pub mod junit;
 pub mod ktap;
 pub mod outcome;

@@ -55,21 +55,41 @@ impl KernelInfo {
     }
 
     pub fn pagemap_scan(&self) -> String {
-        let since = Fact::PagemapScan.row().since;
+        let since = Fact::PagemapScan.release();
         let when = match self.version {
-            Some(v) if v >= since => format!("; {}", self.this_kernel()),
+            Some(v) if v >= Fact::PagemapScan.row().since => format!("; {}", self.this_kernel()),
             Some(_) => format!(
-                "; {}, older than v{}.{} where PAGEMAP_SCAN appeared, so a different caller does this",
-                self.this_kernel(),
-                since.major,
-                since.minor
+                "; {}, older than {since} where PAGEMAP_SCAN appeared, so a different caller does this",
+                self.this_kernel()
             ),
             None => String::new(),
         };
         let commit = Fact::PagemapScan.row().commit.unwrap_or("a later fix");
         format!(
-            "matches the PAGEMAP_SCAN bug (v{}.{}, fixed by {commit}): __start was skipped by the inline wrapper because the mm had no subscribers yet, one registered in between, and __end reached it{when}",
-            since.major, since.minor
+            "matches the PAGEMAP_SCAN bug ({since}, fixed by {commit}): __start was skipped by the inline wrapper because the mm had no subscribers yet, one registered in between, and __end reached it{when}"
+        )
+    }
+
+    /// A kernel WARN from mmu-notifier code, matched by the WARNing function to what makes
+    /// it WARN; `None` where nothing known matches.
+    pub fn kernel_warn(&self, function: &str) -> Option<String> {
+        if function.starts_with("__mmu_notifier_invalidate_range_start") {
+            Some(self.start_warn())
+        } else if function.starts_with("kvm_mmu_notifier_invalidate_range_end") {
+            Some(self.pagemap_scan())
+        } else if function.starts_with("kvm_mmu_notifier_invalidate_range_start") {
+            Some(self.zero_length())
+        } else {
+            None
+        }
+    }
+
+    /// What `__start`'s own WARN_ON fires for.
+    fn start_warn(&self) -> String {
+        format!(
+            "WARN_ON in __start fires for a failure in a blockable range or one other than -EAGAIN ({}+), and for a failing subscriber with an end op ({}+)",
+            Fact::BlockableFailureWarn.release(),
+            Fact::FailedStartEndOpWarn.release()
         )
     }
 
@@ -140,5 +160,24 @@ impl KernelInfo {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_warn_hints_by_function() {
+        let k = KernelInfo::new("6.12.43+deb13-amd64");
+        assert_eq!(
+            k.kernel_warn("__mmu_notifier_invalidate_range_start+0x1a0").as_deref(),
+            Some(
+                "WARN_ON in __start fires for a failure in a blockable range or one other than -EAGAIN (v5.4+), and for a failing subscriber with an end op (v5.12+)"
+            )
+        );
+        assert_eq!(k.kernel_warn("kvm_mmu_notifier_invalidate_range_end"), Some(k.pagemap_scan()));
+        assert_eq!(k.kernel_warn("kvm_mmu_notifier_invalidate_range_start"), Some(k.zero_length()));
+        assert_eq!(k.kernel_warn("mn_itree_inv_end"), None);
     }
 }

@@ -8,6 +8,8 @@ pub mod histogram;
 pub mod itree_leak;
 pub mod report;
 pub mod rules;
+#[cfg(test)]
+mod schema;
 mod state;
 pub mod stats;
 mod wording;

@@ -78,8 +78,9 @@ pub struct Rule {
     pub summary: &'static str,
 }
 
-// The rule table. The JSON schema's rule enum (docs/check/report.schema.json) and the rules
-// table in docs/check.md are checked against it by tests/check_reports.rs.
+// The rule table. The JSON schema's rule enum (docs/check/report.schema.json) is generated
+// from it (`cargo xtask schema`; checked by checker/schema.rs), and the rules table in
+// docs/check.md is checked against it by tests/check_reports.rs.
 rules! {
     UnpairedStart {
         id: "unpaired-start",

@@ -11,28 +11,19 @@ use super::{
     snapshot::{Inventory, Snapshot, ViolationEntry},
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pane {
-    Violations,
-    Notifiers,
-    Processes,
-    Events,
-    Inventory,
+probe_common::named_enum! {
+    /// A pane of the dashboard, by its title.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Pane {
+        Violations => "Violations",
+        Notifiers => "Notifiers",
+        Processes => "Processes",
+        Events => "Events",
+        Inventory => "Inventory",
+    }
 }
 
 impl Pane {
-    pub const ALL: [Pane; 5] = [Pane::Violations, Pane::Notifiers, Pane::Processes, Pane::Events, Pane::Inventory];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Pane::Violations => "Violations",
-            Pane::Notifiers => "Notifiers",
-            Pane::Processes => "Processes",
-            Pane::Events => "Events",
-            Pane::Inventory => "Inventory",
-        }
-    }
-
     fn index(self) -> usize {
         self as usize
     }

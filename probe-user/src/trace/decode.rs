@@ -8,7 +8,7 @@ use serde::{
     de::{self, Visitor},
 };
 
-use super::{addr::Addr, event::*, header::Hook};
+use super::{addr::Addr, event::*, header::Hook, kernel_enum::*, text::*};
 
 #[derive(Deserialize)]
 struct WireEvent<'a> {

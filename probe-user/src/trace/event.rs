@@ -1,10 +1,13 @@
 //! The event model: one [`Event`] per line of a v1 trace, the same values the live decoder
 //! produces from kernel records. Serializing an `Event` yields exactly its v1 JSON line.
-use std::{fmt, sync::Arc};
+use serde::Serialize;
 
-use serde::{Serialize, Serializer};
-
-use super::{addr::Addr, header::Hook};
+use super::{
+    addr::Addr,
+    header::Hook,
+    kernel_enum::{Detector, MmuEvent},
+    text::{Comm, Symbol},
+};
 
 /// One traced occurrence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,242 +198,6 @@ impl ProbedCallback {
     pub const HOOKS: [Hook; 3] = [Hook::SubscriberStart, Hook::SubscriberEnd, Hook::IntervalInvalidate];
 }
 
-/// `enum mmu_notifier_event`. The numbering has been stable since each value was added.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MmuEvent {
-    Unmap,
-    Clear,
-    ProtectionVma,
-    ProtectionPage,
-    SoftDirty,
-    /// Only for `->release`; never legitimately passed to `__start`.
-    Release,
-    Migrate,
-    Exclusive,
-    /// A value outside the enum.
-    Other(u32),
-}
-
-impl MmuEvent {
-    pub fn from_raw(value: u32) -> MmuEvent {
-        match value {
-            0 => MmuEvent::Unmap,
-            1 => MmuEvent::Clear,
-            2 => MmuEvent::ProtectionVma,
-            3 => MmuEvent::ProtectionPage,
-            4 => MmuEvent::SoftDirty,
-            5 => MmuEvent::Release,
-            6 => MmuEvent::Migrate,
-            7 => MmuEvent::Exclusive,
-            other => MmuEvent::Other(other),
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<MmuEvent> {
-        Some(match name {
-            "unmap" => MmuEvent::Unmap,
-            "clear" => MmuEvent::Clear,
-            "protection_vma" => MmuEvent::ProtectionVma,
-            "protection_page" => MmuEvent::ProtectionPage,
-            "soft_dirty" => MmuEvent::SoftDirty,
-            "release" => MmuEvent::Release,
-            "migrate" => MmuEvent::Migrate,
-            "exclusive" => MmuEvent::Exclusive,
-            _ => return None,
-        })
-    }
-
-    /// The v1 name, or `None` for a value outside the enum (written as a number).
-    pub fn name(self) -> Option<&'static str> {
-        Some(match self {
-            MmuEvent::Unmap => "unmap",
-            MmuEvent::Clear => "clear",
-            MmuEvent::ProtectionVma => "protection_vma",
-            MmuEvent::ProtectionPage => "protection_page",
-            MmuEvent::SoftDirty => "soft_dirty",
-            MmuEvent::Release => "release",
-            MmuEvent::Migrate => "migrate",
-            MmuEvent::Exclusive => "exclusive",
-            MmuEvent::Other(_) => return None,
-        })
-    }
-
-    pub fn raw(self) -> u32 {
-        match self {
-            MmuEvent::Unmap => 0,
-            MmuEvent::Clear => 1,
-            MmuEvent::ProtectionVma => 2,
-            MmuEvent::ProtectionPage => 3,
-            MmuEvent::SoftDirty => 4,
-            MmuEvent::Release => 5,
-            MmuEvent::Migrate => 6,
-            MmuEvent::Exclusive => 7,
-            MmuEvent::Other(v) => v,
-        }
-    }
-}
-
-impl fmt::Display for MmuEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(name) => f.write_str(name),
-            None => write!(f, "{}", self.raw()),
-        }
-    }
-}
-
-impl Serialize for MmuEvent {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.name() {
-            Some(name) => serializer.serialize_str(name),
-            None => serializer.serialize_u32(self.raw()),
-        }
-    }
-}
-
-/// `enum error_detector` of the `error_report_end` tracepoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Detector {
-    Kfence,
-    Kasan,
-    Warning,
-    Other(u32),
-}
-
-impl Detector {
-    pub fn from_raw(value: u32) -> Detector {
-        match value {
-            0 => Detector::Kfence,
-            1 => Detector::Kasan,
-            2 => Detector::Warning,
-            other => Detector::Other(other),
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Detector> {
-        Some(match name {
-            "kfence" => Detector::Kfence,
-            "kasan" => Detector::Kasan,
-            "warning" => Detector::Warning,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> Option<&'static str> {
-        Some(match self {
-            Detector::Kfence => "kfence",
-            Detector::Kasan => "kasan",
-            Detector::Warning => "warning",
-            Detector::Other(_) => return None,
-        })
-    }
-
-    pub fn raw(self) -> u32 {
-        match self {
-            Detector::Kfence => 0,
-            Detector::Kasan => 1,
-            Detector::Warning => 2,
-            Detector::Other(v) => v,
-        }
-    }
-}
-
-impl Serialize for Detector {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.name() {
-            Some(name) => serializer.serialize_str(name),
-            None => serializer.serialize_u32(self.raw()),
-        }
-    }
-}
-
-macro_rules! shared_text {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        /// Cheap to clone (reference counted), so the checker can keep it per open range.
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Arc<str>);
-
-        impl $name {
-            pub fn new(text: &str) -> Self {
-                $name(Arc::from(text))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(text: &str) -> Self {
-                $name::new(text)
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(text: String) -> Self {
-                $name(Arc::from(text))
-            }
-        }
-
-        impl From<Arc<str>> for $name {
-            fn from(text: Arc<str>) -> Self {
-                $name(text)
-            }
-        }
-
-        impl std::borrow::Borrow<str> for $name {
-            fn borrow(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&self.0)
-            }
-        }
-    };
-}
-
-shared_text!(
-    /// A kernel symbol, optionally with `+0xoff` and ` [module]`.
-    Symbol
-);
-shared_text!(
-    /// A task's command name.
-    Comm
-);
-
-impl Symbol {
-    /// The function name without `+0xoff`, `/0xsize` or a ` [module]` suffix.
-    pub fn function(&self) -> &str {
-        let text = self.as_str();
-        let end = text.find(['+', ' ', '/']).unwrap_or(text.len());
-        text.get(..end).unwrap_or(text)
-    }
-}
-
-impl Comm {
-    /// From a kernel `char comm[16]`: up to the first NUL, invalid UTF-8 replaced.
-    pub fn from_kernel_bytes(bytes: &[u8]) -> Comm {
-        let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        Comm::from(String::from_utf8_lossy(bytes.get(..len).unwrap_or(bytes)).into_owned())
-    }
-}
-
 impl Event {
     /// An event with only `ts` and `body` set.
     pub fn new(ts: u64, body: EventBody) -> Event {
@@ -458,67 +225,29 @@ impl Event {
     }
 }
 
-/// The `type` of an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventType {
-    RangeStart,
-    RangeStartRet,
-    RangeEnd,
-    SubscriberStart,
-    SubscriberEnd,
-    IntervalInvalidate,
-    ItreeEnd,
-    Warn,
-    TaskExit,
-    Lost,
-    ProbesLive,
+probe_common::named_enum! {
+    /// The `type` of an event.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum EventType {
+        RangeStart => "range_start",
+        RangeStartRet => "range_start_ret",
+        RangeEnd => "range_end",
+        SubscriberStart => "subscriber_start",
+        SubscriberEnd => "subscriber_end",
+        IntervalInvalidate => "interval_invalidate",
+        ItreeEnd => "itree_end",
+        Warn => "warn",
+        TaskExit => "task_exit",
+        Lost => "lost",
+        ProbesLive => "probes_live",
+    }
 }
 
 impl EventType {
-    pub const ALL: [EventType; 11] = [
-        EventType::RangeStart,
-        EventType::RangeStartRet,
-        EventType::RangeEnd,
-        EventType::SubscriberStart,
-        EventType::SubscriberEnd,
-        EventType::IntervalInvalidate,
-        EventType::ItreeEnd,
-        EventType::Warn,
-        EventType::TaskExit,
-        EventType::Lost,
-        EventType::ProbesLive,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::RangeStart => "range_start",
-            EventType::RangeStartRet => "range_start_ret",
-            EventType::RangeEnd => "range_end",
-            EventType::SubscriberStart => "subscriber_start",
-            EventType::SubscriberEnd => "subscriber_end",
-            EventType::IntervalInvalidate => "interval_invalidate",
-            EventType::ItreeEnd => "itree_end",
-            EventType::Warn => "warn",
-            EventType::TaskExit => "task_exit",
-            EventType::Lost => "lost",
-            EventType::ProbesLive => "probes_live",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-
     /// Position in [`EventType::ALL`], for per-type counters.
     pub fn index(self) -> usize {
         self as usize
-    }
-}
-
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -1,5 +1,5 @@
 //! The first line of a trace: format version, kernel release and how each hook was attached.
-use std::{collections::BTreeMap, fmt};
+use std::collections::BTreeMap;
 
 use serde::{Serialize, Serializer, ser::SerializeMap};
 
@@ -17,70 +17,32 @@ pub struct Header {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-/// The hooks the `attach` map names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Hook {
-    RangeStart,
-    RangeStartRet,
-    RangeEnd,
-    SubscriberStart,
-    SubscriberEnd,
-    IntervalInvalidate,
-    ItreeEnd,
-    KvmUnmapHvaRange,
-    ErrorReportEnd,
-    /// A probe on `__warn`, attached where `error_report_end` is missing (before 5.17).
-    Warn,
-    SchedProcessExit,
+probe_common::named_enum! {
+    /// The hooks the `attach` map names, by their keys there.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Hook {
+        RangeStart => "range_start",
+        RangeStartRet => "range_start_ret",
+        RangeEnd => "range_end",
+        SubscriberStart => "subscriber_start",
+        SubscriberEnd => "subscriber_end",
+        IntervalInvalidate => "interval_invalidate",
+        ItreeEnd => "itree_end",
+        KvmUnmapHvaRange => "kvm_unmap_hva_range",
+        ErrorReportEnd => "error_report_end",
+        /// A probe on `__warn`, attached where `error_report_end` is missing (before 5.17).
+        Warn => "warn",
+        SchedProcessExit => "sched_process_exit",
+    }
 }
 
 impl Hook {
-    pub const ALL: [Hook; 11] = [
-        Hook::RangeStart,
-        Hook::RangeStartRet,
-        Hook::RangeEnd,
-        Hook::SubscriberStart,
-        Hook::SubscriberEnd,
-        Hook::IntervalInvalidate,
-        Hook::ItreeEnd,
-        Hook::KvmUnmapHvaRange,
-        Hook::ErrorReportEnd,
-        Hook::Warn,
-        Hook::SchedProcessExit,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Hook::RangeStart => "range_start",
-            Hook::RangeStartRet => "range_start_ret",
-            Hook::RangeEnd => "range_end",
-            Hook::SubscriberStart => "subscriber_start",
-            Hook::SubscriberEnd => "subscriber_end",
-            Hook::IntervalInvalidate => "interval_invalidate",
-            Hook::ItreeEnd => "itree_end",
-            Hook::KvmUnmapHvaRange => "kvm_unmap_hva_range",
-            Hook::ErrorReportEnd => "error_report_end",
-            Hook::Warn => "warn",
-            Hook::SchedProcessExit => "sched_process_exit",
-        }
-    }
-
     /// The hook that delivers the same records when this one is unavailable.
     pub fn stand_in(self) -> Option<Hook> {
         match self {
             Hook::ErrorReportEnd => Some(Hook::Warn),
             _ => None,
         }
-    }
-
-    pub fn from_name(name: &str) -> Option<Hook> {
-        Hook::ALL.into_iter().find(|h| h.as_str() == name)
-    }
-}
-
-impl fmt::Display for Hook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -6,16 +6,19 @@ mod encode;
 pub mod error;
 pub mod event;
 pub mod header;
+pub mod kernel_enum;
 pub mod reader;
+pub mod text;
 pub mod writer;
 
 pub use addr::{Addr, AddrParseError};
 pub use error::{TraceError, TraceErrorKind};
 pub use event::{
-    Comm, Detector, Event, EventBody, EventType, IntervalInvalidate, ItreeEnd, ItreeSnapshot, Lost, MmuEvent,
-    ProbedCallback, ProbesLive, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, Symbol, TaskExit,
-    Warn,
+    Event, EventBody, EventType, IntervalInvalidate, ItreeEnd, ItreeSnapshot, Lost, ProbedCallback, ProbesLive,
+    RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, TaskExit, Warn,
 };
 pub use header::{AttachState, FORMAT_VERSION, Header, Hook};
+pub use kernel_enum::{Detector, MmuEvent};
 pub use reader::{MAX_LINE_BYTES, TraceReader, parse_event_line};
+pub use text::{Comm, Symbol};
 pub use writer::{TraceWriter, event_to_line};

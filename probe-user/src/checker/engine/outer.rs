@@ -229,13 +229,22 @@ impl Checker {
         }
     }
 
-    /// A live range stops being live: bookkeeping shared by failure and end.
+    /// A live range stops being live and waits, closed, for its subscriber ends: bookkeeping
+    /// shared by failure and end.
     pub(super) fn close_live(&mut self, key: RangeKey, mm: Addr) {
+        self.leave_live(key, mm);
         if let Some(task) = self.tasks.get_mut(&key.tid) {
-            if let Some(pos) = task.live.iter().rposition(|r| *r == key.range) {
-                task.live.remove(pos);
-            }
             task.closing.push(key.range);
+        }
+    }
+
+    /// A live range stops being live (closed, or abandoned): off its task's stack and its
+    /// mm's count.
+    pub(super) fn leave_live(&mut self, key: RangeKey, mm: Addr) {
+        if let Some(task) = self.tasks.get_mut(&key.tid)
+            && let Some(pos) = task.live.iter().rposition(|r| *r == key.range)
+        {
+            task.live.remove(pos);
         }
         self.stats.range_closed(mm);
         if let Some(live) = self.mms.get_mut(&mm) {

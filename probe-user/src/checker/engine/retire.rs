@@ -94,18 +94,7 @@ impl Checker {
             self.retire(key, ts);
             return;
         }
-        if let Some(task) = self.tasks.get_mut(&key.tid)
-            && let Some(pos) = task.live.iter().rposition(|r| *r == key.range)
-        {
-            task.live.remove(pos);
-        }
-        self.stats.range_closed(range.mm);
-        if let Some(live) = self.mms.get_mut(&range.mm) {
-            live.live_ranges = live.live_ranges.saturating_sub(1);
-            if live.is_idle() {
-                self.mms.remove(&range.mm);
-            }
-        }
+        self.leave_live(key, range.mm);
         let mut still_open = Vec::new();
         for n in range.notifiers.iter().filter(|n| n.phase == NotifierPhase::Open) {
             self.stats.subscriber_closed(n.row);

@@ -10,19 +10,10 @@ impl Checker {
             self.stats.totals.unrelated_warns += 1;
             return;
         }
-        let function = w.caller.function();
         let mut v = event_violation(RuleId::KernelWarn, ev, format!("the kernel WARNed at {} while tracing", w.caller));
         v.callback = Some(w.caller.clone());
         v.events = vec![seq];
-        let hint = if function.starts_with("__mmu_notifier_invalidate_range_start") {
-            Some("WARN_ON in __start fires for a failure in a blockable range or one other than -EAGAIN (v5.4+), and for a failing subscriber with an end op (v5.12+)".to_owned())
-        } else if function.starts_with("kvm_mmu_notifier_invalidate_range_end") {
-            Some(self.kernel.pagemap_scan())
-        } else if function.starts_with("kvm_mmu_notifier_invalidate_range_start") {
-            Some(self.kernel.zero_length())
-        } else {
-            None
-        };
+        let hint = self.kernel.kernel_warn(w.caller.function());
         self.emit_with_hint(v, hint);
     }
 

@@ -46,8 +46,8 @@ fn tabs(ui: &Ui, s: &Snapshot) -> Line<'static> {
     let mut spans = Vec::new();
     for (i, p) in Pane::ALL.into_iter().enumerate() {
         let label = match p {
-            Pane::Violations => format!(" {} {} ({}) ", i + 1, p.title(), s.violations.len()),
-            _ => format!(" {} {} ", i + 1, p.title()),
+            Pane::Violations => format!(" {} {} ({}) ", i + 1, p.as_str(), s.violations.len()),
+            _ => format!(" {} {} ", i + 1, p.as_str()),
         };
         let style = if p == ui.pane {
             Style::default().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD)
@@ -61,7 +61,7 @@ fn tabs(ui: &Ui, s: &Snapshot) -> Line<'static> {
 }
 
 fn pane(frame: &mut Frame, area: Rect, ui: &Ui, s: &Snapshot) {
-    let mut title = format!(" {} ", ui.pane.title());
+    let mut title = format!(" {} ", ui.pane.as_str());
     if let Some(column) = ui.pane.columns().get(ui.sort(ui.pane).column) {
         title.push_str(&format!("· sorted by {column} "));
     }
