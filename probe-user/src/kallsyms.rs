@@ -23,10 +23,16 @@ struct Symbol {
     module: Option<String>,
 }
 
-/// Text symbols sorted by address.
+/// Text symbols sorted by address, and where each loaded module's memory ends.
 #[derive(Clone, Debug, Default)]
 pub struct Kallsyms {
     text: Vec<Symbol>,
+    /// (module, end of its core memory) from /proc/modules: an address past a module's last
+    /// symbol but outside the module (a BPF trampoline or program in the module area) is not
+    /// that module's.
+    module_ends: Vec<(String, u64)>,
+    /// `_etext`: core kernel text ends there.
+    etext: Option<u64>,
 }
 
 /// An address resolved to the function that contains it.
@@ -53,11 +59,29 @@ const MAX_FUNCTION_SIZE: u64 = 1 << 20;
 impl Kallsyms {
     pub fn load() -> Result<Kallsyms, KallsymsError> {
         let text = std::fs::read_to_string(PATH).map_err(KallsymsError::Read)?;
-        let syms = Self::parse(&text)?;
+        let mut syms = Self::parse(&text)?;
         if !syms.text.is_empty() && syms.text.iter().all(|s| s.addr == 0) {
             return Err(KallsymsError::Restricted);
         }
+        // Without it, attribution is only bounded by MAX_FUNCTION_SIZE.
+        if let Ok(modules) = std::fs::read_to_string("/proc/modules") {
+            syms.set_modules(&modules);
+        }
         Ok(syms)
+    }
+
+    /// Reads module extents from /proc/modules text (`name size refs deps state address ...`);
+    /// lines it cannot read (or hidden addresses) only leave that module unbounded.
+    pub fn set_modules(&mut self, proc_modules: &str) {
+        self.module_ends = proc_modules
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let size: u64 = f.get(1)?.parse().ok()?;
+                let base = u64::from_str_radix(f.get(5)?.trim_start_matches("0x"), 16).ok().filter(|b| *b != 0)?;
+                Some((f[0].to_string(), base.checked_add(size)?))
+            })
+            .collect();
     }
 
     /// Parses kallsyms text: `ffffffff81000000 T name [module]` per line.
@@ -83,7 +107,8 @@ impl Kallsyms {
             syms.push(Symbol { addr, name: name.to_string(), module });
         }
         syms.sort_by_key(|s| s.addr);
-        Ok(Kallsyms { text: syms })
+        let etext = syms.iter().find(|s| s.name == "_etext" && s.module.is_none()).map(|s| s.addr);
+        Ok(Kallsyms { text: syms, module_ends: Vec::new(), etext })
     }
 
     /// The function containing `addr`, if any.
@@ -92,6 +117,13 @@ impl Kallsyms {
         let sym = &self.text[idx];
         let offset = addr - sym.addr;
         if offset > MAX_FUNCTION_SIZE {
+            return None;
+        }
+        let past_end = match &sym.module {
+            Some(m) => self.module_ends.iter().any(|(name, end)| name == m && addr >= *end),
+            None => self.etext.is_some_and(|e| sym.addr <= e && addr >= e),
+        };
+        if past_end {
             return None;
         }
         Some(Resolved { name: &sym.name, offset, module: sym.module.as_deref() })
@@ -148,6 +180,23 @@ ffffffffc0001000 t test_start\t[mmnotif_test]
         // Data symbols are not functions.
         assert_eq!(k.address_of("some_data"), None);
         assert_eq!(k.address_of("kvm_mmu_notifier_invalidate_range_end"), Some(0xffffffff8127ea00));
+    }
+
+    #[test]
+    fn addresses_past_a_module_or_the_kernel_text_are_not_attributed() {
+        let mut k = Kallsyms::parse(
+            "ffffffff81000000 T _stext\nffffffff81e00000 T last_fn\nffffffff82000000 T _etext\n\
+             ffffffffa0000000 t mmnt_start\t[mmnotif_test]\nffffffffa0001000 t cleanup_module\t[mmnotif_test]\n",
+        )
+        .unwrap();
+        // A trampoline above the module, before /proc/modules is known: attributed (bounded only
+        // by the maximum function size).
+        assert_eq!(k.describe(0xffffffffa000935a), "cleanup_module+0x835a [mmnotif_test]");
+        k.set_modules("mmnotif_test 20480 0 - Live 0xffffffffa0000000 (OE)\nhidden 4096 0 - Live 0x0000000000000000\n");
+        assert_eq!(k.describe(0xffffffffa000935a), "0xffffffffa000935a");
+        assert_eq!(k.describe(0xffffffffa0001010), "cleanup_module+0x10 [mmnotif_test]");
+        assert_eq!(k.describe(0xffffffff81e00010), "last_fn+0x10");
+        assert_eq!(k.describe(0xffffffff82000010), "0xffffffff82000010");
     }
 
     #[test]

@@ -325,6 +325,7 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
                     kvm: Addr(0xffffc90001000000),
                     mn_active_invalidate_count: Some(1),
                     mmu_invalidate_in_progress: None,
+                    unavailable: None,
                 }),
                 callback_addrs: [0; probe_common::OPS_SLOTS],
             }],

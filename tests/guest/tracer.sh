@@ -152,8 +152,18 @@ if [ "$CHECK_CASES" = skipped-ends ]; then
 	for method in fentry kprobe; do
 		name=oom-rfc2019-$method
 		live=$OUT/live-$name.out
-		"$BIN" stream --format violations --attach "$method" -- "$DIR/mmnotif-oom" oom-rfc2019 >"$live" 2>&1
-		cat "$live"
+		"$BIN" stream --format violations --attach "$method" >"$live" 2>"$live.err" &
+		tracer=$!
+		i=0
+		while ! grep -q '^mmnotif-trace: kernel ' "$live.err" && [ $i -lt 600 ] && kill -0 $tracer 2>/dev/null; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		"$DIR/mmnotif-oom" oom-rfc2019 >/dev/null 2>&1
+		sleep 0.3
+		kill -TERM $tracer
+		wait $tracer
+		cat "$live.err" "$live"
 		if grep -q '"rule":"notifier-unpaired-start"' "$live" && grep -q 'c2655835fd8c' "$live"; then
 			result "PASS live-$name"
 		else

@@ -29,6 +29,31 @@ pub struct KvmState {
     pub mn_active_invalidate_count: Option<u64>,
     /// `kvm->mmu_invalidate_in_progress` (`mmu_notifier_count` before 6.0).
     pub mmu_invalidate_in_progress: Option<i64>,
+    /// Why this VM's counters cannot be read on this kernel (its `struct kvm` is not found),
+    /// when the subscriber is KVM's by its callbacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<&'static str>,
+}
+
+/// Why a KVM subscriber's counters are unreadable: nothing describes `struct kvm`.
+pub const KVM_WITHOUT_BTF: &str =
+    "no BTF describes struct kvm (KVM is a module and this kernel has no module BTF, as before 5.11)";
+
+impl KvmState {
+    /// `kvm 0x…: mn_active_invalidate_count 0 · mmu_invalidate_in_progress unknown`, or why
+    /// the counters cannot be read; `sep` goes between the two counters.
+    pub fn describe(&self, sep: &str) -> String {
+        if let Some(why) = self.unavailable {
+            return format!("kvm: counters unavailable on this kernel: {why}");
+        }
+        let known = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
+        format!(
+            "kvm {}: mn_active_invalidate_count {}{sep}mmu_invalidate_in_progress {}",
+            self.kvm,
+            known(self.mn_active_invalidate_count.map(|v| v.to_string())),
+            known(self.mmu_invalidate_in_progress.map(|v| v.to_string()))
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -139,13 +164,27 @@ pub fn decode(
                     .filter(|(_, addr)| **addr != 0)
                     .map(|(slot, addr)| (slot.as_str().to_string(), kallsyms.describe(*addr)))
                     .collect();
-                let kvm = (r.kvm != 0).then(|| KvmState {
-                    kvm: Addr(r.kvm),
-                    mn_active_invalidate_count: known(offsets.kvm_mn_active_invalidate_count)
-                        .then_some(r.kvm_mn_active_invalidate_count),
-                    mmu_invalidate_in_progress: known(offsets.kvm_invalidate_in_progress)
-                        .then_some(r.kvm_invalidate_in_progress),
-                });
+                let kvm = if r.kvm != 0 {
+                    Some(KvmState {
+                        kvm: Addr(r.kvm),
+                        mn_active_invalidate_count: known(offsets.kvm_mn_active_invalidate_count)
+                            .then_some(r.kvm_mn_active_invalidate_count),
+                        mmu_invalidate_in_progress: known(offsets.kvm_invalidate_in_progress)
+                            .then_some(r.kvm_invalidate_in_progress),
+                        unavailable: None,
+                    })
+                } else {
+                    // KVM's by its start callback, but without the offset of its notifier in
+                    // struct kvm the VM cannot be found.
+                    let kvm_start = offsets.kvm_start_callback != 0
+                        && r.callbacks[OpsSlot::InvalidateRangeStart as usize] == offsets.kvm_start_callback;
+                    (kvm_start && !known(offsets.kvm_mmu_notifier)).then_some(KvmState {
+                        kvm: Addr(0),
+                        mn_active_invalidate_count: None,
+                        mmu_invalidate_in_progress: None,
+                        unavailable: Some(KVM_WITHOUT_BTF),
+                    })
+                };
                 pending.push(Subscriber {
                     subscriber: Addr(r.subscriber),
                     ops: Addr(r.ops),
@@ -300,14 +339,7 @@ pub fn render_text(mms: &[MmInventory]) -> String {
                 let _ = writeln!(s, "      {slot:<31} {sym}");
             }
             if let Some(k) = &sub.kvm {
-                let fmt_opt = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
-                let _ = writeln!(
-                    s,
-                    "      kvm {}: mn_active_invalidate_count {}  mmu_invalidate_in_progress {}",
-                    k.kvm,
-                    fmt_opt(k.mn_active_invalidate_count.map(|v| v.to_string())),
-                    fmt_opt(k.mmu_invalidate_in_progress.map(|v| v.to_string()))
-                );
+                let _ = writeln!(s, "      {}", k.describe("  "));
             }
         }
         for (i, iv) in mm.intervals.iter().enumerate() {
@@ -400,6 +432,29 @@ mod tests {
         assert_eq!(kvm.mmu_invalidate_in_progress, None);
         let text = render_text(&out);
         assert!(text.contains("mn_active_invalidate_count 0  mmu_invalidate_in_progress unknown"), "{text}");
+    }
+
+    #[test]
+    fn a_kvm_subscriber_without_struct_kvm_btf_says_so() {
+        let k = Kallsyms::parse("ffffffffc0001000 t kvm_mmu_notifier_invalidate_range_start\t[kvm]\n").unwrap();
+        let mut offsets = KernelOffsets::absent();
+        offsets.kvm_start_callback = 0xffffffffc0001000;
+        let mut sub = record(inventory_kind::SUBSCRIBER);
+        sub.callbacks[OpsSlot::InvalidateRangeStart as usize] = 0xffffffffc0001000;
+        let mut other = record(inventory_kind::SUBSCRIBER);
+        other.callbacks[OpsSlot::InvalidateRangeStart as usize] = 0xffffffffc0002000;
+        let mut mm = record(inventory_kind::MM);
+        mm.index = 2;
+        let out = decode(&bytes(&[sub, other, mm]), &k, &offsets).unwrap();
+        let kvm = out[0].subscribers[0].kvm.as_ref().expect("KVM's subscriber, by its callback");
+        assert_eq!(kvm.unavailable, Some(KVM_WITHOUT_BTF));
+        assert!(out[0].subscribers[1].kvm.is_none(), "another subscriber is not KVM's");
+        let text = render_text(&out);
+        assert!(text.contains("kvm: counters unavailable on this kernel: no BTF describes struct kvm"), "{text}");
+        // Where the BTF is there, the offset is known and the VM is read instead.
+        offsets.kvm_mmu_notifier = 8;
+        let out = decode(&bytes(&[sub, mm]), &k, &offsets).unwrap();
+        assert!(out[0].subscribers[0].kvm.is_none());
     }
 
     #[test]

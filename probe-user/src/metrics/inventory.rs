@@ -147,6 +147,7 @@ mod tests {
                         kvm: Addr(0xffff_c900_0000_0000),
                         mn_active_invalidate_count: Some(c),
                         mmu_invalidate_in_progress: None,
+                        unavailable: None,
                     }),
                 })
                 .collect(),

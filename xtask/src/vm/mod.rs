@@ -229,7 +229,7 @@ fn included_in_all(paths: &Paths, row: &KernelRow) -> bool {
     }
     println!(
         "vm: skipping kernel {}: it is built from source and not yet built on this machine (the first build \
-         takes about 20 min on 2 cores; docs/vm-testbed.md); `cargo xtask vm --kernel {}` builds it once, and \
+         took 8-11 min on 2 cores here; docs/vm-testbed.md); `cargo xtask vm --kernel {}` builds it once, and \
          every later run includes it",
         row.name, row.name
     );

@@ -184,6 +184,7 @@ pub(crate) fn boot(b: &Boot) -> Result<Outcome> {
     let _ = std::fs::remove_dir_all(&b.files_dir);
     let mut result_seen = false;
     let mut timed_out = false;
+    let mut halted = false;
     loop {
         let wait = match b.timeout {
             Some(t) => match t.checked_sub(start.elapsed()) {
@@ -213,6 +214,13 @@ pub(crate) fn boot(b: &Boot) -> Result<Outcome> {
                 println!("[{}] {line}", b.name);
                 let _ = writeln!(log, "{line}");
                 inspect(&line, &mut out, &mut result_seen);
+                // A kernel that cannot power the machine off halts instead, and QEMU would
+                // wait for the time limit: the run is over, stop it.
+                if line.contains(HALTED) && !halted {
+                    halted = true;
+                    let _ = writeln!(log, "# the guest halted instead of powering off: stopping QEMU");
+                    let _ = child.0.kill();
+                }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -227,7 +235,7 @@ pub(crate) fn boot(b: &Boot) -> Result<Outcome> {
         let _ = r.join();
     }
     out.elapsed = start.elapsed();
-    if !timed_out && !status.success() {
+    if !timed_out && !halted && !status.success() {
         out.failures.push(format!("QEMU exited with {status}"));
     }
     if !result_seen {
@@ -239,6 +247,9 @@ pub(crate) fn boot(b: &Boot) -> Result<Outcome> {
     }
     Ok(out)
 }
+
+/// What a kernel prints when `poweroff` finds no way to power off (no ACPI S5).
+const HALTED: &str = "reboot: System halted";
 
 /// Picks results and fatal kernel conditions out of one console line.
 fn inspect(line: &str, out: &mut Outcome, result_seen: &mut bool) {

@@ -51,19 +51,14 @@ fn mm_lines(mm: &MmInventory, selected: bool) -> Vec<Line<'static>> {
             callbacks.join(" ")
         )));
         if let Some(kvm) = &sub.kvm {
-            let known = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
-            let active = kvm.mn_active_invalidate_count;
-            let style =
-                if active.is_some_and(|a| a > 0) { Style::default().fg(Color::Yellow) } else { Style::default() };
-            out.push(Line::from(Span::styled(
-                format!(
-                    "      kvm {}: mn_active_invalidate_count {} · mmu_invalidate_in_progress {}",
-                    kvm.kvm,
-                    known(active.map(|a| a.to_string())),
-                    known(kvm.mmu_invalidate_in_progress.map(|a| a.to_string()))
-                ),
-                style,
-            )));
+            let style = if kvm.mn_active_invalidate_count.is_some_and(|a| a > 0) {
+                Style::default().fg(Color::Yellow)
+            } else if kvm.unavailable.is_some() {
+                Style::default().fg(Color::DarkGray)
+            } else {
+                Style::default()
+            };
+            out.push(Line::from(Span::styled(format!("      {}", kvm.describe(" · ")), style)));
         }
     }
     for (i, iv) in mm.intervals.iter().enumerate() {
