@@ -85,11 +85,13 @@ impl<'k> Decoder<'k> {
             return Some(frames.clone());
         }
         let frames = self.stack_source.as_mut()?.frames(id)?;
-        // The innermost frames are the BPF program and its trampoline, which have no symbol:
-        // the stack starts at the first frame that resolves.
+        // The innermost frames are the tracer's own: the BPF program and its trampoline, which
+        // have no symbol or only the pseudo-modules' (`[bpf]`, ftrace's trampolines): the stack
+        // starts at the first frame of the kernel proper.
         let k = self.kallsyms;
+        let tracer_frame = |a: u64| k.resolve(a).is_none_or(|r| matches!(r.module, Some("bpf" | "__builtin__ftrace")));
         let symbols: Vec<Symbol> =
-            frames.into_iter().skip_while(|&a| k.resolve(a).is_none()).map(|a| self.symbol(a)).collect();
+            frames.into_iter().skip_while(|&a| tracer_frame(a)).map(|a| self.symbol(a)).collect();
         self.stacks.insert(id, symbols.clone());
         Some(symbols)
     }
@@ -257,6 +259,33 @@ mod tests {
             assert!(line.contains(needle), "{needle} missing from {line}");
         }
         assert!(!line.contains("\"ret\""), "tracepoint mode has no return value: {line}");
+    }
+
+    struct OneStack(Vec<u64>);
+
+    impl StackSource for OneStack {
+        fn frames(&mut self, _id: u32) -> Option<Vec<u64>> {
+            Some(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn stacks_start_below_the_tracers_own_frames() {
+        let mut k = Kallsyms::parse(
+            "ffffffff81661000 T __mmu_notifier_invalidate_range_start\nffffffff81700000 T oom_reaper\n\
+             ffffffff82000000 T _etext\nffffffffa0000000 t cleanup_module\t[mmnotif_test]\n\
+             ffffffffa0010000 t ftrace_trampoline\t[__builtin__ftrace]\n",
+        )
+        .unwrap();
+        k.set_modules("mmnotif_test 8192 0 - Live 0xffffffffa0000000\n");
+        // The BPF program (past the module's end), ftrace's trampoline, then the kernel.
+        let frames = vec![0xffffffffa000835a, 0xffffffffa001c02d, 0xffffffff81661005, 0xffffffff81700158];
+        let mut d = Decoder::new(&k).with_stacks(Box::new(OneStack(frames)));
+        let mut r = raw(EventKind::RangeStart);
+        r.payload.aux0 = 1;
+        let Decoded::Event(e) = d.decode(&r).unwrap() else { panic!("not an event") };
+        let stack: Vec<&str> = e.stack.iter().flatten().map(|s| s.as_str()).collect();
+        assert_eq!(stack, ["__mmu_notifier_invalidate_range_start+0x5", "oom_reaper+0x158"]);
     }
 
     #[test]
