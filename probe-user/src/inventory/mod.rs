@@ -40,13 +40,14 @@ pub const KVM_WITHOUT_BTF: &str =
     "no BTF describes struct kvm (KVM is a module and this kernel has no module BTF, as before 5.11)";
 
 impl KvmState {
-    /// `kvm 0x…: mn_active_invalidate_count 0 · mmu_invalidate_in_progress unknown`, or why
-    /// the counters cannot be read; `sep` goes between the two counters.
+    /// `kvm 0x…: mn_active_invalidate_count 0 · mmu_invalidate_in_progress 0`, or why the
+    /// counters cannot be read; `sep` goes between the two counters. A counter this kernel's
+    /// `struct kvm` does not have (5.10 has no `mn_active_invalidate_count`) says so.
     pub fn describe(&self, sep: &str) -> String {
         if let Some(why) = self.unavailable {
             return format!("kvm: counters unavailable on this kernel: {why}");
         }
-        let known = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
+        let known = |v: Option<String>| v.unwrap_or_else(|| "not in this kernel".into());
         format!(
             "kvm {}: mn_active_invalidate_count {}{sep}mmu_invalidate_in_progress {}",
             self.kvm,
@@ -431,7 +432,7 @@ mod tests {
         assert_eq!(kvm.mn_active_invalidate_count, Some(0));
         assert_eq!(kvm.mmu_invalidate_in_progress, None);
         let text = render_text(&out);
-        assert!(text.contains("mn_active_invalidate_count 0  mmu_invalidate_in_progress unknown"), "{text}");
+        assert!(text.contains("mn_active_invalidate_count 0  mmu_invalidate_in_progress not in this kernel"), "{text}");
     }
 
     #[test]
