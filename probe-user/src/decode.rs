@@ -12,8 +12,8 @@ use crate::{
     trace::{
         Addr, Comm, Detector, Event, EventBody, MmuEvent, Symbol,
         event::{
-            IntervalInvalidate, ItreeEnd, ItreeSnapshot, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd,
-            SubscriberStart, TaskExit, Warn,
+            IntervalFinish, IntervalInvalidate, IntervalStart, ItreeEnd, ItreeSnapshot, RangeCall, RangeEnd,
+            RangeStartRet, SubscriberEnd, SubscriberStart, TaskExit, Warn,
         },
     },
 };
@@ -182,12 +182,29 @@ impl<'k> Decoder<'k> {
                 cur_seq: p.aux0,
                 ret: p.ret != 0,
             }),
+            EventKind::IntervalStart => EventBody::IntervalStart(IntervalStart {
+                tid: r.tid,
+                mm: Addr(p.mm),
+                range: Addr(p.range),
+                subscriber: Addr(p.subscriber),
+                callback: self.symbol(p.callback),
+                cur_seq: p.aux0,
+                finish: Addr(p.aux1),
+                ret: p.ret != 0,
+            }),
+            EventKind::IntervalFinish => EventBody::IntervalFinish(IntervalFinish {
+                tid: r.tid,
+                mm: Addr(p.mm),
+                subscriber: Addr(p.subscriber),
+                callback: self.symbol(p.callback),
+                finish: Addr(p.aux1),
+            }),
             EventKind::ItreeEnd => {
                 EventBody::ItreeEnd(ItreeEnd { tid: r.tid, mm: Addr(p.mm), active: p.aux0, seq: p.aux1 })
             }
             EventKind::Registered => {
                 let found = if p.flags & flags::INTERVAL != 0 {
-                    Discovered::Interval { invalidate: p.callback }
+                    Discovered::Interval { invalidate: p.callback, start: p.aux0, finish: p.range }
                 } else {
                     Discovered::List { start: p.callback, end: p.aux0 }
                 };

@@ -32,10 +32,14 @@ pub enum Hook {
     /// A probe on `__warn`, attached where `error_report_end` is missing (before 5.17).
     Warn,
     SchedProcessExit,
+    /// The two-pass interval callbacks (7.2+): `ops->invalidate_start`'s return and
+    /// `ops->invalidate_finish`'s entry.
+    IntervalStart,
+    IntervalFinish,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 11] = [
+    pub const ALL: [Hook; 13] = [
         Hook::RangeStart,
         Hook::RangeStartRet,
         Hook::RangeEnd,
@@ -47,6 +51,8 @@ impl Hook {
         Hook::ErrorReportEnd,
         Hook::Warn,
         Hook::SchedProcessExit,
+        Hook::IntervalStart,
+        Hook::IntervalFinish,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +68,8 @@ impl Hook {
             Hook::ErrorReportEnd => "error_report_end",
             Hook::Warn => "warn",
             Hook::SchedProcessExit => "sched_process_exit",
+            Hook::IntervalStart => "interval_start",
+            Hook::IntervalFinish => "interval_finish",
         }
     }
 
@@ -90,6 +98,9 @@ pub enum AttachState<'a> {
     Attached(&'a str),
     /// Missing from the map, or `unavailable` with an optional reason.
     Unavailable(Option<&'a str>),
+    /// `absent` with an optional reason: the traced kernel has nothing for this hook to
+    /// observe (the two-pass interval callbacks before 7.2), so none of its events can occur.
+    Absent(Option<&'a str>),
 }
 
 impl Header {
@@ -108,9 +119,14 @@ impl Header {
             None => AttachState::Unavailable(None),
             Some(method) => {
                 let method = method.trim();
-                if let Some(rest) = method.strip_prefix("unavailable") {
+                fn reason(rest: &str) -> Option<&str> {
                     let reason = rest.trim_start_matches([':', ' ']).trim();
-                    AttachState::Unavailable((!reason.is_empty()).then_some(reason))
+                    (!reason.is_empty()).then_some(reason)
+                }
+                if let Some(rest) = method.strip_prefix("unavailable") {
+                    AttachState::Unavailable(reason(rest))
+                } else if let Some(rest) = method.strip_prefix("absent") {
+                    AttachState::Absent(reason(rest))
                 } else if method.is_empty() {
                     AttachState::Unavailable(None)
                 } else {

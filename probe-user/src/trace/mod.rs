@@ -12,9 +12,9 @@ pub mod writer;
 pub use addr::{Addr, AddrParseError};
 pub use error::{TraceError, TraceErrorKind};
 pub use event::{
-    Comm, Detector, Event, EventBody, EventType, IntervalInvalidate, ItreeEnd, ItreeSnapshot, Lost, MmuEvent,
-    ProbedCallback, ProbesLive, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, Symbol, TaskExit,
-    Warn,
+    Comm, Detector, Event, EventBody, EventType, IntervalFinish, IntervalInvalidate, IntervalStart, ItreeEnd,
+    ItreeSnapshot, Lost, MmuEvent, ProbedCallback, ProbesLive, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd,
+    SubscriberStart, Symbol, TaskExit, Warn,
 };
 pub use header::{AttachState, FORMAT_VERSION, Header, Hook};
 pub use reader::{MAX_LINE_BYTES, TraceReader, parse_event_line};
