@@ -54,6 +54,10 @@ const SCENARIOS: [&str; 11] = [
     "oom-itree-only",
 ];
 
+/// Run where the kernel has the two-pass interval API (tests/guest/tracer.sh decides from the
+/// module's symbols, which are built from the kernel's headers).
+const TWOPASS_SCENARIO: &str = "interval-twopass";
+
 /// Run where the kernel has process_mrelease(2) (tests/guest/suite.sh decides the same way).
 const MRELEASE_SCENARIO: &str = "oom-itree-list-mrelease";
 
@@ -134,6 +138,19 @@ fn check_counts(r: &Recording, what: &str) -> Vec<String> {
                 let b = blockable.get(&(s.tid, s.range)).copied();
                 *tally.entry(("mmnt_end", if b == Some(false) { "nonblock" } else { "blockable" })).or_default() += 1;
             }
+            // Two-pass subscribers: every first pass, the false ones, the ones that left no
+            // finish, and every finish (the kernel does not pass the range to a finish).
+            EventBody::IntervalStart(i) => {
+                *tally.entry(("twopass", "starts")).or_default() += 1;
+                if !i.ret {
+                    *tally.entry(("twopass", "false")).or_default() += 1;
+                } else if i.finish == Addr(0) {
+                    *tally.entry(("twopass", "no_finish")).or_default() += 1;
+                }
+            }
+            EventBody::IntervalFinish(_) => {
+                *tally.entry(("twopass", "finishes")).or_default() += 1;
+            }
             EventBody::IntervalInvalidate(i) => {
                 let b = blockable.get(&(i.tid, i.range)).copied();
                 *tally.entry(("interval", if b == Some(false) { "nonblock" } else { "blockable" })).or_default() += 1;
@@ -164,6 +181,11 @@ fn check_counts(r: &Recording, what: &str) -> Vec<String> {
     expect(("interval", "blockable"), sum(c, interval, &["inval_blockable"]));
     expect(("interval", "nonblock"), sum(c, interval, &["inval_nonblock"]));
     expect(("interval", "false"), sum(c, interval, &["inval_false"]));
+    // Counters a module without two-pass support does not write count as 0.
+    expect(("twopass", "starts"), sum(c, interval, &["tp_starts"]));
+    expect(("twopass", "false"), sum(c, interval, &["tp_false"]));
+    expect(("twopass", "no_finish"), sum(c, interval, &["tp_no_finish"]));
+    expect(("twopass", "finishes"), sum(c, interval, &["tp_finishes"]));
     problems
 }
 
@@ -271,6 +293,43 @@ fn check_interval_tree(r: &Recording, what: &str) -> Vec<String> {
     problems
 }
 
+/// The two-pass scenario: both callback hooks attached, some first passes seen, each with an
+/// odd `cur_seq` and a finish pointer, and each finish naming a pointer a start left.
+fn check_twopass(r: &Recording, what: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for hook in ["interval_start", "interval_finish"] {
+        let got = r.header.attach.get(hook).map(String::as_str);
+        let want = if hook == "interval_start" { "kretprobe" } else { "kprobe" };
+        if got != Some(want) {
+            problems.push(format!("{what}: hook {hook} attached as {got:?}, want {want}"));
+        }
+    }
+    let mut queued: Vec<Addr> = Vec::new();
+    let mut starts = 0;
+    for e in &r.events {
+        match &e.body {
+            EventBody::IntervalStart(i) => {
+                starts += 1;
+                if i.cur_seq % 2 == 0 || !i.owes_finish() {
+                    problems.push(format!("{what}: first pass {i:?}: want an odd cur_seq, true and a finish"));
+                }
+                queued.push(i.finish);
+            }
+            EventBody::IntervalFinish(f) => match queued.iter().position(|q| *q == f.finish) {
+                Some(pos) => {
+                    queued.swap_remove(pos);
+                }
+                None => problems.push(format!("{what}: finish {f:?} for a pointer no start left")),
+            },
+            _ => {}
+        }
+    }
+    if starts < 4 || !queued.is_empty() {
+        problems.push(format!("{what}: {starts} first passes (want at least 4), finishes never seen for {queued:?}"));
+    }
+    problems
+}
+
 /// `probe` in the guest: both methods available, each hook on the method `auto` prefers.
 fn check_probe(dir: &Path, kernel: &str) -> Vec<String> {
     let path = dir.join("probe.json");
@@ -313,7 +372,12 @@ fn guest_recordings_match_the_module_and_the_kernel() {
         problems.extend(check_probe(Path::new(dir), kernel));
         let release = load(Path::new(dir), "fentry", "list-ops").header.kernel;
         let mrelease = KernelVersion::parse(&release).is_some_and(|v| v.has(Fact::ProcessMrelease));
-        let scenarios: Vec<&str> = SCENARIOS.into_iter().chain(mrelease.then_some(MRELEASE_SCENARIO)).collect();
+        let twopass = KernelVersion::parse(&release).is_some_and(|v| v.has(Fact::TwoPassInterval));
+        let scenarios: Vec<&str> = SCENARIOS
+            .into_iter()
+            .chain(mrelease.then_some(MRELEASE_SCENARIO))
+            .chain(twopass.then_some(TWOPASS_SCENARIO))
+            .collect();
         for (method, hooks) in METHODS {
             for &scenario in &scenarios {
                 let what = format!("{kernel} {method} {scenario}");
@@ -333,7 +397,9 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                     problems.push(format!("{what}: no range_start recorded"));
                 }
                 problems.extend(check_counts(&r, &what));
-                if scenario.contains("interval") {
+                if scenario == TWOPASS_SCENARIO {
+                    problems.extend(check_twopass(&r, &what));
+                } else if scenario.contains("interval") {
                     problems.extend(check_interval_tree(&r, &what));
                 }
                 // Registered before the tracer started: only the startup inventory's tree walk
