@@ -8,9 +8,9 @@ OUT=/tmp/traces
 RESULTS=${RESULTS:-/tmp/results}
 if [ -z "$SCENARIOS_UNDER_TRACE" ]; then
 	SCENARIOS_UNDER_TRACE="list-ops interval-seq interval-preregistered oom-baseline oom-eagain oom-eagain-endop oom-rfc2019 oom-interval"
-	# The two-pass interval scenario only where the module built its two-pass callbacks (7.2+).
+	# The two-pass interval scenarios only where the module built its two-pass callbacks (7.2+).
 	if grep -q ' mmnt_invalidate_finish' /proc/kallsyms; then
-		SCENARIOS_UNDER_TRACE="$SCENARIOS_UNDER_TRACE interval-twopass"
+		SCENARIOS_UNDER_TRACE="$SCENARIOS_UNDER_TRACE interval-twopass oom-twopass"
 	fi
 fi
 # Which `check` cases follow: "stock" (the module's ordinary scenarios) or "leak" (the
