@@ -78,6 +78,13 @@ pub struct KernelOffsets {
     /// `struct mmu_interval_notifier.ops` and `struct mmu_interval_notifier_ops.invalidate`.
     pub interval_ops: u32,
     pub interval_ops_invalidate: u32,
+    /// `mmu_interval_notifier_ops.invalidate_start` / `.invalidate_finish`: the two-pass
+    /// interval API (7.2+); [`ABSENT`] on older kernels, which turns its hooks off.
+    pub interval_ops_invalidate_start: u32,
+    pub interval_ops_invalidate_finish: u32,
+    /// `mmu_interval_notifier.mm`, and `mmu_interval_notifier_finish.notifier` (7.2+).
+    pub interval_mm: u32,
+    pub finish_notifier: u32,
     /// `mmu_notifier_subscriptions.itree.rb_leftmost`: the interval tree's first node, cached.
     pub subs_itree_leftmost: u32,
     /// Where the `rb_node` sits inside `struct mmu_interval_notifier` (container_of from a node).
@@ -128,6 +135,10 @@ impl KernelOffsets {
             range_event: ABSENT,
             interval_ops: ABSENT,
             interval_ops_invalidate: ABSENT,
+            interval_ops_invalidate_start: ABSENT,
+            interval_ops_invalidate_finish: ABSENT,
+            interval_mm: ABSENT,
+            finish_notifier: ABSENT,
             subs_itree_leftmost: ABSENT,
             interval_rb: ABSENT,
             interval_start: ABSENT,
@@ -189,7 +200,16 @@ named_enum! {
         /// A subscriber was registered: `subscriber`, `callback` (the start or invalidate
         /// callback), `aux0` (the end callback, list subscribers), `aux1` (the ops table), and
         /// [`flags::INTERVAL`] for interval subscribers. Userspace attaches to new callbacks.
+        /// Interval subscribers also carry `ops->invalidate_start` in `aux0` and
+        /// `ops->invalidate_finish` in `range` (0 where absent: NULL, or a kernel before 7.2).
         Registered = 11 => "registered",
+        /// Return of an interval subscriber's `ops->invalidate_start` (two-pass API, 7.2+): `ret`
+        /// is the bool, `aux0` the `cur_seq` it was given, `aux1` the `*finish` it left (0: none).
+        IntervalStart = 12 => "interval_start",
+        /// Entry of an interval subscriber's `ops->invalidate_finish`: `aux1` is the finish
+        /// pointer it got, `subscriber` that struct's `notifier`, `mm` the subscriber's mm.
+        /// `range` is 0: the kernel does not pass it.
+        IntervalFinish = 13 => "interval_finish",
     }
 }
 
@@ -321,6 +341,9 @@ pub struct InventoryRecord {
     pub interval_last: u64,
     pub interval_seq: u64,
     pub interval_invalidate: u64,
+    /// `ops->invalidate_start` / `ops->invalidate_finish` (0: NULL, or a kernel before 7.2).
+    pub interval_invalidate_start: u64,
+    pub interval_invalidate_finish: u64,
 }
 
 #[cfg(feature = "user")]

@@ -161,6 +161,8 @@ fn walk_intervals(seq: *mut seq_file, r: *mut InventoryRecord, subs: u64) {
             (*r).interval_last = at(mni, offset!(interval_last));
             (*r).interval_seq = at(mni, offset!(interval_seq));
             (*r).interval_invalidate = at(ops, offset!(interval_ops_invalidate));
+            (*r).interval_invalidate_start = at(ops, offset!(interval_ops_invalidate_start));
+            (*r).interval_invalidate_finish = at(ops, offset!(interval_ops_invalidate_finish));
             bpf_seq_write(seq, r as *const c_void, RECORD_LEN);
         }
         node = rb_next(node);
@@ -227,5 +229,7 @@ unsafe fn clear_subscriber(r: *mut InventoryRecord) {
         (*r).interval_last = 0;
         (*r).interval_seq = 0;
         (*r).interval_invalidate = 0;
+        (*r).interval_invalidate_start = 0;
+        (*r).interval_invalidate_finish = 0;
     }
 }

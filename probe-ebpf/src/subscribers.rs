@@ -1,5 +1,6 @@
 //! Subscriber hooks: every list subscriber's `invalidate_range_start` (entry and return) and
-//! `invalidate_range_end`, every interval subscriber's `ops->invalidate` (entry and return),
+//! `invalidate_range_end`, every interval subscriber's `ops->invalidate` (entry and return) and,
+//! on 7.2+, its two-pass `ops->invalidate_start` (entry and return) and `ops->invalidate_finish`,
 //! and the registration functions through which userspace learns which callbacks to attach.
 //!
 //! Callbacks are not known when the object is loaded, and most live in modules, so they are
@@ -32,6 +33,22 @@ static LIST_CALL: LruHashMap<u32, CallArgs> = LruHashMap::with_max_entries(16384
 
 #[map]
 static INTERVAL_CALL: LruHashMap<u32, CallArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// What `ops->invalidate_start` was called with; `slot` is its `finish` argument (a
+/// `struct mmu_interval_notifier_finish **`), read at return for the pointer it left there.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct StartArgs {
+    subscriber: u64,
+    range: u64,
+    seq: u64,
+    slot: u64,
+}
+
+/// Its own map: a subscriber may implement both `invalidate` and `invalidate_start` with
+/// shared code, and one thread's entries must not overwrite each other.
+#[map]
+static TWOPASS_CALL: LruHashMap<u32, StartArgs> = LruHashMap::with_max_entries(16384, 0);
 
 /// (ops table, start callback, end callback) of a list subscriber.
 #[inline(always)]
@@ -121,6 +138,61 @@ pub fn interval_invalidate_ret(ctx: RetProbeContext) -> u32 {
     0
 }
 
+// --- two-pass interval subscribers (7.2+) ----------------------------------------------------
+
+#[kprobe]
+pub fn interval_start_entry(ctx: ProbeContext) -> u32 {
+    let args = StartArgs {
+        subscriber: ctx.arg(0).unwrap_or(0),
+        range: ctx.arg(1).unwrap_or(0),
+        seq: ctx.arg(2).unwrap_or(0),
+        slot: ctx.arg(3).unwrap_or(0),
+    };
+    let _ = TWOPASS_CALL.insert(&current_tid(), &args, 0);
+    0
+}
+
+#[kretprobe]
+pub fn interval_start_ret(ctx: RetProbeContext) -> u32 {
+    let tid = current_tid();
+    let args =
+        unsafe { TWOPASS_CALL.get(&tid) }.copied().unwrap_or(StartArgs { subscriber: 0, range: 0, seq: 0, slot: 0 });
+    let _ = TWOPASS_CALL.remove(&tid);
+    let ops: u64 = at(args.subscriber, offset!(interval_ops));
+    let ret: u64 = ctx.ret();
+    let p = Payload {
+        mm: at(args.range, offset!(range_mm)),
+        range: args.range,
+        subscriber: args.subscriber,
+        callback: at(ops, offset!(interval_ops_invalidate_start)),
+        // Returns bool: only the low byte is defined.
+        ret: (ret & 0xff != 0) as i64,
+        aux0: args.seq,
+        // The kernel sets `*finish = NULL` before the call, so what is there now is what the
+        // callback left.
+        aux1: at(args.slot, 0),
+        ..Payload::default()
+    };
+    emit(EventKind::IntervalStart, &p);
+    0
+}
+
+#[kprobe]
+pub fn interval_finish(ctx: ProbeContext) -> u32 {
+    let finish: u64 = ctx.arg(0).unwrap_or(0);
+    let subscriber: u64 = at(finish, offset!(finish_notifier));
+    let ops: u64 = at(subscriber, offset!(interval_ops));
+    let p = Payload {
+        mm: at(subscriber, offset!(interval_mm)),
+        subscriber,
+        callback: at(ops, offset!(interval_ops_invalidate_finish)),
+        aux1: finish,
+        ..Payload::default()
+    };
+    emit(EventKind::IntervalFinish, &p);
+    0
+}
+
 // --- registration: how userspace learns which callbacks to attach ----------------------------
 
 /// `__mmu_notifier_register(subscription, mm)`: every list registration goes through it, and
@@ -143,6 +215,9 @@ fn on_interval_insert(subscriber: u64, mm: u64, start: u64, length: u64, ops: u6
         start,
         end: start.wrapping_add(length),
         callback: interval_callback(ops),
+        aux0: at(ops, offset!(interval_ops_invalidate_start)),
+        // `range` means nothing for a registration; it carries the third callback.
+        range: at(ops, offset!(interval_ops_invalidate_finish)),
         aux1: ops,
         flags: flags::INTERVAL,
         ..Payload::default()

@@ -12,8 +12,8 @@ use crate::{
     trace::{
         Addr, Comm, Detector, Event, EventBody, MmuEvent, Symbol,
         event::{
-            IntervalInvalidate, ItreeEnd, ItreeSnapshot, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd,
-            SubscriberStart, TaskExit, Warn,
+            IntervalFinish, IntervalInvalidate, IntervalStart, ItreeEnd, ItreeSnapshot, RangeCall, RangeEnd,
+            RangeStartRet, SubscriberEnd, SubscriberStart, TaskExit, Warn,
         },
     },
 };
@@ -184,12 +184,29 @@ impl<'k> Decoder<'k> {
                 cur_seq: p.aux0,
                 ret: p.ret != 0,
             }),
+            EventKind::IntervalStart => EventBody::IntervalStart(IntervalStart {
+                tid: r.tid,
+                mm: Addr(p.mm),
+                range: Addr(p.range),
+                subscriber: Addr(p.subscriber),
+                callback: self.symbol(p.callback),
+                cur_seq: p.aux0,
+                finish: Addr(p.aux1),
+                ret: p.ret != 0,
+            }),
+            EventKind::IntervalFinish => EventBody::IntervalFinish(IntervalFinish {
+                tid: r.tid,
+                mm: Addr(p.mm),
+                subscriber: Addr(p.subscriber),
+                callback: self.symbol(p.callback),
+                finish: Addr(p.aux1),
+            }),
             EventKind::ItreeEnd => {
                 EventBody::ItreeEnd(ItreeEnd { tid: r.tid, mm: Addr(p.mm), active: p.aux0, seq: p.aux1 })
             }
             EventKind::Registered => {
                 let found = if p.flags & flags::INTERVAL != 0 {
-                    Discovered::Interval { invalidate: p.callback }
+                    Discovered::Interval { invalidate: p.callback, start: p.aux0, finish: p.range }
                 } else {
                     Discovered::List { start: p.callback, end: p.aux0 }
                 };
@@ -286,6 +303,41 @@ mod tests {
         let Decoded::Event(e) = d.decode(&r).unwrap() else { panic!("not an event") };
         let stack: Vec<&str> = e.stack.iter().flatten().map(|s| s.as_str()).collect();
         assert_eq!(stack, ["__mmu_notifier_invalidate_range_start+0x5", "oom_reaper+0x158"]);
+    }
+
+    #[test]
+    fn two_pass_records_keep_the_finish_pointer_and_registrations_name_all_three_callbacks() {
+        let k = Kallsyms::parse("ffffffffc0001000 t xe_start [xe]\nffffffffc0002000 t xe_finish [xe]\n").unwrap();
+        let mut d = Decoder::new(&k);
+        let mut r = raw(EventKind::IntervalStart);
+        r.payload.callback = 0xffffffffc0001000;
+        r.payload.ret = 1;
+        r.payload.aux0 = 9;
+        r.payload.aux1 = 0xffff888000c0ffe0;
+        let Decoded::Event(e) = d.decode(&r).unwrap() else { panic!("not an event") };
+        let EventBody::IntervalStart(s) = &e.body else { panic!("wrong body {e:?}") };
+        assert!(s.owes_finish() && s.cur_seq == 9 && s.finish == Addr(0xffff888000c0ffe0));
+        let line = event_to_line(&e);
+        assert!(line.contains("\"finish\":\"0xffff888000c0ffe0\"") && line.contains("\"ret\":true"), "{line}");
+
+        let mut r = raw(EventKind::IntervalFinish);
+        r.payload.callback = 0xffffffffc0002000;
+        r.payload.subscriber = 0xffff888000c0ff00;
+        r.payload.aux1 = 0xffff888000c0ffe0;
+        let Decoded::Event(e) = d.decode(&r).unwrap() else { panic!("not an event") };
+        let EventBody::IntervalFinish(f) = &e.body else { panic!("wrong body {e:?}") };
+        assert_eq!((f.finish, f.subscriber), (Addr(0xffff888000c0ffe0), Addr(0xffff888000c0ff00)));
+        assert_eq!(f.callback.as_str(), "xe_finish [xe]");
+
+        let mut r = raw(EventKind::Registered);
+        r.payload.flags = flags::INTERVAL;
+        r.payload.aux0 = 0xffffffffc0001000;
+        r.payload.range = 0xffffffffc0002000;
+        let Decoded::Registered { found, .. } = d.decode(&r).unwrap() else { panic!("not a registration") };
+        assert_eq!(
+            found,
+            Discovered::Interval { invalidate: 0, start: 0xffffffffc0001000, finish: 0xffffffffc0002000 }
+        );
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub enum Fact {
     /// `process_mrelease(2)`: a userspace OOM killer reaps a killed process's memory itself,
     /// through the same non-blocking invalidation as the OOM reaper.
     ProcessMrelease,
+    /// Interval subscribers may implement the two-pass `invalidate_start`/`invalidate_finish`
+    /// ops (include/linux/mmu_notifier.h:256-288, mm/mmu_notifier.c:263-270 and :470-495 in 7.2).
+    TwoPassInterval,
 }
 
 /// One fact: since when it holds, where it was backported, and the commit, where recorded.
@@ -85,7 +88,7 @@ const fn row(
 }
 
 /// Every fact. Fixed bugs are rows too: `since` is the release with the fix.
-pub(crate) static FACTS: [FactRow; 9] = [
+pub(crate) static FACTS: [FactRow; 10] = [
     row(Fact::BlockableFailureWarn, KernelVersion::new(5, 4, 0), &[], None),
     row(Fact::CompensatingEnds, KernelVersion::new(5, 12, 0), &[KernelVersion::new(5, 10, 27)], Some("c2655835fd8c")),
     row(
@@ -100,6 +103,7 @@ pub(crate) static FACTS: [FactRow; 9] = [
     row(Fact::OdpEagainHoldsLock, KernelVersion::new(5, 3, 0), &[], Some("7608bf40cf24")),
     row(Fact::HmmEagainLeaksCount, KernelVersion::new(5, 3, 0), &[], None),
     row(Fact::ProcessMrelease, KernelVersion::new(5, 15, 0), &[], None),
+    row(Fact::TwoPassInterval, KernelVersion::new(7, 2, 0), &[], None),
 ];
 
 impl Fact {

@@ -62,6 +62,16 @@ pub(crate) fn event_text(e: &Event) -> String {
             let _ =
                 write!(s, "interval_invalidate {} range {} cur_seq {} ret {}", x.callback, x.range, x.cur_seq, x.ret);
         }
+        EventBody::IntervalStart(x) => {
+            let _ = write!(
+                s,
+                "interval_start {} range {} cur_seq {} finish {} ret {}",
+                x.callback, x.range, x.cur_seq, x.finish, x.ret
+            );
+        }
+        EventBody::IntervalFinish(x) => {
+            let _ = write!(s, "interval_finish {} finish {} subscriber {}", x.callback, x.finish, x.subscriber);
+        }
         EventBody::ItreeEnd(x) => {
             let _ = write!(s, "itree_end mm {} active {} seq {}", x.mm, x.active, x.seq);
         }

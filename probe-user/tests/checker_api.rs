@@ -222,3 +222,93 @@ fn an_itree_leak_is_reported_once_with_its_owner_subscribers_and_size() {
         assert_eq!(leak.by_comm.as_ref().map(Comm::as_str), Some("oom_reaper"));
     }
 }
+
+const XE: Addr = Addr(0xffff_8880_0c44_0100);
+
+fn twopass_start(ts: u64, tid: u32, range: u64, finish: u64, ret: bool) -> Event {
+    Event::new(
+        ts,
+        EventBody::IntervalStart(IntervalStart {
+            tid,
+            mm: MM,
+            range: Addr(range),
+            subscriber: XE,
+            callback: Symbol::new("xe_vma_userptr_invalidate_start"),
+            cur_seq: 7,
+            finish: Addr(finish),
+            ret,
+        }),
+    )
+}
+
+fn twopass_finish(ts: u64, tid: u32, finish: u64) -> Event {
+    Event::new(
+        ts,
+        EventBody::IntervalFinish(IntervalFinish {
+            tid,
+            mm: MM,
+            subscriber: XE,
+            callback: Symbol::new("xe_vma_userptr_invalidate_finish"),
+            finish: Addr(finish),
+        }),
+    )
+}
+
+#[test]
+fn a_missing_finish_is_reported_when_its_start_returns() {
+    let mut c = Checker::new(&header());
+    assert!(c.push(&start(1000, 7, 0x100, true)).is_empty());
+    assert!(c.push(&twopass_start(1100, 7, 0x100, 0xf1, true)).is_empty());
+    // Returned true without a finish struct: nothing owed.
+    assert!(c.push(&twopass_start(1150, 7, 0x100, 0, true)).is_empty());
+    let got = c.push(&ret(1200, 7, 0x100, 0, ItreeSnapshot::default())).to_vec();
+    assert_eq!(rules(&got), vec![RuleId::IntervalFinishMissing]);
+    assert_eq!(got[0].subscriber, Some(XE));
+    assert!(got[0].explanation.contains("0xf1"), "{}", got[0].explanation);
+    assert!(c.push(&end(1300, 7, 0x100)).is_empty());
+    let report = c.finish();
+    assert_eq!(report.violations.len(), 1, "{report}");
+}
+
+#[test]
+fn a_finish_pairs_with_its_start_and_a_false_start_queues_nothing() {
+    let mut c = Checker::new(&header());
+    c.push(&start(1000, 7, 0x100, false));
+    c.push(&twopass_start(1100, 7, 0x100, 0xf1, true));
+    assert!(c.push(&twopass_finish(1150, 7, 0xf1)).is_empty());
+    // Set *finish but returned false: the kernel drops that finish, so running it is wrong.
+    assert!(c.push(&twopass_start(1160, 7, 0x100, 0xf2, false)).is_empty());
+    let got = c.push(&twopass_finish(1170, 7, 0xf2)).to_vec();
+    assert_eq!(rules(&got), vec![RuleId::IntervalFinishUnstarted]);
+    // The same pointer twice: the second finish has no start left to pair with.
+    c.push(&twopass_start(1180, 7, 0x100, 0xf3, true));
+    assert!(c.push(&twopass_finish(1190, 7, 0xf3)).is_empty());
+    assert_eq!(rules(c.push(&twopass_finish(1195, 7, 0xf3))), vec![RuleId::IntervalFinishUnstarted]);
+    // The reaper's non-blocking CLEAR failing with -EAGAIN after the finish pass: nothing else.
+    assert!(c.push(&ret(1200, 7, 0x100, -11, ItreeSnapshot::default())).is_empty());
+    assert_eq!(c.finish().violations.len(), 2);
+}
+
+#[test]
+fn two_pass_rules_are_checked_where_the_kernel_cannot_have_the_api() {
+    let without = |kernel: &str| {
+        Hook::ALL
+            .into_iter()
+            .filter(|h| !matches!(h, Hook::IntervalStart | Hook::IntervalFinish))
+            .fold(Header::new(kernel), |h, hook| h.with_attach(hook, "replay"))
+    };
+    let twopass = [RuleId::IntervalFinishMissing, RuleId::IntervalFinishUnstarted];
+    // A recording of a pre-7.2 kernel that does not name the hooks: nothing to miss.
+    let old = Checker::new(&without("6.12.57+deb13-amd64"));
+    assert!(twopass.iter().all(|r| old.rules().is_checked(*r)));
+    // On 7.2 the same header means the callbacks went unobserved.
+    let new = Checker::new(&without("7.2.13+deb14-amd64"));
+    assert!(twopass.iter().all(|r| !new.rules().is_checked(*r)));
+    // What the tracer writes itself where the kernel's BTF lacks the ops.
+    let absent = without("7.2.13+deb14-amd64")
+        .with_attach(Hook::IntervalStart, "absent: no invalidate_start")
+        .with_attach(Hook::IntervalFinish, "absent: no invalidate_finish");
+    assert_eq!(absent.attach_state(Hook::IntervalStart), AttachState::Absent(Some("no invalidate_start")));
+    let absent = Checker::new(&absent);
+    assert!(twopass.iter().all(|r| absent.rules().is_checked(*r)));
+}

@@ -81,7 +81,7 @@ fn empty_state_shows_zeros_and_placeholders_without_banners() {
 fn degraded_trace_shows_the_banner_and_each_hooks_method() {
     let snap = model_of("tracepoint-mode.jsonl", false).snapshot();
     let screen = render(&Ui::default(), &snap, 80, 24);
-    assert!(screen.contains("DEGRADED: no start/end probes · 14 of 16 rules not checked"), "{screen}");
+    assert!(screen.contains("DEGRADED: no start/end probes · 16 of 18 rules not checked"), "{screen}");
     assert!(screen.contains("kvm_unmap_hva_range=tp_btf"), "{screen}");
     assert!(screen.contains("sched_process_exit=tp_btf"), "{screen}");
     let unavailable = screen.lines().find(|l| l.contains("unavailable:")).expect("unavailable line");
@@ -337,6 +337,10 @@ fn inventory_pane_shows_subscribers_and_kvm_counters() {
                 invalidate_seq: 7,
                 invalidate: "mmnt_invalidate_ok [mmnotif_test]".into(),
                 invalidate_addr: 0xffffffffc0001000,
+                invalidate_start: None,
+                invalidate_finish: None,
+                invalidate_start_addr: 0,
+                invalidate_finish_addr: 0,
             }],
             truncated: false,
         }]),

@@ -15,7 +15,7 @@ use std::{
 use mmnotif_trace::{
     checker::replay_file,
     kernel_facts::{Fact, KernelVersion},
-    trace::{Addr, Event, EventBody, Header, TraceReader},
+    trace::{Addr, Event, EventBody, Header, MmuEvent, TraceReader},
 };
 use serde_json::Value;
 
@@ -53,6 +53,11 @@ const SCENARIOS: [&str; 11] = [
     "oom-itree-list-disjoint",
     "oom-itree-only",
 ];
+
+/// Run where the kernel has the two-pass interval API (tests/guest/tracer.sh decides from the
+/// module's symbols, which are built from the kernel's headers), with the fewest first passes
+/// each must show.
+const TWOPASS_SCENARIOS: [(&str, usize); 2] = [("interval-twopass", 4), ("oom-twopass", 1)];
 
 /// Run where the kernel has process_mrelease(2) (tests/guest/suite.sh decides the same way).
 const MRELEASE_SCENARIO: &str = "oom-itree-list-mrelease";
@@ -146,6 +151,19 @@ fn check_counts(r: &Recording, what: &str) -> Vec<String> {
                 let b = blockable.get(&(s.tid, s.range)).copied();
                 *tally.entry(("mmnt_end", if b == Some(false) { "nonblock" } else { "blockable" })).or_default() += 1;
             }
+            // Two-pass subscribers: every first pass, the false ones, the ones that left no
+            // finish, and every finish (the kernel does not pass the range to a finish).
+            EventBody::IntervalStart(i) => {
+                *tally.entry(("twopass", "starts")).or_default() += 1;
+                if !i.ret {
+                    *tally.entry(("twopass", "false")).or_default() += 1;
+                } else if i.finish == Addr(0) {
+                    *tally.entry(("twopass", "no_finish")).or_default() += 1;
+                }
+            }
+            EventBody::IntervalFinish(_) => {
+                *tally.entry(("twopass", "finishes")).or_default() += 1;
+            }
             EventBody::IntervalInvalidate(i) => {
                 let b = blockable.get(&(i.tid, i.range)).copied();
                 *tally.entry(("interval", if b == Some(false) { "nonblock" } else { "blockable" })).or_default() += 1;
@@ -176,6 +194,11 @@ fn check_counts(r: &Recording, what: &str) -> Vec<String> {
     expect(("interval", "blockable"), sum(c, interval, &["inval_blockable"]));
     expect(("interval", "nonblock"), sum(c, interval, &["inval_nonblock"]));
     expect(("interval", "false"), sum(c, interval, &["inval_false"]));
+    // Counters a module without two-pass support does not write count as 0.
+    expect(("twopass", "starts"), sum(c, interval, &["tp_starts"]));
+    expect(("twopass", "false"), sum(c, interval, &["tp_false"]));
+    expect(("twopass", "no_finish"), sum(c, interval, &["tp_no_finish"]));
+    expect(("twopass", "finishes"), sum(c, interval, &["tp_finishes"]));
     problems
 }
 
@@ -285,6 +308,77 @@ fn check_interval_tree(r: &Recording, what: &str) -> Vec<String> {
     problems
 }
 
+/// The two-pass scenarios: both callback hooks attached, at least `min_starts` first passes,
+/// each with an odd `cur_seq` and a finish pointer, and each finish naming a pointer a start
+/// left, with none left over.
+fn check_twopass(r: &Recording, what: &str, min_starts: usize) -> Vec<String> {
+    let mut problems = Vec::new();
+    for hook in ["interval_start", "interval_finish"] {
+        let got = r.header.attach.get(hook).map(String::as_str);
+        let want = if hook == "interval_start" { "kretprobe" } else { "kprobe" };
+        if got != Some(want) {
+            problems.push(format!("{what}: hook {hook} attached as {got:?}, want {want}"));
+        }
+    }
+    let mut queued: Vec<Addr> = Vec::new();
+    let mut starts = 0;
+    for e in &r.events {
+        match &e.body {
+            EventBody::IntervalStart(i) => {
+                starts += 1;
+                if i.cur_seq % 2 == 0 || !i.owes_finish() {
+                    problems.push(format!("{what}: first pass {i:?}: want an odd cur_seq, true and a finish"));
+                }
+                queued.push(i.finish);
+            }
+            EventBody::IntervalFinish(f) => match queued.iter().position(|q| *q == f.finish) {
+                Some(pos) => {
+                    queued.swap_remove(pos);
+                }
+                None => problems.push(format!("{what}: finish {f:?} for a pointer no start left")),
+            },
+            _ => {}
+        }
+    }
+    if starts < min_starts || !queued.is_empty() {
+        problems.push(format!(
+            "{what}: {starts} first passes (want at least {min_starts}), finishes never seen for {queued:?}"
+        ));
+    }
+    problems
+}
+
+/// oom-twopass: the 7.x OOM reaper's non-blockable CLEAR reached the first pass, and its finish
+/// ran inside that same `__start` (the checker, run on every scenario, must find nothing).
+fn check_reaper_clear_twopass(r: &Recording, what: &str) -> Vec<String> {
+    let mut reaper_ranges: HashMap<(u32, Addr), bool> = HashMap::new();
+    let mut open_finish: HashMap<u32, Vec<Addr>> = HashMap::new();
+    let mut paired_in_reaper = 0;
+    for e in &r.events {
+        match &e.body {
+            EventBody::RangeStart(c) => {
+                reaper_ranges.insert((c.tid, c.range), !c.blockable && c.event == MmuEvent::Clear);
+            }
+            EventBody::IntervalStart(i) if reaper_ranges.get(&(i.tid, i.range)) == Some(&true) && i.owes_finish() => {
+                open_finish.entry(i.tid).or_default().push(i.finish);
+            }
+            EventBody::IntervalFinish(f) => {
+                if let Some(q) = open_finish.get_mut(&f.tid)
+                    && let Some(pos) = q.iter().position(|p| *p == f.finish)
+                {
+                    q.swap_remove(pos);
+                    paired_in_reaper += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    if paired_in_reaper == 0 {
+        return vec![format!("{what}: no first pass and finish inside a non-blockable CLEAR (the 7.x reaper)")];
+    }
+    Vec::new()
+}
+
 /// `probe` in the guest: both methods available, each hook on the method `auto` prefers.
 fn check_probe(dir: &Path, kernel: &str) -> Vec<String> {
     let path = dir.join("probe.json");
@@ -328,8 +422,13 @@ fn guest_recordings_match_the_module_and_the_kernel() {
         let release = load(Path::new(dir), "fentry", "list-ops").header.kernel;
         let mrelease = KernelVersion::parse(&release).is_some_and(|v| v.has(Fact::ProcessMrelease));
         let compensating = !kernel_lacks(Path::new(dir), "c2655835fd8c");
+        let twopass = KernelVersion::parse(&release).is_some_and(|v| v.has(Fact::TwoPassInterval));
         let scenarios: Vec<&str> = if compensating {
-            SCENARIOS.into_iter().chain(mrelease.then_some(MRELEASE_SCENARIO)).collect()
+            SCENARIOS
+                .into_iter()
+                .chain(mrelease.then_some(MRELEASE_SCENARIO))
+                .chain(TWOPASS_SCENARIOS.iter().filter(|_| twopass).map(|(name, _)| *name))
+                .collect()
         } else {
             WITHOUT_COMPENSATING_ENDS.to_vec()
         };
@@ -352,8 +451,15 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                     problems.push(format!("{what}: no range_start recorded"));
                 }
                 problems.extend(check_counts(&r, &what));
-                if scenario.contains("interval") {
-                    problems.extend(check_interval_tree(&r, &what));
+                if let Some((_, min_starts)) = TWOPASS_SCENARIOS.iter().find(|(name, _)| *name == scenario) {
+                    problems.extend(check_twopass(&r, &what, *min_starts));
+                }
+                match scenario {
+                    "oom-twopass" => problems.extend(check_reaper_clear_twopass(&r, &what)),
+                    // No `ops->invalidate` runs there: check_twopass covers its sequences.
+                    "interval-twopass" => {}
+                    s if s.contains("interval") => problems.extend(check_interval_tree(&r, &what)),
+                    _ => {}
                 }
                 // Registered before the tracer started: only the startup inventory's tree walk
                 // can have found it (the counts above show the probe saw every invalidate).

@@ -72,7 +72,7 @@ fn check_skips_here_with_its_reason_and_still_runs_the_degraded_checks() {
 
     let text = fs::read_to_string(&k).expect("ktap");
     let doc = ktap::parse(&text, true).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    assert_eq!(doc.plan, Some(17));
+    assert_eq!(doc.plan, Some(19));
     for t in &doc.results[..14] {
         assert!(
             t.ok && t.skipped() && t.data.as_deref().is_some_and(|d| d.starts_with("not checked: needs ")),
@@ -120,7 +120,7 @@ fn a_failing_command_fails_the_check_as_a_test_case_of_its_own() {
     let last = doc.results.last().expect("results");
     assert_eq!(
         (last.number, last.description.as_str(), last.ok, last.data.as_deref()),
-        (17, "command", false, Some("exit status 3"))
+        (19, "command", false, Some("exit status 3"))
     );
     assert!(
         stderr(&o).contains("because the command failed: sh -c 'echo from-the-command; exit 3': exit status 3"),

@@ -306,3 +306,29 @@ fn bad_probes_live_lines_name_the_line_and_the_entry() {
     );
     assert!(errors[5].starts_with("run.jsonl:7: not valid JSON"), "{}", errors[5]);
 }
+
+#[test]
+fn two_pass_events_round_trip_and_need_their_finish_pointer() {
+    let lines = [
+        r#"{"ts":1,"type":"interval_start","tid":7,"range":"0xffffc90000a3fc88","mm":"0xffff888003a1c000","subscriber":"0xffff88800c440100","callback":"xe_vma_userptr_invalidate_start [xe]","cur_seq":9,"finish":"0xffff88800c440180","ret":true}"#,
+        r#"{"ts":2,"type":"interval_finish","tid":7,"mm":"0xffff888003a1c000","subscriber":"0xffff88800c440100","callback":"xe_vma_userptr_invalidate_finish [xe]","finish":"0xffff88800c440180"}"#,
+    ];
+    let text = format!("{HEADER}\n{}\n", lines.join("\n"));
+    let reader = TraceReader::new(Cursor::new(text.into_bytes())).expect("header");
+    let events: Vec<Event> = reader.map(|r| r.expect("valid")).collect();
+    for (event, line) in events.iter().zip(lines) {
+        assert_eq!(event_to_line(event), line);
+    }
+    let bad = [
+        r#"{"ts":1,"type":"interval_start","tid":7,"range":"0x1","mm":"0x2","subscriber":"0x3","callback":"f","cur_seq":9,"ret":true}"#,
+        r#"{"ts":1,"type":"interval_start","tid":7,"range":"0x1","mm":"0x2","subscriber":"0x3","callback":"f","cur_seq":9,"finish":"0x0","ret":0}"#,
+        r#"{"ts":2,"type":"interval_finish","tid":7,"mm":"0x2","subscriber":"0x3","callback":"g"}"#,
+    ];
+    let text = format!("{HEADER}\n{}\n", bad.join("\n"));
+    let reader = TraceReader::new(Cursor::new(text.into_bytes())).expect("header");
+    let errors: Vec<String> = reader.map(|r| r.expect_err("all bad").to_string()).collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].contains("interval_start: missing field `finish`"), "{}", errors[0]);
+    assert!(errors[1].contains("`ret` must be a bool"), "{}", errors[1]);
+    assert!(errors[2].contains("interval_finish: missing field `finish`"), "{}", errors[2]);
+}

@@ -287,6 +287,64 @@ static int interval_seq(void)
 	return scenario_end();
 }
 
+/* A two-pass interval notifier (7.2+): every first pass returns true and queues a finish, and
+ * the kernel runs each finish before __start returns, so starts and finishes match one to
+ * one once the invalidations are over. Not run where the module has no two-pass support. */
+static int interval_twopass(void)
+{
+	struct mmnt_counters c0, c1;
+	struct mmnt_seq s0 = { 0 }, s1 = { 0 };
+	char *p;
+	int slot;
+
+	scenario_begin("interval-twopass");
+	if (!twopass_available(fd)) {
+		printf("  this kernel has no two-pass interval notifiers (7.2+)\n");
+		return scenario_end();
+	}
+	mmnt_reset(fd);
+	p = map_touched(NPAGES);
+	slot = reg_interval_twopass(fd, MMNT_OK, u(p + 4 * pg), 4 * pg);
+	s0.slot = s1.slot = slot;
+	if (ioctl(fd, MMNT_IOC_SEQ, &s0))
+		die("seq");
+	read_slot(fd, slot, &c0);
+
+	/* Overlapping, three times: three first passes, three finishes. */
+	for (int i = 0; i < 3; i++)
+		if (madvise(p + (4 + i) * pg, pg, MADV_DONTNEED))
+			die("madvise inside");
+	/* Outside: none. */
+	if (madvise(p + 10 * pg, 2 * pg, MADV_DONTNEED))
+		die("madvise outside");
+	s1.check = s0.seq;
+	if (ioctl(fd, MMNT_IOC_SEQ, &s1))
+		die("seq");
+	read_slot(fd, slot, &c1);
+	print_slot("twopass", &c1);
+	printf("  two-pass: starts %llu false %llu no-finish %llu finishes %llu\n",
+	       (unsigned long long)c1.tp_starts, (unsigned long long)c1.tp_false,
+	       (unsigned long long)c1.tp_no_finish, (unsigned long long)c1.tp_finishes);
+	check(D(c1, c0, tp_starts) == 3, "first passes +%lld, want 3", D(c1, c0, tp_starts));
+	check(D(c1, c0, tp_finishes) == 3, "finishes +%lld, want 3", D(c1, c0, tp_finishes));
+	check(c1.tp_false == 0 && c1.tp_no_finish == 0, "false returns %llu, starts without finish %llu",
+	      (unsigned long long)c1.tp_false, (unsigned long long)c1.tp_no_finish);
+	check(c1.inval_blockable == 0 && c1.inval_nonblock == 0, "->invalidate ran beside ->invalidate_start");
+	check(s1.retry == 1 && (s1.seq & 1) && s1.seq == c1.last_seq,
+	      "sequence %#llx (retry %u, last set by a finish %#llx): want the finish's odd value",
+	      (unsigned long long)s1.seq, s1.retry, (unsigned long long)c1.last_seq);
+
+	/* Unmapping the whole mapping runs one more pair. */
+	read_slot(fd, slot, &c0);
+	munmap(p, NPAGES * pg);
+	read_slot(fd, slot, &c1);
+	check(D(c1, c0, tp_starts) >= 1 && c1.tp_starts == c1.tp_finishes,
+	      "after munmap: starts %llu, finishes %llu", (unsigned long long)c1.tp_starts,
+	      (unsigned long long)c1.tp_finishes);
+	mmnt_reset(fd);
+	return scenario_end();
+}
+
 /* Registered before the tracer starts (tracer.sh holds the tracer back until tracer_gate): the
  * tracer can only know this subscriber from its startup inventory, so it must find it in the
  * interval tree and probe its callback from there, or the invalidate below goes unseen. */
@@ -402,6 +460,7 @@ int main(int argc, char **argv)
 		RUN("list-release", list_release);
 		RUN("interval-seq", interval_seq);
 		RUN("interval-preregistered", interval_preregistered);
+		RUN("interval-twopass", interval_twopass);
 		RUN("list-buggy-blockable", list_buggy_blockable);
 		/* only when named: suite.sh runs it after everything else */
 		if (want && !strcmp(want, "leave-registered"))

@@ -150,6 +150,29 @@ int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length)
 	return slot;
 }
 
+int reg_interval_twopass(int fd, uint32_t behaviour, uint64_t start, uint64_t length)
+{
+	struct mmnt_register r = { .kind = MMNT_KIND_INTERVAL, .behaviour = behaviour,
+				   .flags = MMNT_F_TWOPASS, .start = start, .length = length };
+
+	if (ioctl(fd, MMNT_IOC_REGISTER, &r))
+		die("register two-pass interval notifier [%#llx, +%#llx)", (unsigned long long)start,
+		    (unsigned long long)length);
+	/* The finish is probed before the start (see the tracer's callbacks.rs): the start's
+	 * probe line is the last one. */
+	wait_probed("mmnt_invalidate_finish");
+	wait_probed(behaviour == MMNT_OK ? "mmnt_invalidate_start_ok" :
+					   "mmnt_invalidate_start_false_nonblock");
+	return (int)r.slot;
+}
+
+int twopass_available(int fd)
+{
+	uint32_t features = 0;
+
+	return !ioctl(fd, MMNT_IOC_FEATURES, &features) && (features & MMNT_FEAT_TWOPASS);
+}
+
 void tracer_gate(void)
 {
 	const char *gate = getenv("MMNOTIF_GATE");
@@ -191,13 +214,16 @@ void dump_slots(int fd, FILE *out)
 		fprintf(out, "{\"slot\":%u,\"state\":%u,\"kind\":%u,\"behaviour\":%u,\"flags\":%u,\"pid\":%u,"
 		       "\"starts_blockable\":%llu,\"starts_nonblock\":%llu,\"ends_blockable\":%llu,"
 		       "\"ends_nonblock\":%llu,\"fails_blockable\":%llu,\"fails_nonblock\":%llu,"
-		       "\"inval_blockable\":%llu,\"inval_nonblock\":%llu,\"inval_false\":%llu}\n",
+		       "\"inval_blockable\":%llu,\"inval_nonblock\":%llu,\"inval_false\":%llu,"
+		       "\"tp_starts\":%llu,\"tp_false\":%llu,\"tp_no_finish\":%llu,\"tp_finishes\":%llu}\n",
 		       c.slot, c.state, c.kind, c.behaviour, c.flags, c.pid,
 		       (unsigned long long)c.starts_blockable, (unsigned long long)c.starts_nonblock,
 		       (unsigned long long)c.ends_blockable, (unsigned long long)c.ends_nonblock,
 		       (unsigned long long)c.fails_blockable, (unsigned long long)c.fails_nonblock,
 		       (unsigned long long)c.inval_blockable, (unsigned long long)c.inval_nonblock,
-		       (unsigned long long)c.inval_false);
+		       (unsigned long long)c.inval_false, (unsigned long long)c.tp_starts,
+		       (unsigned long long)c.tp_false, (unsigned long long)c.tp_no_finish,
+		       (unsigned long long)c.tp_finishes);
 	}
 }
 

@@ -22,6 +22,10 @@ int reg_interval(int fd, uint32_t behaviour, uint64_t start, uint64_t length);
 /* The same without waiting for the tracer to probe the callback: for registering before the
  * tracer starts (see tracer_gate). */
 int reg_interval_unprobed(int fd, uint32_t behaviour, uint64_t start, uint64_t length);
+/* A two-pass interval notifier (7.2+); waits until the tracer probes both callbacks. */
+int reg_interval_twopass(int fd, uint32_t behaviour, uint64_t start, uint64_t length);
+/* Whether the module (and so the kernel) offers two-pass interval notifiers. */
+int twopass_available(int fd);
 /* Under the tracer (MMNOTIF_PROBED set), wait until it reports probing this callback. */
 void wait_probed(const char *callback);
 /* For a scenario that sets up before the tracer starts (tracer.sh sets MMNOTIF_GATE): create

@@ -14,6 +14,7 @@
  *                     the succeeding one must get its compensating end, or, on a kernel built
  *                     without c2655835fd8c (KERNEL_LACKS), never get an end at all
  *   oom-interval      an interval notifier returning false when non-blockable
+ *   oom-twopass       a two-pass interval notifier (7.2+) whose first pass always succeeds
  *   oom-itree-list    an interval notifier that always succeeds over the whole address space
  *                     plus a list notifier failing when non-blockable (no end op): the kernel
  *                     returns -EAGAIN without ending the interval tree (the interval-tree leak),
@@ -59,6 +60,9 @@
 #define LOW_START 0x1000ULL
 #define LOW_LENGTH 0x1000ULL
 
+/* Or'ed into an interval slot's behaviour: register it with two-pass ops (MMNT_F_TWOPASS, 7.2+). */
+#define TWOPASS 0x100
+
 struct plan {
 	const char *name;
 	int nslots;
@@ -74,6 +78,8 @@ static const struct plan plans[] = {
 	/* failing one first, so the succeeding one is at the list head and called first */
 	{ "oom-rfc2019", 2, 0, { { MMNT_KIND_LIST, MMNT_FAIL_NONBLOCK, 0, 0, 0 }, { MMNT_KIND_LIST, MMNT_OK, 1, 0, 0 } } },
 	{ "oom-interval", 1, 0, { { MMNT_KIND_INTERVAL, MMNT_FAIL_NONBLOCK, 0, 0, 0 } } },
+	/* The 7.x reaper's non-blocking CLEAR through a first pass that queues a finish. */
+	{ "oom-twopass", 1, 0, { { MMNT_KIND_INTERVAL, MMNT_OK | TWOPASS, 0, 0, 0 } } },
 	/* the interval slot first: only the leak scenarios check for stuck tasks, on slot 0 */
 	{ "oom-itree-list", 2, 0, { { MMNT_KIND_INTERVAL, MMNT_OK, 0, 0, 0 }, { MMNT_KIND_LIST, MMNT_FAIL_NONBLOCK, 0, 0, 0 } } },
 	{ "oom-itree-list-disjoint", 2, 0,
@@ -129,7 +135,9 @@ static void child(const struct plan *pl, int out)
 	write_file(CG "/cgroup.procs", pid);
 	park_fd = mmnt_open();
 	for (int i = 0; i < pl->nslots; i++)
-		slots[i] = pl->slot[i].kind == MMNT_KIND_LIST ?
+		slots[i] = pl->slot[i].behaviour & TWOPASS ?
+				   reg_interval_twopass(park_fd, pl->slot[i].behaviour & ~TWOPASS, ALL_START, ALL_LENGTH) :
+			   pl->slot[i].kind == MMNT_KIND_LIST ?
 				   reg_list(park_fd, pl->slot[i].behaviour, pl->slot[i].end_op) :
 			   pl->slot[i].length ?
 				   reg_interval(park_fd, pl->slot[i].behaviour, pl->slot[i].start, pl->slot[i].length) :
@@ -248,6 +256,10 @@ static int run_plan(int fd, const struct plan *pl)
 	pid_t pid;
 
 	scenario_begin(pl->name);
+	if ((pl->slot[0].behaviour & TWOPASS) && !twopass_available(fd)) {
+		printf("  this kernel has no two-pass interval notifiers (7.2+)\n");
+		return scenario_end();
+	}
 	mmnt_reset(fd);
 	setup_cgroup();
 	kmsg_mark();
@@ -357,6 +369,20 @@ static int run_plan(int fd, const struct plan *pl)
 		      "non-blockable invalidates %llu, false %llu: every one should return false",
 		      (unsigned long long)c[0].inval_nonblock, (unsigned long long)c[0].inval_false);
 		check(failed_msgs == 0 && warns == 0, "an interval false is not a list failure: no message, no WARN");
+	} else if (!strcmp(pl->name, "oom-twopass")) {
+		printf("  two-pass: starts %llu false %llu no-finish %llu finishes %llu\n",
+		       (unsigned long long)c[0].tp_starts, (unsigned long long)c[0].tp_false,
+		       (unsigned long long)c[0].tp_no_finish, (unsigned long long)c[0].tp_finishes);
+		check(reaper == 1, "the reaper should have reaped the process");
+		/* 7.x's reaper invalidates with CLEAR; exit_mmap unmaps with UNMAP, its release RELEASE. */
+		check(c[0].by_event[EV_CLEAR] >= 1, "no CLEAR first pass: the reaper did not run before exit_mmap");
+		check(c[0].tp_starts >= 1 && c[0].tp_finishes == c[0].tp_starts - c[0].tp_no_finish,
+		      "first passes %llu (without a finish %llu), finishes %llu: want one finish per queued one",
+		      (unsigned long long)c[0].tp_starts, (unsigned long long)c[0].tp_no_finish,
+		      (unsigned long long)c[0].tp_finishes);
+		check(c[0].tp_false == 0 && c[0].inval_blockable == 0 && c[0].inval_nonblock == 0,
+		      "false first passes or ->invalidate calls");
+		check(failed_msgs == 0 && warns == 0, "unexpected callback failure or WARN in the log");
 	} else if (!strncmp(pl->name, "oom-itree-", 10)) {
 		/* The damage, from the kernel itself: does a fault path's read_begin, then a
 		 * removal, of the interval on the dead mm return? */

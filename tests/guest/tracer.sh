@@ -6,7 +6,13 @@ BIN=/usr/local/bin/mmnotif-trace
 DIR=$(dirname "$0")
 OUT=/tmp/traces
 RESULTS=${RESULTS:-/tmp/results}
-SCENARIOS_UNDER_TRACE=${SCENARIOS_UNDER_TRACE:-"list-ops interval-seq interval-preregistered oom-baseline oom-eagain oom-eagain-endop oom-rfc2019 oom-interval"}
+if [ -z "$SCENARIOS_UNDER_TRACE" ]; then
+	SCENARIOS_UNDER_TRACE="list-ops interval-seq interval-preregistered oom-baseline oom-eagain oom-eagain-endop oom-rfc2019 oom-interval"
+	# The two-pass interval scenarios only where the module built its two-pass callbacks (7.2+).
+	if grep -q ' mmnt_invalidate_finish' /proc/kallsyms; then
+		SCENARIOS_UNDER_TRACE="$SCENARIOS_UNDER_TRACE interval-twopass oom-twopass"
+	fi
+fi
 # Which `check` cases follow: "stock" (the module's ordinary scenarios), "leak" (the
 # interval-tree leak, run by suite.sh's last stage) or "skipped-ends" (a kernel built without
 # c2655835fd8c).

@@ -31,7 +31,20 @@
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 #include <linux/wait.h>
+
+/* The two-pass interval API (struct mmu_interval_notifier_finish, ops->invalidate_start and
+ * ->invalidate_finish) is in Debian's 7.2 and 7.3-rc headers and in none before. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 2, 0)
+#define MMNT_HAVE_TWOPASS 1
+#else
+#define MMNT_HAVE_TWOPASS 0
+#endif
+
+/* Finish structs per slot: the kernel may run one notifier's first pass in parallel on several
+ * threads, and each invocation needs its own struct until its finish. */
+#define MMNT_FINISHES 16
 
 #include "mmnotif_test.h"
 
@@ -51,6 +64,14 @@ struct mmnt_slot {
 	atomic64_t by_event[9]; /* [8]: any other event value */
 	u64 last_seq, last_start, last_end;
 	u32 last_event, last_flags;
+	atomic64_t tp_starts, tp_false, tp_no_finish, tp_finishes;
+#if MMNT_HAVE_TWOPASS
+	unsigned long finish_busy; /* bit i: finishes[i] is queued */
+	struct mmnt_finish {
+		struct mmu_interval_notifier_finish fin;
+		unsigned long seq;
+	} finishes[MMNT_FINISHES];
+#endif
 };
 
 static struct mmnt_slot mmnt_slots[MMNT_SLOTS];
@@ -187,6 +208,81 @@ static const struct mmu_interval_notifier_ops mmnt_iops_false_nonblock = {
 	.invalidate = mmnt_invalidate_false_nonblock,
 };
 
+#if MMNT_HAVE_TWOPASS
+/* --- two-pass interval notifier callbacks (7.2+) ------------------------- */
+
+/* The first pass: counts like ->invalidate, then queues a finish from the slot's pool. With
+ * none free it does the whole job here and leaves *finish NULL, as the API allows. */
+static bool mmnt_invalidate_start(struct mmu_interval_notifier *isub,
+				  const struct mmu_notifier_range *r, unsigned long cur_seq,
+				  struct mmu_interval_notifier_finish **finish, bool fail_nonblock)
+{
+	struct mmnt_slot *s = container_of(isub, struct mmnt_slot, isub);
+	int i;
+
+	mmnt_note_range(s, r);
+	mmnt_count_event(s, r);
+	atomic64_inc(&s->tp_starts);
+	if (!mmu_notifier_range_blockable(r) && fail_nonblock) {
+		atomic64_inc(&s->tp_false);
+		return false;
+	}
+	for (i = 0; i < MMNT_FINISHES; i++)
+		if (!test_and_set_bit(i, &s->finish_busy))
+			break;
+	if (i == MMNT_FINISHES) {
+		atomic64_inc(&s->tp_no_finish);
+		spin_lock(&s->seq_lock);
+		mmu_interval_set_seq(isub, cur_seq);
+		WRITE_ONCE(s->last_seq, cur_seq);
+		spin_unlock(&s->seq_lock);
+		return true;
+	}
+	s->finishes[i].seq = cur_seq;
+	*finish = &s->finishes[i].fin;
+	return true;
+}
+
+static bool mmnt_invalidate_start_ok(struct mmu_interval_notifier *isub,
+				     const struct mmu_notifier_range *r, unsigned long cur_seq,
+				     struct mmu_interval_notifier_finish **finish)
+{
+	return mmnt_invalidate_start(isub, r, cur_seq, finish, false);
+}
+
+static bool mmnt_invalidate_start_false_nonblock(struct mmu_interval_notifier *isub,
+						 const struct mmu_notifier_range *r,
+						 unsigned long cur_seq,
+						 struct mmu_interval_notifier_finish **finish)
+{
+	return mmnt_invalidate_start(isub, r, cur_seq, finish, true);
+}
+
+/* The second pass: publishes the sequence the first pass was given and frees the struct. */
+static void mmnt_invalidate_finish(struct mmu_interval_notifier_finish *fin)
+{
+	struct mmnt_finish *f = container_of(fin, struct mmnt_finish, fin);
+	struct mmnt_slot *s = container_of(fin->notifier, struct mmnt_slot, isub);
+
+	atomic64_inc(&s->tp_finishes);
+	spin_lock(&s->seq_lock);
+	mmu_interval_set_seq(fin->notifier, f->seq);
+	WRITE_ONCE(s->last_seq, f->seq);
+	spin_unlock(&s->seq_lock);
+	clear_bit(f - s->finishes, &s->finish_busy);
+}
+
+static const struct mmu_interval_notifier_ops mmnt_iops_twopass_ok = {
+	.invalidate_start = mmnt_invalidate_start_ok,
+	.invalidate_finish = mmnt_invalidate_finish,
+};
+
+static const struct mmu_interval_notifier_ops mmnt_iops_twopass_false_nonblock = {
+	.invalidate_start = mmnt_invalidate_start_false_nonblock,
+	.invalidate_finish = mmnt_invalidate_finish,
+};
+#endif
+
 /* --- slot management (mmnt_lock held) ---------------------------------- */
 
 static void mmnt_zero_counters(struct mmnt_slot *s)
@@ -205,6 +301,13 @@ static void mmnt_zero_counters(struct mmnt_slot *s)
 	atomic64_set(&s->inval_blockable, 0);
 	atomic64_set(&s->inval_nonblock, 0);
 	atomic64_set(&s->inval_false, 0);
+	atomic64_set(&s->tp_starts, 0);
+	atomic64_set(&s->tp_false, 0);
+	atomic64_set(&s->tp_no_finish, 0);
+	atomic64_set(&s->tp_finishes, 0);
+#if MMNT_HAVE_TWOPASS
+	s->finish_busy = 0;
+#endif
 	s->last_seq = s->last_start = s->last_end = 0;
 	s->last_event = s->last_flags = 0;
 }
@@ -243,12 +346,16 @@ static int mmnt_register(struct mmnt_register *req)
 
 	if (req->kind != MMNT_KIND_LIST && req->kind != MMNT_KIND_INTERVAL)
 		return -EINVAL;
-	if (req->behaviour > MMNT_FAIL_ALWAYS || (req->flags & ~MMNT_F_END_OP))
+	if (req->behaviour > MMNT_FAIL_ALWAYS)
 		return -EINVAL;
+	if (req->flags & ~(req->kind == MMNT_KIND_LIST ? MMNT_F_END_OP : MMNT_F_TWOPASS))
+		return -EINVAL;
+	if ((req->flags & MMNT_F_TWOPASS) && !MMNT_HAVE_TWOPASS)
+		return -EOPNOTSUPP;
 	if (req->error > 0 || req->error < -MAX_ERRNO)
 		return -EINVAL;
 	if (req->kind == MMNT_KIND_INTERVAL &&
-	    (req->behaviour == MMNT_FAIL_ALWAYS || req->flags || !req->length ||
+	    (req->behaviour == MMNT_FAIL_ALWAYS || !req->length ||
 	     req->start + req->length < req->start))
 		return -EINVAL;
 	if (!current->mm)
@@ -279,9 +386,14 @@ static int mmnt_register(struct mmnt_register *req)
 		s->mn.ops = mmnt_list_ops[req->behaviour][!!(req->flags & MMNT_F_END_OP)];
 		ret = mmu_notifier_register(&s->mn, current->mm);
 	} else {
-		ret = mmu_interval_notifier_insert(&s->isub, current->mm, req->start, req->length,
-						   req->behaviour == MMNT_OK ?
-							   &mmnt_iops_ok : &mmnt_iops_false_nonblock);
+		const struct mmu_interval_notifier_ops *ops =
+			req->behaviour == MMNT_OK ? &mmnt_iops_ok : &mmnt_iops_false_nonblock;
+#if MMNT_HAVE_TWOPASS
+		if (req->flags & MMNT_F_TWOPASS)
+			ops = req->behaviour == MMNT_OK ? &mmnt_iops_twopass_ok :
+							  &mmnt_iops_twopass_false_nonblock;
+#endif
+		ret = mmu_interval_notifier_insert(&s->isub, current->mm, req->start, req->length, ops);
 	}
 	if (ret) {
 		s->state = MMNT_STATE_FREE;
@@ -319,6 +431,10 @@ static void mmnt_read(struct mmnt_slot *s, struct mmnt_counters *c)
 	for (i = 0; i < 8; i++)
 		c->by_event[i] = atomic64_read(&s->by_event[i]);
 	c->by_event_other = atomic64_read(&s->by_event[8]);
+	c->tp_starts = atomic64_read(&s->tp_starts);
+	c->tp_false = atomic64_read(&s->tp_false);
+	c->tp_no_finish = atomic64_read(&s->tp_no_finish);
+	c->tp_finishes = atomic64_read(&s->tp_finishes);
 }
 
 /* Frees every slot no task is stuck on (mmnt_lock held). */
@@ -398,11 +514,16 @@ static long mmnt_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 			ret = -EFAULT;
 		return ret;
 	}
-	case MMNT_IOC_READ: {
+	case MMNT_IOC_READ:
+	case MMNT_IOC_READ_V1: {
+		/* Readers built before the two-pass counters get the prefix they know. */
+		size_t len = cmd == MMNT_IOC_READ ? sizeof(struct mmnt_counters) : MMNT_COUNTERS_V1_SIZE;
 		struct mmnt_counters c;
 		struct mmnt_slot *s;
 
-		if (copy_from_user(&c, uarg, sizeof(c)))
+		BUILD_BUG_ON(offsetof(struct mmnt_counters, tp_starts) != MMNT_COUNTERS_V1_SIZE);
+		memset(&c, 0, sizeof(c));
+		if (copy_from_user(&c, uarg, len))
 			return -EFAULT;
 		s = mmnt_slot_at(c.slot);
 		if (!s)
@@ -410,7 +531,12 @@ static long mmnt_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		mutex_lock(&mmnt_lock);
 		mmnt_read(s, &c);
 		mutex_unlock(&mmnt_lock);
-		return copy_to_user(uarg, &c, sizeof(c)) ? -EFAULT : 0;
+		return copy_to_user(uarg, &c, len) ? -EFAULT : 0;
+	}
+	case MMNT_IOC_FEATURES: {
+		__u32 features = MMNT_HAVE_TWOPASS ? MMNT_FEAT_TWOPASS : 0;
+
+		return copy_to_user(uarg, &features, sizeof(features)) ? -EFAULT : 0;
 	}
 	case MMNT_IOC_UNREGISTER: {
 		struct mmnt_slot *s;

@@ -30,6 +30,8 @@
 
 /* mmnt_register.flags */
 #define MMNT_F_END_OP 0x1     /* list only: the ops table has an invalidate_range_end */
+#define MMNT_F_TWOPASS 0x2    /* interval only: two-pass ops (invalidate_start + invalidate_finish,
+                                 7.2+; -EOPNOTSUPP elsewhere); behaviour applies to the start */
 
 /* mmnt_counters.state */
 #define MMNT_STATE_FREE 0
@@ -79,7 +81,18 @@ struct mmnt_counters {
 	 * RELEASE 5, MIGRATE 6, EXCLUSIVE 7); any other value is counted in by_event_other */
 	__u64 by_event[8];
 	__u64 by_event_other;
+	/* Appended (readers of the older, shorter struct use MMNT_IOC_READ_V1).
+	 * Two-pass interval notifiers: calls of ->invalidate_start (all of them), those that
+	 * returned false, those that returned true with *finish = NULL (no free finish struct),
+	 * and calls of ->invalidate_finish. */
+	__u64 tp_starts;
+	__u64 tp_false;
+	__u64 tp_no_finish;
+	__u64 tp_finishes;
 };
+
+/* The struct MMNT_IOC_READ filled before the two-pass counters were appended. */
+#define MMNT_COUNTERS_V1_SIZE 208
 
 struct mmnt_seq {
 	__u32 slot;       /* in: an interval slot */
@@ -112,5 +125,9 @@ struct mmnt_status {
 #define MMNT_IOC_PARK _IOW(MMNT_IOC_MAGIC, 6, struct mmnt_park)
 #define MMNT_IOC_RELEASE_PARKED _IO(MMNT_IOC_MAGIC, 7)
 #define MMNT_IOC_STATUS _IOR(MMNT_IOC_MAGIC, 8, struct mmnt_status)
+#define MMNT_IOC_READ_V1 _IOC(_IOC_READ | _IOC_WRITE, MMNT_IOC_MAGIC, 2, MMNT_COUNTERS_V1_SIZE)
+/* What this build of the module offers (MMNT_FEAT_*); -ENOTTY from older modules. */
+#define MMNT_FEAT_TWOPASS 0x1  /* MMNT_F_TWOPASS works: the kernel has the two-pass API */
+#define MMNT_IOC_FEATURES _IOR(MMNT_IOC_MAGIC, 9, __u32)
 
 #endif

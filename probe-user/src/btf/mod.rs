@@ -4,7 +4,7 @@ mod parse;
 #[cfg(test)]
 mod testing;
 
-pub(crate) use offsets::kernel_offsets;
+pub(crate) use offsets::{kernel_offsets, twopass_api};
 pub(crate) use parse::{Btf, BtfError};
 
 /// Where the kernel publishes its BTF.

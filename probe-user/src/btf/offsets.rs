@@ -68,6 +68,8 @@ pub(crate) fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelO
     // Interval subscribers exist since 5.5.
     o.interval_ops = optional(btf, "mmu_interval_notifier", &["ops"]);
     o.interval_ops_invalidate = optional(btf, "mmu_interval_notifier_ops", &["invalidate"]);
+    o.interval_mm = optional(btf, "mmu_interval_notifier", &["mm"]);
+    twopass_offsets(btf, &mut o);
     interval_tree_offsets(btf, subs, &mut o);
     wait_queue_offsets(btf, subs, &mut o);
 
@@ -77,6 +79,38 @@ pub(crate) fn kernel_offsets(btf: &Btf, kvm_btf: Option<&Btf>) -> Result<KernelO
         o.kvm_invalidate_in_progress = optional(kvm, "kvm", &["mmu_invalidate_in_progress", "mmu_notifier_count"]);
     }
     Ok(o)
+}
+
+/// The two-pass interval API (7.2+): all of it or none, so its hooks are either usable or off.
+fn twopass_offsets(btf: &Btf, o: &mut KernelOffsets) {
+    let at = |strukt: &str, member: &str| btf.member(strukt, member).ok().map(|loc| loc.offset);
+    let found = (|| {
+        Some([
+            at("mmu_interval_notifier_ops", "invalidate_start")?,
+            at("mmu_interval_notifier_ops", "invalidate_finish")?,
+            at("mmu_interval_notifier_finish", "notifier")?,
+        ])
+    })();
+    if let Some([start, finish, notifier]) = found {
+        o.interval_ops_invalidate_start = start;
+        o.interval_ops_invalidate_finish = finish;
+        o.finish_notifier = notifier;
+    }
+}
+
+/// Whether this kernel has the two-pass interval API, and if not, what its BTF lacks.
+pub(crate) fn twopass_api(o: &KernelOffsets) -> Result<(), &'static str> {
+    if o.interval_ops_invalidate_start != ABSENT
+        && o.interval_ops_invalidate_finish != ABSENT
+        && o.finish_notifier != ABSENT
+        && o.interval_ops != ABSENT
+    {
+        Ok(())
+    } else {
+        Err(
+            "this kernel's mmu_interval_notifier_ops has no invalidate_start/invalidate_finish (two-pass interval API, 7.2+)",
+        )
+    }
 }
 
 /// What finding the tasks waiting for an mm's interval tree needs; all or none, like the tree.

@@ -220,7 +220,7 @@ pub fn skip_reason(header: &Header) -> Option<String> {
     for hook in [Hook::RangeStart, Hook::RangeEnd] {
         let reason = match header.attach_state(hook) {
             AttachState::Attached(_) => continue,
-            AttachState::Unavailable(reason) => reason.unwrap_or("not attached"),
+            AttachState::Unavailable(reason) | AttachState::Absent(reason) => reason.unwrap_or("not attached"),
         };
         match groups.iter_mut().find(|(_, r)| *r == reason) {
             Some((hooks, _)) => hooks.push(hook.as_str()),

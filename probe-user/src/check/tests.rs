@@ -73,7 +73,7 @@ fn each_status_has_its_exit_code() {
         rule(&fail, RuleId::KernelWarn).reason.as_deref(),
         Some("not checked: needs error_report_end (not attached on this kernel)")
     );
-    assert!(fail.notes[0].starts_with("2 of 16 rules not checked"), "{:?}", fail.notes);
+    assert!(fail.notes[0].starts_with("2 of 18 rules not checked"), "{:?}", fail.notes);
 
     let lost = judge("lost-events", &Policy::default());
     assert_eq!((lost.status, lost.exit_code()), (Status::Incomplete, 5));
@@ -235,14 +235,14 @@ fn the_commands_exit_status_is_a_test_case_of_its_own() {
     let (header, report) = replayed("v6.12-compensating-end");
     let o = evaluate(report.clone(), &header, &Policy::default(), live_source(CommandEnd::Exited { code: 0 }, 0, 1));
     assert_eq!(o.status, Status::Pass);
-    assert!(ktap::render(&o).ends_with("ok 17 command # exit status 0\n"));
+    assert!(ktap::render(&o).ends_with("ok 19 command # exit status 0\n"));
 
     let o = evaluate(report.clone(), &header, &Policy::default(), live_source(CommandEnd::Exited { code: 3 }, 0, 1));
     assert_eq!((o.status, o.exit_code()), (Status::Fail, 1));
     assert_eq!(o.reasons, ["the command failed: ./test.sh --fast: exit status 3"]);
     let text = ktap::render(&o);
     assert!(
-        text.ends_with("# command: ./test.sh --fast: exit status 3\nnot ok 17 command # exit status 3\n"),
+        text.ends_with("# command: ./test.sh --fast: exit status 3\nnot ok 19 command # exit status 3\n"),
         "{text}"
     );
 
@@ -253,7 +253,7 @@ fn the_commands_exit_status_is_a_test_case_of_its_own() {
         live_source(CommandEnd::TimedOut { seconds: 2.0, signal: 15 }, 0, 1),
     );
     assert_eq!(o.status, Status::Fail);
-    assert!(ktap::render(&o).ends_with("not ok 17 command # TIMEOUT 2 seconds\n"));
+    assert!(ktap::render(&o).ends_with("not ok 19 command # TIMEOUT 2 seconds\n"));
 }
 
 #[test]
@@ -263,13 +263,13 @@ fn ktap_puts_each_violation_before_its_rules_result() {
     let text = ktap::render(&o);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "KTAP version 1");
-    assert!(lines.contains(&"1..16"), "a replay has no command case: {text}");
+    assert!(lines.contains(&"1..18"), "a replay has no command case: {text}");
     let result = |name: &str| {
         lines.iter().position(|l| l.ends_with(&format!(" {name}")) || l.contains(&format!(" {name} #"))).expect(name)
     };
     let warn = result("kernel-warn");
     assert!(
-        lines[warn].starts_with("ok 15 kernel-warn # XFAIL 1 violation allowed as a known issue (--allow kernel-warn)"),
+        lines[warn].starts_with("ok 17 kernel-warn # XFAIL 1 violation allowed as a known issue (--allow kernel-warn)"),
         "{}",
         lines[warn]
     );

@@ -6,7 +6,10 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::trace::{AttachState, Header, Hook};
+use crate::{
+    kernel_facts::{Fact, KernelVersion},
+    trace::{AttachState, Header, Hook},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -170,6 +173,21 @@ rules! {
         affected_by_loss: false,
         summary: "an interval subscriber returned false in a blockable range",
     }
+    IntervalFinishMissing {
+        id: "interval-finish-missing",
+        severity: Error,
+        // The outer return bounds the window in which the kernel runs the finish pass.
+        hooks: [RangeStart, RangeStartRet, IntervalStart, IntervalFinish],
+        affected_by_loss: true,
+        summary: "a two-pass interval start returned true and set *finish, and __start returned without that finish",
+    }
+    IntervalFinishUnstarted {
+        id: "interval-finish-unstarted",
+        severity: Error,
+        hooks: [RangeStart, IntervalStart, IntervalFinish],
+        affected_by_loss: true,
+        summary: "a two-pass interval finish ran for a finish pointer no successful start of that subscriber queued",
+    }
     ItreeLeak {
         id: "itree-leak",
         severity: Error,
@@ -259,6 +277,15 @@ impl Serialize for RuleId {
     }
 }
 
+/// Whether the traced kernel cannot have what `hook` observes, by its release: the two-pass
+/// interval callbacks exist from 7.2 on. Only consulted when the header does not mention the
+/// hook at all (recordings made before these hooks existed); a tracer that knows them writes
+/// `absent` itself, from the kernel's BTF.
+fn kernel_lacks(hook: Hook, release: &str) -> bool {
+    matches!(hook, Hook::IntervalStart | Hook::IntervalFinish)
+        && KernelVersion::parse(release).is_some_and(|v| !v.has(Fact::TwoPassInterval))
+}
+
 /// A rule the attach set cannot support, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NotChecked {
@@ -282,7 +309,9 @@ impl RuleSet {
                 .required_hooks()
                 .iter()
                 .filter_map(|&hook| match header.attach_state(hook) {
-                    AttachState::Attached(_) => None,
+                    // Nothing to observe on this kernel, so nothing the rule needs is missed.
+                    AttachState::Attached(_) | AttachState::Absent(_) => None,
+                    AttachState::Unavailable(None) if kernel_lacks(hook, &header.kernel) => None,
                     _ if hook
                         .stand_in()
                         .is_some_and(|s| matches!(header.attach_state(s), AttachState::Attached(_))) =>

@@ -186,6 +186,18 @@ impl OuterRange {
     }
 }
 
+/// A finish the kernel owes: a two-pass interval start returned true and left `finish` in
+/// `*finish`, so mm/mmu_notifier.c queued it (:477-480 in 7.2) for the finish pass that runs
+/// before `__start` returns (:495).
+#[derive(Clone, Debug)]
+pub struct PendingFinish {
+    pub range: Addr,
+    pub mm: Addr,
+    pub subscriber: Addr,
+    pub callback: Symbol,
+    pub start_seq: u64,
+}
+
 /// A task's ranges: live ones in start order (for LIFO checks) and closed ones that may still
 /// receive subscriber ends.
 #[derive(Clone, Debug, Default)]

@@ -251,3 +251,23 @@ pub(super) fn subscriber_violation<const N: usize>(
     v.callback = Some(site.callback.clone());
     v
 }
+
+/// `interval-finish-missing`: `callback` (an `invalidate_start`) queued `finish` and the outer
+/// `__start` returned with `ret` without running it.
+pub(super) fn finish_missing_words(callback: &Symbol, finish: Addr, ret: i64) -> String {
+    format!(
+        "{} returned true and set *finish = {finish}, but __start returned ({}) without calling invalidate_finish for it; whatever the first pass left pending (a fence, a lock, a sequence wait) is never completed",
+        callback.function(),
+        if ret == 0 { "0".to_string() } else { errno_name(ret) }
+    )
+}
+
+/// `interval-finish-unstarted`: `callback` (an `invalidate_finish`) got `finish`, which no
+/// successful start of that subscriber in the current `__start` left in `*finish`.
+pub(super) fn finish_unstarted_words(callback: &Symbol, finish: Addr, in_start: bool) -> String {
+    let where_ = if in_start { "in this __start" } else { "on this thread" };
+    format!(
+        "{} ran for finish {finish}, which no invalidate_start of that subscriber that returned true queued {where_}; the kernel runs a finish only for a start that returned true and set *finish",
+        callback.function()
+    )
+}

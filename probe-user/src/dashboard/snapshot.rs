@@ -26,7 +26,7 @@ impl HookAttach {
                 hook,
                 method: match header.attach_state(hook) {
                     AttachState::Attached(m) => Some(m.to_owned()),
-                    AttachState::Unavailable(_) => None,
+                    AttachState::Unavailable(_) | AttachState::Absent(_) => None,
                 },
             })
             .collect()

@@ -84,6 +84,16 @@ pub struct IntervalSubscriber {
     pub invalidate: String,
     #[serde(skip)]
     pub invalidate_addr: u64,
+    /// The two-pass `ops->invalidate_start` / `ops->invalidate_finish`, symbolized; absent
+    /// when NULL (and always before 7.2, which has no such ops).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalidate_start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalidate_finish: Option<String>,
+    #[serde(skip)]
+    pub invalidate_start_addr: u64,
+    #[serde(skip)]
+    pub invalidate_finish_addr: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -203,6 +213,12 @@ pub fn decode(
                 invalidate_seq: r.interval_seq,
                 invalidate: kallsyms.describe(r.interval_invalidate),
                 invalidate_addr: r.interval_invalidate,
+                invalidate_start: (r.interval_invalidate_start != 0)
+                    .then(|| kallsyms.describe(r.interval_invalidate_start)),
+                invalidate_finish: (r.interval_invalidate_finish != 0)
+                    .then(|| kallsyms.describe(r.interval_invalidate_finish)),
+                invalidate_start_addr: r.interval_invalidate_start,
+                invalidate_finish_addr: r.interval_invalidate_finish,
             }),
             inventory_kind::MM => out.push(MmInventory {
                 pid: r.pid,
@@ -351,6 +367,13 @@ pub fn render_text(mms: &[MmInventory]) -> String {
                 iv.subscriber, iv.start, iv.last, iv.invalidate_seq
             );
             let _ = writeln!(s, "      {:<31} {}", "invalidate", iv.invalidate);
+            for (slot, sym) in
+                [("invalidate_start", &iv.invalidate_start), ("invalidate_finish", &iv.invalidate_finish)]
+            {
+                if let Some(sym) = sym {
+                    let _ = writeln!(s, "      {slot:<31} {sym}");
+                }
+            }
         }
         if mm.truncated {
             let _ =
@@ -389,6 +412,8 @@ mod tests {
             interval_last: 0,
             interval_seq: 0,
             interval_invalidate: 0,
+            interval_invalidate_start: 0,
+            interval_invalidate_finish: 0,
         }
     }
 

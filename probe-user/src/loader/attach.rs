@@ -50,17 +50,22 @@ pub struct HookStatus {
     pub hook: &'static str,
     pub method: Option<Method>,
     pub refused: Vec<Refusal>,
+    /// The kernel has nothing for this hook to observe (e.g. the two-pass interval callbacks
+    /// before 7.2), and why: no event of it can occur, which is not the same as missing them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub absent: Option<String>,
 }
 
 impl HookStatus {
     pub fn new(hook: &'static str) -> Self {
-        HookStatus { hook, method: None, refused: Vec::new() }
+        HookStatus { hook, method: None, refused: Vec::new(), absent: None }
     }
 
-    /// `tp_btf`, or `unavailable: <why each method failed>`.
+    /// `tp_btf`, `absent: <why>`, or `unavailable: <why each method failed>`.
     pub fn describe(&self) -> String {
         match self.method {
             Some(m) => m.to_string(),
+            None if self.absent.is_some() => format!("absent: {}", self.absent.as_deref().unwrap_or_default()),
             None if self.refused.is_empty() => "unavailable: not implemented for this attach set".into(),
             None => {
                 let why: Vec<String> = self.refused.iter().map(|r| format!("{}: {}", r.method, r.reason)).collect();
@@ -135,5 +140,13 @@ mod tests {
         assert_eq!(map["range_start"], "unavailable: fentry: EPERM; kprobe: no kprobe PMU");
         assert!(!report.pairing_available());
         assert_eq!(report.summary(), "degraded: no start/end probes; attached kvm_unmap_hva_range=tp_btf");
+    }
+
+    #[test]
+    fn a_hook_with_nothing_to_observe_is_absent_not_unavailable() {
+        let mut finish = HookStatus::new("interval_finish");
+        finish.absent = Some("no invalidate_finish before 7.2".into());
+        let report = AttachReport { hooks: vec![finish], ..AttachReport::default() };
+        assert_eq!(report.header_map()["interval_finish"], "absent: no invalidate_finish before 7.2");
     }
 }

@@ -28,8 +28,9 @@ use crate::{
 pub enum Discovered {
     /// A list subscriber: its `invalidate_range_start` and `invalidate_range_end` (0 = NULL).
     List { start: u64, end: u64 },
-    /// An interval subscriber: its `ops->invalidate`.
-    Interval { invalidate: u64 },
+    /// An interval subscriber: its `ops->invalidate`, and the two-pass `invalidate_start` and
+    /// `invalidate_finish` (0 = NULL, or a kernel before 7.2).
+    Interval { invalidate: u64, start: u64, finish: u64 },
 }
 
 /// What the inventory says is already subscribed, as discoveries, in inventory order.
@@ -38,8 +39,11 @@ pub fn seed_targets(mms: &[MmInventory]) -> Vec<Discovered> {
         start: sub.callback_addrs[OpsSlot::InvalidateRangeStart as usize],
         end: sub.callback_addrs[OpsSlot::InvalidateRangeEnd as usize],
     });
-    let intervals =
-        mms.iter().flat_map(|m| &m.intervals).map(|iv| Discovered::Interval { invalidate: iv.invalidate_addr });
+    let intervals = mms.iter().flat_map(|m| &m.intervals).map(|iv| Discovered::Interval {
+        invalidate: iv.invalidate_addr,
+        start: iv.invalidate_start_addr,
+        finish: iv.invalidate_finish_addr,
+    });
     lists.chain(intervals).collect()
 }
 
@@ -54,7 +58,11 @@ fn callbacks_of(found: Discovered) -> Vec<(Hook, u64)> {
         Discovered::List { start, end } => {
             vec![(Hook::SubscriberEnd, end), (Hook::SubscriberStart, start)]
         }
-        Discovered::Interval { invalidate } => vec![(Hook::IntervalInvalidate, invalidate)],
+        // The finish first, for the reason the list end goes first: a finish without its start
+        // is not judged in a range that began before `probes_live`; an open start would be.
+        Discovered::Interval { invalidate, start, finish } => {
+            vec![(Hook::IntervalFinish, finish), (Hook::IntervalStart, start), (Hook::IntervalInvalidate, invalidate)]
+        }
     };
     callbacks.into_iter().filter(|(_, addr)| *addr != 0).collect()
 }
@@ -76,10 +84,12 @@ fn probes_live_now(callbacks: Vec<ProbedCallback>) -> Event {
 }
 
 /// The programs each kind of callback gets, by hook.
-const PROGRAMS: [(&str, &[&str]); 3] = [
+const PROGRAMS: [(&str, &[&str]); 5] = [
     ("subscriber_start", &["subscriber_start_entry", "subscriber_start_ret"]),
     ("subscriber_end", &["subscriber_end"]),
     ("interval_invalidate", &["interval_invalidate_entry", "interval_invalidate_ret"]),
+    ("interval_start", &["interval_start_entry", "interval_start_ret"]),
+    ("interval_finish", &["interval_finish"]),
 ];
 
 fn programs_of(hook: &str) -> &'static [&'static str] {
@@ -262,7 +272,14 @@ mod tests {
             vec![(Hook::SubscriberEnd, 0x20), (Hook::SubscriberStart, 0x10)]
         );
         assert_eq!(callbacks_of(Discovered::List { start: 0x10, end: 0 }), vec![(Hook::SubscriberStart, 0x10)]);
-        assert_eq!(callbacks_of(Discovered::Interval { invalidate: 0x30 }), vec![(Hook::IntervalInvalidate, 0x30)]);
+        assert_eq!(
+            callbacks_of(Discovered::Interval { invalidate: 0x30, start: 0, finish: 0 }),
+            vec![(Hook::IntervalInvalidate, 0x30)]
+        );
+        assert_eq!(
+            callbacks_of(Discovered::Interval { invalidate: 0, start: 0x40, finish: 0x50 }),
+            vec![(Hook::IntervalFinish, 0x50), (Hook::IntervalStart, 0x40)]
+        );
     }
 
     #[test]
@@ -307,6 +324,10 @@ mod tests {
             invalidate_seq: 2,
             invalidate: "mmnt_invalidate_ok [mmnotif_test]".into(),
             invalidate_addr: 0x30,
+            invalidate_start: None,
+            invalidate_finish: None,
+            invalidate_start_addr: 0,
+            invalidate_finish_addr: 0,
         };
         let mm = MmInventory {
             pid: 1,
@@ -322,7 +343,10 @@ mod tests {
         };
         assert_eq!(
             seed_targets(&[mm]),
-            vec![Discovered::List { start: 0x10, end: 0x20 }, Discovered::Interval { invalidate: 0x30 }]
+            vec![
+                Discovered::List { start: 0x10, end: 0x20 },
+                Discovered::Interval { invalidate: 0x30, start: 0, finish: 0 }
+            ]
         );
     }
 }

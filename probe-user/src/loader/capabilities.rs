@@ -45,7 +45,7 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
     checks.push(Check { what: "kallsyms", ok: true, detail: format!("{} text symbols", kernel.kallsyms.len()) });
 
     let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
-    let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, choice, tracepoints)?;
+    let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, &kernel.offsets, choice, tracepoints)?;
     // The two function-probe methods, as attach_all tried them (whatever `choice` says).
     let on_start = format!("loads and attaches on {}", hooks::START_FUNCTION);
     for (what, result) in [("fentry/fexit", &attach.methods.fentry), ("kprobe/kretprobe", &attach.methods.kprobe)] {

@@ -137,11 +137,17 @@ const WARN_TRACEPOINT: &str = "error_report_end";
 
 /// Hooks on subscriber callbacks: kprobes attached per callback as subscribers are
 /// discovered (see [`super::callbacks`]).
-pub(super) const CALLBACK_HOOKS: [(&str, Method); 3] = [
+pub(super) const CALLBACK_HOOKS: [(&str, Method); 5] = [
     ("subscriber_start", Method::Kretprobe),
     ("subscriber_end", Method::Kprobe),
     ("interval_invalidate", Method::Kretprobe),
+    ("interval_start", Method::Kretprobe),
+    ("interval_finish", Method::Kprobe),
 ];
+
+/// The hooks on the two-pass interval callbacks, which exist only where the kernel's BTF has
+/// them (7.2+).
+const TWOPASS_HOOKS: [&str; 2] = ["interval_start", "interval_finish"];
 
 /// Whether `hook` is probed on kernel functions (as opposed to tracepoints or the iterator).
 pub(super) fn is_function_hook(hook: &str) -> bool {
@@ -409,6 +415,7 @@ fn attach_function_hooks(
 pub(super) fn attach_all(
     ebpf: &mut Ebpf,
     kallsyms: &Kallsyms,
+    offsets: &probe_common::KernelOffsets,
     choice: AttachChoice,
     tracepoints: TracepointChoice,
 ) -> Result<AttachReport, LoadError> {
@@ -425,6 +432,13 @@ pub(super) fn attach_all(
     report.methods = MethodChecks { fentry: fentry.clone(), kprobe: kprobe.clone() };
     for (hook, method) in CALLBACK_HOOKS {
         let mut status = HookStatus::new(hook);
+        if TWOPASS_HOOKS.contains(&hook)
+            && let Err(why) = crate::btf::twopass_api(offsets)
+        {
+            status.absent = Some(why.to_string());
+            report.hooks.push(status);
+            continue;
+        }
         match &kprobe {
             Ok(()) => match super::callbacks::preload(ebpf, hook) {
                 Ok(()) => status.method = Some(method),

@@ -35,7 +35,7 @@ impl Tracer {
         require_root()?;
         let kernel = KernelContext::discover()?;
         let mut ebpf = load_object(&kernel, opts)?;
-        let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, opts.attach, opts.tracepoints)?;
+        let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, &kernel.offsets, opts.attach, opts.tracepoints)?;
         if attach.hooks.iter().all(|h| h.method.is_none()) {
             return Err(LoadError::NothingAttached(attach.summary()));
         }

@@ -42,6 +42,8 @@ struct WireEvent<'a> {
     caller: Option<Cow<'a, str>>,
     has_end: Option<bool>,
     cur_seq: Option<u64>,
+    #[serde(borrow)]
+    finish: Option<Cow<'a, str>>,
     active: Option<u64>,
     seq: Option<u64>,
     count: Option<u64>,
@@ -207,6 +209,29 @@ pub(crate) fn decode_event(line: &str, interner: &mut Interner) -> Result<Event,
                 None => return Err(missing(kind, "ret")),
             },
         }),
+        EventType::IntervalStart => EventBody::IntervalStart(IntervalStart {
+            tid: f.tid()?,
+            mm: f.addr("mm", &wire.mm)?,
+            range: f.addr("range", &wire.range)?,
+            subscriber: f.addr("subscriber", &wire.subscriber)?,
+            callback: interner.symbol(f.text("callback", &wire.callback)?),
+            cur_seq: wire.cur_seq.ok_or_else(|| missing(kind, "cur_seq"))?,
+            finish: f.addr("finish", &wire.finish)?,
+            ret: match wire.ret {
+                Some(WireRet::Bool(b)) => b,
+                Some(WireRet::Int(_)) => {
+                    return Err(DecodeError::Bad("interval_start: `ret` must be a bool".into()));
+                }
+                None => return Err(missing(kind, "ret")),
+            },
+        }),
+        EventType::IntervalFinish => EventBody::IntervalFinish(IntervalFinish {
+            tid: f.tid()?,
+            mm: f.addr("mm", &wire.mm)?,
+            subscriber: f.addr("subscriber", &wire.subscriber)?,
+            callback: interner.symbol(f.text("callback", &wire.callback)?),
+            finish: f.addr("finish", &wire.finish)?,
+        }),
         EventType::ItreeEnd => EventBody::ItreeEnd(ItreeEnd {
             tid: f.tid()?,
             mm: f.addr("mm", &wire.mm)?,
@@ -306,7 +331,7 @@ impl Fields<'_, '_> {
             let hook_name = entry.hook.as_deref().ok_or_else(|| bad("missing field `hook`".into()))?;
             let hook = Hook::from_name(hook_name)
                 .filter(|h| ProbedCallback::HOOKS.contains(h))
-                .ok_or_else(|| bad(format!("`hook` {hook_name:?} is not a subscriber callback hook (subscriber_start, subscriber_end, interval_invalidate)")))?;
+                .ok_or_else(|| bad(format!("`hook` {hook_name:?} is not a subscriber callback hook (subscriber_start, subscriber_end, interval_invalidate, interval_start, interval_finish)")))?;
             let callback = entry.callback.as_deref().ok_or_else(|| bad("missing field `callback`".into()))?;
             let address = match entry.address.as_deref() {
                 None => None,

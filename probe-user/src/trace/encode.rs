@@ -68,6 +68,21 @@ impl Serialize for Event {
                 map.serialize_entry("cur_seq", &i.cur_seq)?;
                 map.serialize_entry("ret", &i.ret)?;
             }
+            EventBody::IntervalStart(i) => {
+                map.serialize_entry("range", &i.range)?;
+                map.serialize_entry("mm", &i.mm)?;
+                map.serialize_entry("subscriber", &i.subscriber)?;
+                map.serialize_entry("callback", &i.callback)?;
+                map.serialize_entry("cur_seq", &i.cur_seq)?;
+                map.serialize_entry("finish", &i.finish)?;
+                map.serialize_entry("ret", &i.ret)?;
+            }
+            EventBody::IntervalFinish(i) => {
+                map.serialize_entry("mm", &i.mm)?;
+                map.serialize_entry("subscriber", &i.subscriber)?;
+                map.serialize_entry("callback", &i.callback)?;
+                map.serialize_entry("finish", &i.finish)?;
+            }
             EventBody::ItreeEnd(i) => {
                 map.serialize_entry("mm", &i.mm)?;
                 map.serialize_entry("active", &i.active)?;

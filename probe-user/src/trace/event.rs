@@ -41,6 +41,10 @@ pub enum EventBody {
     SubscriberEnd(SubscriberEnd),
     /// An interval subscriber's `ops->invalidate` returned.
     IntervalInvalidate(IntervalInvalidate),
+    /// An interval subscriber's two-pass `ops->invalidate_start` returned (7.2+).
+    IntervalStart(IntervalStart),
+    /// An interval subscriber's two-pass `ops->invalidate_finish` ran (7.2+).
+    IntervalFinish(IntervalFinish),
     /// `mn_itree_inv_end` finished.
     ItreeEnd(ItreeEnd),
     /// The kernel reported a warning (or another error report).
@@ -146,6 +150,41 @@ pub struct IntervalInvalidate {
     pub ret: bool,
 }
 
+/// The first pass of a two-pass interval subscriber (`ops->invalidate_start`, 7.2+).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntervalStart {
+    pub tid: u32,
+    pub mm: Addr,
+    pub range: Addr,
+    /// The `struct mmu_interval_notifier *`.
+    pub subscriber: Addr,
+    pub callback: Symbol,
+    pub cur_seq: u64,
+    /// The `struct mmu_interval_notifier_finish *` the callback left in `*finish` (0: none,
+    /// so no second pass is owed).
+    pub finish: Addr,
+    pub ret: bool,
+}
+
+impl IntervalStart {
+    /// Whether the kernel queues a finish for this start: only when it returned true and left
+    /// a non-NULL `*finish` (mm/mmu_notifier.c:477-480 in 7.2).
+    pub fn owes_finish(&self) -> bool {
+        self.ret && self.finish != Addr(0)
+    }
+}
+
+/// The second pass (`ops->invalidate_finish`, 7.2+). The kernel passes only the finish
+/// struct; `subscriber` is its `notifier` member, which the kernel set after the start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntervalFinish {
+    pub tid: u32,
+    pub mm: Addr,
+    pub subscriber: Addr,
+    pub callback: Symbol,
+    pub finish: Addr,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ItreeEnd {
     pub tid: u32,
@@ -185,7 +224,8 @@ pub struct ProbesLive {
 /// One callback in a [`ProbesLive`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbedCallback {
-    /// `subscriber_start`, `subscriber_end` or `interval_invalidate`.
+    /// `subscriber_start`, `subscriber_end`, `interval_invalidate`, `interval_start` or
+    /// `interval_finish`.
     pub hook: Hook,
     /// The symbol the callback's events carry in `callback`.
     pub callback: Symbol,
@@ -195,7 +235,13 @@ pub struct ProbedCallback {
 
 impl ProbedCallback {
     /// The hooks whose probes sit on subscriber callbacks.
-    pub const HOOKS: [Hook; 3] = [Hook::SubscriberStart, Hook::SubscriberEnd, Hook::IntervalInvalidate];
+    pub const HOOKS: [Hook; 5] = [
+        Hook::SubscriberStart,
+        Hook::SubscriberEnd,
+        Hook::IntervalInvalidate,
+        Hook::IntervalStart,
+        Hook::IntervalFinish,
+    ];
 }
 
 impl Event {
@@ -213,6 +259,8 @@ impl Event {
             EventBody::SubscriberStart(s) => s.tid,
             EventBody::SubscriberEnd(s) => s.tid,
             EventBody::IntervalInvalidate(i) => i.tid,
+            EventBody::IntervalStart(i) => i.tid,
+            EventBody::IntervalFinish(i) => i.tid,
             EventBody::ItreeEnd(i) => i.tid,
             EventBody::Warn(w) => w.tid,
             EventBody::TaskExit(t) => t.tid,
@@ -241,6 +289,8 @@ probe_common::named_enum! {
         TaskExit => "task_exit",
         Lost => "lost",
         ProbesLive => "probes_live",
+        IntervalStart => "interval_start",
+        IntervalFinish => "interval_finish",
     }
 }
 
@@ -260,6 +310,8 @@ impl EventBody {
             EventBody::SubscriberStart(_) => EventType::SubscriberStart,
             EventBody::SubscriberEnd(_) => EventType::SubscriberEnd,
             EventBody::IntervalInvalidate(_) => EventType::IntervalInvalidate,
+            EventBody::IntervalStart(_) => EventType::IntervalStart,
+            EventBody::IntervalFinish(_) => EventType::IntervalFinish,
             EventBody::ItreeEnd(_) => EventType::ItreeEnd,
             EventBody::Warn(_) => EventType::Warn,
             EventBody::TaskExit(_) => EventType::TaskExit,

@@ -33,6 +33,10 @@ probe_common::named_enum! {
         /// A probe on `__warn`, attached where `error_report_end` is missing (before 5.17).
         Warn => "warn",
         SchedProcessExit => "sched_process_exit",
+        /// The two-pass interval callbacks (7.2+): `ops->invalidate_start`'s return and
+        /// `ops->invalidate_finish`'s entry.
+        IntervalStart => "interval_start",
+        IntervalFinish => "interval_finish",
     }
 }
 
@@ -52,6 +56,9 @@ pub enum AttachState<'a> {
     Attached(&'a str),
     /// Missing from the map, or `unavailable` with an optional reason.
     Unavailable(Option<&'a str>),
+    /// `absent` with an optional reason: the traced kernel has nothing for this hook to
+    /// observe (the two-pass interval callbacks before 7.2), so none of its events can occur.
+    Absent(Option<&'a str>),
 }
 
 impl Header {
@@ -70,9 +77,14 @@ impl Header {
             None => AttachState::Unavailable(None),
             Some(method) => {
                 let method = method.trim();
-                if let Some(rest) = method.strip_prefix("unavailable") {
+                fn reason(rest: &str) -> Option<&str> {
                     let reason = rest.trim_start_matches([':', ' ']).trim();
-                    AttachState::Unavailable((!reason.is_empty()).then_some(reason))
+                    (!reason.is_empty()).then_some(reason)
+                }
+                if let Some(rest) = method.strip_prefix("unavailable") {
+                    AttachState::Unavailable(reason(rest))
+                } else if let Some(rest) = method.strip_prefix("absent") {
+                    AttachState::Absent(reason(rest))
                 } else if method.is_empty() {
                     AttachState::Unavailable(None)
                 } else {

@@ -14,8 +14,8 @@ pub mod writer;
 pub use addr::{Addr, AddrParseError};
 pub use error::{TraceError, TraceErrorKind};
 pub use event::{
-    Event, EventBody, EventType, IntervalInvalidate, ItreeEnd, ItreeSnapshot, Lost, ProbedCallback, ProbesLive,
-    RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, TaskExit, Warn,
+    Event, EventBody, EventType, IntervalFinish, IntervalInvalidate, IntervalStart, ItreeEnd, ItreeSnapshot, Lost,
+    ProbedCallback, ProbesLive, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, TaskExit, Warn,
 };
 pub use header::{AttachState, FORMAT_VERSION, Header, Hook};
 pub use kernel_enum::{Detector, MmuEvent};

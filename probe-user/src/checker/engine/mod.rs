@@ -13,6 +13,7 @@ use std::mem;
 mod outer;
 mod retire;
 mod subscribers;
+mod twopass;
 mod warn;
 
 use crate::{
@@ -33,8 +34,9 @@ use super::{
     },
 };
 use crate::trace::{
-    Addr, Comm, Detector, Event, EventBody, Header, Hook, IntervalInvalidate, ItreeSnapshot, MmuEvent, ProbesLive,
-    RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, Symbol, Warn,
+    Addr, Comm, Detector, Event, EventBody, Header, Hook, IntervalFinish, IntervalInvalidate, IntervalStart,
+    ItreeSnapshot, MmuEvent, ProbesLive, RangeCall, RangeEnd, RangeStartRet, SubscriberEnd, SubscriberStart, Symbol,
+    Warn,
 };
 
 /// A closed range may still receive the subscriber ends its `__end` delivers; once trace time
@@ -91,6 +93,8 @@ pub struct Checker {
     last_ts: u64,
     next_settle_ts: u64,
     spare_notifier_lists: Vec<Vec<NotifierRecord>>,
+    /// Finishes owed by two-pass interval starts, by (tid, finish pointer).
+    pending_finishes: FastMap<(u32, Addr), PendingFinish>,
 }
 
 impl Checker {
@@ -116,6 +120,7 @@ impl Checker {
             last_ts: 0,
             next_settle_ts: SETTLE_NS,
             spare_notifier_lists: Vec::new(),
+            pending_finishes: FastMap::default(),
         }
     }
 
@@ -151,6 +156,8 @@ impl Checker {
             EventBody::SubscriberStart(s) => self.on_subscriber_start(event, s, seq),
             EventBody::SubscriberEnd(s) => self.on_subscriber_end(event, s, seq),
             EventBody::IntervalInvalidate(i) => self.on_interval(event, i, seq),
+            EventBody::IntervalStart(i) => self.on_interval_start(event, i, seq),
+            EventBody::IntervalFinish(f) => self.on_interval_finish(event, f, seq),
             EventBody::ItreeEnd(i) => {
                 let snapshot = ItreeSnapshot { active: Some(i.active), seq: Some(i.seq) };
                 self.observe_itree(i.mm, snapshot, event.ts, seq, Some(i.tid));

@@ -31,6 +31,7 @@ impl Checker {
     pub(super) fn on_range_start_ret(&mut self, ev: &Event, ret: &RangeStartRet, seq: u64) {
         let key = RangeKey { tid: ret.tid, range: ret.range };
         self.settle_task(ret.tid, Some(ret.range), ev.ts);
+        self.settle_finishes(ev, key, ret.ret, seq);
         let Some(range) = self.outer.get_mut(&key) else { return };
         if range.phase != OuterPhase::Starting {
             return;

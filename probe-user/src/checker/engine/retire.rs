@@ -116,6 +116,7 @@ impl Checker {
     }
 
     pub(super) fn abandon_task(&mut self, tid: u32, ts: u64, why: Abandon) {
+        self.forget_finishes(tid);
         let Some(task) = self.tasks.remove(&tid) else { return };
         for range in task.live {
             self.abandon_range(RangeKey { tid, range }, ts, why);
