@@ -73,11 +73,19 @@ kvm_case kvm-attach-processes sh -c "for n in 1 2 3; do $BIN workload || exit 1;
 
 # The inventory of a live VM: KVM's subscriber with its counters read from struct kvm (5.10's has
 # no mn_active_invalidate_count yet, and the inventory must say so rather than show a number).
-"$BIN" workload --steps madvise_dontneed --hold-ms 10000 >/dev/null 2>&1 &
+# Under TCG the VM may take seconds to appear: ask again until KVM's subscriber shows up.
+"$BIN" workload --steps madvise_dontneed --hold-ms 60000 >/dev/null 2>&1 &
 vm=$!
-sleep 3
-"$BIN" inventory >"$OUT/inventory-kvm.out" 2>&1
-wait $vm
+i=0
+: >"$OUT/inventory-kvm.out"
+while [ $i -lt 30 ] && kill -0 $vm 2>/dev/null; do
+	"$BIN" inventory >"$OUT/inventory-kvm.out" 2>&1
+	grep -Eq '^ +kvm( 0x|:)' "$OUT/inventory-kvm.out" && break
+	sleep 1
+	i=$((i + 1))
+done
+kill $vm 2>/dev/null
+wait $vm 2>/dev/null
 case $(uname -r) in
 5.10.*) want="kvm 0x[0-9a-f]*: mn_active_invalidate_count not in this kernel  mmu_invalidate_in_progress [0-9]" ;;
 *) want='kvm 0x[0-9a-f]*: mn_active_invalidate_count [0-9][0-9]*  mmu_invalidate_in_progress [0-9]' ;;
