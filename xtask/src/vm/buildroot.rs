@@ -65,10 +65,15 @@ impl BuildRoot {
             return Ok(());
         }
         let specs: Vec<String> = packages.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        self.apt_install(&specs.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// `apt-get update` and `install` of `specs` (`name` or `name=version`) in the root.
+    fn apt_install(&self, specs: &[&str]) -> Result<()> {
         println!("vm: installing in {}: {}", self.dir.display(), specs.join(" "));
         self.run(&[], &["apt-get", "-qq", "--error-on=any", "update"])?;
         let mut argv = vec!["apt-get", "-qq", "-y", "--no-install-recommends", "install"];
-        argv.extend(specs.iter().map(String::as_str));
+        argv.extend(specs);
         self.run(&[], &argv)?;
         Ok(())
     }
@@ -82,12 +87,7 @@ impl BuildRoot {
         if missing.is_empty() {
             return Ok(());
         }
-        println!("vm: installing in {}: {}", self.dir.display(), missing.join(" "));
-        self.run(&[], &["apt-get", "-qq", "--error-on=any", "update"])?;
-        let mut argv = vec!["apt-get", "-qq", "-y", "--no-install-recommends", "install"];
-        argv.extend(missing);
-        self.run(&[], &argv)?;
-        Ok(())
+        self.apt_install(&missing)
     }
 
     /// A path inside the root, as the host sees it.
