@@ -70,7 +70,7 @@ fn read_itree(subscriptions: u64, p: &mut Payload) {
 fn on_range_call(ctx: &impl StackIdContext, kind: EventKind, range: u64) {
     let mut p = range_payload(range);
     p.aux0 = stack_aux(ctx);
-    let _ = TASK_MM.insert(&current_tid(), &p.mm, 0);
+    let _ = TASK_MM.insert(current_tid(), p.mm, 0);
     emit(kind, &p);
 }
 
@@ -85,7 +85,7 @@ fn on_range_start_ret(range: u64, ret: u64) {
 
 #[inline(always)]
 fn on_itree_end(subscriptions: u64) {
-    let mm = unsafe { TASK_MM.get(&current_tid()) }.copied().unwrap_or(0);
+    let mm = unsafe { TASK_MM.get(current_tid()) }.copied().unwrap_or(0);
     let mut p = Payload { mm, ..Payload::default() };
     read_itree(subscriptions, &mut p);
     emit(EventKind::ItreeEnd, &p);
@@ -123,7 +123,7 @@ pub fn itree_end_fexit(ctx: FExitContext) -> i32 {
 #[kprobe]
 pub fn range_start_kprobe(ctx: ProbeContext) -> u32 {
     let range: u64 = ctx.arg(0).unwrap_or(0);
-    let _ = START_RANGE.insert(&current_tid(), &range, 0);
+    let _ = START_RANGE.insert(current_tid(), range, 0);
     on_range_call(&ctx, EventKind::RangeStart, range);
     0
 }
@@ -131,8 +131,8 @@ pub fn range_start_kprobe(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn range_start_kretprobe(ctx: RetProbeContext) -> u32 {
     let tid = current_tid();
-    let range = unsafe { START_RANGE.get(&tid) }.copied().unwrap_or(0);
-    let _ = START_RANGE.remove(&tid);
+    let range = unsafe { START_RANGE.get(tid) }.copied().unwrap_or(0);
+    let _ = START_RANGE.remove(tid);
     on_range_start_ret(range, ctx.ret());
     0
 }
@@ -146,15 +146,15 @@ pub fn range_end_kprobe(ctx: ProbeContext) -> u32 {
 #[kprobe]
 pub fn itree_end_kprobe(ctx: ProbeContext) -> u32 {
     let subscriptions: u64 = ctx.arg(0).unwrap_or(0);
-    let _ = ITREE_ARG.insert(&current_tid(), &subscriptions, 0);
+    let _ = ITREE_ARG.insert(current_tid(), subscriptions, 0);
     0
 }
 
 #[kretprobe]
 pub fn itree_end_kretprobe(_ctx: RetProbeContext) -> u32 {
     let tid = current_tid();
-    let subscriptions = unsafe { ITREE_ARG.get(&tid) }.copied().unwrap_or(0);
-    let _ = ITREE_ARG.remove(&tid);
+    let subscriptions = unsafe { ITREE_ARG.get(tid) }.copied().unwrap_or(0);
+    let _ = ITREE_ARG.remove(tid);
     on_itree_end(subscriptions);
     0
 }

@@ -67,8 +67,8 @@ fn interval_callback(ops: u64) -> u64 {
 #[inline(always)]
 fn take(map: &LruHashMap<u32, CallArgs>) -> CallArgs {
     let tid = current_tid();
-    let args = unsafe { map.get(&tid) }.copied().unwrap_or(CallArgs { subscriber: 0, range: 0, seq: 0 });
-    let _ = map.remove(&tid);
+    let args = unsafe { map.get(tid) }.copied().unwrap_or(CallArgs { subscriber: 0, range: 0, seq: 0 });
+    let _ = map.remove(tid);
     args
 }
 
@@ -77,7 +77,7 @@ fn take(map: &LruHashMap<u32, CallArgs>) -> CallArgs {
 #[kprobe]
 pub fn subscriber_start_entry(ctx: ProbeContext) -> u32 {
     let args = CallArgs { subscriber: ctx.arg(0).unwrap_or(0), range: ctx.arg(1).unwrap_or(0), seq: 0 };
-    let _ = LIST_CALL.insert(&current_tid(), &args, 0);
+    let _ = LIST_CALL.insert(current_tid(), args, 0);
     0
 }
 
@@ -115,7 +115,7 @@ pub fn subscriber_end(ctx: ProbeContext) -> u32 {
 pub fn interval_invalidate_entry(ctx: ProbeContext) -> u32 {
     let args =
         CallArgs { subscriber: ctx.arg(0).unwrap_or(0), range: ctx.arg(1).unwrap_or(0), seq: ctx.arg(2).unwrap_or(0) };
-    let _ = INTERVAL_CALL.insert(&current_tid(), &args, 0);
+    let _ = INTERVAL_CALL.insert(current_tid(), args, 0);
     0
 }
 
@@ -148,7 +148,7 @@ pub fn interval_start_entry(ctx: ProbeContext) -> u32 {
         seq: ctx.arg(2).unwrap_or(0),
         slot: ctx.arg(3).unwrap_or(0),
     };
-    let _ = TWOPASS_CALL.insert(&current_tid(), &args, 0);
+    let _ = TWOPASS_CALL.insert(current_tid(), args, 0);
     0
 }
 
@@ -156,8 +156,8 @@ pub fn interval_start_entry(ctx: ProbeContext) -> u32 {
 pub fn interval_start_ret(ctx: RetProbeContext) -> u32 {
     let tid = current_tid();
     let args =
-        unsafe { TWOPASS_CALL.get(&tid) }.copied().unwrap_or(StartArgs { subscriber: 0, range: 0, seq: 0, slot: 0 });
-    let _ = TWOPASS_CALL.remove(&tid);
+        unsafe { TWOPASS_CALL.get(tid) }.copied().unwrap_or(StartArgs { subscriber: 0, range: 0, seq: 0, slot: 0 });
+    let _ = TWOPASS_CALL.remove(tid);
     let ops: u64 = at(args.subscriber, offset!(interval_ops));
     let ret: u64 = ctx.ret();
     let p = Payload {
