@@ -58,10 +58,13 @@ if ! rustup toolchain list | grep -q "^$NIGHTLY"; then
   say "installing the $NIGHTLY toolchain"
   rustup toolchain install "$NIGHTLY" --profile minimal
 fi
-if ! rustup component list --toolchain "$NIGHTLY" --installed | grep -q '^rust-src'; then
-  say "adding rust-src to $NIGHTLY"
-  rustup component add rust-src --toolchain "$NIGHTLY"
-fi
+for component in rust-src clippy; do
+  # clippy: cargo xtask test lints probe-ebpf with the toolchain that builds it.
+  if ! rustup component list --toolchain "$NIGHTLY" --installed | grep -q "^$component"; then
+    say "adding $component to $NIGHTLY"
+    rustup component add "$component" --toolchain "$NIGHTLY"
+  fi
+done
 
 # --- bpf-linker, linked against the nightly toolchain's own LLVM --------------------
 sysroot=$(rustc +"$NIGHTLY" --print sysroot)

@@ -87,7 +87,12 @@ fn setup() -> Result<()> {
 
 /// `cargo` with the user's PATH plus ~/.cargo/bin (where setup installs bpf-linker).
 pub fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    tool(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// `program` in the workspace root, with ~/.cargo/bin on the PATH (see [`cargo`]).
+fn tool(program: String) -> Command {
+    let mut cmd = Command::new(program);
     if let (Ok(home), Ok(path)) = (std::env::var("HOME"), std::env::var("PATH")) {
         cmd.env("PATH", format!("{home}/.cargo/bin:{path}"));
     }
@@ -152,14 +157,22 @@ fn cargo_test(selection: &[&str], test_args: &[&str], env: &[(&str, String)]) ->
 
 /// The style gate: `cargo fmt --check` and clippy with warnings as errors, each one result.
 /// Clippy runs in the same environment as the tests, so the eBPF object is built once for both.
+/// probe-ebpf is not a default member (it builds only for the BPF target), so its clippy is a
+/// check of its own, run like probe-user's build.rs builds it.
 fn lint() -> Result<(u64, u64)> {
     let (mut passed, mut failed) = (0, 0);
-    let checks: [(&str, &[&str]); 2] = [
-        ("cargo fmt --check", &["fmt", "--all", "--check"]),
+    let mut checks: Vec<(&str, Command)> = Vec::new();
+    for (name, args) in [
+        ("cargo fmt --check", &["fmt", "--all", "--check"][..]),
         ("cargo clippy -D warnings", &["clippy", "--all-targets", "--quiet", "--", "-D", "warnings"]),
-    ];
-    for (name, args) in checks {
-        let status = cargo().args(args).status().with_context(|| format!("running {name}"))?;
+    ] {
+        let mut cmd = cargo();
+        cmd.args(args);
+        checks.push((name, cmd));
+    }
+    checks.push(("probe-ebpf clippy -D warnings", ebpf_clippy()));
+    for (name, mut cmd) in checks {
+        let status = cmd.status().with_context(|| format!("running {name}"))?;
         if status.success() {
             println!("xtask: lint: {name}: ok");
             passed += 1;
@@ -169,6 +182,19 @@ fn lint() -> Result<(u64, u64)> {
         }
     }
     Ok((passed, failed))
+}
+
+/// Clippy over probe-ebpf as aya-build compiles it: the nightly toolchain, the BPF target and
+/// `-Z build-std=core`. (Clippy does not link, so bpf-linker is not involved.)
+fn ebpf_clippy() -> Command {
+    let mut cmd = tool("rustup".into());
+    cmd.args(["run", "nightly", "cargo", "clippy", "--package", "probe-ebpf", "--bins", "--release", "--quiet"])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core", "--", "-D", "warnings"]);
+    // The outer cargo's (stable) compiler and cargo must not leak into the nightly build.
+    for key in ["RUSTC", "RUSTC_WORKSPACE_WRAPPER", "CARGO"] {
+        cmd.env_remove(key);
+    }
+    cmd
 }
 
 fn test(no_vm: bool) -> Result<u8> {
