@@ -15,7 +15,7 @@ use mmnotif_trace::{
         inventory::{KvmGauges, MmGauges},
     },
     session::SessionTotals,
-    trace::{EventType, TraceReader},
+    trace::{EventType, Hook, TraceReader},
 };
 use prometheus::{Encoder, TextEncoder};
 
@@ -36,10 +36,10 @@ fn exposition_with(name: &str, inventory: &InventorySnapshot) -> (String, mmnoti
         breakdown.observe(&event);
     }
     let mut attach = AttachReport::default();
-    let mut start = HookStatus::new("range_start");
+    let mut start = HookStatus::new(Hook::RangeStart);
     start.method = Some(Method::Fentry);
     attach.hooks.push(start);
-    attach.hooks.push(HookStatus::new("range_end"));
+    attach.hooks.push(HookStatus::new(Hook::RangeEnd));
     let info = SessionInfo::new("6.12.43+deb13-amd64", &attach);
     let snapshot = SessionSnapshot::capture(&checker, &breakdown, &SessionTotals::default());
     let families = encode(&info, &snapshot, inventory, 0);

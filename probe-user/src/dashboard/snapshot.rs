@@ -35,7 +35,7 @@ impl HookAttach {
 
 /// Whether the outer start/end pair is observed (the same three hooks `probe` calls "full").
 pub fn pairing_available(header: &Header) -> bool {
-    [Hook::RangeStart, Hook::RangeStartRet, Hook::RangeEnd].into_iter().all(|h| header.is_attached(h))
+    Hook::PAIRING.into_iter().all(|h| header.is_attached(h))
 }
 
 /// A violation as the dashboard lists it, with the events it names resolved to text.

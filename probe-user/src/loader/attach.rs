@@ -5,6 +5,8 @@ use std::{collections::BTreeMap, fmt};
 
 use serde::Serialize;
 
+use crate::trace::Hook;
+
 /// An attach method, named as in the trace header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,8 +48,8 @@ pub struct Refusal {
 /// The outcome for one hook.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HookStatus {
-    /// The hook's name as used in the trace header's `attach` map.
-    pub hook: &'static str,
+    /// Serialized as its name in the trace header's `attach` map.
+    pub hook: Hook,
     pub method: Option<Method>,
     pub refused: Vec<Refusal>,
     /// The kernel has nothing for this hook to observe (e.g. the two-pass interval callbacks
@@ -57,7 +59,7 @@ pub struct HookStatus {
 }
 
 impl HookStatus {
-    pub fn new(hook: &'static str) -> Self {
+    pub fn new(hook: Hook) -> Self {
         HookStatus { hook, method: None, refused: Vec::new(), absent: None }
     }
 
@@ -100,18 +102,18 @@ impl Default for MethodChecks {
 }
 
 impl AttachReport {
-    pub fn get(&self, hook: &str) -> Option<&HookStatus> {
+    pub fn get(&self, hook: Hook) -> Option<&HookStatus> {
         self.hooks.iter().find(|h| h.hook == hook)
     }
 
     /// The trace header's `attach` map.
     pub fn header_map(&self) -> BTreeMap<String, String> {
-        self.hooks.iter().map(|h| (h.hook.to_string(), h.describe())).collect()
+        self.hooks.iter().map(|h| (h.hook.as_str().to_owned(), h.describe())).collect()
     }
 
     /// True when the outer start/end pair can be observed (the product's core).
     pub fn pairing_available(&self) -> bool {
-        ["range_start", "range_start_ret", "range_end"].iter().all(|h| self.get(h).is_some_and(|s| s.method.is_some()))
+        Hook::PAIRING.into_iter().all(|h| self.get(h).is_some_and(|s| s.method.is_some()))
     }
 
     /// One line for banners: "degraded: ..." or the outer hooks' methods.
@@ -129,9 +131,9 @@ mod tests {
 
     #[test]
     fn describes_attached_and_refused_hooks() {
-        let mut kvm = HookStatus::new("kvm_unmap_hva_range");
+        let mut kvm = HookStatus::new(Hook::KvmUnmapHvaRange);
         kvm.method = Some(Method::TpBtf);
-        let mut start = HookStatus::new("range_start");
+        let mut start = HookStatus::new(Hook::RangeStart);
         start.refused.push(Refusal { method: Method::Fentry, reason: "EPERM".into() });
         start.refused.push(Refusal { method: Method::Kprobe, reason: "no kprobe PMU".into() });
         let report = AttachReport { hooks: vec![start, kvm], ..AttachReport::default() };
@@ -144,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_hook_with_nothing_to_observe_is_absent_not_unavailable() {
-        let mut finish = HookStatus::new("interval_finish");
+        let mut finish = HookStatus::new(Hook::IntervalFinish);
         finish.absent = Some("no invalidate_finish before 7.2".into());
         let report = AttachReport { hooks: vec![finish], ..AttachReport::default() };
         assert_eq!(report.header_map()["interval_finish"], "absent: no invalidate_finish before 7.2");

@@ -15,7 +15,7 @@ use aya::Ebpf;
 use probe_common::OpsSlot;
 use serde::Serialize;
 
-use super::hooks::attach_kprobe;
+use super::{hook_table::callback_programs, hooks::attach_kprobe};
 use crate::{
     clock::monotonic_ns,
     inventory::MmInventory,
@@ -83,23 +83,10 @@ fn probes_live_now(callbacks: Vec<ProbedCallback>) -> Event {
     Event::new(monotonic_ns(), EventBody::ProbesLive(ProbesLive { callbacks }))
 }
 
-/// The programs each kind of callback gets, by hook.
-const PROGRAMS: [(&str, &[&str]); 5] = [
-    ("subscriber_start", &["subscriber_start_entry", "subscriber_start_ret"]),
-    ("subscriber_end", &["subscriber_end"]),
-    ("interval_invalidate", &["interval_invalidate_entry", "interval_invalidate_ret"]),
-    ("interval_start", &["interval_start_entry", "interval_start_ret"]),
-    ("interval_finish", &["interval_finish"]),
-];
-
-fn programs_of(hook: &str) -> &'static [&'static str] {
-    PROGRAMS.iter().find(|(h, _)| *h == hook).map_or(&[], |(_, p)| p)
-}
-
 /// Loads a callback hook's programs so attaching later is quick, and so a program the
 /// kernel refuses is reported at start rather than at the first subscriber.
-pub fn preload(ebpf: &mut Ebpf, hook: &str) -> Result<(), String> {
-    for name in programs_of(hook) {
+pub fn preload(ebpf: &mut Ebpf, hook: Hook) -> Result<(), String> {
+    for name in callback_programs(hook) {
         let prog: &mut aya::programs::KProbe = ebpf
             .program_mut(name)
             .ok_or_else(|| format!("program {name} missing from the object"))?
@@ -115,7 +102,7 @@ pub fn preload(ebpf: &mut Ebpf, hook: &str) -> Result<(), String> {
 /// The outcome of attaching one hook's programs to one callback.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CallbackProbe {
-    pub hook: &'static str,
+    pub hook: Hook,
     pub callback: String,
     /// `None`: attached; otherwise why not.
     pub error: Option<String>,
@@ -124,9 +111,9 @@ pub struct CallbackProbe {
 /// Attaches kprobes to callbacks as they are discovered; remembers what it did.
 pub struct CallbackAttacher {
     enabled: bool,
-    seen: HashSet<(&'static str, u64)>,
+    seen: HashSet<(Hook, u64)>,
     /// Every attempt, keyed by (hook, callback address), for reports.
-    pub probes: BTreeMap<(&'static str, u64), CallbackProbe>,
+    pub probes: BTreeMap<(Hook, u64), CallbackProbe>,
     /// Subscribers (by their callbacks) already named in a `probes_live` event.
     announced: HashSet<Discovered>,
     /// A fresh symbol table for modules loaded after the tracer started.
@@ -177,7 +164,6 @@ impl CallbackAttacher {
     fn attach_new(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, found: Discovered) -> Vec<CallbackProbe> {
         let mut out = Vec::new();
         for (hook, addr) in callbacks_of(found) {
-            let hook = hook.as_str();
             if !self.seen.insert((hook, addr)) {
                 continue;
             }
@@ -193,9 +179,8 @@ impl CallbackAttacher {
     /// is never announced, so its pairing is never judged.
     fn newly_live(&mut self, kallsyms: &Kallsyms, found: Discovered) -> Option<Vec<ProbedCallback>> {
         let callbacks = callbacks_of(found);
-        let all_probed = callbacks
-            .iter()
-            .all(|(hook, addr)| self.probes.get(&(hook.as_str(), *addr)).is_some_and(|p| p.error.is_none()));
+        let all_probed =
+            callbacks.iter().all(|(hook, addr)| self.probes.get(&(*hook, *addr)).is_some_and(|p| p.error.is_none()));
         if callbacks.is_empty() || !all_probed || !self.announced.insert(found) {
             return None;
         }
@@ -224,7 +209,7 @@ impl CallbackAttacher {
         self.late_symbols.as_ref().and_then(exact)
     }
 
-    fn attach(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, hook: &'static str, addr: u64) -> CallbackProbe {
+    fn attach(&mut self, ebpf: &mut Ebpf, kallsyms: &Kallsyms, hook: Hook, addr: u64) -> CallbackProbe {
         let Some(name) = self.symbol_name(kallsyms, addr) else {
             return CallbackProbe {
                 hook,
@@ -233,7 +218,7 @@ impl CallbackAttacher {
             };
         };
         let mut error = None;
-        for program in programs_of(hook) {
+        for program in callback_programs(hook) {
             if let Err(e) = attach_kprobe(ebpf, program, &name) {
                 error = Some(format!("{program}: {e}"));
                 break;
@@ -259,10 +244,9 @@ mod tests {
     use crate::inventory::{IntervalSubscriber, Subscriber};
 
     fn attempt(attacher: &mut CallbackAttacher, hook: Hook, addr: u64, error: Option<&str>) {
-        attacher.seen.insert((hook.as_str(), addr));
-        let probe =
-            CallbackProbe { hook: hook.as_str(), callback: format!("{addr:#x}"), error: error.map(String::from) };
-        attacher.probes.insert((hook.as_str(), addr), probe);
+        attacher.seen.insert((hook, addr));
+        let probe = CallbackProbe { hook, callback: format!("{addr:#x}"), error: error.map(String::from) };
+        attacher.probes.insert((hook, addr), probe);
     }
 
     #[test]

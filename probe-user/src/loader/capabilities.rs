@@ -5,8 +5,8 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::{
-    AttachChoice, AttachReport, KernelContext, LoadError, TracepointChoice, TracerOptions, hooks, load_object,
-    require_root,
+    AttachChoice, AttachReport, KernelContext, LoadError, TracepointChoice, TracerOptions, hook_table, hooks,
+    load_object, require_root,
 };
 use crate::{inventory, kvm};
 
@@ -47,7 +47,7 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
     let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
     let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, &kernel.offsets, choice, tracepoints)?;
     // The two function-probe methods, as attach_all tried them (whatever `choice` says).
-    let on_start = format!("loads and attaches on {}", hooks::START_FUNCTION);
+    let on_start = format!("loads and attaches on {}", hook_table::START_FUNCTION);
     for (what, result) in [("fentry/fexit", &attach.methods.fentry), ("kprobe/kretprobe", &attach.methods.kprobe)] {
         let (ok, detail) = match result {
             Ok(()) => (true, on_start.clone()),
@@ -56,10 +56,10 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
         checks.push(Check { what, ok, detail });
     }
     for h in &attach.hooks {
-        if hooks::is_function_hook(h.hook) {
+        if hook_table::is_function_hook(h.hook) {
             continue;
         }
-        checks.push(Check { what: h.hook, ok: h.method.is_some(), detail: h.describe() });
+        checks.push(Check { what: h.hook.as_str(), ok: h.method.is_some(), detail: h.describe() });
     }
     match inventory::run_iterator(&mut ebpf, inventory::ITER_PROGRAM) {
         Ok(bytes) => checks.push(Check {
@@ -109,12 +109,12 @@ impl Capabilities {
             // it per hook would bury the table.
             let both_refused = h.refused.len() >= 2 && h.refused.iter().all(|r| !r.reason.starts_with("not tried"));
             let text = match h.method {
-                None if hooks::is_function_hook(h.hook) && both_refused => {
+                None if hook_table::is_function_hook(h.hook) && both_refused => {
                     "unavailable (see fentry/fexit and kprobe/kretprobe above)".to_string()
                 }
                 _ => h.describe(),
             };
-            let _ = writeln!(s, "  {:<22} {}", h.hook, text);
+            let _ = writeln!(s, "  {:<22} {}", h.hook.as_str(), text);
         }
         let _ = writeln!(s, "{}", self.pairing);
         s

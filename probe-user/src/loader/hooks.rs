@@ -1,4 +1,4 @@
-//! The hook table and the attach-by-trying logic.
+//! The attach-by-trying logic over the hook table ([`super::hook_table`]).
 
 use aya::{
     Btf, Ebpf,
@@ -12,147 +12,12 @@ use super::{
     AttachChoice, LoadError, TracepointChoice,
     attach::{AttachReport, HookStatus, Method, MethodChecks, Refusal},
     error_chain,
+    hook_table::{
+        CALLBACK_HOOKS, FUNCTION_HOOKS, FunctionHook, ProgramSite, STAND_IN_HOOKS, START_FUNCTION, TRACEPOINT_HOOKS,
+        TracepointHook,
+    },
 };
-use crate::kallsyms::Kallsyms;
-
-/// A tracepoint hook: a tp_btf program and its raw-tracepoint twin with the same body.
-pub(super) struct TracepointHook {
-    /// Name in the trace header's `attach` map.
-    pub hook: &'static str,
-    pub tracepoint: &'static str,
-    pub btf_program: &'static str,
-    pub raw_program: &'static str,
-}
-
-pub(super) const TRACEPOINT_HOOKS: [TracepointHook; 3] = [
-    TracepointHook {
-        hook: "kvm_unmap_hva_range",
-        tracepoint: "kvm_unmap_hva_range",
-        btf_program: "kvm_unmap_hva_range_btf",
-        raw_program: "kvm_unmap_hva_range_raw",
-    },
-    TracepointHook {
-        hook: "error_report_end",
-        tracepoint: "error_report_end",
-        btf_program: "error_report_end_btf",
-        raw_program: "error_report_end_raw",
-    },
-    TracepointHook {
-        hook: "sched_process_exit",
-        tracepoint: "sched_process_exit",
-        btf_program: "sched_process_exit_btf",
-        raw_program: "sched_process_exit_raw",
-    },
-];
-
-/// The start function: what the capability programs try, and the outer hooks' main target.
-pub(super) const START_FUNCTION: &str = "__mmu_notifier_invalidate_range_start";
-pub(super) const END_FUNCTION: &str = "__mmu_notifier_invalidate_range_end";
-pub(super) const ITREE_END_FUNCTION: &str = "mn_itree_inv_end";
-pub(super) const REGISTER_FUNCTION: &str = "__mmu_notifier_register";
-pub(super) const INTERVAL_INSERT_FUNCTIONS: [&str; 2] =
-    ["mmu_interval_notifier_insert", "mmu_interval_notifier_insert_locked"];
-
-/// One program attached to one kernel function.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct ProgramSite {
-    pub program: &'static str,
-    pub function: &'static str,
-}
-
-const fn site(program: &'static str, function: &'static str) -> ProgramSite {
-    ProgramSite { program, function }
-}
-
-/// A hook on kernel functions, with the programs each method needs.
-pub(super) struct FunctionHook {
-    pub hook: &'static str,
-    /// fentry/fexit programs (each is bound to its function at load time).
-    pub trampoline: &'static [ProgramSite],
-    pub trampoline_method: Method,
-    /// kprobe/kretprobe programs.
-    pub probe: &'static [ProgramSite],
-    pub probe_method: Method,
-}
-
-/// The outer hooks and the registration hook: attached at start, all with one method so
-/// entry-state maps of the kretprobe twins are filled by their own entry programs.
-pub(super) const FUNCTION_HOOKS: [FunctionHook; 5] = [
-    FunctionHook {
-        hook: "range_start",
-        trampoline: &[site("range_start_fentry", START_FUNCTION)],
-        trampoline_method: Method::Fentry,
-        probe: &[site("range_start_kprobe", START_FUNCTION)],
-        probe_method: Method::Kprobe,
-    },
-    FunctionHook {
-        hook: "range_start_ret",
-        trampoline: &[site("range_start_fexit", START_FUNCTION)],
-        trampoline_method: Method::Fexit,
-        probe: &[site("range_start_kretprobe", START_FUNCTION)],
-        probe_method: Method::Kretprobe,
-    },
-    FunctionHook {
-        hook: "range_end",
-        trampoline: &[site("range_end_fentry", END_FUNCTION)],
-        trampoline_method: Method::Fentry,
-        probe: &[site("range_end_kprobe", END_FUNCTION)],
-        probe_method: Method::Kprobe,
-    },
-    FunctionHook {
-        hook: "itree_end",
-        trampoline: &[site("itree_end_fexit", ITREE_END_FUNCTION)],
-        trampoline_method: Method::Fexit,
-        probe: &[site("itree_end_kprobe", ITREE_END_FUNCTION), site("itree_end_kretprobe", ITREE_END_FUNCTION)],
-        probe_method: Method::Kretprobe,
-    },
-    FunctionHook {
-        hook: "subscriber_registered",
-        trampoline: &[
-            site("register_fentry", REGISTER_FUNCTION),
-            site("interval_insert_fentry", INTERVAL_INSERT_FUNCTIONS[0]),
-            site("interval_insert_locked_fentry", INTERVAL_INSERT_FUNCTIONS[1]),
-        ],
-        trampoline_method: Method::Fentry,
-        probe: &[
-            site("register_kprobe", REGISTER_FUNCTION),
-            site("interval_insert_kprobe", INTERVAL_INSERT_FUNCTIONS[0]),
-            site("interval_insert_kprobe", INTERVAL_INSERT_FUNCTIONS[1]),
-        ],
-        probe_method: Method::Kprobe,
-    },
-];
-
-/// WARN capture where the `error_report_end` tracepoint is missing (kernels before 5.17): a
-/// probe on `__warn` that emits the same record. Attached only then, or WARNs would count twice.
-pub(super) const WARN_FALLBACK: FunctionHook = FunctionHook {
-    hook: "warn",
-    trampoline: &[site("warn_fentry", "__warn")],
-    trampoline_method: Method::Fentry,
-    probe: &[site("warn_kprobe", "__warn")],
-    probe_method: Method::Kprobe,
-};
-/// The tracepoint [`WARN_FALLBACK`] stands in for.
-const WARN_TRACEPOINT: &str = "error_report_end";
-
-/// Hooks on subscriber callbacks: kprobes attached per callback as subscribers are
-/// discovered (see [`super::callbacks`]).
-pub(super) const CALLBACK_HOOKS: [(&str, Method); 5] = [
-    ("subscriber_start", Method::Kretprobe),
-    ("subscriber_end", Method::Kprobe),
-    ("interval_invalidate", Method::Kretprobe),
-    ("interval_start", Method::Kretprobe),
-    ("interval_finish", Method::Kprobe),
-];
-
-/// The hooks on the two-pass interval callbacks, which exist only where the kernel's BTF has
-/// them (7.2+).
-const TWOPASS_HOOKS: [&str; 2] = ["interval_start", "interval_finish"];
-
-/// Whether `hook` is probed on kernel functions (as opposed to tracepoints or the iterator).
-pub(super) fn is_function_hook(hook: &str) -> bool {
-    FUNCTION_HOOKS.iter().any(|h| h.hook == hook) || CALLBACK_HOOKS.iter().any(|(h, _)| *h == hook)
-}
+use crate::{kallsyms::Kallsyms, trace::Hook};
 
 fn try_tp_btf(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), String> {
     let prog: &mut BtfTracePoint = ebpf
@@ -333,8 +198,9 @@ fn attach_hook(
     Ok(links)
 }
 
-/// The hooks whose kretprobe twins depend on their entry twins: attached with one method.
-const PAIRED_GROUP: [&str; 3] = ["range_start", "range_start_ret", "range_end"];
+/// The hooks whose kretprobe twins depend on their entry twins, the pairing hooks: attached
+/// with one method.
+const PAIRED_GROUP: [Hook; 3] = Hook::PAIRING;
 
 /// Attaches `hooks` with the method `choice` allows, trampolines first in `auto`.
 fn attach_function_hooks(
@@ -381,7 +247,7 @@ fn attach_function_hooks(
     }
     // A kretprobe finds its entry arguments only if its own kprobe twin ran: the paired group
     // is all trampolines or all kprobes.
-    let group = |name: &str| PAIRED_GROUP.contains(&name);
+    let group = |hook: Hook| PAIRED_GROUP.contains(&hook);
     let group_complete = hooks.iter().zip(&trampolines).filter(|(h, _)| group(h.hook)).all(|(_, l)| l.is_some());
     for ((hook, status), links) in hooks.iter().zip(statuses.iter_mut()).zip(trampolines) {
         match links {
@@ -430,9 +296,10 @@ pub(super) fn attach_all(
     let kprobe = try_kprobe(ebpf);
     report.hooks.extend(attach_function_hooks(ebpf, &FUNCTION_HOOKS, btf.as_ref(), kallsyms, choice, &fentry, &kprobe));
     report.methods = MethodChecks { fentry: fentry.clone(), kprobe: kprobe.clone() };
-    for (hook, method) in CALLBACK_HOOKS {
+    for callback in &CALLBACK_HOOKS {
+        let (hook, method) = (callback.hook, callback.method);
         let mut status = HookStatus::new(hook);
-        if TWOPASS_HOOKS.contains(&hook)
+        if callback.twopass
             && let Err(why) = crate::btf::twopass_api(offsets)
         {
             status.absent = Some(why.to_string());
@@ -454,10 +321,15 @@ pub(super) fn attach_all(
     for hook in &TRACEPOINT_HOOKS {
         report.hooks.push(attach_tracepoint(ebpf, btf.as_ref(), hook, tracepoints));
     }
-    let warn_tracepoint = report.hooks.iter().find(|h| h.hook == WARN_TRACEPOINT).and_then(|h| h.method);
-    if warn_tracepoint.is_none() {
-        let fallback = std::slice::from_ref(&WARN_FALLBACK);
-        report.hooks.extend(attach_function_hooks(ebpf, fallback, btf.as_ref(), kallsyms, choice, &fentry, &kprobe));
+    // A tracepoint that did not attach: its stand-in delivers the same records.
+    let stand_ins: Vec<&FunctionHook> = (report.hooks.iter())
+        .filter(|h| h.method.is_none())
+        .filter_map(|h| h.hook.stand_in())
+        .filter_map(|stand_in| STAND_IN_HOOKS.iter().find(|f| f.hook == stand_in))
+        .collect();
+    for stand_in in stand_ins {
+        let hooks = std::slice::from_ref(stand_in);
+        report.hooks.extend(attach_function_hooks(ebpf, hooks, btf.as_ref(), kallsyms, choice, &fentry, &kprobe));
     }
     Ok(report)
 }

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod callbacks;
 mod capabilities;
 mod collector;
+mod hook_table;
 mod hooks;
 
 pub use crate::object::{
@@ -40,7 +41,7 @@ impl Tracer {
             return Err(LoadError::NothingAttached(attach.summary()));
         }
         let callbacks_enabled =
-            hooks::CALLBACK_HOOKS.iter().any(|(h, _)| attach.get(h).is_some_and(|s| s.method.is_some()));
+            hook_table::CALLBACK_HOOKS.iter().any(|c| attach.get(c.hook).is_some_and(|s| s.method.is_some()));
         let mut callbacks = CallbackAttacher::new(callbacks_enabled);
         let mut startup_probes = None;
         if callbacks_enabled {

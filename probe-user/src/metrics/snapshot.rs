@@ -184,7 +184,7 @@ impl SessionInfo {
             hooks: attach
                 .hooks
                 .iter()
-                .map(|h| (h.hook.to_owned(), h.method.map_or("unavailable", |m| m.as_str()).to_owned()))
+                .map(|h| (h.hook.as_str().to_owned(), h.method.map_or("unavailable", |m| m.as_str()).to_owned()))
                 .collect(),
         }
     }

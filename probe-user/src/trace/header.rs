@@ -37,16 +37,29 @@ probe_common::named_enum! {
         /// `ops->invalidate_finish`'s entry.
         IntervalStart => "interval_start",
         IntervalFinish => "interval_finish",
+        /// Subscriber registrations (`__mmu_notifier_register`, `mmu_interval_notifier_insert*`):
+        /// how the tracer learns which callbacks to probe. It yields no trace event.
+        SubscriberRegistered => "subscriber_registered",
     }
 }
 
 impl Hook {
+    /// The outer start/end hooks: pairing is observed only when all three are attached.
+    pub const PAIRING: [Hook; 3] = [Hook::RangeStart, Hook::RangeStartRet, Hook::RangeEnd];
+
     /// The hook that delivers the same records when this one is unavailable.
     pub fn stand_in(self) -> Option<Hook> {
         match self {
             Hook::ErrorReportEnd => Some(Hook::Warn),
             _ => None,
         }
+    }
+}
+
+/// By its name, as in the `attach` map.
+impl Serialize for Hook {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
