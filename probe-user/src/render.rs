@@ -76,10 +76,7 @@ pub(crate) fn event_text(e: &Event) -> String {
             let _ = write!(s, "itree_end mm {} active {} seq {}", x.mm, x.active, x.seq);
         }
         EventBody::Warn(w) => {
-            let det = w
-                .detector
-                .map(|d| d.name().map(str::to_string).unwrap_or_else(|| d.raw().to_string()))
-                .unwrap_or_default();
+            let det = w.detector.map(|d| d.to_string()).unwrap_or_default();
             let _ = write!(s, "warn {} {}", det, w.caller);
         }
         EventBody::TaskExit(_) => s.push_str("task_exit"),

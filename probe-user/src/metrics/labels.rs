@@ -7,8 +7,17 @@ use crate::{
 };
 
 /// `mmu_notifier_event` names, plus `unknown` for values outside the enum.
-pub const EVENT_LABELS: [&str; 9] =
-    ["unmap", "clear", "protection_vma", "protection_page", "soft_dirty", "release", "migrate", "exclusive", "unknown"];
+pub const EVENT_LABELS: [&str; MmuEvent::KNOWN.len() + 1] = {
+    let mut labels = ["unknown"; MmuEvent::KNOWN.len() + 1];
+    let mut i = 0;
+    while i < MmuEvent::KNOWN.len() {
+        if let Some(name) = MmuEvent::KNOWN[i].name() {
+            labels[i] = name;
+        }
+        i += 1;
+    }
+    labels
+};
 
 /// Index into [`EVENT_LABELS`] (its order is the enum's numbering; called per event).
 pub fn event_index(event: MmuEvent) -> usize {
@@ -59,9 +68,8 @@ mod tests {
 
     #[test]
     fn label_values_are_bounded_and_never_addresses() {
-        for raw in 0..8 {
-            let event = MmuEvent::from_raw(raw);
-            assert_eq!(Some(EVENT_LABELS[event_index(event)]), event.name(), "{raw}");
+        for event in MmuEvent::KNOWN {
+            assert_eq!(Some(EVENT_LABELS[event_index(event)]), event.name(), "{event}");
         }
         assert_eq!(EVENT_LABELS[event_index(MmuEvent::ProtectionPage)], "protection_page");
         assert_eq!(EVENT_LABELS[event_index(MmuEvent::Other(99))], "unknown");
