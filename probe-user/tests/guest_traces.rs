@@ -4,6 +4,10 @@
 //! `cargo xtask test` boots the guests, receives their files and runs this with
 //! MMNOTIF_GUEST_FILES=<kernel>=<dir>[,<kernel>=<dir>...]. Without that variable there is
 //! nothing to check, so the test is ignored by default rather than passing vacuously.
+//!
+//! Longer than 500 lines on purpose: it is one checklist, every check against the same
+//! recordings of the guest scenarios (tests/guest/), read side by side with them; it runs only
+//! where the guests ran, so each part would have no test of its own to stand in.
 
 use std::{
     collections::{BTreeMap, HashMap},

@@ -1,16 +1,17 @@
 //! Command-line interface. This `--help` text is the reference documentation of every
 //! subcommand and flag.
+//!
+//! The live modes' options are in `live.rs`, `check`'s in `check.rs`.
+
+mod check;
+mod live;
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use probe_common::DEFAULT_RING_BYTES;
 
-use crate::{
-    check::policy::{Allow, parse_rule},
-    checker::RuleId,
-    loader::{AttachChoice, TracepointChoice, TracerOptions},
-};
+pub use check::CheckArgs;
+pub use live::{AttachArgs, LiveArgs, RecordArgs, StreamArgs, StreamFormat, TracerArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -131,111 +132,6 @@ pub struct ProbeArgs {
     pub attach: AttachArgs,
 }
 
-/// How hooks are attached.
-#[derive(Args, Debug, Clone)]
-pub struct AttachArgs {
-    /// Method for the function hooks (__start/__end, mn_itree_inv_end, registrations): fentry/fexit
-    /// where the kernel allows it, else kprobes; or only one of them. Subscriber callbacks
-    /// always use kprobes (they live in modules).
-    #[arg(long, value_enum, default_value_t = AttachChoice::Auto)]
-    pub attach: AttachChoice,
-    /// Method for the tracepoint hooks: tp_btf, falling back to raw tracepoints; or only one.
-    #[arg(long, value_enum, default_value_t = TracepointChoice::Auto, value_name = "METHOD")]
-    pub tracepoint_method: TracepointChoice,
-}
-
-/// Options shared by every live mode.
-#[derive(Args, Debug, Clone)]
-pub struct LiveArgs {
-    /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
-    #[arg(long, value_name = "SECONDS")]
-    pub duration: Option<f64>,
-    /// Only events of these processes (thread group ids); repeatable.
-    #[arg(long = "pid", value_name = "PID")]
-    pub pids: Vec<u32>,
-    /// Only events of tasks with this exact command name; repeatable.
-    #[arg(long = "comm", value_name = "COMM")]
-    pub comms: Vec<String>,
-    /// Also run the built-in workload as traffic (repeating until the trace stops).
-    #[arg(long)]
-    pub workload: bool,
-    #[command(flatten)]
-    pub tracer: TracerArgs,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
-}
-
-impl LiveArgs {
-    /// The options of `stream --workload`, every other flag at its default.
-    pub fn with_workload() -> LiveArgs {
-        match Cli::try_parse_from(["mmnotif-trace", "stream", "--workload"]).map(|c| c.command) {
-            Ok(Some(Command::Stream(s))) => s.live,
-            other => unreachable!("fixed arguments parse as a stream command: {other:?}"),
-        }
-    }
-
-    pub fn tracer_options(&self) -> TracerOptions {
-        self.tracer.tracer_options()
-    }
-}
-
-/// How the tracer is set up: every live mode's, `check`'s included.
-#[derive(Args, Debug, Clone)]
-pub struct TracerArgs {
-    /// Ring buffer size in bytes (power of two, at least 4096).
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_RING_BYTES, value_parser = parse_ring_size)]
-    pub ring_size: u32,
-    /// Wake the reader early once this many bytes are pending (otherwise it drains every 10 ms).
-    #[arg(long, value_name = "BYTES", default_value_t = 256 << 10)]
-    pub wakeup_bytes: u64,
-    /// Do not capture kernel stacks of range starts and ends (cheaper; violations then show no
-    /// call path).
-    #[arg(long)]
-    pub no_stacks: bool,
-    #[command(flatten)]
-    pub attach: AttachArgs,
-}
-
-impl TracerArgs {
-    pub fn tracer_options(&self) -> TracerOptions {
-        TracerOptions {
-            ring_bytes: self.ring_size,
-            wakeup_bytes: self.wakeup_bytes,
-            attach: self.attach.attach,
-            tracepoints: self.attach.tracepoint_method,
-            stacks: !self.no_stacks,
-        }
-    }
-}
-
-/// What `stream` prints.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StreamFormat {
-    Text,
-    Jsonl,
-    Violations,
-}
-
-#[derive(Args, Debug)]
-pub struct StreamArgs {
-    /// text: every event, violations inline; jsonl: the v1 trace (a header line, then every
-    /// event); violations: only the checker's violations, one JSON object a line (for a
-    /// service's journal).
-    #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
-    pub format: StreamFormat,
-    #[command(flatten)]
-    pub live: LiveArgs,
-}
-
-#[derive(Args, Debug)]
-pub struct RecordArgs {
-    /// The trace file to write.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
-    #[command(flatten)]
-    pub live: LiveArgs,
-}
-
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
     /// The trace file (v1 JSON lines, as written by `record` or `stream --format jsonl`).
@@ -301,79 +197,6 @@ fn parse_speed(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-#[derive(Args, Debug)]
-#[command(
-    override_usage = "mmnotif-trace check [OPTIONS] -- CMD [ARGS...]\n       mmnotif-trace check [OPTIONS] --replay FILE",
-    after_help = "The command's output passes through untouched; the reports are written \
-                        once it has exited and the last events are drained.\n\n\
-                        Exit status: 0 no violation; 1 a violation counts, or the command \
-                        failed (its status is a test case of its own); 2 usage error, or the \
-                        command could not be started; 4 skip: no start/end probe can attach on \
-                        this kernel, so pairing was not asserted (WARNs and losses still are); \
-                        5 events were lost, the verdict is incomplete (unless --allow-lost); \
-                        10-15 as for every subcommand. A failure outranks a loss, and a loss \
-                        outranks a skip."
-)]
-pub struct CheckArgs {
-    /// Judge this recorded trace (v1 JSON lines) instead of running a command.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["command", "pid_tree", "timeout", "metrics"])]
-    pub replay: Option<PathBuf>,
-    /// Print the KTAP v1 report on stdout, after the command's own output.
-    #[arg(long)]
-    pub ktap: bool,
-    /// Write the KTAP v1 report to this file.
-    #[arg(long, value_name = "FILE")]
-    pub ktap_file: Option<PathBuf>,
-    /// Write a JUnit XML report to this file.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Write the full JSON report (violations, statistics, attach methods, rules not checked,
-    /// lost events) to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Tolerate a known issue: the violations of RULE, or only those naming CALLBACK (a
-    /// function; for kernel-warn, the WARN's caller); repeatable.
-    #[arg(long = "allow", value_name = "RULE[:CALLBACK]", value_parser = Allow::parse)]
-    pub allow: Vec<Allow>,
-    /// Only violations of these rules fail the run (default: every rule).
-    #[arg(long, value_name = "RULE,...", value_delimiter = ',', value_parser = parse_rule)]
-    pub fail_on: Vec<RuleId>,
-    /// Lost events do not make the verdict incomplete (they are still reported).
-    #[arg(long)]
-    pub allow_lost: bool,
-    /// Stop the command after this many seconds (SIGTERM, then SIGKILL 5 s later); it then
-    /// counts as failed.
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
-    pub timeout: Option<f64>,
-    /// Only check the command and its descendants (default: system-wide, since kernel threads
-    /// such as the OOM reaper act on the test's behalf).
-    #[arg(long)]
-    pub pid_tree: bool,
-    #[command(flatten)]
-    pub tracer: TracerArgs,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
-    /// The command to run under the tracer, after `--`.
-    #[arg(last = true, value_name = "CMD", required_unless_present = "replay")]
-    pub command: Vec<String>,
-}
-
-fn parse_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(_) => Err(format!("{s}: must be a positive number of seconds")),
-        Err(e) => Err(format!("{s:?}: {e}")),
-    }
-}
-
-fn parse_ring_size(s: &str) -> Result<u32, String> {
-    let v: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
-    if v < 4096 || !v.is_power_of_two() {
-        return Err(format!("{v} is not a power of two of at least 4096"));
-    }
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -383,60 +206,6 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn check_takes_a_command_or_a_trace_but_not_both() {
-        let parse = |args: &[&str]| Cli::try_parse_from([&["mmnotif-trace", "check"], args].concat());
-        let Ok(Cli { command: Some(Command::Check(c)), .. }) =
-            parse(&["--allow", "kernel-warn:f", "--fail-on", "unpaired-start,kernel-warn", "--", "sh", "-c", "x"])
-        else {
-            panic!("a command after -- parses")
-        };
-        assert_eq!(c.command, ["sh", "-c", "x"]);
-        assert_eq!(c.fail_on, [RuleId::UnpairedStart, RuleId::KernelWarn]);
-        assert_eq!(c.allow[0].to_string(), "kernel-warn:f");
-        assert!(parse(&["--replay", "t.jsonl"]).is_ok());
-        for bad in [
-            &[][..],
-            &["--replay", "t.jsonl", "--", "true"],
-            &["--replay", "t.jsonl", "--pid-tree"],
-            &["--replay", "t.jsonl", "--metrics"],
-            &["--allow", "nonsense", "--", "true"],
-            &["--fail-on", "unpaired-start,nonsense", "--", "true"],
-            &["--timeout", "0", "--", "true"],
-            &["true"],
-        ] {
-            let err = parse(bad).expect_err(&format!("{bad:?} must be refused"));
-            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn check_takes_the_tracer_options_of_the_other_live_modes() {
-        let check =
-            |args: &[&str]| match Cli::try_parse_from([&["mmnotif-trace", "check"], args, &["--", "true"]].concat()) {
-                Ok(Cli { command: Some(Command::Check(c)), .. }) => c.tracer.tracer_options(),
-                other => panic!("{args:?}: {other:?}"),
-            };
-        let set = check(&["--ring-size", "8192", "--wakeup-bytes", "4096", "--no-stacks", "--attach", "kprobe"]);
-        assert_eq!(
-            (set.ring_bytes, set.wakeup_bytes, set.stacks, set.attach),
-            (8192, 4096, false, AttachChoice::Kprobe)
-        );
-        // Unset, they are what check used before it took them: the loader's defaults.
-        let (unset, default) = (check(&[]), TracerOptions::default());
-        assert_eq!(
-            (unset.ring_bytes, unset.wakeup_bytes, unset.stacks, unset.attach, unset.tracepoints),
-            (default.ring_bytes, default.wakeup_bytes, default.stacks, default.attach, default.tracepoints)
-        );
-    }
-
-    #[test]
-    fn ring_size_must_be_a_power_of_two() {
-        assert!(parse_ring_size("4096").is_ok());
-        assert_eq!(parse_ring_size("5000").unwrap_err(), "5000 is not a power of two of at least 4096");
-        assert!(Cli::try_parse_from(["mmnotif-trace", "stream", "--ring-size", "12"]).is_err());
     }
 
     #[test]
