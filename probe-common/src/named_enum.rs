@@ -36,6 +36,21 @@
 /// ```
 #[macro_export]
 macro_rules! named_enum {
+    // Shared with `open_named_enum!`: the list of listed variants and the lookup by name.
+    (@by_name $vis:vis $name:ident, $list:ident = $list_doc:literal, $($variant:ident => $str:literal),*) => {
+        impl $name {
+            #[doc = $list_doc]
+            $vis const $list: [$name; [$($name::$variant),*].len()] = [$($name::$variant),*];
+
+            /// The listed variant named `name`.
+            $vis fn from_name(name: &str) -> Option<$name> {
+                match name {
+                    $($str => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident: $repr:ident {
@@ -77,22 +92,13 @@ macro_rules! named_enum {
             $($(#[$vmeta])* $variant $(= $value)?,)*
         }
 
-        impl $name {
-            /// Every variant, in declaration order.
-            $vis const ALL: [$name; [$($name::$variant),*].len()] = [$($name::$variant),*];
+        $crate::named_enum!(@by_name $vis $name, ALL = "Every variant, in declaration order.", $($variant => $str),*);
 
+        impl $name {
             /// The variant's name.
             $vis const fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $str,)*
-                }
-            }
-
-            /// The variant named `name`.
-            $vis fn from_name(name: &str) -> Option<$name> {
-                match name {
-                    $($str => Some($name::$variant),)*
-                    _ => None,
                 }
             }
         }
@@ -153,10 +159,11 @@ macro_rules! open_named_enum {
             $(#[$ometa])* $other($repr),
         }
 
-        impl $name {
-            /// Every variant but the fallback, in declaration order.
-            $vis const KNOWN: [$name; [$($name::$variant),*].len()] = [$($name::$variant),*];
+        $crate::named_enum!(
+            @by_name $vis $name, KNOWN = "Every variant but the fallback, in declaration order.", $($variant => $str),*
+        );
 
+        impl $name {
             /// The variant for `value`: the fallback when the list does not name it.
             $vis const fn from_raw(value: $repr) -> $name {
                 match value {
@@ -178,14 +185,6 @@ macro_rules! open_named_enum {
                 match self {
                     $($name::$variant => Some($str),)*
                     $name::$other(_) => None,
-                }
-            }
-
-            /// The listed variant named `name`.
-            $vis fn from_name(name: &str) -> Option<$name> {
-                match name {
-                    $($str => Some($name::$variant),)*
-                    _ => None,
                 }
             }
         }
