@@ -269,6 +269,20 @@ fn test(no_vm: bool) -> Result<u8> {
                     );
                     failed += 1;
                 }
+                // The kernel matrix the docs show must be what these guests measured.
+                if reports.iter().all(|r| r.outcome.is_ok()) {
+                    let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
+                    match vm::matrix::verify(&vm::paths::Paths::new(), &names) {
+                        Ok(()) => {
+                            println!("xtask: kernel matrix: docs/kernel-matrix.md matches these guests");
+                            passed += 1;
+                        }
+                        Err(e) => {
+                            println!("xtask: kernel matrix: FAILED: {e:#}");
+                            failed += 1;
+                        }
+                    }
+                }
                 for r in &reports {
                     match &r.outcome {
                         Ok(o) => {
