@@ -23,19 +23,21 @@ run() {
 # SCENARIOS (space separated, empty: all) selects scenarios; oom-* belong to mmnotif-oom,
 # the others (list-ops list-release interval-seq list-buggy-blockable) to mmnotif-basic.
 # leave-registered runs last: it leaves slots on a dead mm for the module unload that follows.
-# kvm-attach (tests/guest/kvm.sh) needs the tracer in the guest.
+# kvm-attach (tests/guest/kvm.sh) needs the tracer in the guest; so does attach-loop
+# (tests/guest/attach-loop.sh), which runs only when named.
 # The interval-tree leak scenarios (oom-itree-*) leave tasks blocked in the module for good, so
 # the module cannot be unloaded after them: init.sh runs them after the unload, as `suite.sh leak`.
 LEAK_SCENARIOS="oom-itree-list oom-itree-list-disjoint oom-itree-only"
 # process_mrelease(2) exists since 5.15 (kernel_facts.rs: ProcessMrelease).
 grep -q ' __x64_sys_process_mrelease$' /proc/kallsyms && LEAK_SCENARIOS="$LEAK_SCENARIOS oom-itree-list-mrelease"
-basic= oom= leave= kvm= leak=
+basic= oom= leave= kvm= leak= loop=
 for s in $SCENARIOS; do
 	case $s in
 	oom-itree-*) leak="$leak $s" ;;
 	oom-*) oom="$oom $s" ;;
 	leave-registered) leave=1 ;;
 	kvm-attach) kvm=1 ;;
+	attach-loop) loop=1 ;;
 	*) basic="$basic $s" ;;
 	esac
 done
@@ -74,6 +76,13 @@ if [ -z "$SCENARIOS" ] || [ -n "$kvm" ]; then
 		"$DIR/kvm.sh"
 	elif [ -n "$kvm" ]; then
 		echo "MMNOTIF-TEST: FAIL kvm-attach (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
+	fi
+fi
+if [ -n "$loop" ]; then
+	if [ -x /usr/local/bin/mmnotif-trace ]; then
+		"$DIR/attach-loop.sh"
+	else
+		echo "MMNOTIF-TEST: FAIL attach-loop (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
 	fi
 fi
 if [ -z "$SCENARIOS" ] || [ -n "$leave" ]; then run leave "$DIR/mmnotif-basic" leave-registered; fi

@@ -74,6 +74,7 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
     w.copy(&guest.join("suite.sh"), "/tests/suite.sh", 0o755)?;
     w.copy(&guest.join("tracer.sh"), "/tests/tracer.sh", 0o755)?;
     w.copy(&guest.join("kvm.sh"), "/tests/kvm.sh", 0o755)?;
+    w.copy(&guest.join("attach-loop.sh"), "/tests/attach-loop.sh", 0o755)?;
     for (name, path) in &spec.guest_programs {
         w.copy(path, &format!("/tests/{name}"), 0o755)?;
     }
