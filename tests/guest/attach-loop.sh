@@ -53,6 +53,7 @@ while [ $i -le "$CYCLES" ]; do
 		echo "attach-loop: cycle $i ($method): exit status $rc"
 		failed=$((failed + 1))
 	fi
+	[ $((i % 25)) = 0 ] && echo "attach-loop: $i of $CYCLES cycles, $failed failed, $(($(date +%s) - started)) s"
 	i=$((i + 1))
 done
 kill $kvm_traffic $module_traffic 2>/dev/null
