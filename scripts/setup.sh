@@ -31,6 +31,9 @@ APT_NEEDS=(
   "mmdebstrap:mmdebstrap"
   "unshare:util-linux"
   "file:file"
+  # The shells the completion test loads the generated scripts into (bash is there already).
+  "zsh:zsh"
+  "fish:fish"
 )
 missing=()
 for need in "${APT_NEEDS[@]}"; do
