@@ -29,6 +29,7 @@ APT_NEEDS=(
   "prometheus:prometheus"
   "xmllint:libxml2-utils"
   "mmdebstrap:mmdebstrap"
+  "systemd-nspawn:systemd-container"
   "unshare:util-linux"
   "file:file"
   # The shells the completion test loads the generated scripts into (bash is there already).
