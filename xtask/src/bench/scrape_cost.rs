@@ -43,13 +43,15 @@ pub(super) fn run(bin: &Path, scrapes: u32) -> Result<u8> {
     Ok(0)
 }
 
-/// `workload` run once through its steps, then holding its KVM VM open until dropped.
+/// `workload` run once through its steps but the VM's close, then holding the VM open until
+/// dropped.
 struct HeldWorkload(Child);
 
 impl HeldWorkload {
     fn start(bin: &Path) -> Result<HeldWorkload> {
         let child = Command::new(bin)
             .args(["workload", "--repeat", "1", "--hold-ms", "600000"])
+            .args(["--steps", "madvise_dontneed,madvise_free,mprotect,mremap_dontunmap,munmap,fork"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
