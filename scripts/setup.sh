@@ -9,6 +9,8 @@ CARGO_DEB_VERSION=3.8.0
 NIGHTLY=nightly
 
 say() { printf 'setup: %s\n' "$*"; }
+# Pipelines into grep let grep read to the end (no -q): with pipefail, `grep -q` quitting at
+# the first match can kill the writer with SIGPIPE and fail a check that matched.
 
 # --- Debian packages -------------------------------------------------------
 # Each entry: "<command or file that proves it is there>:<package>"
@@ -51,18 +53,18 @@ fi
 
 # --- the default toolchain's style gate (cargo xtask test runs cargo fmt --check and clippy) ------
 for component in rustfmt clippy; do
-  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+  if ! rustup component list --installed 2>/dev/null | grep "^$component" >/dev/null; then
     say "adding $component to the default toolchain"
     rustup component add "$component"
   fi
 done
 
 # --- nightly toolchain + rust-src (the eBPF crate is built with -Z build-std=core) ----
-if ! rustup toolchain list | grep -q "^$NIGHTLY"; then
+if ! rustup toolchain list | grep "^$NIGHTLY" >/dev/null; then
   say "installing the $NIGHTLY toolchain"
   rustup toolchain install "$NIGHTLY" --profile minimal
 fi
-if ! rustup component list --toolchain "$NIGHTLY" --installed | grep -q '^rust-src'; then
+if ! rustup component list --toolchain "$NIGHTLY" --installed | grep '^rust-src' >/dev/null; then
   say "adding rust-src to $NIGHTLY"
   rustup component add rust-src --toolchain "$NIGHTLY"
 fi
@@ -82,8 +84,8 @@ for link in libLLVM.so "$llvm_so"; do
 done
 linker_ok() {
   command -v bpf-linker >/dev/null 2>&1 &&
-    bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION" &&
-    ldd "$(command -v bpf-linker)" 2>/dev/null | grep -q "$prefix/lib/$llvm_so"
+    bpf-linker --version 2>/dev/null | grep "$BPF_LINKER_VERSION" >/dev/null &&
+    ldd "$(command -v bpf-linker)" 2>/dev/null | grep "$prefix/lib/$llvm_so" >/dev/null
 }
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! linker_ok; then
@@ -94,9 +96,9 @@ if ! linker_ok; then
 fi
 
 # --- cargo-deb: `cargo xtask dist` packages the static binary with it ---------------------
-if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+if ! cargo deb --version 2>/dev/null | grep -F "$CARGO_DEB_VERSION" >/dev/null; then
   say "building cargo-deb $CARGO_DEB_VERSION (a few minutes)"
   cargo +stable install --quiet --locked --force cargo-deb --version "=$CARGO_DEB_VERSION"
-  cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION" ||
+  cargo deb --version 2>/dev/null | grep -F "$CARGO_DEB_VERSION" >/dev/null ||
     { echo "setup: cargo-deb was built but cargo deb --version does not say $CARGO_DEB_VERSION" >&2; exit 1; }
 fi
