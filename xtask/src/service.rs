@@ -44,10 +44,17 @@ pub(crate) fn check(deb: &Path) -> Result<Vec<String>> {
 }
 
 fn exercise(c: &Container, deb_name: &str, port: u16, passed: &mut Vec<String>) -> Result<()> {
-    c.run(&["systemctl", "is-system-running", "--wait"]).or_else(|e| {
-        // "degraded" (a unit of the minimal root failed) still runs services.
-        if e.to_string().contains("degraded") { Ok(String::new()) } else { Err(e) }
-    })?;
+    // Until systemd has opened its socket systemctl cannot connect; then --wait waits for the
+    // boot to finish. "degraded" (a unit of the minimal root failed) still runs services.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match c.run(&["systemctl", "is-system-running", "--wait"]) {
+            Ok(_) => break,
+            Err(e) if e.to_string().contains("degraded") => break,
+            Err(e) if Instant::now() > deadline => return Err(e.context("the container's systemd never came up")),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
     c.run(&["dpkg", "-i", &format!("/mnt/dist/{deb_name}")])?;
     passed.push(format!("dpkg -i {deb_name} in a booted {SUITE} root"));
     // The EnvironmentFile the unit reads: a port free on the host (the network is shared).
@@ -127,9 +134,14 @@ impl Container {
             .context("starting systemd-nspawn")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // nspawn's child becomes the container's init once it has exec'd systemd; until then
+            // its namespaces are not yet the container's.
             let children =
                 std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", nspawn.id())).unwrap_or_default();
-            if let Some(init) = children.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            let init: Option<u32> = children.split_whitespace().next().and_then(|p| p.parse().ok());
+            if let Some(init) = init
+                && std::fs::read_to_string(format!("/proc/{init}/comm")).is_ok_and(|c| c.trim() == "systemd")
+            {
                 return Ok(Container { nspawn, init });
             }
             if let Some(status) = nspawn.try_wait()? {
