@@ -9,6 +9,8 @@ CARGO_DEB_VERSION=3.8.0
 NIGHTLY=nightly
 
 say() { printf 'setup: %s\n' "$*"; }
+# Pipelines into grep let grep read to the end (no -q): with pipefail, `grep -q` quitting at
+# the first match can kill the writer with SIGPIPE and fail a check that matched.
 
 # --- Debian packages -------------------------------------------------------
 # Each entry: "<command or file that proves it is there>:<package>"
@@ -29,8 +31,12 @@ APT_NEEDS=(
   "prometheus:prometheus"
   "xmllint:libxml2-utils"
   "mmdebstrap:mmdebstrap"
+  "systemd-nspawn:systemd-container"
   "unshare:util-linux"
   "file:file"
+  # The shells the completion test loads the generated scripts into (bash is there already).
+  "zsh:zsh"
+  "fish:fish"
 )
 missing=()
 for need in "${APT_NEEDS[@]}"; do
@@ -47,20 +53,20 @@ fi
 
 # --- the default toolchain's style gate (cargo xtask test runs cargo fmt --check and clippy) ------
 for component in rustfmt clippy; do
-  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+  if ! rustup component list --installed 2>/dev/null | grep "^$component" >/dev/null; then
     say "adding $component to the default toolchain"
     rustup component add "$component"
   fi
 done
 
 # --- nightly toolchain + rust-src (the eBPF crate is built with -Z build-std=core) ----
-if ! rustup toolchain list | grep -q "^$NIGHTLY"; then
+if ! rustup toolchain list | grep "^$NIGHTLY" >/dev/null; then
   say "installing the $NIGHTLY toolchain"
   rustup toolchain install "$NIGHTLY" --profile minimal
 fi
 for component in rust-src clippy; do
   # clippy: cargo xtask test lints probe-ebpf with the toolchain that builds it.
-  if ! rustup component list --toolchain "$NIGHTLY" --installed | grep -q "^$component"; then
+  if ! rustup component list --toolchain "$NIGHTLY" --installed | grep "^$component" >/dev/null; then
     say "adding $component to $NIGHTLY"
     rustup component add "$component" --toolchain "$NIGHTLY"
   fi
@@ -81,8 +87,8 @@ for link in libLLVM.so "$llvm_so"; do
 done
 linker_ok() {
   command -v bpf-linker >/dev/null 2>&1 &&
-    bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION" &&
-    ldd "$(command -v bpf-linker)" 2>/dev/null | grep -q "$prefix/lib/$llvm_so"
+    bpf-linker --version 2>/dev/null | grep "$BPF_LINKER_VERSION" >/dev/null &&
+    ldd "$(command -v bpf-linker)" 2>/dev/null | grep "$prefix/lib/$llvm_so" >/dev/null
 }
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! linker_ok; then
@@ -93,9 +99,9 @@ if ! linker_ok; then
 fi
 
 # --- cargo-deb: `cargo xtask dist` packages the static binary with it ---------------------
-if ! cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+if ! cargo deb --version 2>/dev/null | grep -F "$CARGO_DEB_VERSION" >/dev/null; then
   say "building cargo-deb $CARGO_DEB_VERSION (a few minutes)"
   cargo +stable install --quiet --locked --force cargo-deb --version "=$CARGO_DEB_VERSION"
-  cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION" ||
+  cargo deb --version 2>/dev/null | grep -F "$CARGO_DEB_VERSION" >/dev/null ||
     { echo "setup: cargo-deb was built but cargo deb --version does not say $CARGO_DEB_VERSION" >&2; exit 1; }
 fi

@@ -267,7 +267,15 @@ pub mod counter {
     pub const ATTEMPTED: u32 = 0;
     /// Records dropped because the ring buffer was full.
     pub const LOST: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// Kernel reads by the event programs that faulted: the record carries 0 in that field.
+    pub const READ_FAULTS: u32 = 2;
+    /// Kernel stacks that could not be stored (the stack map is full, or a different stack
+    /// has that bucket): the record has no stack.
+    pub const STACK_MISSES: u32 = 3;
+    /// Return probes that found no arguments saved by their entry probe (evicted from the LRU
+    /// map, or the entry ran before the attach): the record has no subscriber or range.
+    pub const ENTRY_MISSING: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 /// Record kinds the inventory iterator writes.

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use probe_common::{BLOCKED_FRAMES, BlockedRecord, MAX_WAITERS, MAX_WATCHED_MMS, blocked_kind};
 
-use crate::kread::{at, offset};
+use crate::kread::{offset, peek};
 
 #[map]
 static BLOCKED_SCRATCH: PerCpuArray<BlockedRecord> = PerCpuArray::with_max_entries(1, 0);
@@ -43,7 +43,7 @@ pub fn blocked_tasks(ctx: *mut c_void) -> i32 {
     if task == 0 {
         return 0;
     }
-    let state: u32 = at(task, offset!(task_state));
+    let state: u32 = peek(task, offset!(task_state));
     if state & TASK_UNINTERRUPTIBLE == 0 {
         return 0;
     }
@@ -75,28 +75,28 @@ fn write_waiters(seq: *mut seq_file, r: *mut BlockedRecord) {
         if mm == 0 {
             continue;
         }
-        let subs: u64 = at(mm, offset!(mm_subscriptions));
+        let subs: u64 = peek(mm, offset!(mm_subscriptions));
         if subs == 0 {
             continue;
         }
         let head = subs + head_off as u64;
-        let mut node: u64 = at(head, 0); // list_head.next
+        let mut node: u64 = peek(head, 0); // list_head.next
         let mut n = 0;
         while n < MAX_WAITERS {
             if node == 0 || node == head {
                 break;
             }
             let entry = node - link as u64;
-            let task: u64 = at(entry, offset!(wq_entry_private));
+            let task: u64 = peek(entry, offset!(wq_entry_private));
             unsafe {
                 describe_task(r, task);
                 (*r).kind = blocked_kind::WAITER;
                 (*r).mm = mm;
-                (*r).state = at(task, offset!(task_state));
+                (*r).state = peek(task, offset!(task_state));
                 (*r).nr_frames = 0;
                 bpf_seq_write(seq, r as *const c_void, RECORD_LEN);
             }
-            node = at(node, 0);
+            node = peek(node, 0);
             n += 1;
         }
     }
@@ -105,9 +105,9 @@ fn write_waiters(seq: *mut seq_file, r: *mut BlockedRecord) {
 #[inline(always)]
 unsafe fn describe_task(r: *mut BlockedRecord, task: u64) {
     unsafe {
-        (*r).pid = at::<i32>(task, offset!(task_pid)) as u32;
-        (*r).tgid = at::<i32>(task, offset!(task_tgid)) as u32;
-        (*r).comm = at(task, offset!(task_comm));
+        (*r).pid = peek::<i32>(task, offset!(task_pid)) as u32;
+        (*r).tgid = peek::<i32>(task, offset!(task_tgid)) as u32;
+        (*r).comm = peek(task, offset!(task_comm));
         (*r)._pad = 0;
     }
 }

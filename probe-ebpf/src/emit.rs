@@ -14,14 +14,30 @@ use crate::kread::wakeup_bytes;
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
-/// Per-CPU [attempted, lost]: userspace reports `lost` and checks it against what it received.
+/// Per-CPU counters (`probe_common::counter`): records attempted, and everything the programs
+/// drop or leave out (a full ring, a faulted read, a missing stack or entry state). Userspace
+/// reads them with the ring and reports them with the lost events. Counters, not log lines:
+/// they cost one per-CPU increment on the failure path only, and what the kernel side drops
+/// must be countable at any event rate.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
 #[inline(always)]
-fn bump(index: u32) {
+pub(crate) fn bump(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         unsafe { *slot += 1 };
+    }
+}
+
+/// What an entry probe saved for its return probe, or `missing` (counted) when it is not there.
+#[inline(always)]
+pub(crate) fn saved<T>(found: Option<T>, missing: T) -> T {
+    match found {
+        Some(value) => value,
+        None => {
+            bump(counter::ENTRY_MISSING);
+            missing
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use core::ffi::c_void;
 use aya_ebpf::{bindings::seq_file, helpers::bpf_seq_write, macros::map, maps::PerCpuArray};
 use probe_common::{ABSENT, InventoryRecord, MAX_SUBSCRIBERS, OPS_SLOTS, inventory_kind};
 
-use crate::kread::{at, offset};
+use crate::kread::{offset, peek};
 
 /// Scratch space: the record is too large to build comfortably on the 512-byte BPF stack.
 #[map]
@@ -36,21 +36,21 @@ pub fn inventory_task(ctx: *mut c_void) -> i32 {
     // leader still has the mm, else through every thread that has it (userspace keeps one): a
     // process whose leader has exited (an OOM victim with a thread stuck in the kernel) stays
     // visible.
-    let pid: i32 = at(task, offset!(task_pid));
-    let tgid: i32 = at(task, offset!(task_tgid));
-    let mm: u64 = at(task, offset!(task_mm));
+    let pid: i32 = peek(task, offset!(task_pid));
+    let tgid: i32 = peek(task, offset!(task_tgid));
+    let mm: u64 = peek(task, offset!(task_mm));
     if pid != tgid {
-        let leader: u64 = at(task, offset!(task_group_leader));
-        if mm == 0 || at::<u64>(leader, offset!(task_mm)) == mm {
+        let leader: u64 = peek(task, offset!(task_group_leader));
+        if mm == 0 || peek::<u64>(leader, offset!(task_mm)) == mm {
             return 0;
         }
     }
-    let subs: u64 = at(mm, offset!(mm_subscriptions));
+    let subs: u64 = peek(mm, offset!(mm_subscriptions));
     if subs == 0 {
         return 0;
     }
     let Some(r) = SCRATCH.get_ptr_mut(0) else { return 0 };
-    let comm: [u8; 16] = at(task, offset!(task_comm));
+    let comm: [u8; 16] = peek(task, offset!(task_comm));
 
     unsafe {
         (*r).kind = inventory_kind::MM;
@@ -58,9 +58,9 @@ pub fn inventory_task(ctx: *mut c_void) -> i32 {
         (*r).comm = comm;
         (*r).mm = mm;
         (*r).subscriptions = subs;
-        (*r).has_itree = at::<u8>(subs, offset!(subs_has_itree)) as u32;
-        (*r).invalidate_seq = at(subs, offset!(subs_invalidate_seq));
-        (*r).active_invalidate_ranges = at(subs, offset!(subs_active_invalidate_ranges));
+        (*r).has_itree = peek::<u8>(subs, offset!(subs_has_itree)) as u32;
+        (*r).invalidate_seq = peek(subs, offset!(subs_invalidate_seq));
+        (*r).active_invalidate_ranges = peek(subs, offset!(subs_active_invalidate_ranges));
         (*r).index = 0;
         (*r).truncated = 0;
         clear_subscriber(r);
@@ -75,7 +75,7 @@ pub fn inventory_task(ctx: *mut c_void) -> i32 {
     // Walk the hlist of `struct mmu_notifier`; readers use probe reads throughout (direct BTF
     // loads through hlist_node -> container were rejected by the verifier).
     let hlist = offset!(notifier_hlist) as u64;
-    let mut node: u64 = at(subs, offset!(subs_list));
+    let mut node: u64 = peek(subs, offset!(subs_list));
     let mut count: u32 = 0;
     let mut truncated = 0;
     let mut i = 0;
@@ -84,16 +84,16 @@ pub fn inventory_task(ctx: *mut c_void) -> i32 {
             break;
         }
         let mn = node - hlist;
-        let ops: u64 = at(mn, offset!(notifier_ops));
+        let ops: u64 = peek(mn, offset!(notifier_ops));
         unsafe {
             (*r).kind = inventory_kind::SUBSCRIBER;
             (*r).index = count;
             (*r).subscriber = mn;
             (*r).ops = ops;
-            (*r).users = at(mn, offset!(notifier_users));
+            (*r).users = peek(mn, offset!(notifier_users));
             let mut slot = 0;
             while slot < OPS_SLOTS {
-                (*r).callbacks[slot] = at(ops, offset!(ops[slot]));
+                (*r).callbacks[slot] = peek(ops, offset!(ops[slot]));
                 slot += 1;
             }
             let kvm_start = offset!(kvm_start_callback);
@@ -101,8 +101,8 @@ pub fn inventory_task(ctx: *mut c_void) -> i32 {
             if kvm_start != 0 && (*r).callbacks[start_slot] == kvm_start {
                 let kvm = mn - offset!(kvm_mmu_notifier) as u64;
                 (*r).kvm = kvm;
-                (*r).kvm_mn_active_invalidate_count = at(kvm, offset!(kvm_mn_active_invalidate_count));
-                (*r).kvm_invalidate_in_progress = at(kvm, offset!(kvm_invalidate_in_progress));
+                (*r).kvm_mn_active_invalidate_count = peek(kvm, offset!(kvm_mn_active_invalidate_count));
+                (*r).kvm_invalidate_in_progress = peek(kvm, offset!(kvm_invalidate_in_progress));
             } else {
                 (*r).kvm = 0;
                 (*r).kvm_mn_active_invalidate_count = 0;
@@ -111,7 +111,7 @@ pub fn inventory_task(ctx: *mut c_void) -> i32 {
             bpf_seq_write(seq, r as *const c_void, RECORD_LEN);
         }
         count += 1;
-        node = at(node, 0); // hlist_node.next
+        node = peek(node, 0); // hlist_node.next
         i += 1;
     }
     if node != 0 {
@@ -140,7 +140,7 @@ fn walk_intervals(seq: *mut seq_file, r: *mut InventoryRecord, subs: u64) {
     if leftmost == ABSENT || rb == ABSENT {
         return;
     }
-    let mut node: u64 = at(subs, leftmost);
+    let mut node: u64 = peek(subs, leftmost);
     let mut i = 0;
     while i < MAX_SUBSCRIBERS {
         if node == 0 {
@@ -150,19 +150,19 @@ fn walk_intervals(seq: *mut seq_file, r: *mut InventoryRecord, subs: u64) {
             break;
         }
         let mni = node - rb as u64;
-        let ops: u64 = at(mni, offset!(interval_ops));
+        let ops: u64 = peek(mni, offset!(interval_ops));
         unsafe {
             clear_subscriber(r);
             (*r).kind = inventory_kind::INTERVAL;
             (*r).index = i;
             (*r).subscriber = mni;
             (*r).ops = ops;
-            (*r).interval_start = at(mni, offset!(interval_start));
-            (*r).interval_last = at(mni, offset!(interval_last));
-            (*r).interval_seq = at(mni, offset!(interval_seq));
-            (*r).interval_invalidate = at(ops, offset!(interval_ops_invalidate));
-            (*r).interval_invalidate_start = at(ops, offset!(interval_ops_invalidate_start));
-            (*r).interval_invalidate_finish = at(ops, offset!(interval_ops_invalidate_finish));
+            (*r).interval_start = peek(mni, offset!(interval_start));
+            (*r).interval_last = peek(mni, offset!(interval_last));
+            (*r).interval_seq = peek(mni, offset!(interval_seq));
+            (*r).interval_invalidate = peek(ops, offset!(interval_ops_invalidate));
+            (*r).interval_invalidate_start = peek(ops, offset!(interval_ops_invalidate_start));
+            (*r).interval_invalidate_finish = peek(ops, offset!(interval_ops_invalidate_finish));
             bpf_seq_write(seq, r as *const c_void, RECORD_LEN);
         }
         node = rb_next(node);
@@ -180,12 +180,12 @@ const RB_LOST: u64 = 1;
 /// else the first ancestor reached from its left side.
 #[inline(always)]
 fn rb_next(node: u64) -> u64 {
-    let right: u64 = at(node, offset!(rb_right));
+    let right: u64 = peek(node, offset!(rb_right));
     if right != 0 {
         let mut n = right;
         let mut depth = 0;
         while depth < RB_MAX_DEPTH {
-            let left: u64 = at(n, offset!(rb_left));
+            let left: u64 = peek(n, offset!(rb_left));
             if left == 0 {
                 return n;
             }
@@ -198,11 +198,11 @@ fn rb_next(node: u64) -> u64 {
     let mut depth = 0;
     while depth < RB_MAX_DEPTH {
         // The parent pointer shares its word with the colour bit.
-        let parent = at::<u64>(child, offset!(rb_parent_color)) & !3;
+        let parent = peek::<u64>(child, offset!(rb_parent_color)) & !3;
         if parent == 0 {
             return 0;
         }
-        if at::<u64>(parent, offset!(rb_right)) != child {
+        if peek::<u64>(parent, offset!(rb_right)) != child {
             return parent;
         }
         child = parent;

@@ -10,10 +10,10 @@ use aya_ebpf::{
     maps::{LruHashMap, StackTrace},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext, tracing::StackIdContext},
 };
-use probe_common::{EventKind, EventPayload as Payload, flags};
+use probe_common::{EventKind, EventPayload as Payload, counter, flags};
 
 use crate::{
-    emit::emit,
+    emit::{bump, emit, saved},
     kread::{at, current_tid, offset, stacks_enabled},
 };
 
@@ -52,7 +52,13 @@ fn stack_aux(ctx: &impl StackIdContext) -> u64 {
     if !stacks_enabled() {
         return 0;
     }
-    ctx.get_stackid(&STACKS, 0).map_or(0, |id| id as u64 + 1)
+    match ctx.get_stackid(&STACKS, 0) {
+        Ok(id) => id as u64 + 1,
+        Err(_) => {
+            bump(counter::STACK_MISSES);
+            0
+        }
+    }
 }
 
 /// The mm's interval-tree state into `aux0`/`aux1`, when the kernel has one.
@@ -85,7 +91,7 @@ fn on_range_start_ret(range: u64, ret: u64) {
 
 #[inline(always)]
 fn on_itree_end(subscriptions: u64) {
-    let mm = unsafe { TASK_MM.get(current_tid()) }.copied().unwrap_or(0);
+    let mm = saved(unsafe { TASK_MM.get(current_tid()) }.copied(), 0);
     let mut p = Payload { mm, ..Payload::default() };
     read_itree(subscriptions, &mut p);
     emit(EventKind::ItreeEnd, &p);
@@ -131,7 +137,7 @@ pub fn range_start_kprobe(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn range_start_kretprobe(ctx: RetProbeContext) -> u32 {
     let tid = current_tid();
-    let range = unsafe { START_RANGE.get(tid) }.copied().unwrap_or(0);
+    let range = saved(unsafe { START_RANGE.get(tid) }.copied(), 0);
     let _ = START_RANGE.remove(tid);
     on_range_start_ret(range, ctx.ret());
     0
@@ -153,7 +159,7 @@ pub fn itree_end_kprobe(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn itree_end_kretprobe(_ctx: RetProbeContext) -> u32 {
     let tid = current_tid();
-    let subscriptions = unsafe { ITREE_ARG.get(tid) }.copied().unwrap_or(0);
+    let subscriptions = saved(unsafe { ITREE_ARG.get(tid) }.copied(), 0);
     let _ = ITREE_ARG.remove(tid);
     on_itree_end(subscriptions);
     0

@@ -14,7 +14,7 @@ use aya_ebpf::{
 use probe_common::{EventKind, EventPayload as Payload, OpsSlot, flags};
 
 use crate::{
-    emit::emit,
+    emit::{emit, saved},
     kread::{at, current_tid, offset},
 };
 
@@ -67,7 +67,7 @@ fn interval_callback(ops: u64) -> u64 {
 #[inline(always)]
 fn take(map: &LruHashMap<u32, CallArgs>) -> CallArgs {
     let tid = current_tid();
-    let args = unsafe { map.get(tid) }.copied().unwrap_or(CallArgs { subscriber: 0, range: 0, seq: 0 });
+    let args = saved(unsafe { map.get(tid) }.copied(), CallArgs { subscriber: 0, range: 0, seq: 0 });
     let _ = map.remove(tid);
     args
 }
@@ -156,7 +156,7 @@ pub fn interval_start_entry(ctx: ProbeContext) -> u32 {
 pub fn interval_start_ret(ctx: RetProbeContext) -> u32 {
     let tid = current_tid();
     let args =
-        unsafe { TWOPASS_CALL.get(tid) }.copied().unwrap_or(StartArgs { subscriber: 0, range: 0, seq: 0, slot: 0 });
+        saved(unsafe { TWOPASS_CALL.get(tid) }.copied(), StartArgs { subscriber: 0, range: 0, seq: 0, slot: 0 });
     let _ = TWOPASS_CALL.remove(tid);
     let ops: u64 = at(args.subscriber, offset!(interval_ops));
     let ret: u64 = ctx.ret();

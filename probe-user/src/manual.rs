@@ -32,7 +32,22 @@ pub enum ManualError {
 pub fn completions(shell: Shell) -> Vec<u8> {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), BIN_NAME, &mut out);
+    if shell == Shell::Bash {
+        out = repair_bash_states(&out);
+    }
     out
+}
+
+/// clap_complete's bash script (4.6.11, clap-rs/clap#6421) names its states inconsistently
+/// when the program name has a hyphen: the loop over the typed words reaches
+/// `mmnotif__trace__subcmd__stream`, while the case arms that offer a subcommand's flags are
+/// labelled `mmnotif__subcmd__trace__subcmd__stream`, so no flag of any subcommand was ever
+/// completed. The arms are relabelled the way the loop spells them.
+fn repair_bash_states(script: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(script);
+    let arm = BIN_NAME.replace('-', "__subcmd__");
+    let state = BIN_NAME.replace('-', "__");
+    text.replace(&format!("{arm}__subcmd__"), &format!("{state}__subcmd__")).into_bytes()
 }
 
 /// One rendered man page.

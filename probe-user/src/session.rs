@@ -45,8 +45,9 @@ pub struct SessionTotals {
 
 impl SessionTotals {
     pub fn summary(&self) -> String {
+        let incomplete = self.kernel.incomplete.describe().map(|d| format!(", incomplete {d}")).unwrap_or_default();
         format!(
-            "kernel emitted {} events, received {}, lost {}{}",
+            "kernel emitted {} events, received {}, lost {}{}{incomplete}",
             self.kernel.attempted,
             self.received,
             self.kernel.lost,

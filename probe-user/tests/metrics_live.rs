@@ -89,13 +89,14 @@ fn every_metric_the_dashboards_query_is_in_a_live_scrape() {
     tracer.stop();
 }
 
-/// `kernel emitted A events, received R, lost L[, U undecodable]` → (A, R, L, U).
+/// `kernel emitted A events, received R, lost L[, U undecodable][, incomplete …]` → (A, R, L, U).
 fn summary_numbers(stderr: &[String]) -> (f64, f64, f64, f64) {
     let line = stderr
         .iter()
         .find_map(|l| l.strip_prefix("mmnotif-trace: kernel emitted "))
         .unwrap_or_else(|| panic!("no summary: {stderr:#?}"));
-    let numbers: Vec<f64> = line.split([' ', ',']).filter_map(|w| w.parse().ok()).collect();
+    let counts = line.split(", incomplete").next().unwrap_or(line);
+    let numbers: Vec<f64> = counts.split([' ', ',']).filter_map(|w| w.parse().ok()).collect();
     match numbers.as_slice() {
         [a, r, l] => (*a, *r, *l, 0.0),
         [a, r, l, u] => (*a, *r, *l, *u),

@@ -2,6 +2,7 @@
 
 mod bench;
 mod dist;
+mod service;
 mod vm;
 
 use std::{
@@ -213,16 +214,23 @@ fn test(no_vm: bool) -> Result<u8> {
     let t = Instant::now();
     let dist = match dist::run() {
         Ok(d) => {
-            match dist::check_deb(&d.deb, &d.man_pages) {
-                Ok(lines) => {
-                    for line in lines {
-                        println!("xtask: dist: ok: {line}");
+            let checks = [
+                ("dist: package check", dist::check_deb(&d.deb, &d.man_pages)),
+                // The unit, under a real systemd booted in a container.
+                ("service", service::check(&d.deb)),
+            ];
+            for (name, outcome) in checks {
+                match outcome {
+                    Ok(lines) => {
+                        for line in lines {
+                            println!("xtask: {name}: ok: {line}");
+                        }
+                        passed += 1;
                     }
-                    passed += 1;
-                }
-                Err(e) => {
-                    println!("xtask: dist: package check FAILED: {e:#}");
-                    failed += 1;
+                    Err(e) => {
+                        println!("xtask: {name}: FAILED: {e:#}");
+                        failed += 1;
+                    }
                 }
             }
             Some(d)
@@ -343,6 +351,9 @@ fn dist_task() -> Result<u8> {
     let dist = dist::run()?;
     for line in dist::check_deb(&dist.deb, &dist.man_pages)? {
         println!("xtask: dist: ok: {line}");
+    }
+    for line in service::check(&dist.deb)? {
+        println!("xtask: service: ok: {line}");
     }
     Ok(0)
 }

@@ -325,6 +325,9 @@ pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source
         if run.session.undecodable > 0 {
             notes.push(format!("{} kernel records could not be decoded", run.session.undecodable));
         }
+        if let Some(incomplete) = run.session.kernel.incomplete.describe() {
+            notes.push(format!("{incomplete} kernel records arrived incomplete"));
+        }
         if let Some(tree) = &run.pid_tree {
             notes.push(format!(
                 "--pid-tree (membership from {}): kept {} of {} (the command and its descendants); left out {} of {} other processes, kernel threads included",

@@ -15,7 +15,7 @@ pub use crate::object::{
 pub use attach::{AttachReport, HookStatus, Method, Refusal};
 pub use callbacks::{CallbackAttacher, CallbackProbe, Discovered, Probed};
 pub use capabilities::{Capabilities, Check, probe_capabilities};
-pub use collector::{Collector, Counters};
+pub use collector::{Collector, Counters, Incomplete};
 
 use aya::Ebpf;
 

@@ -130,6 +130,11 @@ pub fn encode(info: &SessionInfo, s: &SessionSnapshot, inv: &InventorySnapshot, 
         b.counter(&["ring_full"], s.lost_ring_full);
         b.counter(&["undecodable"], s.undecodable);
     });
+    push(&families::INCOMPLETE_RECORDS, &|b| {
+        for (cause, n) in s.incomplete.by_cause() {
+            b.counter(&[cause], n);
+        }
+    });
     push(&families::KERNEL_WARNINGS, &|b| {
         b.counter(&["mmu_notifier"], s.warnings_mmu_notifier);
         b.counter(&["other"], s.warnings_other);

@@ -66,6 +66,8 @@ families! {
         "Checker violations found, by rule id and severity.";
     LOST_EVENTS: Counter "mmnotif_lost_events_total" ["cause"]
         "Kernel events that never reached the checker, by cause (ring_full: the ring buffer was full, undecodable: a record could not be decoded).";
+    INCOMPLETE_RECORDS: Counter "mmnotif_incomplete_records_total" ["cause"]
+        "Kernel records that arrived with part of their content missing, by cause (read_fault: a kernel read faulted and the field is 0, stack_full: no room for the kernel stack, entry_missing: a return probe found no arguments from its entry).";
     KERNEL_WARNINGS: Counter "mmnotif_kernel_warnings_total" ["source"]
         "Kernel WARNs and error reports seen while tracing, by source (mmu_notifier code, or other).";
     RECORDS_EMITTED: Counter "mmnotif_kernel_records_emitted_total" []

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::labels::{EVENT_LABELS, callback_label, kind_label};
 use crate::{
     checker::{Checker, LogHistogram, RuleId},
-    loader::AttachReport,
+    loader::{AttachReport, Incomplete},
     session::SessionTotals,
     trace::EventType,
 };
@@ -92,6 +92,7 @@ pub struct SessionSnapshot {
     pub rule_checked: [bool; RuleId::ALL.len()],
     pub lost_ring_full: u64,
     pub undecodable: u64,
+    pub incomplete: Incomplete,
     pub warnings_mmu_notifier: u64,
     pub warnings_other: u64,
     pub records_emitted: u64,
@@ -119,6 +120,7 @@ impl SessionSnapshot {
             // so the checker's sum is the ring-full total (and a replay has it too).
             lost_ring_full: t.lost,
             undecodable: totals.undecodable,
+            incomplete: totals.kernel.incomplete,
             warnings_mmu_notifier: t.warns.saturating_sub(t.unrelated_warns),
             warnings_other: t.unrelated_warns,
             records_emitted: totals.kernel.attempted,

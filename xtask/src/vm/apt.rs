@@ -109,6 +109,11 @@ impl AptTexts for Apt {
     }
 }
 
+/// The Debian mirror (non-security suites) the host's apt uses, or MMNOTIF_APT_MIRROR.
+pub(crate) fn debian_mirror() -> Result<String> {
+    Ok(host_mirrors()?.main)
+}
+
 /// The host's Debian mirrors: the URI of a non-security suite and of a `-security` suite, from
 /// /etc/apt/sources.list{,.d/*.list,.d/*.sources}; MMNOTIF_APT_MIRROR / MMNOTIF_APT_SECURITY
 /// override them.

@@ -35,7 +35,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Fails with a clear message when a host tool is missing.
-pub(super) fn require_tool(tool: &str, package: &str) -> Result<()> {
+pub(crate) fn require_tool(tool: &str, package: &str) -> Result<()> {
     let found =
         std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
     if !found {

@@ -2,6 +2,8 @@
 //! with the test notifier module and the guest suite. `cargo xtask vm --help`;
 //! docs/vm-testbed.md explains the pieces and the cache.
 mod apt;
+pub(crate) use apt::debian_mirror;
+pub(crate) use cmd::require_tool;
 mod buildroot;
 mod cmd;
 mod cpio;

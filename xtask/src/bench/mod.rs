@@ -1,0 +1,178 @@
+//! `cargo xtask bench`: the workload's worst case (zap + refault one page of a KVM process)
+//! untraced and traced, interleaved, reporting the median slowdown, events/s and losses; with
+//! `--scrape-cost`, what one scrape of the metrics endpoint costs instead (`scrape_cost`).
+
+mod scrape_cost;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::{Child, ChildStderr, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Iterations per measurement.
+    #[arg(long, default_value_t = 200_000)]
+    pub iterations: u64,
+    /// Untraced/traced pairs to run.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Trace with `--metrics` on and scrape the endpoint every second, as Prometheus would.
+    #[arg(long)]
+    pub metrics: bool,
+    /// Instead of the slowdown: measure what one scrape of `--metrics` costs the tracer (CPU
+    /// time, response bytes, latency), with a KVM process in the inventory.
+    #[arg(long)]
+    pub scrape_cost: bool,
+    /// Scrapes to measure with `--scrape-cost`.
+    #[arg(long, default_value_t = 500)]
+    pub scrapes: u32,
+}
+
+/// One `GET /metrics` as Prometheus sends it: (the whole response, how long it took).
+pub(crate) fn scrape(addr: &str) -> Result<(Vec<u8>, Duration)> {
+    let started = Instant::now();
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    s.read_to_end(&mut response)?;
+    let took = started.elapsed();
+    if !response.starts_with(b"HTTP/1.1 200") {
+        bail!("GET http://{addr}/metrics: {}", String::from_utf8_lossy(&response[..response.len().min(80)]));
+    }
+    Ok((response, took))
+}
+
+/// Scrapes `http://addr/metrics` every second until `stop` is set; returns the scrape count.
+fn scrape_every_second(
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let mut scrapes = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if scrape(&addr).is_ok() {
+                scrapes += 1;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        scrapes
+    })
+}
+
+/// A running `mmnotif-trace stream`, attached.
+struct Tracer {
+    child: Child,
+    stderr: BufReader<ChildStderr>,
+    /// `HOST:PORT` of the metrics endpoint, with `--metrics`.
+    metrics: Option<String>,
+}
+
+impl Tracer {
+    /// Starts `stream` with `format` (and `--metrics` on an ephemeral loopback port) and waits
+    /// until it has attached.
+    fn start(bin: &Path, format: &str, metrics: bool) -> Result<Tracer> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["stream", "--format", format]);
+        if metrics {
+            cmd.args(["--metrics", "127.0.0.1:0"]);
+        }
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().context("starting the tracer")?;
+        let mut stderr = BufReader::new(child.stderr.take().context("tracer stderr")?);
+        let mut line = String::new();
+        stderr.read_line(&mut line)?; // "mmnotif-trace: kernel …: <attach summary>" once attached
+        let metrics = if metrics {
+            line.clear();
+            stderr.read_line(&mut line)?; // "mmnotif-trace: serving metrics at http://ADDR/metrics"
+            let addr = line
+                .trim()
+                .strip_prefix("mmnotif-trace: serving metrics at http://")
+                .and_then(|a| a.strip_suffix("/metrics"));
+            Some(addr.context("the tracer did not say where it serves metrics")?.to_owned())
+        } else {
+            None
+        };
+        Ok(Tracer { child, stderr, metrics })
+    }
+
+    /// SIGTERM, then everything it printed after attaching.
+    fn stop(mut self) -> Result<String> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest)?;
+        self.child.wait()?;
+        Ok(rest)
+    }
+}
+
+fn hammer(bin: &Path, iterations: u64) -> Result<f64> {
+    let out = Command::new(bin)
+        .args(["workload", "--hammer", &iterations.to_string()])
+        .output()
+        .context("workload --hammer")?;
+    if !out.status.success() {
+        bail!("workload --hammer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().context("parsing ns/op")
+}
+
+/// Runs one traced measurement; returns (ns/op, events received, events lost).
+fn traced(bin: &Path, iterations: u64, metrics: bool) -> Result<(f64, u64, u64)> {
+    let tracer = Tracer::start(bin, "jsonl", metrics)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = tracer.metrics.clone().map(|addr| scrape_every_second(addr, stop.clone()));
+    let ns = hammer(bin, iterations);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(scrapes) = scraper.and_then(|t| t.join().ok()) {
+        println!("  {scrapes} scrapes of the metrics endpoint while traced");
+    }
+    let rest = tracer.stop()?;
+    // "mmnotif-trace: kernel emitted A events, received R, lost L[, …]"
+    let summary = rest.lines().find(|l| l.contains("kernel emitted")).context("tracer printed no summary")?;
+    let nums: Vec<u64> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect();
+    let [_, received, lost, ..] = nums[..] else { bail!("unexpected summary {summary:?}") };
+    Ok((ns?, received, lost))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub(crate) fn run(args: &BenchArgs) -> Result<u8> {
+    let bin = crate::build_release()?;
+    if args.scrape_cost {
+        return scrape_cost::run(&bin, args.scrapes);
+    }
+    let (mut ratios, mut untraced_all, mut traced_all) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut received_total, mut lost_total) = (0, 0);
+    for round in 1..=args.rounds.max(1) {
+        let base = hammer(&bin, args.iterations)?;
+        let (with, received, lost) = traced(&bin, args.iterations, args.metrics)?;
+        println!(
+            "round {round}: untraced {base:.0} ns/op, traced {with:.0} ns/op, ratio {:.3}, lost {lost}",
+            with / base
+        );
+        ratios.push(with / base);
+        untraced_all.push(base);
+        traced_all.push(with);
+        received_total += received;
+        lost_total += lost;
+    }
+    let traced_ns = median(traced_all);
+    println!(
+        "median: untraced {:.0} ns/op, traced {:.0} ns/op, ratio {:.3}; {:.0} events/s while traced; \
+         {received_total} events received, {lost_total} lost",
+        median(untraced_all),
+        traced_ns,
+        median(ratios),
+        1e9 / traced_ns
+    );
+    Ok(0)
+}
