@@ -1,63 +1,67 @@
 //! One JSON line → [`Event`]. Lines are first read into a flat struct of optional fields
 //! (cheap for serde_json: no tag buffering, strings borrowed from the line), then checked
 //! against the fields the line's `type` requires.
-use std::{borrow::Cow, collections::HashSet, fmt};
+use std::{borrow::Cow, fmt};
 
 use serde::{
     Deserialize, Deserializer,
     de::{self, Visitor},
 };
 
-use super::{addr::Addr, event::*, header::Hook, kernel_enum::*, text::*};
+use super::{addr::Addr, event::*, header::Hook, intern::Interner, kernel_enum::*, scan::scan};
 
-#[derive(Deserialize)]
-struct WireEvent<'a> {
-    ts: Option<u64>,
+#[derive(Deserialize, Default)]
+pub(super) struct WireEvent<'a> {
+    pub(super) ts: Option<u64>,
     #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
-    cpu: Option<u32>,
-    pid: Option<u32>,
-    tid: Option<u32>,
+    pub(super) kind: Option<Cow<'a, str>>,
+    pub(super) cpu: Option<u32>,
+    pub(super) pid: Option<u32>,
+    pub(super) tid: Option<u32>,
     #[serde(borrow)]
-    comm: Option<Cow<'a, str>>,
+    pub(super) comm: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    mm: Option<Cow<'a, str>>,
+    pub(super) mm: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    range: Option<Cow<'a, str>>,
+    pub(super) range: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    start: Option<Cow<'a, str>>,
+    pub(super) start: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    end: Option<Cow<'a, str>>,
+    pub(super) end: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    subscriber: Option<Cow<'a, str>>,
+    pub(super) subscriber: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    event: Option<WireEnum<'a>>,
-    blockable: Option<bool>,
-    ret: Option<WireRet>,
-    itree_active: Option<u64>,
-    itree_seq: Option<u64>,
+    pub(super) event: Option<WireEnum<'a>>,
+    pub(super) blockable: Option<bool>,
+    pub(super) ret: Option<WireRet>,
+    pub(super) itree_active: Option<u64>,
+    pub(super) itree_seq: Option<u64>,
     #[serde(borrow)]
-    callback: Option<Cow<'a, str>>,
+    pub(super) callback: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    caller: Option<Cow<'a, str>>,
-    has_end: Option<bool>,
-    cur_seq: Option<u64>,
+    pub(super) caller: Option<Cow<'a, str>>,
+    pub(super) has_end: Option<bool>,
+    pub(super) cur_seq: Option<u64>,
     #[serde(borrow)]
-    finish: Option<Cow<'a, str>>,
-    active: Option<u64>,
-    seq: Option<u64>,
-    count: Option<u64>,
+    pub(super) finish: Option<Cow<'a, str>>,
+    pub(super) active: Option<u64>,
+    pub(super) seq: Option<u64>,
+    pub(super) count: Option<u64>,
     #[serde(borrow)]
-    detector: Option<WireEnum<'a>>,
+    pub(super) detector: Option<WireEnum<'a>>,
     #[serde(borrow)]
-    stack: Option<Vec<Cow<'a, str>>>,
+    pub(super) stack: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow)]
-    callbacks: Option<Vec<WireProbedCallback<'a>>>,
+    pub(super) callbacks: Option<Vec<WireProbedCallback<'a>>>,
+    /// `stack` as the scanner leaves it: the text between the brackets of an array of plain
+    /// strings (see [`stack_frames`]); serde_json fills `stack` instead.
+    #[serde(skip)]
+    pub(super) raw_stack: Option<&'a str>,
 }
 
 /// One entry of `probes_live`'s `callbacks`.
 #[derive(Deserialize)]
-struct WireProbedCallback<'a> {
+pub(super) struct WireProbedCallback<'a> {
     #[serde(borrow)]
     hook: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -67,7 +71,7 @@ struct WireProbedCallback<'a> {
 }
 
 /// `event` and `detector`: a name or a number.
-enum WireEnum<'a> {
+pub(super) enum WireEnum<'a> {
     Name(Cow<'a, str>),
     Number(u64),
 }
@@ -95,7 +99,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireEnum<'a> {
 }
 
 /// `ret`: an errno-style integer, or a bool for `interval_invalidate`.
-enum WireRet {
+pub(super) enum WireRet {
     Int(i64),
     Bool(bool),
 }
@@ -122,48 +126,36 @@ impl<'de> Deserialize<'de> for WireRet {
     }
 }
 
-/// Shares the few distinct comms and symbols a trace has instead of allocating per line.
-/// Bounded so that a hostile trace cannot grow it without limit.
-#[derive(Default)]
-pub(crate) struct Interner {
-    comms: HashSet<Comm>,
-    symbols: HashSet<Symbol>,
-}
+/// A line decoder: [`decode_event`], or [`decode_event_reference`] in tests.
+pub(crate) type DecodeFn = fn(&str, &mut Interner) -> Result<Event, DecodeError>;
 
-const INTERNER_LIMIT: usize = 8192;
-
-impl Interner {
-    fn comm(&mut self, text: &str) -> Comm {
-        if let Some(c) = self.comms.get(text) {
-            return c.clone();
-        }
-        let c = Comm::new(text);
-        if self.comms.len() < INTERNER_LIMIT {
-            self.comms.insert(c.clone());
-        }
-        c
-    }
-
-    fn symbol(&mut self, text: &str) -> Symbol {
-        if let Some(s) = self.symbols.get(text) {
-            return s.clone();
-        }
-        let s = Symbol::new(text);
-        if self.symbols.len() < INTERNER_LIMIT {
-            self.symbols.insert(s.clone());
-        }
-        s
-    }
-}
-
-/// Decodes one event line; the error is a message without location.
+/// Decodes one event line; the error is a message without location. Lines the scanner
+/// handles skip serde_json (same result, several times faster).
 pub(crate) fn decode_event(line: &str, interner: &mut Interner) -> Result<Event, DecodeError> {
+    match scan(line) {
+        Some(wire) => event_from_wire(&wire, interner),
+        None => decode_event_reference(line, interner),
+    }
+}
+
+/// Decodes one event line with serde_json alone: the reference the fast path must agree with.
+pub(crate) fn decode_event_reference(line: &str, interner: &mut Interner) -> Result<Event, DecodeError> {
     let wire: WireEvent<'_> = serde_json::from_str(line).map_err(|e| DecodeError::Json(e.to_string()))?;
+    event_from_wire(&wire, interner)
+}
+
+/// The frames of a scanned `stack`: its text holds only plain strings, commas and whitespace,
+/// so the frames are the odd pieces between quotes.
+fn stack_frames(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split('"').skip(1).step_by(2)
+}
+
+fn event_from_wire(wire: &WireEvent<'_>, interner: &mut Interner) -> Result<Event, DecodeError> {
     let kind_name = wire.kind.as_deref().ok_or(DecodeError::Bad("missing field `type`".into()))?;
     let kind =
         EventType::from_name(kind_name).ok_or_else(|| DecodeError::Bad(format!("unknown event type {kind_name:?}")))?;
     let ts = wire.ts.ok_or_else(|| missing(kind, "ts"))?;
-    let f = Fields { wire: &wire, kind };
+    let f = Fields { wire, kind };
     let body = match kind {
         EventType::RangeStart => EventBody::RangeStart(f.range_call()?),
         EventType::RangeEnd => EventBody::RangeEnd(RangeEnd { call: f.range_call()?, itree: f.itree() }),
@@ -269,7 +261,11 @@ pub(crate) fn decode_event(line: &str, interner: &mut Interner) -> Result<Event,
         cpu: wire.cpu,
         pid: wire.pid,
         comm: wire.comm.as_deref().map(|c| interner.comm(c)),
-        stack: wire.stack.as_ref().map(|frames| frames.iter().map(|s| interner.symbol(s)).collect()),
+        stack: match (wire.raw_stack, &wire.stack) {
+            (Some(raw), _) => Some(interner.stack(raw, stack_frames(raw))),
+            (None, Some(frames)) => Some(frames.iter().map(|s| interner.symbol(s)).collect()),
+            (None, None) => None,
+        },
         body,
     })
 }

@@ -6,8 +6,10 @@ mod encode;
 pub mod error;
 pub mod event;
 pub mod header;
+mod intern;
 pub mod kernel_enum;
 pub mod reader;
+mod scan;
 pub mod text;
 pub mod writer;
 

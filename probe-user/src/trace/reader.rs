@@ -6,10 +6,11 @@ use std::{
 };
 
 use super::{
-    decode::{DecodeError, Interner, decode_event},
+    decode::{DecodeError, DecodeFn, decode_event},
     error::{TraceError, TraceErrorKind},
     event::Event,
     header::{FORMAT_VERSION, Header},
+    intern::Interner,
 };
 
 /// Longest line accepted; a longer one is reported rather than buffered without bound.
@@ -26,6 +27,7 @@ pub struct TraceReader<R> {
     line: u64,
     buf: Vec<u8>,
     interner: Interner,
+    decode: DecodeFn,
     finished: bool,
 }
 
@@ -48,6 +50,7 @@ impl<R: BufRead> TraceReader<R> {
             line: 0,
             buf: Vec::with_capacity(512),
             interner: Interner::default(),
+            decode: decode_event,
             finished: false,
         };
         loop {
@@ -75,6 +78,13 @@ impl<R: BufRead> TraceReader<R> {
     /// Names the file in error messages.
     pub fn with_path(mut self, path: impl Into<PathBuf>) -> TraceReader<R> {
         self.path = Some(path.into());
+        self
+    }
+
+    /// Decodes with serde_json alone, for tests comparing it with the fast path.
+    #[cfg(test)]
+    pub(crate) fn with_reference_decode(mut self) -> TraceReader<R> {
+        self.decode = super::decode::decode_event_reference;
         self
     }
 
@@ -147,7 +157,7 @@ impl<R: BufRead> Iterator for TraceReader<R> {
             if text.trim().is_empty() {
                 continue;
             }
-            return Some(match decode_event(text, &mut self.interner) {
+            return Some(match (self.decode)(text, &mut self.interner) {
                 Ok(mut event) => {
                     event.seq = Some(self.line);
                     Ok(event)

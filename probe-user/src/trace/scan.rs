@@ -1,0 +1,237 @@
+//! The fast path of event decoding: a scanner for the lines writers produce — one flat JSON
+//! object whose keys are the event fields, with plain values (strings without escapes,
+//! integers, booleans) and `stack` as an array of such strings.
+//!
+//! It declines (returns `None`) at anything else: escapes, `null`, floats, unknown or repeated
+//! keys, nested values other than `stack`, or any syntax error. The line then goes through
+//! serde_json, which gives the same value or the same error, so accepting a line here must
+//! never change what it decodes to; `decode::tests` checks the two agree.
+use std::borrow::Cow;
+
+use super::decode::{WireEnum, WireEvent, WireRet};
+
+/// Reads `line` into a [`WireEvent`], or `None` when it is outside the subset handled here.
+pub(super) fn scan(line: &str) -> Option<WireEvent<'_>> {
+    let mut c = Cursor { text: line, pos: 0 };
+    let mut w = WireEvent::default();
+    c.expect(b'{')?;
+    if c.peek()? == b'}' {
+        c.pos += 1;
+        return c.at_end().then_some(w);
+    }
+    loop {
+        let key = c.string()?;
+        c.expect(b':')?;
+        if !c.field(key, &mut w)? {
+            return None;
+        }
+        match c.peek()? {
+            b',' => c.pos += 1,
+            b'}' => {
+                c.pos += 1;
+                return c.at_end().then_some(w);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Length of the plain string at the start of `rest`, up to its closing quote; `None` at an
+/// escape or a control character (serde_json's business), or without a closing quote.
+/// Eight bytes at a time: most of a line is string text.
+fn plain_string_len(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let stop = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    let mut i = 0;
+    while let Some(chunk) = rest.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // The high bit of each byte that is zero (below 0x20 for `w`). Borrows can flag bytes
+        // above a true hit, never below it, so the lowest flagged byte is the first stop.
+        let hits = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGHS;
+        if hits != 0 {
+            let at = i + (hits.trailing_zeros() / 8) as usize;
+            return (rest.get(at) == Some(&b'"')).then_some(at);
+        }
+        i += 8;
+    }
+    let at = i + rest.get(i..)?.iter().position(|&b| stop(b))?;
+    (rest.get(at) == Some(&b'"')).then_some(at)
+}
+
+struct Cursor<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+/// Sets `slot` unless it is already set (serde_json rejects a repeated field).
+fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<bool> {
+    if slot.is_some() {
+        return Some(false);
+    }
+    *slot = Some(value?);
+    Some(true)
+}
+
+impl<'a> Cursor<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    /// The next byte after JSON whitespace (not consumed).
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.bytes().get(self.pos) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(b);
+            }
+            self.pos += 1;
+        }
+        None
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.pos += 1)
+    }
+
+    /// Only whitespace is left.
+    fn at_end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    /// A string without escapes or control characters, borrowed from the line.
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let len = plain_string_len(self.bytes().get(start..)?)?;
+        self.pos = start + len + 1;
+        // Both ends sit next to an ASCII quote, so they are character boundaries.
+        self.text.get(start..start + len)
+    }
+
+    fn text(&mut self) -> Option<Cow<'a, str>> {
+        self.string().map(Cow::Borrowed)
+    }
+
+    /// Digits of a JSON integer without sign, leading zeros, fraction or exponent, that fit
+    /// in a u64 (serde_json reads anything else as a float or an error).
+    fn digits(&mut self) -> Option<u64> {
+        let bytes = self.bytes();
+        let start = self.pos;
+        let mut pos = start;
+        let mut value: u64 = 0;
+        while let Some(&b) = bytes.get(pos).filter(|b| b.is_ascii_digit()) {
+            value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            pos += 1;
+        }
+        let leading_zero = pos - start > 1 && bytes[start] == b'0';
+        if pos == start || leading_zero || matches!(bytes.get(pos), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.pos = pos;
+        Some(value)
+    }
+
+    fn uint(&mut self) -> Option<u64> {
+        self.peek()?;
+        self.digits()
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.uint()?).ok()
+    }
+
+    fn bool(&mut self) -> Option<bool> {
+        self.peek()?;
+        let rest = self.bytes().get(self.pos..)?;
+        let (value, len) = if rest.starts_with(b"true") {
+            (true, 4)
+        } else if rest.starts_with(b"false") {
+            (false, 5)
+        } else {
+            return None;
+        };
+        self.pos += len;
+        Some(value)
+    }
+
+    /// `ret`: an integer in i64 range (serde_json reads `-0` as a float), or a bool.
+    fn ret(&mut self) -> Option<WireRet> {
+        match self.peek()? {
+            b't' | b'f' => self.bool().map(WireRet::Bool),
+            b'-' => {
+                self.pos += 1;
+                let magnitude = self.digits()?;
+                if magnitude == 0 || magnitude > i64::MIN.unsigned_abs() {
+                    return None;
+                }
+                Some(WireRet::Int(0i64.wrapping_sub_unsigned(magnitude)))
+            }
+            _ => i64::try_from(self.digits()?).ok().map(WireRet::Int),
+        }
+    }
+
+    /// `event` and `detector`: a name or a non-negative number.
+    fn name_or_number(&mut self) -> Option<WireEnum<'a>> {
+        if self.peek()? == b'"' { self.text().map(WireEnum::Name) } else { self.uint().map(WireEnum::Number) }
+    }
+
+    /// `stack`: the text between the brackets of an array of plain strings.
+    fn string_array(&mut self) -> Option<&'a str> {
+        self.expect(b'[')?;
+        let start = self.pos;
+        if self.peek()? != b']' {
+            loop {
+                self.string()?;
+                match self.peek()? {
+                    b',' => self.pos += 1,
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        let inner = self.text.get(start..self.pos)?;
+        self.pos += 1;
+        Some(inner)
+    }
+
+    /// Reads the value of `key` into `w`; `Some(false)` for a key this path leaves to serde_json.
+    fn field(&mut self, key: &str, w: &mut WireEvent<'a>) -> Option<bool> {
+        match key {
+            "ts" => once(&mut w.ts, self.uint()),
+            "type" => once(&mut w.kind, self.text()),
+            "cpu" => once(&mut w.cpu, self.u32()),
+            "pid" => once(&mut w.pid, self.u32()),
+            "tid" => once(&mut w.tid, self.u32()),
+            "comm" => once(&mut w.comm, self.text()),
+            "mm" => once(&mut w.mm, self.text()),
+            "range" => once(&mut w.range, self.text()),
+            "start" => once(&mut w.start, self.text()),
+            "end" => once(&mut w.end, self.text()),
+            "subscriber" => once(&mut w.subscriber, self.text()),
+            "event" => once(&mut w.event, self.name_or_number()),
+            "blockable" => once(&mut w.blockable, self.bool()),
+            "ret" => once(&mut w.ret, self.ret()),
+            "itree_active" => once(&mut w.itree_active, self.uint()),
+            "itree_seq" => once(&mut w.itree_seq, self.uint()),
+            "callback" => once(&mut w.callback, self.text()),
+            "caller" => once(&mut w.caller, self.text()),
+            "has_end" => once(&mut w.has_end, self.bool()),
+            "cur_seq" => once(&mut w.cur_seq, self.uint()),
+            "finish" => once(&mut w.finish, self.text()),
+            "active" => once(&mut w.active, self.uint()),
+            "seq" => once(&mut w.seq, self.uint()),
+            "count" => once(&mut w.count, self.uint()),
+            "detector" => once(&mut w.detector, self.name_or_number()),
+            "stack" => once(&mut w.raw_stack, self.string_array()),
+            _ => Some(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
