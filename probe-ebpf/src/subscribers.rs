@@ -155,8 +155,7 @@ pub fn interval_start_entry(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn interval_start_ret(ctx: RetProbeContext) -> u32 {
     let tid = current_tid();
-    let args =
-        saved(unsafe { TWOPASS_CALL.get(tid) }.copied(), StartArgs { subscriber: 0, range: 0, seq: 0, slot: 0 });
+    let args = saved(unsafe { TWOPASS_CALL.get(tid) }.copied(), StartArgs { subscriber: 0, range: 0, seq: 0, slot: 0 });
     let _ = TWOPASS_CALL.remove(tid);
     let ops: u64 = at(args.subscriber, offset!(interval_ops));
     let ret: u64 = ctx.ret();
