@@ -193,13 +193,7 @@ fn event_from_wire(wire: &WireEvent<'_>, interner: &mut Interner) -> Result<Even
             subscriber: f.addr("subscriber", &wire.subscriber)?,
             callback: interner.symbol(f.text("callback", &wire.callback)?),
             cur_seq: wire.cur_seq.ok_or_else(|| missing(kind, "cur_seq"))?,
-            ret: match wire.ret {
-                Some(WireRet::Bool(b)) => b,
-                Some(WireRet::Int(_)) => {
-                    return Err(DecodeError::Bad("interval_invalidate: `ret` must be a bool".into()));
-                }
-                None => return Err(missing(kind, "ret")),
-            },
+            ret: f.bool_ret()?,
         }),
         EventType::IntervalStart => EventBody::IntervalStart(IntervalStart {
             tid: f.tid()?,
@@ -209,13 +203,7 @@ fn event_from_wire(wire: &WireEvent<'_>, interner: &mut Interner) -> Result<Even
             callback: interner.symbol(f.text("callback", &wire.callback)?),
             cur_seq: wire.cur_seq.ok_or_else(|| missing(kind, "cur_seq"))?,
             finish: f.addr("finish", &wire.finish)?,
-            ret: match wire.ret {
-                Some(WireRet::Bool(b)) => b,
-                Some(WireRet::Int(_)) => {
-                    return Err(DecodeError::Bad("interval_start: `ret` must be a bool".into()));
-                }
-                None => return Err(missing(kind, "ret")),
-            },
+            ret: f.bool_ret()?,
         }),
         EventType::IntervalFinish => EventBody::IntervalFinish(IntervalFinish {
             tid: f.tid()?,
@@ -311,6 +299,14 @@ impl Fields<'_, '_> {
         match self.wire.ret {
             Some(WireRet::Int(v)) => Ok(v),
             Some(WireRet::Bool(_)) => Err(DecodeError::Bad(format!("{}: `ret` must be an integer", self.kind))),
+            None => Err(missing(self.kind, "ret")),
+        }
+    }
+
+    fn bool_ret(&self) -> Result<bool, DecodeError> {
+        match self.wire.ret {
+            Some(WireRet::Bool(b)) => Ok(b),
+            Some(WireRet::Int(_)) => Err(DecodeError::Bad(format!("{}: `ret` must be a bool", self.kind))),
             None => Err(missing(self.kind, "ret")),
         }
     }

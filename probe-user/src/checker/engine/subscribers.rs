@@ -223,30 +223,40 @@ impl Checker {
     }
 
     pub(super) fn on_interval(&mut self, ev: &Event, i: &IntervalInvalidate, seq: u64) {
-        self.stats.interval_call(&i.callback, i.mm, i.ret);
-        let key = RangeKey { tid: i.tid, range: i.range };
-        if i.ret {
-            if let Some(range) = self.outer.get_mut(&key) {
-                range.itree.interval_succeeded(&i.callback);
+        let site = SubscriberSite {
+            key: RangeKey { tid: i.tid, range: i.range },
+            mm: i.mm,
+            subscriber: i.subscriber,
+            callback: &i.callback,
+        };
+        self.interval_returned(ev, &site, i.ret, seq);
+    }
+
+    /// An interval subscriber's `invalidate` (or two-pass first pass) returned `ret`: true means
+    /// it invalidated the range; false in a blockable range is the broken promise the kernel
+    /// WARNs about and then ignores.
+    pub(super) fn interval_returned(&mut self, ev: &Event, site: &SubscriberSite<'_>, ret: bool, seq: u64) {
+        self.stats.interval_call(site.callback, site.mm, ret);
+        if ret {
+            if let Some(range) = self.outer.get_mut(&site.key) {
+                range.itree.interval_succeeded(site.callback);
             }
             return;
         }
-        let Some(range) = self.outer.get(&key) else { return };
+        let Some(range) = self.outer.get(&site.key) else { return };
         if range.args.map(|a| a.blockable) != Some(true) {
             return;
         }
-        let outer_seq = range.start_seq;
-        let site = SubscriberSite { key, mm: i.mm, subscriber: i.subscriber, callback: &i.callback };
         let v = subscriber_violation(
             RuleId::IntervalBlockableFalse,
             ev,
-            &site,
-            self.outer.get(&site.key),
+            site,
+            Some(range),
             format!(
                 "interval subscriber {} returned false (would block) in a blockable range; the kernel WARNs and carries on as if it had succeeded",
-                i.callback.function()
+                site.callback.function()
             ),
-            [outer_seq, Some(seq)],
+            [range.start_seq, Some(seq)],
         );
         self.emit(v);
     }

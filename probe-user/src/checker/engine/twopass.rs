@@ -14,7 +14,6 @@ use super::*;
 
 impl Checker {
     pub(super) fn on_interval_start(&mut self, ev: &Event, i: &IntervalStart, seq: u64) {
-        self.stats.interval_call(&i.callback, i.mm, i.ret);
         let key = RangeKey { tid: i.tid, range: i.range };
         if i.owes_finish() {
             let pending = PendingFinish {
@@ -28,32 +27,9 @@ impl Checker {
             // that start's __start returned; the newer start owns it now.
             self.pending_finishes.insert((i.tid, i.finish), pending);
         }
-        if i.ret {
-            if let Some(range) = self.outer.get_mut(&key) {
-                range.itree.interval_succeeded(&i.callback);
-            }
-            return;
-        }
-        // A false first pass in a blockable range is the same broken promise as `invalidate`'s
-        // (:487-489): the kernel WARNs and carries on.
-        let Some(range) = self.outer.get(&key) else { return };
-        if range.args.map(|a| a.blockable) != Some(true) {
-            return;
-        }
-        let outer_seq = range.start_seq;
+        // The first pass promises what `invalidate` does (:487-489 for a false one).
         let site = SubscriberSite { key, mm: i.mm, subscriber: i.subscriber, callback: &i.callback };
-        let v = subscriber_violation(
-            RuleId::IntervalBlockableFalse,
-            ev,
-            &site,
-            self.outer.get(&site.key),
-            format!(
-                "interval subscriber {} returned false (would block) in a blockable range; the kernel WARNs and carries on as if it had succeeded",
-                i.callback.function()
-            ),
-            [outer_seq, Some(seq)],
-        );
-        self.emit(v);
+        self.interval_returned(ev, &site, i.ret, seq);
     }
 
     pub(super) fn on_interval_finish(&mut self, ev: &Event, f: &IntervalFinish, seq: u64) {
