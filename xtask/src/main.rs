@@ -294,7 +294,14 @@ fn test(no_vm: bool) -> Result<u8> {
                 for r in &reports {
                     match &r.outcome {
                         Ok(o) => {
-                            println!("xtask: guest {} ({}): {} passed, {} failed", r.name, r.abi, o.pass, o.fail);
+                            println!(
+                                "xtask: guest {} ({}): {} passed, {} failed, boot+tests {:.0} s",
+                                r.name,
+                                r.abi,
+                                o.pass,
+                                o.fail,
+                                o.elapsed.as_secs_f64()
+                            );
                             for f in &o.failures {
                                 println!("xtask: guest {}: {f}", r.name);
                             }
