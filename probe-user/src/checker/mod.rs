@@ -17,7 +17,7 @@ mod wording;
 use std::{fs::File, io::BufRead, io::BufReader, path::Path};
 
 pub use crate::kernel_facts::KernelVersion;
-pub use engine::{Checker, MAX_STORED_VIOLATIONS, OpenRange, SETTLE_NS};
+pub use engine::{Checker, MAX_STORED_VIOLATIONS, OpenRange, SETTLE_NS, StateSizes};
 pub use hints::KernelInfo;
 pub use histogram::{DurationSummary, LogHistogram};
 pub use report::{RangeRef, Report, TaskRef, Verdict, Violation};

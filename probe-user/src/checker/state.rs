@@ -264,6 +264,11 @@ impl ProbeClock {
         }
     }
 
+    /// Callbacks with a recorded probe time.
+    pub fn len(&self) -> usize {
+        self.live_since.len()
+    }
+
     /// Whether the pairing of a subscriber that ran `callback` can be judged in a range whose
     /// `__start` was traced at `range_start_ts` (`None`: its `__start` is not in the trace, so
     /// it predates the tracer and every callback probe).

@@ -144,6 +144,11 @@ impl Statistics {
         self.notifiers.iter().any(|n| n.callback.function() == function)
     }
 
+    /// Per-mm rows kept (at most [`MAX_MM_ROWS`]; the rest fold into one).
+    pub fn mm_rows(&self) -> usize {
+        self.mms.len()
+    }
+
     pub fn mm(&mut self, mm: Addr) -> &mut MmStats {
         if !self.mms.contains_key(&mm) && self.mms.len() >= MAX_MM_ROWS {
             return &mut self.other_mms;

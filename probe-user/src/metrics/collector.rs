@@ -118,6 +118,11 @@ pub fn encode(info: &SessionInfo, s: &SessionSnapshot, inv: &InventorySnapshot, 
     push(&families::OPEN_RANGES, &|b| {
         b.gauge(&[], s.open_ranges as f64);
     });
+    push(&families::CHECKER_STATE, &|b| {
+        for (table, entries) in s.checker_state.rows() {
+            b.gauge(&[table], entries as f64);
+        }
+    });
     push(&families::OLDEST_OPEN_RANGE_AGE, &|b| {
         b.gauge(&[], s.oldest_open_age_seconds(now_ns));
     });

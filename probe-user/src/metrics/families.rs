@@ -74,6 +74,8 @@ families! {
         "Records the eBPF programs tried to emit (before any filtering).";
     RECORDS_RECEIVED: Counter "mmnotif_ring_records_received_total" []
         "Records taken from the ring buffer (before --pid/--comm filtering).";
+    CHECKER_STATE: Gauge "mmnotif_checker_state_entries" ["table"]
+        "Entries the checker holds, by table (ranges, tasks, mms, pending_finishes, leaks, stored_violations, probe_times, mm_rows, callback_rows): what the tracer's memory grows with; flat over a long run unless invalidations stay open.";
     MM_SUBSCRIBERS: Gauge "mmnotif_mm_subscribers" ["pid", "comm"]
         "List subscribers registered on a process's mm (from the inventory).";
     MM_INTERVAL_SUBSCRIBERS: Gauge "mmnotif_mm_interval_subscribers" ["pid", "comm"]

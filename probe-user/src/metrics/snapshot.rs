@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::labels::{EVENT_LABELS, callback_label, kind_label};
 use crate::{
-    checker::{Checker, LogHistogram, RuleId},
+    checker::{Checker, LogHistogram, RuleId, StateSizes},
     loader::{AttachReport, Incomplete},
     session::SessionTotals,
     trace::EventType,
@@ -97,6 +97,8 @@ pub struct SessionSnapshot {
     pub warnings_other: u64,
     pub records_emitted: u64,
     pub records_received: u64,
+    /// Entries in each of the checker's tables.
+    pub checker_state: StateSizes,
 }
 
 impl SessionSnapshot {
@@ -125,6 +127,7 @@ impl SessionSnapshot {
             warnings_other: t.unrelated_warns,
             records_emitted: totals.kernel.attempted,
             records_received: totals.received,
+            checker_state: checker.state_sizes(),
         }
     }
 

@@ -1,8 +1,10 @@
 //! `cargo xtask bench`: the workload's worst case (zap + refault one page of a KVM process)
 //! untraced and traced, interleaved, reporting the median slowdown, events/s and losses; with
-//! `--scrape-cost`, what one scrape of the metrics endpoint costs instead (`scrape_cost`).
+//! `--scrape-cost`, what one scrape of the metrics endpoint costs instead (`scrape_cost`); with
+//! `--soak MINUTES`, the tracer's memory and state over a long run instead (`soak`).
 
 mod scrape_cost;
+mod soak;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -32,6 +34,23 @@ pub(crate) struct BenchArgs {
     /// Scrapes to measure with `--scrape-cost`.
     #[arg(long, default_value_t = 500)]
     pub scrapes: u32,
+    /// Instead of the slowdown: run the tracer as the systemd unit does for this many minutes
+    /// under repeated `workload --hammer`, sampling its memory, CPU, losses and checker tables.
+    #[arg(long, value_name = "MINUTES")]
+    pub soak: Option<u64>,
+    /// With `--soak`: pause between workload runs (0: back to back, the highest rate).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub soak_pause_ms: u64,
+    /// With `--soak`: run back to back (the highest rate) for this many minutes first, then at
+    /// the `--soak-pause-ms` pace.
+    #[arg(long, default_value_t = 0, value_name = "MINUTES")]
+    pub soak_fast_minutes: u64,
+    /// With `--soak`: hammer iterations per workload run (each run is a new process and VM).
+    #[arg(long, default_value_t = 50_000)]
+    pub soak_batch: u64,
+    /// With `--soak`: seconds between samples.
+    #[arg(long, default_value_t = 60)]
+    pub sample_secs: u64,
 }
 
 /// One `GET /metrics` as Prometheus sends it: (the whole response, how long it took).
@@ -149,6 +168,16 @@ pub(crate) fn run(args: &BenchArgs) -> Result<u8> {
     let bin = crate::build_release()?;
     if args.scrape_cost {
         return scrape_cost::run(&bin, args.scrapes);
+    }
+    if let Some(minutes) = args.soak {
+        let plan = soak::SoakPlan {
+            minutes,
+            fast_minutes: args.soak_fast_minutes,
+            pause_ms: args.soak_pause_ms,
+            batch: args.soak_batch,
+            sample_secs: args.sample_secs,
+        };
+        return soak::run(&bin, &plan);
     }
     let (mut ratios, mut untraced_all, mut traced_all) = (Vec::new(), Vec::new(), Vec::new());
     let (mut received_total, mut lost_total) = (0, 0);

@@ -128,7 +128,7 @@ fn measure(pid: u32, addr: &str, scrapes: u32) -> Result<Measurement> {
 }
 
 /// CPU time of every thread of `pid` so far, in ns (first field of each thread's schedstat).
-fn cpu_ns(pid: u32) -> Result<u64> {
+pub(super) fn cpu_ns(pid: u32) -> Result<u64> {
     let dir = format!("/proc/{pid}/task");
     let mut total = 0;
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {

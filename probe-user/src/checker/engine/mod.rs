@@ -10,11 +10,14 @@
 //! `checker/wording.rs`, how events are counted in `checker/stats.rs`.
 use std::mem;
 
+mod footprint;
 mod outer;
 mod retire;
 mod subscribers;
 mod twopass;
 mod warn;
+
+pub use footprint::StateSizes;
 
 use crate::{
     errno::{EAGAIN, errno_name},
