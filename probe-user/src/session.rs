@@ -19,6 +19,18 @@ use crate::{
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the loss counters are read.
 const COUNTER_INTERVAL: Duration = Duration::from_millis(100);
+/// After the event programs are detached, how long a program already running on another CPU
+/// is given to finish its record before the last drain.
+const QUIESCE_GRACE: Duration = Duration::from_millis(10);
+
+/// What the session tells the code that owns the probes.
+pub enum Control {
+    /// A subscriber registered: probe its callbacks (and maybe deliver the returned event).
+    Registered(Discovered),
+    /// The session is stopping: stop the kernel side emitting, so the last drain and the
+    /// counters read with it cover the same records.
+    Stopping,
+}
 
 /// The trace header for a live session.
 pub fn header(kernel: &str, attach: &AttachReport) -> Header {
@@ -75,7 +87,7 @@ fn pump(
     totals: &mut SessionTotals,
     read_counters: bool,
     sink: &mut impl FnMut(Delivery<'_>),
-    registered: &mut impl FnMut(Discovered) -> Option<Event>,
+    registered: &mut impl FnMut(Control) -> Option<Event>,
 ) -> Result<(), LoadError> {
     let short_before = collector.malformed;
     collector.drain(|raw| {
@@ -91,7 +103,7 @@ fn pump(
                 // Delivered before the records after this one in the ring, which include every
                 // record of the probes just attached; records that happened before the attach
                 // may still follow, and the checker places them by their own timestamps.
-                if let Some(live) = registered(found) {
+                if let Some(live) = registered(Control::Registered(found)) {
                     totals.delivered += 1;
                     sink(Delivery::Event(&live));
                 }
@@ -118,9 +130,10 @@ fn pump(
     Ok(())
 }
 
-/// Runs until `stop` is set (or `deadline` passes), then drains what is left. `opening` goes
-/// to the sink before any kernel record. `registered` is told about every new subscriber (to
-/// probe its callbacks) and may return an event to deliver right then.
+/// Runs until `stop` is set (or `deadline` passes), then has the kernel side stopped and
+/// drains what is left. `opening` goes to the sink before any kernel record. `control` is told
+/// about every new subscriber (to probe its callbacks; it may return an event to deliver right
+/// then) and, last, that the session is stopping.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     collector: &mut Collector,
@@ -130,7 +143,7 @@ pub fn run(
     deadline: Option<Instant>,
     opening: Option<Event>,
     mut sink: impl FnMut(Delivery<'_>),
-    mut registered: impl FnMut(Discovered) -> Option<Event>,
+    mut control: impl FnMut(Control) -> Option<Event>,
 ) -> Result<SessionTotals, LoadError> {
     let mut totals = SessionTotals::default();
     if let Some(event) = opening {
@@ -140,7 +153,11 @@ pub fn run(
     let mut last_counter_read = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
-            pump(collector, decoder, filter, &mut totals, true, &mut sink, &mut registered)?;
+            // Drain first so a full ring loses nothing while the programs are taken down.
+            pump(collector, decoder, filter, &mut totals, false, &mut sink, &mut control)?;
+            control(Control::Stopping);
+            std::thread::sleep(QUIESCE_GRACE);
+            pump(collector, decoder, filter, &mut totals, true, &mut sink, &mut control)?;
             return Ok(totals);
         }
         collector.wait(DRAIN_INTERVAL);
@@ -148,7 +165,7 @@ pub fn run(
         if read_counters {
             last_counter_read = Instant::now();
         }
-        pump(collector, decoder, filter, &mut totals, read_counters, &mut sink, &mut registered)?;
+        pump(collector, decoder, filter, &mut totals, read_counters, &mut sink, &mut control)?;
     }
 }
 
@@ -185,11 +202,17 @@ pub fn trace(
     if let Some(stacks) = stacks {
         decoder = decoder.with_stacks(Box::new(stacks));
     }
-    run(&mut collector, &mut decoder, filter, stop, deadline, startup_probes.take(), sink, |found| {
-        let outcome = callbacks.discovered(ebpf, &kernel.kallsyms, found);
-        for probe in &outcome.attempts {
-            probed(probe);
+    run(&mut collector, &mut decoder, filter, stop, deadline, startup_probes.take(), sink, |control| match control {
+        Control::Registered(found) => {
+            let outcome = callbacks.discovered(ebpf, &kernel.kallsyms, found);
+            for probe in &outcome.attempts {
+                probed(probe);
+            }
+            outcome.live
         }
-        outcome.live
+        Control::Stopping => {
+            crate::loader::detach_event_programs(ebpf);
+            None
+        }
     })
 }

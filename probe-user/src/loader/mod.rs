@@ -7,6 +7,7 @@ mod capabilities;
 mod collector;
 mod hook_table;
 mod hooks;
+mod quiesce;
 
 pub use crate::object::{
     AttachChoice, KernelContext, LoadError, TracepointChoice, TracerOptions, error_chain, kernel_release, load_object,
@@ -16,6 +17,7 @@ pub use attach::{AttachReport, HookStatus, Method, Refusal};
 pub use callbacks::{CallbackAttacher, CallbackProbe, Discovered, Probed};
 pub use capabilities::{Capabilities, Check, probe_capabilities};
 pub use collector::{Collector, Counters, Incomplete};
+pub use quiesce::detach_event_programs;
 
 use aya::Ebpf;
 

@@ -48,6 +48,9 @@ pub(crate) struct BenchArgs {
     /// With `--soak`: hammer iterations per workload run (each run is a new process and VM).
     #[arg(long, default_value_t = 50_000)]
     pub soak_batch: u64,
+    /// With `--soak`: hammer iterations per paced run (default: `--soak-batch`).
+    #[arg(long)]
+    pub soak_paced_batch: Option<u64>,
     /// With `--soak`: seconds between samples.
     #[arg(long, default_value_t = 60)]
     pub sample_secs: u64,
@@ -175,6 +178,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<u8> {
             fast_minutes: args.soak_fast_minutes,
             pause_ms: args.soak_pause_ms,
             batch: args.soak_batch,
+            paced_batch: args.soak_paced_batch.unwrap_or(args.soak_batch),
             sample_secs: args.sample_secs,
         };
         return soak::run(&bin, &plan);

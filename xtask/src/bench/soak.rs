@@ -30,6 +30,8 @@ pub(super) struct SoakPlan {
     pub fast_minutes: u64,
     pub pause_ms: u64,
     pub batch: u64,
+    /// Iterations per run once paced: small bursts, which a ring buffer absorbs whole.
+    pub paced_batch: u64,
     pub sample_secs: u64,
 }
 
@@ -65,7 +67,14 @@ pub(super) fn run(bin: &Path, plan: &SoakPlan) -> Result<u8> {
     load_result?;
     let summary = rest.lines().find(|l| l.contains("kernel emitted")).unwrap_or("(no closing summary)");
     println!("tracer: {summary}");
-    println!("load: {} batches of `workload --hammer {}`", batches.load(Ordering::Relaxed), plan.batch);
+    println!(
+        "load: {} runs of `workload --hammer` ({} iterations for {} min, then {} every {} ms)",
+        batches.load(Ordering::Relaxed),
+        plan.batch,
+        plan.fast_minutes,
+        plan.paced_batch,
+        plan.pause_ms
+    );
     println!("samples: {}", csv_path.display());
     print_summary(&samples);
     Ok(0)
@@ -79,12 +88,15 @@ fn spawn_load(
     stop: Arc<AtomicBool>,
     batches: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<Result<()>> {
-    let (batch, pause) = (plan.batch.to_string(), Duration::from_millis(plan.pause_ms));
+    let (fast_batch, paced_batch) = (plan.batch.to_string(), plan.paced_batch.to_string());
+    let pause = Duration::from_millis(plan.pause_ms);
     let fast_until = Instant::now() + Duration::from_secs(plan.fast_minutes * 60);
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
+            let fast = Instant::now() < fast_until;
+            let batch = if fast { &fast_batch } else { &paced_batch };
             let out = Command::new(&bin)
-                .args(["workload", "--hammer", &batch])
+                .args(["workload", "--hammer", batch])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .output()
@@ -93,7 +105,7 @@ fn spawn_load(
                 bail!("workload --hammer {batch} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
             }
             batches.fetch_add(1, Ordering::Relaxed);
-            if Instant::now() >= fast_until {
+            if !fast {
                 std::thread::sleep(pause);
             }
         }
