@@ -226,3 +226,35 @@ fn missing_environment_gets_one_clear_line_and_its_own_exit_status() {
     assert!(stderr(&not_root).contains("must run as root"), "{}", stderr(&not_root));
     assert_eq!(stderr(&not_root).trim().lines().count(), 1);
 }
+
+/// Stopped while the kernel is still emitting, the closing figures must add up: every record
+/// the kernel side counted was either received or counted lost. (Reading the counters after the
+/// last drain, with the programs still attached, left records that were neither.)
+#[test]
+fn stopping_under_traffic_accounts_for_every_emitted_event() {
+    if !common::root() {
+        return;
+    }
+    /// Kills the background traffic however the test ends.
+    struct Traffic(std::process::Child);
+    impl Drop for Traffic {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _traffic = Traffic(
+        Command::new(BIN).args(["workload", "--hammer", "100000000"]).stdout(Stdio::null()).spawn().expect("traffic"),
+    );
+    for _ in 0..3 {
+        let o =
+            trace_during(&["stream", "--format", "violations", "--duration", "60"], &["workload", "--hammer", "1000"]);
+        let err = stderr(&o);
+        let summary =
+            err.lines().find(|l| l.contains("kernel emitted")).unwrap_or_else(|| panic!("no summary in {err}"));
+        let nums: Vec<u64> = summary.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect();
+        let (emitted, received, lost) = (nums[0], nums[1], nums[2]);
+        assert!(emitted > 1_000, "the traffic ran while tracing: {summary}");
+        assert_eq!(emitted, received + lost, "{summary}");
+    }
+}
