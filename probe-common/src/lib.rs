@@ -165,7 +165,9 @@ pub struct ProbeConfig {
     pub wakeup_bytes: u64,
     /// Non-zero: outer start/end records carry a kernel stack id.
     pub stacks: u32,
-    pub _pad: u32,
+    /// Non-zero: the programs run and count what they would emit, and emit nothing (the
+    /// probes' own cost, as a floor for benchmarks).
+    pub count_only: u32,
 }
 
 named_enum! {

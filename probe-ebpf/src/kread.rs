@@ -10,7 +10,7 @@ use crate::emit::bump;
 static OFFSETS: KernelOffsets = KernelOffsets::absent();
 
 #[unsafe(no_mangle)]
-static CONFIG: ProbeConfig = ProbeConfig { wakeup_bytes: 256 * 1024, stacks: 1, _pad: 0 };
+static CONFIG: ProbeConfig = ProbeConfig { wakeup_bytes: 256 * 1024, stacks: 1, count_only: 0 };
 
 /// Reads one offset from the `OFFSETS` global. Volatile so the compiler does not fold the
 /// placeholder value the global has at compile time.
@@ -29,6 +29,10 @@ pub(crate) fn offsets() -> &'static KernelOffsets {
 
 pub(crate) fn wakeup_bytes() -> u64 {
     unsafe { core::ptr::read_volatile(&CONFIG.wakeup_bytes) }
+}
+
+pub(crate) fn count_only() -> bool {
+    unsafe { core::ptr::read_volatile(&CONFIG.count_only) != 0 }
 }
 
 pub(crate) fn stacks_enabled() -> bool {

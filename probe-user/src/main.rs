@@ -48,6 +48,7 @@ fn run_async(command: &Option<Command>, metrics: &MetricsArgs) -> anyhow::Result
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
         match command {
+            Some(Command::Stream(args)) if args.count_only => cmd::live::count_only(&args.live).await,
             Some(Command::Stream(args)) => cmd::live::run(&args.live, cmd::live::Output::Stdout(args.format)).await,
             Some(Command::Record(args)) => {
                 cmd::live::run(&args.live, cmd::live::Output::File(args.output.clone())).await

@@ -47,6 +47,8 @@ pub struct TracerOptions {
     pub tracepoints: TracepointChoice,
     /// Capture kernel stacks of outer starts and ends.
     pub stacks: bool,
+    /// Run the probes but emit nothing (see `stream --count-only`).
+    pub count_only: bool,
 }
 
 impl Default for TracerOptions {
@@ -57,6 +59,7 @@ impl Default for TracerOptions {
             attach: AttachChoice::Auto,
             tracepoints: TracepointChoice::Auto,
             stacks: true,
+            count_only: false,
         }
     }
 }
@@ -98,7 +101,8 @@ pub fn load_object(ctx: &KernelContext, opts: &TracerOptions) -> Result<Ebpf, Lo
     if EBPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
-    let config = ProbeConfig { wakeup_bytes: opts.wakeup_bytes, stacks: opts.stacks as u32, _pad: 0 };
+    let config =
+        ProbeConfig { wakeup_bytes: opts.wakeup_bytes, stacks: opts.stacks as u32, count_only: opts.count_only as u32 };
     let ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &ctx.offsets, true)
         .override_global("CONFIG", &config, true)

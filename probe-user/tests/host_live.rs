@@ -258,3 +258,24 @@ fn stopping_under_traffic_accounts_for_every_emitted_event() {
         assert_eq!(emitted, received + lost, "{summary}");
     }
 }
+
+/// `stream --count-only` runs the probes and emits nothing: it prints no event, counts the
+/// workload's invalidations and says that nothing was checked (never a verdict).
+#[test]
+fn count_only_counts_and_emits_nothing() {
+    if !common::root() {
+        return;
+    }
+    let o = trace_during(&["stream", "--count-only", "--duration", "60"], &["workload", "--hammer", "1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "count-only printed events: {}", stdout(&o));
+    let err = stderr(&o);
+    let count = err
+        .lines()
+        .find_map(|l| l.strip_prefix("mmnotif-trace: count only: the probes ran for "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no count in {err}"));
+    assert!(count >= 1000, "the 1000 zaps were counted: {err}");
+    assert!(!err.contains("verdict"), "count-only checks nothing: {err}");
+}

@@ -81,6 +81,7 @@ impl TracerArgs {
             attach: self.attach.attach,
             tracepoints: self.attach.tracepoint_method,
             stacks: !self.no_stacks,
+            count_only: false,
         }
     }
 }
@@ -100,6 +101,11 @@ pub struct StreamArgs {
     /// service's journal).
     #[arg(long, value_enum, default_value_t = StreamFormat::Text)]
     pub format: StreamFormat,
+    /// Measure the probes alone: attach and run every program, but emit no record; the kernel
+    /// side only counts. Prints nothing but that count and checks nothing (subscribers that
+    /// register meanwhile are not probed). For comparing a full trace's cost with its floor.
+    #[arg(long, conflicts_with_all = ["pids", "comms", "metrics"])]
+    pub count_only: bool,
     #[command(flatten)]
     pub live: LiveArgs,
 }

@@ -16,7 +16,7 @@ use crate::{
     checker::Violation,
     cli::{LiveArgs, StreamFormat},
     filter::EventFilter,
-    loader::AttachReport,
+    loader::{AttachReport, Tracer, TracerOptions, detach_event_programs},
     render::{event_text, report_line},
     trace::{Event, Header, TraceWriter, event_to_line},
 };
@@ -149,9 +149,53 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
     let deadline = live.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
     let make_sink = move |header: &Header, attach: &AttachReport| StreamSink::open(output, header, attach);
     let session = LiveSession::start(&opts, live.metrics.metrics, filter, deadline, make_sink).await?;
+    let mut workload = start_workload(live)?;
+    wait_for_stop(deadline).await?;
+    session.request_stop();
+    if let Some(child) = workload.as_mut() {
+        let _ = child.kill().await;
+    }
+    let end = session.finish().await?;
+    eprintln!("mmnotif-trace: {}", end.totals.summary());
+    eprintln!("mmnotif-trace: {}", report_line(&end.report));
+    Ok(0)
+}
 
-    let mut workload =
-        if live.workload { Some(super::spawn_workload(&["--repeat", "0", "--hold-ms", "500"], false)?) } else { None };
+/// `stream --count-only`: every probe attached and running, no record emitted, only the
+/// kernel side's count printed at the end. Nothing is drained, so nothing is checked.
+pub async fn count_only(live: &LiveArgs) -> Result<u8> {
+    let opts = TracerOptions { count_only: true, ..live.tracer_options() };
+    let mut tracer = tokio::task::spawn_blocking(move || Tracer::start(&opts))
+        .await
+        .map_err(|_| crate::exit::ThreadPanicked("loading the tracer"))??;
+    eprintln!("mmnotif-trace: kernel {}: {} (count only)", tracer.kernel.release, tracer.attach.summary());
+    let deadline = live.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let mut workload = start_workload(live)?;
+    wait_for_stop(deadline).await?;
+    if let Some(child) = workload.as_mut() {
+        let _ = child.kill().await;
+    }
+    let collector = tracer.collector()?;
+    detach_event_programs(&mut tracer.ebpf);
+    let counters = collector.counters()?;
+    eprintln!(
+        "mmnotif-trace: count only: the probes ran for {} events and emitted none; nothing was checked",
+        counters.attempted
+    );
+    Ok(0)
+}
+
+/// `--workload`: the built-in workload as traffic, repeating until the trace stops.
+fn start_workload(live: &LiveArgs) -> Result<Option<tokio::process::Child>> {
+    if live.workload {
+        Ok(Some(super::spawn_workload(&["--repeat", "0", "--hold-ms", "500"], false)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Until Ctrl-C, SIGTERM or the deadline.
+async fn wait_for_stop(deadline: Option<Instant>) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let until_deadline = async {
         match deadline {
@@ -164,12 +208,5 @@ pub async fn run(live: &LiveArgs, output: Output) -> Result<u8> {
         _ = sigterm.recv() => {}
         _ = until_deadline => {}
     }
-    session.request_stop();
-    if let Some(child) = workload.as_mut() {
-        let _ = child.kill().await;
-    }
-    let end = session.finish().await?;
-    eprintln!("mmnotif-trace: {}", end.totals.summary());
-    eprintln!("mmnotif-trace: {}", report_line(&end.report));
-    Ok(0)
+    Ok(())
 }

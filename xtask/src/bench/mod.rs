@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: the workload's worst case (zap + refault one page of a KVM process)
-//! untraced and traced, interleaved, reporting the median slowdown, events/s and losses; with
+//! untraced, under the count-only tracer (every probe runs, nothing is emitted: the floor) and
+//! traced, interleaved, reporting the median slowdowns, events/s and losses; with
 //! `--scrape-cost`, what one scrape of the metrics endpoint costs instead (`scrape_cost`); with
 //! `--soak MINUTES`, the tracer's memory and state over a long run instead (`soak`).
 
@@ -99,8 +100,12 @@ impl Tracer {
     /// Starts `stream` with `format` (and `--metrics` on an ephemeral loopback port) and waits
     /// until it has attached.
     fn start(bin: &Path, format: &str, metrics: bool) -> Result<Tracer> {
+        Tracer::start_with(bin, &["stream", "--format", format], metrics)
+    }
+
+    fn start_with(bin: &Path, args: &[&str], metrics: bool) -> Result<Tracer> {
         let mut cmd = Command::new(bin);
-        cmd.args(["stream", "--format", format]);
+        cmd.args(args);
         if metrics {
             cmd.args(["--metrics", "127.0.0.1:0"]);
         }
@@ -162,6 +167,18 @@ fn traced(bin: &Path, iterations: u64, metrics: bool) -> Result<(f64, u64, u64)>
     Ok((ns?, received, lost))
 }
 
+/// Runs one measurement under `stream --count-only`: every probe runs, nothing is emitted or
+/// read — the floor a tracer of these hooks cannot go below. Returns ns/op.
+fn floor(bin: &Path, iterations: u64) -> Result<f64> {
+    let tracer = Tracer::start_with(bin, &["stream", "--count-only"], false)?;
+    let ns = hammer(bin, iterations);
+    let rest = tracer.stop()?;
+    if !rest.contains("count only: the probes ran for") {
+        bail!("the count-only tracer printed no count: {rest}");
+    }
+    ns
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -183,16 +200,20 @@ pub(crate) fn run(args: &BenchArgs) -> Result<u8> {
         };
         return soak::run(&bin, &plan);
     }
-    let (mut ratios, mut untraced_all, mut traced_all) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ratios, mut floor_ratios, mut untraced_all, mut traced_all) = (vec![], vec![], vec![], vec![]);
     let (mut received_total, mut lost_total) = (0, 0);
     for round in 1..=args.rounds.max(1) {
         let base = hammer(&bin, args.iterations)?;
+        let probes_only = floor(&bin, args.iterations)?;
         let (with, received, lost) = traced(&bin, args.iterations, args.metrics)?;
         println!(
-            "round {round}: untraced {base:.0} ns/op, traced {with:.0} ns/op, ratio {:.3}, lost {lost}",
+            "round {round}: untraced {base:.0} ns/op, count-only {probes_only:.0} ns/op (ratio {:.3}), traced {with:.0} \
+             ns/op, ratio {:.3}, lost {lost}",
+            probes_only / base,
             with / base
         );
         ratios.push(with / base);
+        floor_ratios.push(probes_only / base);
         untraced_all.push(base);
         traced_all.push(with);
         received_total += received;
@@ -200,11 +221,12 @@ pub(crate) fn run(args: &BenchArgs) -> Result<u8> {
     }
     let traced_ns = median(traced_all);
     println!(
-        "median: untraced {:.0} ns/op, traced {:.0} ns/op, ratio {:.3}; {:.0} events/s while traced; \
-         {received_total} events received, {lost_total} lost",
+        "median: untraced {:.0} ns/op, traced {:.0} ns/op, ratio {:.3} (count-only floor {:.3}); {:.0} events/s \
+         while traced; {received_total} events received, {lost_total} lost",
         median(untraced_all),
         traced_ns,
         median(ratios),
+        median(floor_ratios),
         1e9 / traced_ns
     );
     Ok(0)
