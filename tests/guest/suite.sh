@@ -51,6 +51,8 @@ case " $KERNEL_LACKS " in
 	run oom "$DIR/mmnotif-oom" oom-baseline oom-eagain oom-rfc2019
 	if [ -x /usr/local/bin/mmnotif-trace ]; then
 		SCENARIOS_UNDER_TRACE="list-ops oom-baseline oom-rfc2019" CHECK_CASES=skipped-ends "$DIR/tracer.sh"
+		# Says why the kernel's HMM tests do not run here (a SKIP line).
+		"$DIR/hmm.sh"
 	fi
 	exit 0
 	;;

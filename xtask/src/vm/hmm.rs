@@ -60,6 +60,8 @@ const MEMBERS: &[&str] = &[
     "tools/testing/selftests/kselftest_harness.h",
     "tools/testing/selftests/kselftest.h",
     "tools/testing/selftests/*/hmm-tests.c",
+    // The mm selftests' helpers, which hmm-tests links from 7.x (`vm_util.c`, ...).
+    "tools/testing/selftests/[mv]m/*.[ch]",
 ];
 
 /// Options test_hmm needs (`y` in the kernel's configuration).
@@ -95,18 +97,18 @@ fn plan(config: &str) -> Result<Plan, String> {
     }
 }
 
-/// Why this `hmm-tests.c` is not built here, if it is not: from 7.x it links the selftests' own
-/// helpers (`vm_util.c`), which need the kernel's newer UAPI headers than the build host's.
-fn tests_unsupported(source: &str) -> Option<String> {
-    ["vm_util.h", "hugepage_settings.h"]
-        .iter()
-        .find(|h| source.contains(&format!("{h}>")) || source.contains(&format!("{h}\"")))
-        .map(|h| {
-            format!(
-                "this hmm-tests.c includes {h}: it links the mm selftests' helpers, which need this kernel's UAPI \
-                 headers (the test bed builds hmm-tests with the host's); not built"
-            )
-        })
+/// The mm selftests' helpers `hmm-tests.c` includes that have a `.c` of their own in `dir` (from
+/// 7.x it includes `vm_util.h` and `hugepage_settings.h`, and links their code). A `.c` with a
+/// `main` is another test program (`gup_test.c` beside `<mm/gup_test.h>`), not a helper.
+fn helpers(source: &str, dir: &Path) -> Vec<PathBuf> {
+    source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("#include"))
+        .filter_map(|l| l.trim().trim_matches(['"', '<', '>']).strip_suffix(".h"))
+        .filter_map(|h| h.rsplit('/').next())
+        .map(|h| dir.join(format!("{h}.c")))
+        .filter(|c| std::fs::read_to_string(c).is_ok_and(|text| !text.contains("int main(")))
+        .collect()
 }
 
 /// The suite for `r`, harness from `newest`. Errors are real failures (a download or a build
@@ -130,9 +132,8 @@ pub(super) fn build(paths: &Paths, r: &Resolved, root: &BuildRoot, newest: &Reso
     let harness = extract(paths, &harness_deb)?;
     let tests_c = find_tests(&src)?;
     let tests_text = std::fs::read_to_string(&tests_c).with_context(|| format!("cannot read {}", tests_c.display()))?;
-    if let Some(why) = tests_unsupported(&tests_text) {
-        return unsupported(why);
-    }
+    let tests_dir = tests_c.parent().context("hmm-tests.c has no directory")?;
+    let linked = helpers(&tests_text, tests_dir);
 
     let out = paths.store.join("hmm").join("built").join(&r.abi);
     let module = out.join("lib").join("test_hmm.ko");
@@ -180,11 +181,40 @@ pub(super) fn build(paths: &Paths, r: &Resolved, root: &BuildRoot, newest: &Reso
     for h in ["kselftest_harness.h", "kselftest.h"] {
         copy(&harness.join("tools/testing/selftests").join(h), &selftests.join(h))?;
     }
+    // The directory's headers too, for 7.x's `#include "kselftest_harness.h"` and the helpers.
+    for e in std::fs::read_dir(tests_dir).with_context(|| format!("cannot list {}", tests_dir.display()))?.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "h") {
+            copy(&p, &selftests.join("mm").join(e.file_name()))?;
+        }
+    }
     let main = selftests.join("mm/hmm-tests.c");
     copy(&tests_c, &main)?;
     cmd::require_tool("gcc", "gcc")?;
     let mut gcc = Command::new("gcc");
-    gcc.args(["-static", "-O2", "-pthread", "-I"]).arg(&inc).arg("-o").arg(&tests).arg(&main);
+    gcc.args(["-static", "-O2", "-pthread", "-I"]).arg(&inc).arg("-I").arg(&selftests);
+    if !linked.is_empty() {
+        // The helpers use this kernel's UAPI (7.x's vm_util.c: PAGEMAP_SCAN of linux/fs.h, newer
+        // than the host's): the headers packages' UAPI trees, in the build root. They are not
+        // run through headers_install, whose only change these need is `__packed`.
+        let common = r
+            .headers
+            .iter()
+            .map(|(n, _)| n)
+            .find(|n| n.starts_with("linux-headers-") && n.ends_with("-common"))
+            .context("no linux-headers-*-common among the kernel's packages")?;
+        let common = format!("/usr/src/{common}");
+        for dir in [
+            format!("{common}/include/uapi"),
+            format!("{common}/arch/x86/include/uapi"),
+            format!("{headers}/arch/x86/include/generated/uapi"),
+            format!("{headers}/include/generated/uapi"),
+        ] {
+            gcc.arg("-isystem").arg(root.host_path(&dir));
+        }
+        gcc.arg("-D__packed=__attribute__((packed))").arg("-Wno-cpp");
+    }
+    gcc.arg("-o").arg(&tests).arg(&main).args(&linked);
     cmd::output(&mut gcc).with_context(|| format!("building hmm-tests for {} failed", r.abi))?;
     std::fs::write(&stamp_path, stamp).with_context(|| format!("cannot write {}", stamp_path.display()))?;
     Ok(HmmSuite::Ready { module, tests })
@@ -195,7 +225,9 @@ fn extract(paths: &Paths, deb: &Path) -> Result<PathBuf> {
     let name = file_name(deb);
     let dir = paths.store.join("hmm").join("src").join(name.trim_end_matches(".deb"));
     let done = dir.join(".mmnotif-complete");
-    if done.is_file() {
+    // The record names what was extracted: a changed `MEMBERS` extracts again.
+    let record = MEMBERS.join("\n");
+    if std::fs::read_to_string(&done).is_ok_and(|r| r == record) {
         return Ok(dir);
     }
     let package = name.split('_').next().unwrap_or_default();
@@ -211,7 +243,7 @@ fn extract(paths: &Paths, deb: &Path) -> Result<PathBuf> {
         .env("TARBALL", format!("./usr/src/{package}.tar.xz"))
         .env("DIR", &dir);
     cmd::output(&mut c).with_context(|| format!("cannot extract the HMM test sources from {}", deb.display()))?;
-    std::fs::write(&done, "").with_context(|| format!("cannot write {}", done.display()))?;
+    std::fs::write(&done, record).with_context(|| format!("cannot write {}", done.display()))?;
     Ok(dir)
 }
 
@@ -263,9 +295,17 @@ mod tests {
     }
 
     #[test]
-    fn tests_that_link_the_mm_helpers_are_named() {
-        assert!(tests_unsupported("#include \"../kselftest_harness.h\"\n#include <mm/gup_test.h>\n").is_none());
-        let why = tests_unsupported("#include \"kselftest_harness.h\"\n#include <mm/vm_util.h>\n").unwrap();
-        assert!(why.contains("vm_util.h"), "{why}");
+    fn the_helpers_hmm_tests_links_are_the_included_ones_with_code() {
+        let dir = std::env::temp_dir().join(format!("mmnotif-hmm-helpers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["vm_util.c", "vm_util.h", "hugepage_settings.c", "other.c"] {
+            std::fs::write(dir.join(f), "int helper(void) { return 0; }\n").unwrap();
+        }
+        std::fs::write(dir.join("gup_test.c"), "int main(int argc, char **argv) { return 0; }\n").unwrap();
+        let source = "#include \"kselftest_harness.h\"\n#include \"hugepage_settings.h\"\n\
+                      #include <mm/gup_test.h>\n#include <mm/vm_util.h>\n#include <stdio.h>\n";
+        assert_eq!(helpers(source, &dir), vec![dir.join("hugepage_settings.c"), dir.join("vm_util.c")]);
+        assert!(helpers("#include \"../kselftest_harness.h\"\n#include <mm/gup_test.h>\n", &dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
