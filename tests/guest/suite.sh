@@ -24,13 +24,13 @@ run() {
 # the others (list-ops list-release interval-seq list-buggy-blockable) to mmnotif-basic.
 # leave-registered runs last: it leaves slots on a dead mm for the module unload that follows.
 # kvm-attach (tests/guest/kvm.sh) needs the tracer in the guest; so does attach-loop
-# (tests/guest/attach-loop.sh), which runs only when named.
+# (tests/guest/attach-loop.sh), which runs only when named, and hmm-tests (tests/guest/hmm.sh).
 # The interval-tree leak scenarios (oom-itree-*) leave tasks blocked in the module for good, so
 # the module cannot be unloaded after them: init.sh runs them after the unload, as `suite.sh leak`.
 LEAK_SCENARIOS="oom-itree-list oom-itree-list-disjoint oom-itree-only"
 # process_mrelease(2) exists since 5.15 (kernel_facts.rs: ProcessMrelease).
 grep -q ' __x64_sys_process_mrelease$' /proc/kallsyms && LEAK_SCENARIOS="$LEAK_SCENARIOS oom-itree-list-mrelease"
-basic= oom= leave= kvm= leak= loop=
+basic= oom= leave= kvm= leak= loop= hmm=
 for s in $SCENARIOS; do
 	case $s in
 	oom-itree-*) leak="$leak $s" ;;
@@ -38,6 +38,7 @@ for s in $SCENARIOS; do
 	leave-registered) leave=1 ;;
 	kvm-attach) kvm=1 ;;
 	attach-loop) loop=1 ;;
+	hmm-tests) hmm=1 ;;
 	*) basic="$basic $s" ;;
 	esac
 done
@@ -50,6 +51,8 @@ case " $KERNEL_LACKS " in
 	run oom "$DIR/mmnotif-oom" oom-baseline oom-eagain oom-rfc2019
 	if [ -x /usr/local/bin/mmnotif-trace ]; then
 		SCENARIOS_UNDER_TRACE="list-ops oom-baseline oom-rfc2019" CHECK_CASES=skipped-ends "$DIR/tracer.sh"
+		# Says why the kernel's HMM tests do not run here (a SKIP line).
+		"$DIR/hmm.sh"
 	fi
 	exit 0
 	;;
@@ -76,6 +79,14 @@ if [ -z "$SCENARIOS" ] || [ -n "$kvm" ]; then
 		"$DIR/kvm.sh"
 	elif [ -n "$kvm" ]; then
 		echo "MMNOTIF-TEST: FAIL kvm-attach (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
+	fi
+fi
+# The kernel's own HMM test suite under the tracer (tests/guest/hmm.sh).
+if [ -z "$SCENARIOS" ] || [ -n "$hmm" ]; then
+	if [ -x /usr/local/bin/mmnotif-trace ]; then
+		"$DIR/hmm.sh"
+	elif [ -n "$hmm" ]; then
+		echo "MMNOTIF-TEST: FAIL hmm-tests (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
 	fi
 fi
 if [ -n "$loop" ]; then

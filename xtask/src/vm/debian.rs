@@ -22,6 +22,9 @@ pub(crate) struct Resolved {
     pub boot: Vec<(String, String)>,
     /// What the module build installs in the build root: (package, version).
     pub headers: Vec<(String, String)>,
+    /// The kernel's source package at the image's upstream version (downloaded into the store;
+    /// the HMM test suite is built from it, `hmm.rs`), or why there is none.
+    pub source: Result<(String, String), String>,
 }
 
 impl Resolved {
@@ -30,7 +33,29 @@ impl Resolved {
     }
 
     fn new(kernel: &'static KernelRow, p: KernelPackages) -> Self {
-        Resolved { kernel, abi: p.abi, version: p.version, boot: p.boot, headers: p.headers }
+        Resolved {
+            kernel,
+            abi: p.abi,
+            version: p.version,
+            boot: p.boot,
+            headers: p.headers,
+            source: Err("not resolved".into()),
+        }
+    }
+
+    /// The local .deb of the source package (must have been downloaded).
+    pub(crate) fn source_deb(&self, paths: &Paths) -> Result<PathBuf, String> {
+        let (name, ver) = self.source.as_ref().map_err(Clone::clone)?;
+        match find_deb(&paths.debs(), name, ver) {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(format!("{name} {ver} was not downloaded")),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
+
+    /// The downloaded packages: what the guest boots and the source package.
+    fn debs(&self) -> impl Iterator<Item = &(String, String)> {
+        self.boot.iter().chain(self.source.as_ref().ok())
     }
 
     /// The local .deb of a boot package (must have been downloaded); one `*` in `package`
@@ -74,7 +99,15 @@ pub(crate) fn fetch(paths: &Paths, rows: &[&'static KernelRow]) -> Result<Vec<Re
         let cached = load(paths, row).ok().flatten();
         let r = match apt {
             Ok(apt) => {
-                let r = Resolved::new(row, resolve::resolve_row(apt, row)?);
+                let packages = resolve::resolve_row(apt, row)?;
+                let mut r = Resolved::new(row, packages.clone());
+                r.source = match row.build {
+                    Some(_) => Err(format!("the {} kernel is built here from its source", row.name)),
+                    None => resolve::resolve_source(apt, row, &packages).map_err(|e| format!("{e:#}")),
+                };
+                if let Err(why) = &r.source {
+                    println!("vm: {}: no kernel source package: {why}", row.name);
+                }
                 let was = cached
                     .as_ref()
                     .filter(|(c, _)| c.boot != r.boot || c.headers != r.headers)
@@ -126,7 +159,7 @@ fn open_archive(paths: &Paths, archive: &Archive) -> Result<Apt, String> {
 
 fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved) -> Result<()> {
     let mut missing = Vec::new();
-    for (name, ver) in &r.boot {
+    for (name, ver) in r.debs() {
         if find_deb(&paths.debs(), name, ver)?.is_none() {
             missing.push(format!("{name}={ver}"));
         }
@@ -136,7 +169,7 @@ fn download_missing(paths: &Paths, apt: &Apt, r: &Resolved) -> Result<()> {
     }
     println!("vm: downloading {}", missing.join(" "));
     apt.download(&missing, &paths.debs())?;
-    for (name, ver) in &r.boot {
+    for (name, ver) in r.debs() {
         if find_deb(&paths.debs(), name, ver)?.is_none() {
             bail!("apt-get download of {name} {ver} left no .deb in {}", paths.debs().display());
         }
@@ -159,7 +192,7 @@ fn prune(paths: &Paths) {
     let records: Vec<Resolved> =
         super::kernels::KERNELS.iter().filter_map(|k| load(paths, k).ok().flatten().map(|(r, _)| r)).collect();
     let keep_debs: BTreeSet<String> =
-        records.iter().flat_map(|r| r.boot.iter()).map(|(n, v)| format!("{n}_{}_", v.replace(':', "%3a"))).collect();
+        records.iter().flat_map(|r| r.debs()).map(|(n, v)| format!("{n}_{}_", v.replace(':', "%3a"))).collect();
     let keep_abis: BTreeSet<&str> = records.iter().map(|r| r.abi.as_str()).collect();
     let entries = |d: PathBuf| std::fs::read_dir(d).into_iter().flatten().flatten();
     for e in entries(paths.debs()) {
@@ -190,6 +223,9 @@ fn save(paths: &Paths, r: &Resolved) -> Result<()> {
     for (n, v) in &r.headers {
         text.push_str(&format!("headers {n} {v}\n"));
     }
+    if let Ok((n, v)) = &r.source {
+        text.push_str(&format!("source {n} {v}\n"));
+    }
     let path = paths.resolved(r.name());
     if let Some(dir) = path.parent() {
         cmd::mkdir(dir)?;
@@ -204,7 +240,7 @@ fn load(paths: &Paths, kernel: &'static KernelRow) -> Result<Option<(Resolved, D
         return Ok(None);
     };
     let (mut abi, mut version, mut at) = (None, None, None);
-    let (mut boot, mut headers) = (Vec::new(), Vec::new());
+    let (mut boot, mut headers, mut source) = (Vec::new(), Vec::new(), Err("no source package recorded".to_string()));
     for (i, line) in text.lines().enumerate() {
         let mut w = line.split_whitespace();
         match (w.next(), w.next(), w.next()) {
@@ -213,10 +249,11 @@ fn load(paths: &Paths, kernel: &'static KernelRow) -> Result<Option<(Resolved, D
             (Some("resolved"), Some(v), None) => at = v.parse::<u64>().ok(),
             (Some("boot"), Some(n), Some(v)) => boot.push((n.to_string(), v.to_string())),
             (Some("headers"), Some(n), Some(v)) => headers.push((n.to_string(), v.to_string())),
+            (Some("source"), Some(n), Some(v)) => source = Ok((n.to_string(), v.to_string())),
             _ => bail!("{}:{}: unexpected line {line:?}", path.display(), i + 1),
         }
     }
     let (Some(abi), Some(version), Some(at)) = (abi, version, at) else { bail!("{}: incomplete", path.display()) };
     let age = Duration::from_secs(now().saturating_sub(at));
-    Ok(Some((Resolved { kernel, abi, version, boot, headers }, age)))
+    Ok(Some((Resolved { kernel, abi, version, boot, headers, source }, age)))
 }

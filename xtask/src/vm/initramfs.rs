@@ -2,6 +2,7 @@
 //! programs and suite, and any extra host binaries (statically linked, like busybox and the
 //! tracer from `cargo xtask dist`).
 use super::cpio::Cpio;
+use super::hmm::HmmSuite;
 use super::kernel::file_name;
 use super::paths::Paths;
 use anyhow::{Context, Result, bail};
@@ -14,7 +15,7 @@ use std::process::Command;
 pub(crate) const GUEST_BIN_DIR: &str = "/usr/local/bin";
 
 /// What goes into one guest.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct InitramfsSpec {
     /// The test module for this kernel (`/lib/modules/mmnotif_test.ko`).
     pub module: PathBuf,
@@ -36,6 +37,11 @@ pub(crate) struct InitramfsSpec {
     /// Upstream fixes the kernel lacks (a kernel built here; `kernels.rs`), for the suite's
     /// expectations.
     pub kernel_lacks: Vec<String>,
+    /// The kernel's own HMM test suite (`/lib/modules/hmm/test_hmm.ko`, `/tests/hmm-tests`), or
+    /// why this kernel has none.
+    pub hmm: super::hmm::HmmSuite,
+    /// Physical addresses of test_hmm's two coherent devices (`spm_addr_dev0`, `spm_addr_dev1`).
+    pub hmm_spm: Vec<u64>,
 }
 
 /// Writes the initramfs (uncompressed cpio newc) to `out`.
@@ -75,6 +81,16 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
     w.copy(&guest.join("tracer.sh"), "/tests/tracer.sh", 0o755)?;
     w.copy(&guest.join("kvm.sh"), "/tests/kvm.sh", 0o755)?;
     w.copy(&guest.join("attach-loop.sh"), "/tests/attach-loop.sh", 0o755)?;
+    w.copy(&guest.join("hmm.sh"), "/tests/hmm.sh", 0o755)?;
+    let hmm_unsupported = match &spec.hmm {
+        HmmSuite::Ready { module, tests } => {
+            w.dir_all("/lib/modules/hmm")?;
+            w.copy(module, "/lib/modules/hmm/test_hmm.ko", 0o644)?;
+            w.copy(tests, "/tests/hmm-tests", 0o755)?;
+            String::new()
+        }
+        HmmSuite::Unsupported(why) => why.clone(),
+    };
     for (name, path) in &spec.guest_programs {
         w.copy(path, &format!("/tests/{name}"), 0o755)?;
     }
@@ -109,11 +125,13 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
     }
 
     let conf = format!(
-        "RUN_SUITE={}\nSCENARIOS={}\nKEEP={}\nKERNEL_LACKS={}\n",
+        "RUN_SUITE={}\nSCENARIOS={}\nKEEP={}\nKERNEL_LACKS={}\nHMM_UNSUPPORTED={}\nHMM_SPM={}\n",
         spec.run_suite as u8,
         quote(&spec.scenarios.join(" ")),
         spec.keep as u8,
-        quote(&spec.kernel_lacks.join(" "))
+        quote(&spec.kernel_lacks.join(" ")),
+        quote(&hmm_unsupported),
+        quote(&spec.hmm_spm.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>().join(" "))
     );
     w.cpio.file("/etc/mmnotif-vm.conf", 0o644, conf.as_bytes())?;
     if !spec.guest_cmd.is_empty() {

@@ -9,6 +9,8 @@ mod cmd;
 mod cpio;
 pub(crate) mod debian;
 mod guest;
+mod hmm;
+mod hmm_adapt;
 pub(crate) mod initramfs;
 mod kernel;
 pub(crate) mod kernels;
@@ -161,6 +163,12 @@ pub(crate) fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
     let _lock = lock(&paths)?;
     let start = Instant::now();
     let resolved = debian::fetch(&paths, &rows)?;
+    // The kselftest harness of the HMM suite comes from the newest kernel's source, booted or not.
+    let newest_row = kernels::KERNELS.last().context("no kernels")?;
+    let newest = match resolved.iter().find(|r| std::ptr::eq(r.kernel, newest_row)) {
+        Some(r) => r.clone(),
+        None => debian::fetch(&paths, &[newest_row])?.pop().context("the newest kernel did not resolve")?,
+    };
     // Roots are shared by the kernels of one archive and apt takes one lock per root: install
     // every kernel's headers before the kernels are prepared in parallel.
     let mut roots: Vec<(&'static kernels::Archive, buildroot::BuildRoot)> = Vec::new();
@@ -180,7 +188,8 @@ pub(crate) fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
         let t = Instant::now();
         let log = paths.logs().join(format!("{}.log", r.name()));
         let root = roots.iter().find(|(a, _)| *a == r.kernel.archive).map(|(_, root)| root);
-        let prepared = root.context("no build root").and_then(|root| prepare(&paths, r, root, args, &programs));
+        let prepared =
+            root.context("no build root").and_then(|root| prepare(&paths, r, root, args, &programs, &newest));
         let prepare_time = t.elapsed();
         let outcome = prepared.and_then(|boot| {
             let _ = std::fs::rename(&log, paths.logs().join(format!("{}.prev.log", r.name())));
@@ -245,13 +254,15 @@ fn prepare(
     root: &buildroot::BuildRoot,
     args: &VmArgs,
     programs: &[(String, PathBuf)],
+    newest: &Resolved,
 ) -> Result<qemu::Boot> {
-    let (vmlinux, module, kvm_modules) = match r.kernel.build {
+    let (vmlinux, module, kvm_modules, hmm) = match r.kernel.build {
         Some(build) => {
             let k = srcbuild::kernel(paths, r, root, build, args.kernel == r.name())?;
             let module = kmod::build(paths, r, root, kmod::Against::Built(&k))?;
             // KVM is built into this kernel (guest-kernel.config).
-            (k.vmlinux, module, Vec::new())
+            let hmm = hmm::HmmSuite::Unsupported("not built for a kernel the test bed compiles itself".into());
+            (k.vmlinux, module, Vec::new(), hmm)
         }
         None => {
             let module = kmod::build(paths, r, root, kmod::Against::Headers)?;
@@ -260,9 +271,16 @@ fn prepare(
                 eprintln!("[{}] no kvm modules for the guest: {e:#}", r.abi);
                 Vec::new()
             });
-            (kernel::vmlinux(paths, r)?, module, kvm_modules)
+            let hmm = hmm::build(paths, r, root, newest)?;
+            (kernel::vmlinux(paths, r)?, module, kvm_modules, hmm)
         }
     };
+    // RAM for test_hmm's coherent devices, reserved on every guest so the suite runs on the
+    // same machine whatever the scenarios: the guest keeps --memory for itself.
+    let reserved_at = hmm::coherent_reservation(&args.memory)?;
+    let (reserved, spm) = hmm::coherent_layout(reserved_at);
+    let mut append = vec![format!("memmap={}M${reserved_at:#x}", reserved >> 20)];
+    append.extend(args.append.iter().cloned());
     let initramfs = paths.build(&r.abi).join("initramfs.cpio");
     let spec = InitramfsSpec {
         module,
@@ -274,6 +292,8 @@ fn prepare(
         scenarios: args.scenarios.clone(),
         keep: args.keep,
         kernel_lacks: r.kernel.build.map(|b| b.lacks.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
+        hmm,
+        hmm_spm: spm.to_vec(),
     };
     build_initramfs(paths, &initramfs, &spec)?;
     let default_timeout = if args.keep { None } else { Some(1800) };
@@ -281,8 +301,8 @@ fn prepare(
         name: r.name().into(),
         vmlinux,
         initramfs,
-        append: args.append.clone(),
-        memory: args.memory.clone(),
+        append,
+        memory: format!("{}M", (reserved_at + reserved) >> 20),
         smp: args.smp,
         timeout: args.timeout.or(default_timeout).map(Duration::from_secs),
         log: PathBuf::new(),

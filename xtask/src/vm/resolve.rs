@@ -275,6 +275,35 @@ pub(super) fn resolve_row(apt: &dyn AptTexts, row: &KernelRow) -> Result<KernelP
     })
 }
 
+/// The name of the source package of an upstream kernel version: `linux-source-6.12` for
+/// 6.12.95, `linux-source-7.3` for 7.3~rc7 (Debian names it after major.minor).
+pub(super) fn source_package_name(upstream: &str) -> Option<String> {
+    let mut parts = upstream.split(['.', '~', '-']);
+    let (major, minor) = (parts.next()?, parts.next()?);
+    let number = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    (number(major) && number(minor)).then(|| format!("linux-source-{major}.{minor}"))
+}
+
+/// The source package of an image resolved as `image`, at the image's upstream version (the
+/// kernel's own test code is built from it; `hmm.rs`).
+pub(super) fn resolve_source(apt: &dyn AptTexts, row: &KernelRow, image: &KernelPackages) -> Result<(String, String)> {
+    let image_version = DebVersion::new(&image.version);
+    let upstream = image_version.upstream();
+    let package = source_package_name(upstream)
+        .with_context(|| format!("kernel {}: no source package name for upstream version {upstream}", row.name))?;
+    let version = choose(
+        apt,
+        row.name,
+        &Want {
+            package: package.clone(),
+            needed_by: format!("the {} kernel's HMM test build (image {})", row.name, image.version),
+            relation: None,
+            upstream: Some(upstream),
+        },
+    )?;
+    Ok((package, version.to_string()))
+}
+
 /// Recorded apt-cache texts: a `=== policy` section (`apt-cache policy` of every package) and a
 /// `=== show` section (`apt-cache show` of every package); `#` lines before them are comments.
 #[cfg(test)]
@@ -477,5 +506,12 @@ mod tests {
                 ("6.1.176-1".to_string(), vec!["bookworm".to_string()]),
             ]
         );
+    }
+    #[test]
+    fn source_package_names_follow_major_minor() {
+        assert_eq!(source_package_name("6.12.95").as_deref(), Some("linux-source-6.12"));
+        assert_eq!(source_package_name("7.3~rc7").as_deref(), Some("linux-source-7.3"));
+        assert_eq!(source_package_name("5.10.262").as_deref(), Some("linux-source-5.10"));
+        assert_eq!(source_package_name("seven"), None);
     }
 }
