@@ -10,7 +10,7 @@ use crate::{
     kallsyms::Kallsyms,
     loader::Discovered,
     trace::{
-        Addr, Comm, Detector, Event, EventBody, MmuEvent, Symbol,
+        Addr, Comm, Detector, Event, EventBody, MmuEvent, Stack, Symbol,
         event::{
             IntervalFinish, IntervalInvalidate, IntervalStart, ItreeEnd, ItreeSnapshot, RangeCall, RangeEnd,
             RangeStartRet, SubscriberEnd, SubscriberStart, TaskExit, Warn,
@@ -55,7 +55,7 @@ pub struct Decoder<'k> {
     comms: HashMap<[u8; 16], Comm>,
     kvm_callback: Symbol,
     stack_source: Option<Box<dyn StackSource + Send + 'k>>,
-    stacks: HashMap<u32, Vec<Symbol>>,
+    stacks: HashMap<u32, Stack>,
 }
 
 impl<'k> Decoder<'k> {
@@ -79,7 +79,7 @@ impl<'k> Decoder<'k> {
 
     /// The symbolized stack for a record's `aux0` (id + 1; 0 = none), cached by id: the
     /// kernel gives equal stacks equal ids.
-    fn stack(&mut self, aux: u64) -> Option<Vec<Symbol>> {
+    fn stack(&mut self, aux: u64) -> Option<Stack> {
         let id = u32::try_from(aux.checked_sub(1)?).ok()?;
         if let Some(frames) = self.stacks.get(&id) {
             return Some(frames.clone());
@@ -90,8 +90,7 @@ impl<'k> Decoder<'k> {
         // starts at the first frame of the kernel proper.
         let k = self.kallsyms;
         let tracer_frame = |a: u64| k.resolve(a).is_none_or(|r| matches!(r.module, Some("bpf" | "__builtin__ftrace")));
-        let symbols: Vec<Symbol> =
-            frames.into_iter().skip_while(|&a| tracer_frame(a)).map(|a| self.symbol(a)).collect();
+        let symbols: Stack = frames.into_iter().skip_while(|&a| tracer_frame(a)).map(|a| self.symbol(a)).collect();
         self.stacks.insert(id, symbols.clone());
         Some(symbols)
     }

@@ -99,7 +99,7 @@ fn sample_events() -> Vec<Event> {
         ),
         Event::new(8, EventBody::ItreeEnd(ItreeEnd { tid: 7, mm: call.mm, active: 0, seq: 12 })),
         Event {
-            stack: Some(vec![Symbol::new("mn_itree_invalidate+0x8e"), Symbol::new("__oom_reap_task_mm+0x9d")]),
+            stack: Some(vec![Symbol::new("mn_itree_invalidate+0x8e"), Symbol::new("__oom_reap_task_mm+0x9d")].into()),
             ..Event::new(
                 9,
                 EventBody::Warn(Warn {

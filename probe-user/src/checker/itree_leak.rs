@@ -10,7 +10,7 @@
 //! decides when a leak is certain (no range of the mm open, yet the tree still invalidating).
 use serde::Serialize;
 
-use crate::trace::{Addr, Comm, ItreeSnapshot, MmuEvent, Symbol};
+use crate::trace::{Addr, Comm, ItreeSnapshot, MmuEvent, Stack, Symbol};
 
 /// What one outer range did before its `__start` returned: the interval subscribers whose
 /// invalidate succeeded, and the list callback that failed.
@@ -64,7 +64,7 @@ pub struct ItreeLeak {
     /// The first leaking `__start`'s kernel stack, when stacks were captured: the code path
     /// (reaper or process_mrelease) that leaked. On the violation, not repeated here.
     #[serde(skip)]
-    pub stack: Option<Vec<Symbol>>,
+    pub stack: Option<Stack>,
 }
 
 /// The range a failing `__start` was about, as the leak record needs it.
@@ -74,7 +74,7 @@ pub struct LeakingStart<'a> {
     pub comm: Option<&'a Comm>,
     /// The task that called `__start`, and its kernel stack.
     pub by: (Option<u32>, Option<&'a Comm>),
-    pub stack: Option<&'a Vec<Symbol>>,
+    pub stack: Option<&'a Stack>,
     pub event: Option<MmuEvent>,
     pub witness: &'a ItreeWitness,
     pub ts: u64,

@@ -8,7 +8,7 @@ use super::{
     rules::{NotChecked, RuleId, Severity},
     stats::StatsSummary,
 };
-use crate::trace::{Addr, Comm, MmuEvent, Symbol};
+use crate::trace::{Addr, Comm, MmuEvent, Stack, Symbol};
 
 /// The task a violation happened on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -48,7 +48,7 @@ pub struct Violation {
     /// Ids (line numbers, or live sequence numbers) of the events involved, oldest first.
     pub events: Vec<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stack: Option<Vec<Symbol>>,
+    pub stack: Option<Stack>,
     pub explanation: String,
     /// The known kernel bug or fix this matches.
     #[serde(skip_serializing_if = "Option::is_none")]

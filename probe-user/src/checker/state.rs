@@ -2,7 +2,7 @@
 //! tasks that own them, and mms whose interval tree looks stuck.
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::trace::{Addr, Comm, Event, MmuEvent, Symbol};
+use crate::trace::{Addr, Comm, Event, MmuEvent, Stack, Symbol};
 
 use super::{itree_leak::ItreeWitness, stats::NotifierRow};
 
@@ -119,7 +119,7 @@ pub struct OuterRange {
     pub comm: Option<Comm>,
     pub start_seq: Option<u64>,
     pub start_ts: u64,
-    pub stack: Option<Vec<Symbol>>,
+    pub stack: Option<Stack>,
     pub notifiers: Vec<NotifierRecord>,
     /// A subscriber-level failure was already reported for these rules, so the outer
     /// failure they cause is not reported a second time.

@@ -8,7 +8,7 @@ use serde::{
     de::{self, Visitor},
 };
 
-use super::{addr::Addr, event::*, header::Hook, intern::Interner, kernel_enum::*, scan::scan};
+use super::{addr::Addr, event::*, header::Hook, intern::Interner, kernel_enum::*, scan::scan, text::Stack};
 
 #[derive(Deserialize, Default)]
 pub(super) struct WireEvent<'a> {
@@ -57,6 +57,9 @@ pub(super) struct WireEvent<'a> {
     /// strings (see [`stack_frames`]); serde_json fills `stack` instead.
     #[serde(skip)]
     pub(super) raw_stack: Option<&'a str>,
+    /// `stack` when the scanner found its text among the interner's stacks.
+    #[serde(skip)]
+    pub(super) known_stack: Option<Stack>,
 }
 
 /// One entry of `probes_live`'s `callbacks`.
@@ -132,7 +135,7 @@ pub(crate) type DecodeFn = fn(&str, &mut Interner) -> Result<Event, DecodeError>
 /// Decodes one event line; the error is a message without location. Lines the scanner
 /// handles skip serde_json (same result, several times faster).
 pub(crate) fn decode_event(line: &str, interner: &mut Interner) -> Result<Event, DecodeError> {
-    match scan(line) {
+    match scan(line, interner) {
         Some(wire) => event_from_wire(&wire, interner),
         None => decode_event_reference(line, interner),
     }
@@ -249,10 +252,11 @@ fn event_from_wire(wire: &WireEvent<'_>, interner: &mut Interner) -> Result<Even
         cpu: wire.cpu,
         pid: wire.pid,
         comm: wire.comm.as_deref().map(|c| interner.comm(c)),
-        stack: match (wire.raw_stack, &wire.stack) {
-            (Some(raw), _) => Some(interner.stack(raw, stack_frames(raw))),
-            (None, Some(frames)) => Some(frames.iter().map(|s| interner.symbol(s)).collect()),
-            (None, None) => None,
+        stack: match (&wire.known_stack, wire.raw_stack, &wire.stack) {
+            (Some(known), _, _) => Some(known.clone()),
+            (None, Some(raw), _) => Some(interner.stack(raw, stack_frames(raw))),
+            (None, None, Some(frames)) => Some(frames.iter().map(|s| interner.symbol(s)).collect()),
+            (None, None, None) => None,
         },
         body,
     })

@@ -6,7 +6,7 @@ use super::{
     addr::Addr,
     header::Hook,
     kernel_enum::{Detector, MmuEvent},
-    text::{Comm, Symbol},
+    text::{Comm, Stack, Symbol},
 };
 
 /// One traced occurrence.
@@ -22,7 +22,7 @@ pub struct Event {
     pub pid: Option<u32>,
     pub comm: Option<Comm>,
     /// Kernel stack, innermost first, as `sym+0xoff` strings.
-    pub stack: Option<Vec<Symbol>>,
+    pub stack: Option<Stack>,
     pub body: EventBody,
 }
 

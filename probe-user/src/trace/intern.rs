@@ -1,11 +1,11 @@
 //! Shares the few distinct comms, symbols and stacks a trace has instead of allocating them
-//! per line: a replay then allocates only what an [`Event`](super::Event) owns (a stack's
-//! `Vec`), and its memory stays flat however long the trace is.
+//! per line: a replay then allocates nothing per event for them, and its memory stays flat
+//! however long the trace is.
 use std::collections::{HashMap, HashSet};
 
 use foldhash::fast::RandomState;
 
-use super::text::{Comm, Symbol};
+use super::text::{Comm, Stack, Symbol};
 
 /// Entries per table; bounded so that a hostile trace cannot grow it without limit.
 const INTERNER_LIMIT: usize = 8192;
@@ -21,7 +21,7 @@ pub(crate) struct Interner {
     symbols: HashSet<Symbol, RandomState>,
     /// Whole stacks by their text in the line (between the brackets), so a repeated stack
     /// costs one lookup instead of one per frame.
-    stacks: HashMap<Box<str>, Vec<Symbol>, RandomState>,
+    stacks: HashMap<Box<str>, Stack, RandomState>,
     stack_text_bytes: usize,
 }
 
@@ -48,12 +48,17 @@ impl Interner {
         s
     }
 
+    /// The stack whose text is `key`, if one was made from that text before.
+    pub(crate) fn known_stack(&self, key: &str) -> Option<&Stack> {
+        self.stacks.get(key)
+    }
+
     /// The frames of a stack whose text is `key`, made by `frames` the first time.
-    pub(crate) fn stack<'t>(&mut self, key: &str, frames: impl Iterator<Item = &'t str>) -> Vec<Symbol> {
+    pub(crate) fn stack<'t>(&mut self, key: &str, frames: impl Iterator<Item = &'t str>) -> Stack {
         if let Some(stack) = self.stacks.get(key) {
             return stack.clone();
         }
-        let stack: Vec<Symbol> = frames.map(|f| self.symbol(f)).collect();
+        let stack: Stack = frames.map(|f| self.symbol(f)).collect();
         if self.stacks.len() < INTERNER_LIMIT && self.stack_text_bytes + key.len() <= STACK_TEXT_LIMIT {
             self.stack_text_bytes += key.len();
             self.stacks.insert(key.into(), stack.clone());

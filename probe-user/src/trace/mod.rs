@@ -22,5 +22,5 @@ pub use event::{
 pub use header::{AttachState, FORMAT_VERSION, Header, Hook};
 pub use kernel_enum::{Detector, MmuEvent};
 pub use reader::{MAX_LINE_BYTES, TraceReader, parse_event_line};
-pub use text::{Comm, Symbol};
+pub use text::{Comm, Stack, Symbol};
 pub use writer::{TraceWriter, event_to_line};

@@ -130,44 +130,92 @@ impl<R: BufRead> TraceReader<R> {
     }
 }
 
+impl<R: BufRead> TraceReader<R> {
+    /// The next line when it lies whole in the input's buffer: decoded there, without copying
+    /// it out (most lines; the others, and read errors, take [`Self::next_raw_line`]).
+    fn next_buffered(&mut self) -> Option<LineOutcome> {
+        let available = self.input.fill_buf().ok()?;
+        // An oversized line is for the copying path to report.
+        let newline = memchr::memchr(b'\n', available.get(..=MAX_LINE_BYTES).unwrap_or(available))?;
+        let mut text = &available[..newline];
+        if let [rest @ .., b'\r'] = text {
+            text = rest;
+        }
+        let outcome = decode_line(text, true, &mut self.interner, self.decode);
+        self.input.consume(newline + 1);
+        self.line += 1;
+        Some(outcome)
+    }
+
+    /// The next line through `buf`: one that straddles the input's buffer, the last one, or
+    /// a read error.
+    fn next_copied(&mut self) -> LineOutcome {
+        match self.next_raw_line() {
+            Ok(RawLine::Eof) => LineOutcome::Eof,
+            Ok(RawLine::Line { terminated }) => decode_line(&self.buf, terminated, &mut self.interner, self.decode),
+            Err(kind @ TraceErrorKind::Io(_)) => LineOutcome::Fatal(kind),
+            Err(kind) => LineOutcome::Bad(kind),
+        }
+    }
+}
+
+/// What reading one line gave.
+enum LineOutcome {
+    Event(Event),
+    Blank,
+    /// A malformed line; reading goes on.
+    Bad(TraceErrorKind),
+    /// A read error or a truncated last line: reading ends.
+    Fatal(TraceErrorKind),
+    Eof,
+}
+
+/// Decodes one line (newline stripped); `terminated` is false for a last line without one,
+/// which is reported as truncated if it does not decode.
+fn decode_line(bytes: &[u8], terminated: bool, interner: &mut Interner, decode: DecodeFn) -> LineOutcome {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return if terminated {
+            LineOutcome::Bad(TraceErrorKind::NotUtf8)
+        } else {
+            LineOutcome::Fatal(TraceErrorKind::Truncated)
+        };
+    };
+    // Event lines start with their `{`: only other lines need trimming to tell if blank.
+    if !text.starts_with('{') && text.trim().is_empty() {
+        return LineOutcome::Blank;
+    }
+    match decode(text, interner) {
+        Ok(event) => LineOutcome::Event(event),
+        Err(DecodeError::Json(_)) if !terminated => LineOutcome::Fatal(TraceErrorKind::Truncated),
+        Err(DecodeError::Json(msg)) => LineOutcome::Bad(TraceErrorKind::Json(msg)),
+        Err(DecodeError::Bad(msg)) => LineOutcome::Bad(TraceErrorKind::BadEvent(msg)),
+    }
+}
+
 impl<R: BufRead> Iterator for TraceReader<R> {
     type Item = Result<Event, TraceError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.finished {
-            let terminated = match self.next_raw_line() {
-                Ok(RawLine::Eof) => {
-                    self.finished = true;
-                    return None;
-                }
-                Ok(RawLine::Line { terminated }) => terminated,
-                Err(kind @ TraceErrorKind::Io(_)) => {
-                    self.finished = true;
-                    return Some(Err(self.error(kind)));
-                }
-                Err(kind) => return Some(Err(self.error(kind))),
+            let outcome = match self.next_buffered() {
+                Some(outcome) => outcome,
+                None => self.next_copied(),
             };
-            let Ok(text) = std::str::from_utf8(&self.buf) else {
-                if !terminated {
-                    self.finished = true;
-                    return Some(Err(self.error(TraceErrorKind::Truncated)));
-                }
-                return Some(Err(self.error(TraceErrorKind::NotUtf8)));
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
-            return Some(match (self.decode)(text, &mut self.interner) {
-                Ok(mut event) => {
+            return Some(match outcome {
+                LineOutcome::Blank => continue,
+                LineOutcome::Event(mut event) => {
                     event.seq = Some(self.line);
                     Ok(event)
                 }
-                Err(DecodeError::Json(_)) if !terminated => {
+                LineOutcome::Bad(kind) => Err(self.error(kind)),
+                LineOutcome::Fatal(kind) => {
                     self.finished = true;
-                    Err(self.error(TraceErrorKind::Truncated))
+                    Err(self.error(kind))
                 }
-                Err(DecodeError::Json(msg)) => Err(self.error(TraceErrorKind::Json(msg))),
-                Err(DecodeError::Bad(msg)) => Err(self.error(TraceErrorKind::BadEvent(msg))),
+                LineOutcome::Eof => {
+                    self.finished = true;
+                    return None;
+                }
             });
         }
         None
@@ -225,3 +273,6 @@ pub fn parse_event_line(text: &str, line: u64) -> Result<Event, TraceError> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,10 +8,15 @@
 //! never change what it decodes to; `decode::tests` checks the two agree.
 use std::borrow::Cow;
 
-use super::decode::{WireEnum, WireEvent, WireRet};
+use super::{
+    decode::{WireEnum, WireEvent, WireRet},
+    intern::Interner,
+    text::Stack,
+};
 
 /// Reads `line` into a [`WireEvent`], or `None` when it is outside the subset handled here.
-pub(super) fn scan(line: &str) -> Option<WireEvent<'_>> {
+/// A `stack` whose text `interner` has seen is taken from it without reading the frames.
+pub(super) fn scan<'a>(line: &'a str, interner: &Interner) -> Option<WireEvent<'a>> {
     let mut c = Cursor { text: line, pos: 0 };
     let mut w = WireEvent::default();
     c.expect(b'{')?;
@@ -20,9 +25,9 @@ pub(super) fn scan(line: &str) -> Option<WireEvent<'_>> {
         return c.at_end().then_some(w);
     }
     loop {
-        let key = c.string()?;
+        let key = c.key()?;
         c.expect(b':')?;
-        if !c.field(key, &mut w)? {
+        if !c.field(key, &mut w, interner)? {
             return None;
         }
         match c.peek()? {
@@ -113,6 +118,20 @@ impl<'a> Cursor<'a> {
         self.text.get(start..start + len)
     }
 
+    /// A key: the event fields are all named in `[a-z_]`, so a key with any other character
+    /// (an escape included) is one this path leaves to serde_json. Shorter than a string
+    /// scan: keys are a few bytes long.
+    fn key(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let len = self.bytes().get(start..)?.iter().position(|&b| !matches!(b, b'a'..=b'z' | b'_'))?;
+        if self.bytes().get(start + len) != Some(&b'"') {
+            return None;
+        }
+        self.pos = start + len + 1;
+        self.text.get(start..start + len)
+    }
+
     fn text(&mut self) -> Option<Cow<'a, str>> {
         self.string().map(Cow::Borrowed)
     }
@@ -199,8 +218,30 @@ impl<'a> Cursor<'a> {
         Some(inner)
     }
 
+    /// `stack` when its text is one `interner` made a stack from, found without reading it
+    /// frame by frame (most of a line's bytes are its stack). `None` leaves it to
+    /// [`Self::string_array`].
+    ///
+    /// Every text the interner holds is the inside of a well-formed array of plain strings,
+    /// so if the text up to a `]` equals one, that `]` closes the array: the frame-by-frame
+    /// reading would stop there too and take the same text. Which `]` is tried only decides
+    /// whether the shortcut is found, never what it gives.
+    fn known_stack(&mut self, interner: &Interner) -> Option<Stack> {
+        if self.peek()? != b'[' {
+            return None;
+        }
+        let start = self.pos + 1;
+        let rest = self.bytes().get(start..)?;
+        // The closing bracket follows a frame's closing quote (or the opening one at once).
+        let end = memchr::memchr_iter(b']', rest)
+            .find(|&i| i == 0 || i.checked_sub(1).and_then(|q| rest.get(q)) == Some(&b'"'))?;
+        let stack = interner.known_stack(self.text.get(start..start + end)?)?.clone();
+        self.pos = start + end + 1;
+        Some(stack)
+    }
+
     /// Reads the value of `key` into `w`; `Some(false)` for a key this path leaves to serde_json.
-    fn field(&mut self, key: &str, w: &mut WireEvent<'a>) -> Option<bool> {
+    fn field(&mut self, key: &str, w: &mut WireEvent<'a>, interner: &Interner) -> Option<bool> {
         match key {
             "ts" => once(&mut w.ts, self.uint()),
             "type" => once(&mut w.kind, self.text()),
@@ -227,7 +268,14 @@ impl<'a> Cursor<'a> {
             "seq" => once(&mut w.seq, self.uint()),
             "count" => once(&mut w.count, self.uint()),
             "detector" => once(&mut w.detector, self.name_or_number()),
-            "stack" => once(&mut w.raw_stack, self.string_array()),
+            "stack" if w.raw_stack.is_some() || w.known_stack.is_some() => Some(false),
+            "stack" => {
+                match self.known_stack(interner) {
+                    Some(stack) => w.known_stack = Some(stack),
+                    None => w.raw_stack = Some(self.string_array()?),
+                }
+                Some(true)
+            }
             _ => Some(false),
         }
     }

@@ -90,3 +90,53 @@ impl Comm {
         Comm::from(String::from_utf8_lossy(bytes.get(..len).unwrap_or(bytes)).into_owned())
     }
 }
+
+/// A kernel stack, innermost frame first. Shared rather than copied: a trace repeats the same
+/// few stacks, and the checker keeps one per open range, so a clone is one reference count.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Stack(Arc<[Symbol]>);
+
+impl Stack {
+    pub fn frames(&self) -> &[Symbol] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Stack {
+    type Target = [Symbol];
+    fn deref(&self) -> &[Symbol] {
+        &self.0
+    }
+}
+
+impl<'s> IntoIterator for &'s Stack {
+    type Item = &'s Symbol;
+    type IntoIter = std::slice::Iter<'s, Symbol>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<Vec<Symbol>> for Stack {
+    fn from(frames: Vec<Symbol>) -> Self {
+        Stack(frames.into())
+    }
+}
+
+impl FromIterator<Symbol> for Stack {
+    fn from_iter<I: IntoIterator<Item = Symbol>>(frames: I) -> Self {
+        Stack(frames.into_iter().collect())
+    }
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl Serialize for Stack {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
+}

@@ -47,10 +47,20 @@ fn corpus_lines() -> Vec<String> {
 /// Asserts that both decoders give the same result for `line`; returns whether the scanner
 /// took it.
 fn assert_agree(line: &str) -> bool {
+    assert_agree_warm(line, &mut Interner::default())
+}
+
+/// [`assert_agree`], and the fast path gives that result again with `warm`, an interner that
+/// may know the line's stack already (the scanner's known-stack shortcut), and once more
+/// after `warm` has seen the line.
+fn assert_agree_warm(line: &str, warm: &mut Interner) -> bool {
     let fast = decode_event(line, &mut Interner::default());
-    let reference = decode_event_reference(line, &mut Interner::default());
-    assert_eq!(format!("{fast:?}"), format!("{reference:?}"), "line {line:?}");
-    scan(line).is_some()
+    let reference = format!("{:?}", decode_event_reference(line, &mut Interner::default()));
+    assert_eq!(format!("{fast:?}"), reference, "line {line:?}");
+    for pass in 0..2 {
+        assert_eq!(format!("{:?}", decode_event(line, warm)), reference, "line {line:?}, warm interner, pass {pass}");
+    }
+    scan(line, &Interner::default()).is_some()
 }
 
 #[test]
@@ -98,6 +108,11 @@ fn edge_cases_of_the_grammar_decode_the_same_both_ways() {
         r#"{"ts":1,"type":"task_exit","tid":5}}"#,
         r#"{"ts":1 "type":"task_exit","tid":5}"#,
         r#"{"ts":1,"ts":2,"type":"task_exit","tid":5}"#,
+        r#"{"t\u0073":1,"type":"task_exit","tid":5}"#,
+        r#"{"TS":1,"ts":1,"type":"task_exit","tid":5}"#,
+        r#"{"ts2":1,"ts":1,"type":"task_exit","tid":5}"#,
+        r#"{"ts\":1,"type":"task_exit","tid":5}"#,
+        r#"{"ts:1,"type":"task_exit","tid":5}"#,
         r#"{"t\u0073":1,"type":"task_exit","tid":5}"#,
         r#"{"ts":01,"type":"task_exit","tid":5}"#,
         r#"{"ts":0,"type":"task_exit","tid":5}"#,
@@ -171,6 +186,12 @@ fn edge_cases_of_the_grammar_decode_the_same_both_ways() {
         r#""event":"nope""#,
         r#""event":true"#,
         r#""event":"clear","blockable":false"#,
+        r#""event":"clear","stack":["a+0x1","]"]"#,
+        r#""event":"clear","stack":["a+0x1 [kvm]","b+0x2"]"#,
+        r#""event":"clear","stack":["a+0x1"],"stack":["a+0x1"]"#,
+        r#""event":"clear","stack":["a+0x1"]]"#,
+        r#""event":"clear","stack":["a+0x1\"]"]"#,
+        r#""event":"clear","stack":[]"#,
     ] {
         cases.push(call(f));
     }
@@ -201,17 +222,23 @@ fn mutated_corpus_lines_decode_the_same_both_ways() {
             picked.push(line);
         }
     }
+    // An interner that knows the unmutated lines' stacks: mutations next to them must not
+    // be taken for them.
+    let mut warm = Interner::default();
+    for line in &picked {
+        let _ = decode_event(line, &mut warm);
+    }
     let inserts = ["\\", "\"", "-", "0", "9", " ", ",", "}", "]", "[", "null", ".5", "\u{1}", "é"];
     let mut cases = 0;
     for line in &picked {
         for (i, _) in line.char_indices() {
             let mut removed = line.clone();
             removed.remove(i);
-            assert_agree(&removed);
+            assert_agree_warm(&removed, &mut warm);
             for token in inserts {
                 let mut inserted = line.clone();
                 inserted.insert_str(i, token);
-                assert_agree(&inserted);
+                assert_agree_warm(&inserted, &mut warm);
             }
             cases += 1 + inserts.len();
         }
@@ -278,6 +305,28 @@ fn a_reader_reports_the_same_events_and_errors_either_way() {
     assert!(fast[1].starts_with(&format!("{}:3: not valid JSON", path.display())), "{}", fast[1]);
     let last = fast.last().expect("results");
     assert!(last.contains("truncated final line"), "{last}");
+}
+
+/// The shortcut is taken for a stack seen before, also one whose frames hold brackets, and
+/// not for a stack that only starts like one seen before.
+#[test]
+fn a_known_stack_is_taken_from_the_interner() {
+    let line = |stack: &str| {
+        format!(
+            r#"{{"ts":1,"type":"range_start","cpu":0,"pid":1,"tid":1,"comm":"c","mm":"0x1","range":"0x2","start":"0x3","end":"0x4","event":"clear","blockable":true,"stack":[{stack}]}}"#
+        )
+    };
+    let seen = line(r#""f+0x1 [kvm]","g+0x2""#);
+    let mut interner = Interner::default();
+    assert!(scan(&seen, &interner).is_some_and(|w| w.known_stack.is_none() && w.raw_stack.is_some()));
+    let first = decode_event(&seen, &mut interner).expect("decodes");
+    let wire = scan(&seen, &interner).expect("scanned");
+    let known = wire.known_stack.expect("the stack is known after one decode");
+    assert_eq!(Some(&known), first.stack.as_ref());
+    let longer = line(r#""f+0x1 [kvm]","g+0x2","h+0x3""#);
+    let wire = scan(&longer, &interner).expect("scanned");
+    assert!(wire.known_stack.is_none());
+    assert_eq!(wire.raw_stack, Some(r#""f+0x1 [kvm]","g+0x2","h+0x3""#));
 }
 
 #[test]
