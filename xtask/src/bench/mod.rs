@@ -5,6 +5,7 @@
 //! `--soak MINUTES`, the tracer's memory and state over a long run instead (`soak`).
 
 mod scrape_cost;
+mod smaps;
 mod soak;
 
 use std::{

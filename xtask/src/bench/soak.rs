@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::{Tracer, scrape, scrape_cost::cpu_ns};
+use super::{Tracer, scrape, scrape_cost::cpu_ns, smaps::RssByKind};
 
 pub(super) struct SoakPlan {
     pub minutes: u64,
@@ -40,6 +40,8 @@ struct Sample {
     secs: u64,
     rss_kib: u64,
     hwm_kib: u64,
+    /// Resident KiB by kind of mapping, to tell a leak from the allocator or from code paged in.
+    rss_by_kind: RssByKind,
     cpu_percent: f64,
     received: u64,
     lost: u64,
@@ -135,6 +137,7 @@ fn sample_loop(pid: u32, addr: &str, plan: &SoakPlan, csv: &mut String, csv_path
             cpu.0.saturating_sub(last_cpu.0) as f64 / cpu.1.duration_since(last_cpu.1).as_nanos() as f64 * 100.0;
         last_cpu = cpu;
         let (rss_kib, hwm_kib) = memory_kib(pid)?;
+        let rss_by_kind = RssByKind::read(pid)?;
         let (response, _) = scrape(addr)?;
         let metrics = parse_metrics(&String::from_utf8_lossy(&response));
         let sum = |name: &str| metrics.iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| *v as u64).sum::<u64>();
@@ -142,6 +145,7 @@ fn sample_loop(pid: u32, addr: &str, plan: &SoakPlan, csv: &mut String, csv_path
             secs: started.elapsed().as_secs(),
             rss_kib,
             hwm_kib,
+            rss_by_kind,
             cpu_percent,
             received: sum("mmnotif_ring_records_received_total"),
             lost: sum("mmnotif_lost_events_total"),
@@ -156,7 +160,8 @@ fn sample_loop(pid: u32, addr: &str, plan: &SoakPlan, csv: &mut String, csv_path
         if samples.is_empty() {
             let tables: Vec<&str> = sample.state.keys().map(String::as_str).collect();
             csv.push_str(&format!(
-                "secs,rss_kib,hwm_kib,cpu_percent,received,lost,violations,open_ranges,{}\n",
+                "secs,rss_kib,hwm_kib,{},cpu_percent,received,lost,violations,open_ranges,{}\n",
+                RssByKind::KINDS.map(|k| format!("rss_{k}_kib")).join(","),
                 tables.join(",")
             ));
         }
@@ -165,10 +170,11 @@ fn sample_loop(pid: u32, addr: &str, plan: &SoakPlan, csv: &mut String, csv_path
         let values: Vec<String> = sample.state.values().map(u64::to_string).collect();
         writeln!(
             csv,
-            "{},{},{},{:.1},{},{},{},{},{}",
+            "{},{},{},{},{:.1},{},{},{},{},{}",
             sample.secs,
             sample.rss_kib,
             sample.hwm_kib,
+            sample.rss_by_kind.values().map(|v| v.to_string()).join(","),
             sample.cpu_percent,
             sample.received,
             sample.lost,
@@ -187,12 +193,13 @@ fn sample_line(s: &Sample, previous: Option<&Sample>) -> String {
     let rate = s.received.saturating_sub(prev_received) as f64 / (s.secs.saturating_sub(prev_secs)).max(1) as f64;
     let tables: Vec<String> = s.state.iter().map(|(t, n)| format!("{t}={n}")).collect();
     format!(
-        "{:>3}:{:02} rss {} KiB (peak {}), cpu {:.0}%, {:.0} events/s, received {}, lost {}, violations {}, \
+        "{:>3}:{:02} rss {} KiB (peak {}; {}), cpu {:.0}%, {:.0} events/s, received {}, lost {}, violations {}, \
          open {}; checker {}",
         s.secs / 60,
         s.secs % 60,
         s.rss_kib,
         s.hwm_kib,
+        s.rss_by_kind,
         s.cpu_percent,
         rate,
         s.received,
@@ -271,6 +278,12 @@ fn print_summary(samples: &[Sample]) {
         last.hwm_kib,
         peak_state.join(", ")
     );
+    let growth: Vec<String> = RssByKind::KINDS
+        .iter()
+        .zip(first.rss_by_kind.values().into_iter().zip(last.rss_by_kind.values()))
+        .map(|(k, (a, b))| format!("{k} {:+}", b as i64 - a as i64))
+        .collect();
+    let _ = write!(out, "; rss change by kind from {} min (KiB): {}", first.secs / 60, growth.join(", "));
     println!("{out}");
 }
 
