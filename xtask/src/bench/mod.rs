@@ -2,8 +2,10 @@
 //! untraced, under the count-only tracer (every probe runs, nothing is emitted: the floor) and
 //! traced, interleaved, reporting the median slowdowns, events/s and losses; with
 //! `--scrape-cost`, what one scrape of the metrics endpoint costs instead (`scrape_cost`); with
-//! `--soak MINUTES`, the tracer's memory and state over a long run instead (`soak`).
+//! `--soak MINUTES`, the tracer's memory and state over a long run instead (`soak`); with
+//! `--guest`, the full probe path against bpftrace in QEMU guests instead (`guest`).
 
+mod guest;
 mod scrape_cost;
 mod smaps;
 mod soak;
@@ -56,6 +58,19 @@ pub(crate) struct BenchArgs {
     /// With `--soak`: seconds between samples.
     #[arg(long, default_value_t = 60)]
     pub sample_secs: u64,
+    /// Instead of the host: the worst-case loop in QEMU guests, untraced, under the tracer
+    /// (fentry and kprobe, with and without stacks) and under bpftrace, `--rounds` interleaved
+    /// rounds in one guest run per kernel (docs/vm-testbed.md).
+    #[arg(long)]
+    pub guest: bool,
+    /// With `--guest`: the kernels (rows of xtask/src/vm/kernels.rs), one guest run each.
+    #[arg(long = "kernel", value_name = "NAME", requires = "guest", default_values_t = ["6.12".to_owned(), "7.2".to_owned()],
+          value_parser = clap::builder::PossibleValuesParser::new(crate::vm::kernels::KERNELS.iter().map(|k| k.name)))]
+    pub kernels: Vec<String>,
+    /// With `--guest`: loop iterations per measurement (TCG runs the loop about 100 times slower
+    /// than the host).
+    #[arg(long, default_value_t = 20_000)]
+    pub guest_iterations: u64,
 }
 
 /// One `GET /metrics` as Prometheus sends it: (the whole response, how long it took).
@@ -186,6 +201,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub(crate) fn run(args: &BenchArgs) -> Result<u8> {
+    if args.guest {
+        let plan =
+            guest::GuestPlan { kernels: args.kernels.clone(), rounds: args.rounds, iterations: args.guest_iterations };
+        return guest::run(&plan);
+    }
     let bin = crate::build_release()?;
     if args.scrape_cost {
         return scrape_cost::run(&bin, args.scrapes);

@@ -26,6 +26,9 @@ pub(crate) struct InitramfsSpec {
     pub guest_programs: Vec<(String, PathBuf)>,
     /// Host binaries copied to `/usr/local/bin/<file name>`; each must be statically linked.
     pub extra_binaries: Vec<PathBuf>,
+    /// Further files: (host path, guest path, mode), e.g. a program of the build root with its
+    /// libraries (`root_program.rs`).
+    pub extra_files: Vec<super::root_program::GuestFile>,
     /// A command run after the suite (argv; empty: none). Its exit status is one more result.
     pub guest_cmd: Vec<String>,
     /// Run the built-in guest suite.
@@ -82,6 +85,7 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
     w.copy(&guest.join("kvm.sh"), "/tests/kvm.sh", 0o755)?;
     w.copy(&guest.join("attach-loop.sh"), "/tests/attach-loop.sh", 0o755)?;
     w.copy(&guest.join("hmm.sh"), "/tests/hmm.sh", 0o755)?;
+    w.copy(&guest.join("bench.sh"), "/tests/bench.sh", 0o755)?;
     let hmm_unsupported = match &spec.hmm {
         HmmSuite::Ready { module, tests } => {
             w.dir_all("/lib/modules/hmm")?;
@@ -122,6 +126,13 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
             );
         }
         w.copy(bin, &format!("{GUEST_BIN_DIR}/{name}"), 0o755)?;
+    }
+
+    for (host, guest, mode) in &spec.extra_files {
+        if let Some((dir, _)) = guest.rsplit_once('/') {
+            w.dir_all(dir)?;
+        }
+        w.copy(host, guest, *mode)?;
     }
 
     let conf = format!(
@@ -186,13 +197,19 @@ pub(crate) fn shared_libraries(bin: &Path) -> Result<Vec<PathBuf>> {
         }
         bail!("ldd {} failed: {}", bin.display(), err.trim());
     }
+    parse_ldd(&text).with_context(|| format!("{} on the host", bin.display()))
+}
+
+/// The shared libraries (and the ELF interpreter) in `ldd`'s output; none when it says the
+/// binary is statically linked.
+pub(crate) fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
     if text.contains("statically linked") {
         return Ok(Vec::new());
     }
     let mut libs = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.contains("=> not found") {
-            bail!("{}: shared library missing on the host: {line}", bin.display());
+            bail!("shared library missing: {line}");
         }
         let path = match line.split_once("=>") {
             Some((_, rhs)) => rhs.split_whitespace().next(),

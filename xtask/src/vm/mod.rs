@@ -21,6 +21,8 @@ pub(crate) mod paths;
 pub(crate) mod qemu;
 mod resolve;
 mod revert;
+mod root_program;
+pub(crate) use root_program::RootProgram;
 mod srcbuild;
 mod version;
 
@@ -73,6 +75,10 @@ pub(crate) struct VmArgs {
     /// Command to run in the guest after the suite (after `--`); a non-zero exit fails the run.
     #[arg(last = true, value_name = "GUEST COMMAND")]
     pub guest_cmd: Vec<String>,
+    /// Programs of each kernel's build root to carry into its guest with their libraries
+    /// (`root_program.rs`; the guest benchmark's peer).
+    #[arg(skip)]
+    pub root_programs: Vec<RootProgram>,
 }
 
 impl Default for VmArgs {
@@ -90,6 +96,7 @@ impl Default for VmArgs {
             sequential: false,
             parallel: 2,
             guest_cmd: Vec::new(),
+            root_programs: Vec::new(),
         }
     }
 }
@@ -179,6 +186,8 @@ pub(crate) fn run_reports(args: &VmArgs) -> Result<Vec<KernelReport>> {
         let (_, root) = roots.iter().find(|(a, _)| *a == r.kernel.archive).context("root")?;
         root.install(&r.headers)
             .with_context(|| format!("installing the {} kernel's headers in its build root", r.name()))?;
+        let packages: Vec<&str> = args.root_programs.iter().map(|p| p.package).collect();
+        root.install_names(&packages)?;
     }
     let programs = guest::build(&paths)?;
     println!("vm: packages and guest programs ready in {:.1} s", secs(start.elapsed()));
@@ -282,11 +291,16 @@ fn prepare(
     let mut append = vec![format!("memmap={}M${reserved_at:#x}", reserved >> 20)];
     append.extend(args.append.iter().cloned());
     let initramfs = paths.build(&r.abi).join("initramfs.cpio");
+    let mut extra_files = Vec::new();
+    for program in &args.root_programs {
+        extra_files.extend(root_program::guest_files(root, program, &paths.build(&r.abi))?);
+    }
     let spec = InitramfsSpec {
         module,
         kvm_modules,
         guest_programs: programs.to_vec(),
         extra_binaries: args.with_binary.clone(),
+        extra_files,
         guest_cmd: args.guest_cmd.clone(),
         run_suite: !args.no_suite,
         scenarios: args.scenarios.clone(),
