@@ -27,15 +27,30 @@ fi
 [ -x "$TRACER" ] && echo "MMNOTIF-BENCH-TRACER: $("$TRACER" --version 2>&1 | head -n 1)"
 
 # wait_for FILE PATTERN PID: until FILE has a line matching PATTERN (up to 300 s: bpftrace
-# loads LLVM, slowly under TCG), or PID exits. Returns whether it matched.
+# loads LLVM, slowly under TCG), or PID or the loop exits. Returns whether it matched.
 wait_for() {
-	i=0
+	until=$(($(date +%s) + 300))
 	while ! grep -q "$2" "$1" 2>/dev/null; do
-		kill -0 "$3" 2>/dev/null || return 1
-		[ $i -ge 3000 ] && return 1
+		kill -0 "$3" 2>/dev/null && kill -0 "$loop" 2>/dev/null || return 1
+		[ "$(date +%s)" -ge $until ] && return 1
 		sleep 0.1
-		i=$((i + 1))
 	done
+}
+
+# stop PID: SIGINT (both print their totals on it), then SIGKILL if it is still there after
+# 60 s. Returns whether it stopped on SIGINT.
+stop() {
+	kill -INT "$1"
+	until=$(($(date +%s) + 60))
+	while kill -0 "$1" 2>/dev/null && [ "$(date +%s)" -lt $until ]; do
+		sleep 0.1
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		kill -KILL "$1"
+		wait "$1"
+		return 1
+	fi
+	wait "$1"
 }
 
 # number FILE SED-EXPRESSION: the first number the expression extracts, or nothing.
@@ -105,13 +120,17 @@ measure() {
 	touch "$gate.go"
 	wait $loop
 	rc=$?
+	loop=
 	events=-
 	lost=-
 	if [ -n "$watcher" ]; then
 		# Let the last records reach the reader before stopping it.
 		sleep 0.3
-		kill -INT $watcher
-		wait $watcher
+		if ! stop $watcher; then
+			cat "$err"
+			echo "MMNOTIF-BENCH: round=$round config=$config error=it did not stop within 60 s of SIGINT"
+			return
+		fi
 		case $config in
 		bpftrace-count)
 			events=$(number "$out" 's/^@n: \([0-9]*\)$/\1/p')
