@@ -16,6 +16,8 @@ TRACER=/usr/local/bin/mmnotif-trace
 OUT=/tmp/bench
 mkdir -p "$OUT"
 
+# bpftrace 0.2x hands LLVM its output as /dev/fd/N, which devtmpfs does not provide.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 CONFIGS=untraced
 [ -x "$TRACER" ] && CONFIGS="$CONFIGS fentry fentry-nostacks kprobe kprobe-nostacks"
 if command -v bpftrace >/dev/null; then
