@@ -91,8 +91,8 @@ if [ -z "$SCENARIOS" ] || [ -n "$hmm" ]; then
 		echo "MMNOTIF-TEST: FAIL hmm-tests (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
 	fi
 fi
-# KVM's own selftests under the tracer (tests/guest/kvm-selftests.sh): only when named, about
-# 6 minutes per guest under TCG.
+# KVM's own selftests under the tracer (tests/guest/kvm-selftests.sh): only when named
+# (docs/vm-testbed.md has its time per guest).
 if [ -n "$kvmst" ]; then
 	if [ -x /usr/local/bin/mmnotif-trace ]; then
 		"$DIR/kvm-selftests.sh"
