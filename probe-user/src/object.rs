@@ -3,9 +3,10 @@
 //! the object's programs, and the inventory, which loads an object of its own for the
 //! iterator, both stand on this; it needs neither.
 
-use aya::{Ebpf, EbpfLoader};
+use aya::{Btf as AyaBtf, Ebpf, EbpfLoader};
 use probe_common::{DEFAULT_RING_BYTES, KernelOffsets, ProbeConfig};
 use serde::Serialize;
+use std::sync::Arc;
 use thiserror::Error;
 
 use crate::{
@@ -71,6 +72,9 @@ pub struct KernelContext {
     pub offsets: KernelOffsets,
     pub kallsyms: Kallsyms,
     pub release: String,
+    /// aya's reading of the kernel's BTF, parsed once for every load of the start-up and then
+    /// released (see [`KernelContext::release_btf`]).
+    aya_btf: Option<Arc<AyaBtf>>,
 }
 
 pub fn require_root() -> Result<(), LoadError> {
@@ -86,13 +90,28 @@ pub fn kernel_release() -> String {
 }
 
 impl KernelContext {
+    /// aya's reading of the kernel's BTF: the one kept from discovery, or read again once it
+    /// was released; `None` where the kernel has none to give.
+    pub(crate) fn aya_btf(&self) -> Option<Arc<AyaBtf>> {
+        self.aya_btf.clone().or_else(|| AyaBtf::from_sys_fs().ok().map(Arc::new))
+    }
+
+    /// Drops the parsed BTF once the start-up's loads are done: a tracer runs for hours, and
+    /// the few later loads (an inventory walk's) read it again.
+    pub fn release_btf(&mut self) {
+        self.aya_btf = None;
+    }
+
     pub fn discover() -> Result<KernelContext, LoadError> {
-        let (vmlinux, kvm_module) = btf::load_kernel_btf()?;
+        let kernel_btf = btf::load_kernel_btf()?;
         let kallsyms = Kallsyms::load()?;
-        let kvm_btf = kvm_module.as_ref().or(Some(&vmlinux));
-        let mut offsets = btf::kernel_offsets(&vmlinux, kvm_btf).map_err(LoadBtfError::from)?;
+        let (vmlinux, kvm_module) = (kernel_btf.vmlinux(), kernel_btf.kvm_module());
+        let mut offsets = btf::kernel_offsets(vmlinux, kvm_module.or(Some(vmlinux))).map_err(LoadBtfError::from)?;
         offsets.kvm_start_callback = kallsyms.address_of("kvm_mmu_notifier_invalidate_range_start").unwrap_or(0);
-        Ok(KernelContext { offsets, kallsyms, release: kernel_release() })
+        // aya's own reading of the same BTF, for relocations and for verifying BTF-typed
+        // programs (fentry, tp_btf, iterators); `None` where the kernel has none to give.
+        let aya_btf = AyaBtf::from_sys_fs().ok().map(Arc::new);
+        Ok(KernelContext { offsets, kallsyms, release: kernel_release(), aya_btf })
     }
 }
 
@@ -103,7 +122,9 @@ pub fn load_object(ctx: &KernelContext, opts: &TracerOptions) -> Result<Ebpf, Lo
     }
     let config =
         ProbeConfig { wakeup_bytes: opts.wakeup_bytes, stacks: opts.stacks as u32, count_only: opts.count_only as u32 };
+    let btf = ctx.aya_btf();
     let ebpf = EbpfLoader::new()
+        .btf(btf.as_deref())
         .override_global("OFFSETS", &ctx.offsets, true)
         .override_global("CONFIG", &config, true)
         .map_max_entries("EVENTS", opts.ring_bytes)

@@ -15,6 +15,7 @@ OUT=/tmp/traces
 RESULTS=${RESULTS:-/tmp/results}
 RUNS=${KVM_ATTACH_RUNS:-3}
 mkdir -p "$OUT"
+. "$(dirname "$0")/kvm-counts.sh"
 
 result() { echo "MMNOTIF-TEST: $*" | tee -a "$RESULTS"; }
 
@@ -38,15 +39,6 @@ fi
 result PASS kvm-modules
 # `kvm.sh load`: only the modules (for scenarios that need KVM as traffic).
 [ "$1" = load ] && exit 0
-
-# "STARTS ENDS" of KVM's probed range callbacks in a check report: its "list" row (the
-# kvm_unmap_hva_range tracepoint has a row of the same name of kind "tracepoint", never ended).
-kvm_counts() {
-	awk '/"callback": "kvm_mmu_notifier_invalidate_range_start/ { row = 1; list = 0; next }
-		row && /"kind":/ { list = /"list"/; next }
-		row && /"starts":/ { gsub(/[^0-9]/, ""); starts = $0; next }
-		row && /"ends":/ { if (list) { gsub(/[^0-9]/, ""); print starts, $0; exit } row = 0 }' "$1"
-}
 
 kvm_case() {
 	name=$1
@@ -81,10 +73,8 @@ done
 # Several processes, each registering its own VM, within one trace.
 kvm_case kvm-attach-processes -- sh -c "for n in 1 2 3; do $BIN workload || exit 1; done"
 
-# A VM that stays registered, idle, for the rest of this script: the workload runs its steps, then
-# holds its VM until killed.
-"$BIN" workload --steps madvise_dontneed --hold-ms 600000 >/dev/null 2>&1 &
-vm=$!
+kvm_hold_vm
+vm=$HELD_VM
 
 # The inventory of the idle VM: KVM's subscriber with its counters read from struct kvm, both 0
 # when no invalidation runs (5.10's struct kvm has no mn_active_invalidate_count yet, and the
@@ -113,37 +103,26 @@ fi
 # The tracer's counts against the kernel's own. The held VM makes the tracer probe KVM's
 # callbacks when it starts, so every call in the window is seen; ftrace's function tracer counts
 # the same two functions, switched on and off by the traced command itself, so both count the
-# same window. Debian's kernels lack the function profiler, hence counting trace lines (and
-# checking the buffer lost none).
-TRACING=/sys/kernel/tracing
-ftrace_count() { grep -c " $1 <-" "$TRACING/trace"; }
+# same window (kvm-counts.sh).
 for method in fentry kprobe; do
 	name=kvm-counts-$method
 	json=$OUT/check-$name.json
-	echo 0 >"$TRACING/tracing_on"
-	echo "kvm_mmu_notifier_invalidate_range_start kvm_mmu_notifier_invalidate_range_end" >"$TRACING/set_ftrace_filter"
-	echo function >"$TRACING/current_tracer"
-	: >"$TRACING/trace"
-	"$BIN" check --ktap --json "$json" --attach $method -- \
-		sh -c "echo 1 >$TRACING/tracing_on && $BIN workload; rc=\$?; echo 0 >$TRACING/tracing_on; exit \$rc" \
+	ftrace_kvm_on
+	"$BIN" check --ktap --json "$json" --attach $method -- sh -c "$(ftrace_wrap "$BIN workload")" \
 		>"$OUT/check-$name.out" 2>&1
 	rc=$?
-	ftrace="$(ftrace_count kvm_mmu_notifier_invalidate_range_start) $(ftrace_count kvm_mmu_notifier_invalidate_range_end)"
-	header=$(grep -m 1 'entries-in-buffer/entries-written' "$TRACING/trace")
-	echo nop >"$TRACING/current_tracer"
-	: >"$TRACING/set_ftrace_filter"
+	ftrace_kvm_off
 	traced=$(kvm_counts "$json")
-	written=$(echo "$header" | sed 's/.*entries-written: \([0-9]*\)\/\([0-9]*\).*/\1 \2/')
 	if [ "$rc" != 0 ]; then
 		cat "$OUT/check-$name.out"
 		result "FAIL $name (check exit status $rc, want 0)"
-	elif [ "${written% *}" != "${written#* }" ]; then
-		result "FAIL $name (ftrace's buffer lost entries: $header)"
-	elif [ "$ftrace" = "0 0" ] || [ "$traced" != "$ftrace" ]; then
+	elif [ -n "$FTRACE_LOST" ]; then
+		result "FAIL $name (ftrace's buffer lost entries: $FTRACE_LOST)"
+	elif [ "$FTRACE" = "0 0" ] || [ "$traced" != "$FTRACE" ]; then
 		cat "$OUT/check-$name.out"
-		result "FAIL $name (tracer starts/ends '${traced:-none}', ftrace '$ftrace')"
+		result "FAIL $name (tracer starts/ends '${traced:-none}', ftrace '$FTRACE')"
 	else
-		echo "kvm range callbacks, starts/ends: tracer $traced, ftrace $ftrace"
+		echo "kvm range callbacks, starts/ends: tracer $traced, ftrace $FTRACE"
 		result "PASS $name"
 	fi
 done

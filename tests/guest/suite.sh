@@ -24,13 +24,14 @@ run() {
 # the others (list-ops list-release interval-seq list-buggy-blockable) to mmnotif-basic.
 # leave-registered runs last: it leaves slots on a dead mm for the module unload that follows.
 # kvm-attach (tests/guest/kvm.sh) needs the tracer in the guest; so does attach-loop
-# (tests/guest/attach-loop.sh), which runs only when named, and hmm-tests (tests/guest/hmm.sh).
+# (tests/guest/attach-loop.sh) and kvm-selftests (tests/guest/kvm-selftests.sh), which run only when
+# named, and hmm-tests (tests/guest/hmm.sh).
 # The interval-tree leak scenarios (oom-itree-*) leave tasks blocked in the module for good, so
 # the module cannot be unloaded after them: init.sh runs them after the unload, as `suite.sh leak`.
 LEAK_SCENARIOS="oom-itree-list oom-itree-list-disjoint oom-itree-only"
 # process_mrelease(2) exists since 5.15 (kernel_facts.rs: ProcessMrelease).
 grep -q ' __x64_sys_process_mrelease$' /proc/kallsyms && LEAK_SCENARIOS="$LEAK_SCENARIOS oom-itree-list-mrelease"
-basic= oom= leave= kvm= leak= loop= hmm=
+basic= oom= leave= kvm= leak= loop= hmm= kvmst=
 for s in $SCENARIOS; do
 	case $s in
 	oom-itree-*) leak="$leak $s" ;;
@@ -39,6 +40,7 @@ for s in $SCENARIOS; do
 	kvm-attach) kvm=1 ;;
 	attach-loop) loop=1 ;;
 	hmm-tests) hmm=1 ;;
+	kvm-selftests) kvmst=1 ;;
 	*) basic="$basic $s" ;;
 	esac
 done
@@ -87,6 +89,15 @@ if [ -z "$SCENARIOS" ] || [ -n "$hmm" ]; then
 		"$DIR/hmm.sh"
 	elif [ -n "$hmm" ]; then
 		echo "MMNOTIF-TEST: FAIL hmm-tests (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
+	fi
+fi
+# KVM's own selftests under the tracer (tests/guest/kvm-selftests.sh): only when named
+# (docs/vm-testbed.md has its time per guest).
+if [ -n "$kvmst" ]; then
+	if [ -x /usr/local/bin/mmnotif-trace ]; then
+		"$DIR/kvm-selftests.sh"
+	else
+		echo "MMNOTIF-TEST: FAIL kvm-selftests (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
 	fi
 fi
 if [ -n "$loop" ]; then

@@ -99,6 +99,11 @@ impl Btf {
         Self::parse_with_base(data, what, None)
     }
 
+    /// The base a split blob continues (`None` for a base blob).
+    pub(crate) fn base(&self) -> Option<&Btf> {
+        self.base.as_deref()
+    }
+
     /// Parses a module's split BTF, whose type ids and strings continue the base's.
     pub(crate) fn parse_split(data: &[u8], what: &str, base: Btf) -> Result<Btf, BtfError> {
         Self::parse_with_base(data, what, Some(Box::new(base)))

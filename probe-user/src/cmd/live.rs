@@ -169,6 +169,7 @@ pub async fn count_only(live: &LiveArgs) -> Result<u8> {
         .await
         .map_err(|_| crate::exit::ThreadPanicked("loading the tracer"))??;
     eprintln!("mmnotif-trace: kernel {}: {} (count only)", tracer.kernel.release, tracer.attach.summary());
+    eprintln!("mmnotif-trace: {}", tracer.startup);
     let deadline = live.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
     let mut workload = start_workload(live)?;
     wait_for_stop(deadline).await?;

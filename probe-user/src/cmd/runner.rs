@@ -120,6 +120,7 @@ impl<O: Send + 'static> LiveSession<O> {
         let attach = tracer.attach.clone();
         let kernel = tracer.kernel.clone();
         eprintln!("mmnotif-trace: kernel {}: {}", header.kernel, attach.summary());
+        eprintln!("mmnotif-trace: {}", tracer.startup);
         // Bound before the session starts, so a taken port fails the command at once.
         let exporter = match metrics {
             Some(addr) => Some(serve_metrics(addr, &tracer).await?),

@@ -6,7 +6,7 @@ mod poller;
 
 use std::io::Read;
 
-use aya::{Btf as AyaBtf, Ebpf, programs::Iter};
+use aya::{Ebpf, programs::Iter};
 use probe_common::{InventoryRecord, OPS_SLOTS, OpsSlot, inventory_kind};
 use serde::Serialize;
 
@@ -246,7 +246,7 @@ pub fn decode(
 }
 
 /// Loads and runs the iterator `program` once; returns its raw output.
-pub fn run_iterator(ebpf: &mut Ebpf, program: &str) -> Result<Vec<u8>, LoadError> {
+pub fn run_iterator(ebpf: &mut Ebpf, program: &str, kernel: &KernelContext) -> Result<Vec<u8>, LoadError> {
     let err =
         |e: &(dyn std::error::Error + 'static)| LoadError::Other(format!("iterator {program}: {}", error_chain(e)));
     let prog: &mut Iter = ebpf
@@ -255,8 +255,8 @@ pub fn run_iterator(ebpf: &mut Ebpf, program: &str) -> Result<Vec<u8>, LoadError
         .try_into()
         .map_err(|e| err(&e))?;
     if prog.fd().is_err() {
-        // Parsed only to load: the walks a live view repeats reuse the loaded program.
-        let btf = AyaBtf::from_sys_fs().map_err(|e| err(&e))?;
+        // Loaded once: the walks a live view repeats reuse the loaded program.
+        let btf = kernel.aya_btf().ok_or_else(|| LoadError::Other(format!("iterator {program}: no kernel BTF")))?;
         prog.load("task", &btf).map_err(|e| err(&e))?;
     }
     let link_id = prog.attach().map_err(|e| err(&e))?;
@@ -293,7 +293,7 @@ impl InventoryWalker {
 
     /// Every mm with subscriptions, as of now.
     pub fn walk(&mut self) -> Result<Vec<MmInventory>, WalkError> {
-        let bytes = run_iterator(&mut self.ebpf, ITER_PROGRAM)?;
+        let bytes = run_iterator(&mut self.ebpf, ITER_PROGRAM, &self.kernel)?;
         Ok(decode(&bytes, &self.kernel.kallsyms, &self.kernel.offsets)?)
     }
 
@@ -318,7 +318,7 @@ impl InventoryWalker {
             let mm = watched.get(i as usize).map_or(0, |a| a.0);
             slots.set(i, mm, 0).map_err(|e| LoadError::Other(format!("{}: {e}", blocked::WATCHED_MMS_MAP)))?;
         }
-        let bytes = run_iterator(&mut self.ebpf, blocked::BLOCKED_PROGRAM)?;
+        let bytes = run_iterator(&mut self.ebpf, blocked::BLOCKED_PROGRAM, &self.kernel)?;
         Ok(decode_blocked(&bytes, &self.kernel.kallsyms)?)
     }
 }

@@ -45,7 +45,7 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
     checks.push(Check { what: "kallsyms", ok: true, detail: format!("{} text symbols", kernel.kallsyms.len()) });
 
     let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
-    let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, &kernel.offsets, choice, tracepoints)?;
+    let attach = hooks::attach_all(&mut ebpf, &kernel, choice, tracepoints)?;
     // The two function-probe methods, as attach_all tried them (whatever `choice` says).
     let on_start = format!("loads and attaches on {}", hook_table::START_FUNCTION);
     for (what, result) in [("fentry/fexit", &attach.methods.fentry), ("kprobe/kretprobe", &attach.methods.kprobe)] {
@@ -61,7 +61,7 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
         }
         checks.push(Check { what: h.hook.as_str(), ok: h.method.is_some(), detail: h.describe() });
     }
-    match inventory::run_iterator(&mut ebpf, inventory::ITER_PROGRAM) {
+    match inventory::run_iterator(&mut ebpf, inventory::ITER_PROGRAM, &kernel) {
         Ok(bytes) => checks.push(Check {
             what: "iter/task",
             ok: true,
@@ -69,7 +69,7 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
         }),
         Err(e) => checks.push(Check { what: "iter/task", ok: false, detail: e.to_string() }),
     }
-    match inventory::run_iterator(&mut ebpf, inventory::BLOCKED_PROGRAM)
+    match inventory::run_iterator(&mut ebpf, inventory::BLOCKED_PROGRAM, &kernel)
         .map_err(inventory::WalkError::from)
         .and_then(|bytes| Ok(inventory::decode_blocked(&bytes, &kernel.kallsyms)?))
     {

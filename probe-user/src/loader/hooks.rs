@@ -17,7 +17,7 @@ use super::{
         TracepointHook,
     },
 };
-use crate::{kallsyms::Kallsyms, trace::Hook};
+use crate::{kallsyms::Kallsyms, object::KernelContext, trace::Hook};
 
 fn try_tp_btf(ebpf: &mut Ebpf, btf: &Btf, program: &str, tracepoint: &str) -> Result<(), String> {
     let prog: &mut BtfTracePoint = ebpf
@@ -280,21 +280,22 @@ fn attach_function_hooks(
 /// Attaches every hook the kernel allows and reports each outcome.
 pub(super) fn attach_all(
     ebpf: &mut Ebpf,
-    kallsyms: &Kallsyms,
-    offsets: &probe_common::KernelOffsets,
+    kernel: &KernelContext,
     choice: AttachChoice,
     tracepoints: TracepointChoice,
 ) -> Result<AttachReport, LoadError> {
-    let btf = Btf::from_sys_fs().ok();
+    let (kallsyms, offsets) = (&kernel.kallsyms, &kernel.offsets);
+    let btf = kernel.aya_btf();
+    let btf = btf.as_deref();
     let mut report = AttachReport::default();
 
     // Try both function-probe methods once so every report can say why one is unavailable.
-    let fentry = match &btf {
+    let fentry = match btf {
         Some(btf) => try_fentry(ebpf, btf),
         None => Err("no kernel BTF".into()),
     };
     let kprobe = try_kprobe(ebpf);
-    report.hooks.extend(attach_function_hooks(ebpf, &FUNCTION_HOOKS, btf.as_ref(), kallsyms, choice, &fentry, &kprobe));
+    report.hooks.extend(attach_function_hooks(ebpf, &FUNCTION_HOOKS, btf, kallsyms, choice, &fentry, &kprobe));
     report.methods = MethodChecks { fentry: fentry.clone(), kprobe: kprobe.clone() };
     for callback in &CALLBACK_HOOKS {
         let (hook, method) = (callback.hook, callback.method);
@@ -319,7 +320,7 @@ pub(super) fn attach_all(
         report.hooks.push(status);
     }
     for hook in &TRACEPOINT_HOOKS {
-        report.hooks.push(attach_tracepoint(ebpf, btf.as_ref(), hook, tracepoints));
+        report.hooks.push(attach_tracepoint(ebpf, btf, hook, tracepoints));
     }
     // A tracepoint that did not attach: its stand-in delivers the same records.
     let stand_ins: Vec<&FunctionHook> = (report.hooks.iter())
@@ -329,7 +330,7 @@ pub(super) fn attach_all(
         .collect();
     for stand_in in stand_ins {
         let hooks = std::slice::from_ref(stand_in);
-        report.hooks.extend(attach_function_hooks(ebpf, hooks, btf.as_ref(), kallsyms, choice, &fentry, &kprobe));
+        report.hooks.extend(attach_function_hooks(ebpf, hooks, btf, kallsyms, choice, &fentry, &kprobe));
     }
     Ok(report)
 }

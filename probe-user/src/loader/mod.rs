@@ -8,6 +8,7 @@ mod collector;
 mod hook_table;
 mod hooks;
 mod quiesce;
+mod startup;
 
 pub use crate::object::{
     AttachChoice, KernelContext, LoadError, TracepointChoice, TracerOptions, error_chain, kernel_release, load_object,
@@ -18,6 +19,7 @@ pub use callbacks::{CallbackAttacher, CallbackProbe, Discovered, Probed};
 pub use capabilities::{Capabilities, Check, probe_capabilities};
 pub use collector::{Collector, Counters, Incomplete};
 pub use quiesce::detach_event_programs;
+pub use startup::StartupTimings;
 
 use aya::Ebpf;
 
@@ -31,14 +33,20 @@ pub struct Tracer {
     /// The `probes_live` event for the callbacks probed at start, which a session delivers
     /// before any kernel record (`None` when callbacks are not probed on this kernel).
     pub startup_probes: Option<crate::trace::Event>,
+    /// Where the start-up's time went.
+    pub startup: StartupTimings,
 }
 
 impl Tracer {
     pub fn start(opts: &TracerOptions) -> Result<Tracer, LoadError> {
         require_root()?;
-        let kernel = KernelContext::discover()?;
+        let mut clock = startup::Clock::start();
+        let mut kernel = KernelContext::discover()?;
+        clock.lap(|t, d| t.kernel = d);
         let mut ebpf = load_object(&kernel, opts)?;
-        let attach = hooks::attach_all(&mut ebpf, &kernel.kallsyms, &kernel.offsets, opts.attach, opts.tracepoints)?;
+        clock.lap(|t, d| t.load = d);
+        let attach = hooks::attach_all(&mut ebpf, &kernel, opts.attach, opts.tracepoints)?;
+        clock.lap(|t, d| t.hooks = d);
         if attach.hooks.iter().all(|h| h.method.is_none()) {
             return Err(LoadError::NothingAttached(attach.summary()));
         }
@@ -48,20 +56,36 @@ impl Tracer {
         let mut startup_probes = None;
         if callbacks_enabled {
             // Subscribers registered before we started: take them from the inventory.
-            let mms = crate::inventory::run_iterator(&mut ebpf, crate::inventory::ITER_PROGRAM).and_then(|bytes| {
-                crate::inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)
-                    .map_err(|e| LoadError::Other(format!("inventory: {e}")))
-            })?;
+            let mms = crate::inventory::run_iterator(&mut ebpf, crate::inventory::ITER_PROGRAM, &kernel).and_then(
+                |bytes| {
+                    crate::inventory::decode(&bytes, &kernel.kallsyms, &kernel.offsets)
+                        .map_err(|e| LoadError::Other(format!("inventory: {e}")))
+                },
+            )?;
             // Reported with every later probe, by the session (see `session::trace`). The outer
             // hooks are already attached, so ranges that began before the seeded callbacks were
             // probed are excluded from their pairing like those of a later registration.
             startup_probes = callbacks.seed(&mut ebpf, &kernel.kallsyms, &mms);
         }
-        Ok(Tracer { ebpf, attach, kernel, callbacks, startup_probes })
+        clock.lap(|t, d| t.subscribers = d);
+        kernel.release_btf();
+        release_startup_memory();
+        Ok(Tracer { ebpf, attach, kernel, callbacks, startup_probes, startup: clock.timings() })
     }
 
     /// Takes the ring buffer and counters out of the object for a [`Collector`].
     pub fn collector(&mut self) -> Result<Collector, LoadError> {
         Collector::new(&mut self.ebpf)
+    }
+}
+
+/// Hands the start-up's freed memory back to the kernel. Parsing the kernel's BTF and kallsyms
+/// allocates tens of MiB that are freed once the object is loaded, but the allocator keeps
+/// them resident under what lives on, for as long as the tracer runs.
+fn release_startup_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

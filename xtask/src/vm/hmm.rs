@@ -10,10 +10,10 @@ use super::buildroot::BuildRoot;
 use super::cmd;
 use super::debian::Resolved;
 use super::hmm_adapt;
+use super::ksource::{self, copy, file_name};
 use super::paths::Paths;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The guest's view of the suite.
 #[derive(Debug)]
@@ -128,8 +128,8 @@ pub(super) fn build(paths: &Paths, r: &Resolved, root: &BuildRoot, newest: &Reso
         Err(why) => return unsupported(format!("no kernel source: {why}")),
     };
     let harness_deb = newest.source_deb(paths).map_err(|why| anyhow::anyhow!("no {} source: {why}", newest.name()))?;
-    let src = extract(paths, &deb)?;
-    let harness = extract(paths, &harness_deb)?;
+    let src = ksource::extract(paths, &deb, "hmm", MEMBERS)?;
+    let harness = ksource::extract(paths, &harness_deb, "hmm", MEMBERS)?;
     let tests_c = find_tests(&src)?;
     let tests_text = std::fs::read_to_string(&tests_c).with_context(|| format!("cannot read {}", tests_c.display()))?;
     let tests_dir = tests_c.parent().context("hmm-tests.c has no directory")?;
@@ -190,61 +190,20 @@ pub(super) fn build(paths: &Paths, r: &Resolved, root: &BuildRoot, newest: &Reso
     }
     let main = selftests.join("mm/hmm-tests.c");
     copy(&tests_c, &main)?;
-    cmd::require_tool("gcc", "gcc")?;
-    let mut gcc = Command::new("gcc");
-    gcc.args(["-static", "-O2", "-pthread", "-I"]).arg(&inc).arg("-I").arg(&selftests);
+    let mut gcc = ksource::static_gcc()?;
+    gcc.arg("-I").arg(&inc).arg("-I").arg(&selftests);
     if !linked.is_empty() {
         // The helpers use this kernel's UAPI (7.x's vm_util.c: PAGEMAP_SCAN of linux/fs.h, newer
-        // than the host's): the headers packages' UAPI trees, in the build root. They are not
-        // run through headers_install, whose only change these need is `__packed`.
-        let common = r
-            .headers
-            .iter()
-            .map(|(n, _)| n)
-            .find(|n| n.starts_with("linux-headers-") && n.ends_with("-common"))
-            .context("no linux-headers-*-common among the kernel's packages")?;
-        let common = format!("/usr/src/{common}");
-        for dir in [
-            format!("{common}/include/uapi"),
-            format!("{common}/arch/x86/include/uapi"),
-            format!("{headers}/arch/x86/include/generated/uapi"),
-            format!("{headers}/include/generated/uapi"),
-        ] {
-            gcc.arg("-isystem").arg(root.host_path(&dir));
+        // than the host's), with `__packed` defined as headers_install would have rewritten it.
+        for dir in ksource::uapi_dirs(r, root)? {
+            gcc.arg("-isystem").arg(dir);
         }
-        gcc.arg("-D__packed=__attribute__((packed))").arg("-Wno-cpp");
+        gcc.arg(ksource::UAPI_PACKED).arg("-Wno-cpp");
     }
     gcc.arg("-o").arg(&tests).arg(&main).args(&linked);
     cmd::output(&mut gcc).with_context(|| format!("building hmm-tests for {} failed", r.abi))?;
     std::fs::write(&stamp_path, stamp).with_context(|| format!("cannot write {}", stamp_path.display()))?;
     Ok(HmmSuite::Ready { module, tests })
-}
-
-/// The `MEMBERS` of a source package's tarball, extracted once into the store.
-fn extract(paths: &Paths, deb: &Path) -> Result<PathBuf> {
-    let name = file_name(deb);
-    let dir = paths.store.join("hmm").join("src").join(name.trim_end_matches(".deb"));
-    let done = dir.join(".mmnotif-complete");
-    // The record names what was extracted: a changed `MEMBERS` extracts again.
-    let record = MEMBERS.join("\n");
-    if std::fs::read_to_string(&done).is_ok_and(|r| r == record) {
-        return Ok(dir);
-    }
-    let package = name.split('_').next().unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    cmd::mkdir(&dir)?;
-    println!("vm: extracting the HMM test sources from {name}");
-    let members: Vec<String> = MEMBERS.iter().map(|m| format!("*/{m}")).collect();
-    // The tarball is streamed from the package: it is never written out whole.
-    let mut c = Command::new("sh");
-    c.args(["-c", "dpkg-deb --fsys-tarfile \"$DEB\" | tar -xO \"$TARBALL\" | tar -xJ -C \"$DIR\" --strip-components=1 --wildcards \"$@\"", "sh"])
-        .args(&members)
-        .env("DEB", deb)
-        .env("TARBALL", format!("./usr/src/{package}.tar.xz"))
-        .env("DIR", &dir);
-    cmd::output(&mut c).with_context(|| format!("cannot extract the HMM test sources from {}", deb.display()))?;
-    std::fs::write(&done, record).with_context(|| format!("cannot write {}", done.display()))?;
-    Ok(dir)
 }
 
 /// `hmm-tests.c`: under selftests/vm up to 6.1, selftests/mm from 6.3.
@@ -254,15 +213,6 @@ fn find_tests(src: &Path) -> Result<PathBuf> {
         .map(|d| src.join("tools/testing/selftests").join(d).join("hmm-tests.c"))
         .find(|p| p.is_file())
         .with_context(|| format!("no hmm-tests.c under {}/tools/testing/selftests", src.display()))
-}
-
-fn copy(from: &Path, to: &Path) -> Result<()> {
-    std::fs::copy(from, to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-    Ok(())
-}
-
-fn file_name(p: &Path) -> String {
-    super::kernel::file_name(p)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use super::cpio::Cpio;
 use super::hmm::HmmSuite;
 use super::kernel::file_name;
+use super::kvm_selftests::KvmSelftests;
 use super::paths::Paths;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeSet;
@@ -45,6 +46,8 @@ pub(crate) struct InitramfsSpec {
     pub hmm: super::hmm::HmmSuite,
     /// Physical addresses of test_hmm's two coherent devices (`spm_addr_dev0`, `spm_addr_dev1`).
     pub hmm_spm: Vec<u64>,
+    /// KVM's own selftests (`/tests/kvm/<name>`), or why this kernel has none.
+    pub kvm_selftests: KvmSelftests,
 }
 
 /// Writes the initramfs (uncompressed cpio newc) to `out`.
@@ -83,8 +86,10 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
     w.copy(&guest.join("suite.sh"), "/tests/suite.sh", 0o755)?;
     w.copy(&guest.join("tracer.sh"), "/tests/tracer.sh", 0o755)?;
     w.copy(&guest.join("kvm.sh"), "/tests/kvm.sh", 0o755)?;
+    w.copy(&guest.join("kvm-counts.sh"), "/tests/kvm-counts.sh", 0o644)?;
     w.copy(&guest.join("attach-loop.sh"), "/tests/attach-loop.sh", 0o755)?;
     w.copy(&guest.join("hmm.sh"), "/tests/hmm.sh", 0o755)?;
+    w.copy(&guest.join("kvm-selftests.sh"), "/tests/kvm-selftests.sh", 0o755)?;
     w.copy(&guest.join("bench.sh"), "/tests/bench.sh", 0o755)?;
     let hmm_unsupported = match &spec.hmm {
         HmmSuite::Ready { module, tests } => {
@@ -94,6 +99,17 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
             String::new()
         }
         HmmSuite::Unsupported(why) => why.clone(),
+    };
+    // Run by absolute path: each test loads its own ELF segments into its VM from argv[0].
+    let kvm_selftests_unsupported = match &spec.kvm_selftests {
+        KvmSelftests::Ready(tests) => {
+            w.dir_all("/tests/kvm")?;
+            for (name, path) in tests {
+                w.copy(path, &format!("/tests/kvm/{name}"), 0o755)?;
+            }
+            String::new()
+        }
+        KvmSelftests::Unsupported(why) => why.clone(),
     };
     for (name, path) in &spec.guest_programs {
         w.copy(path, &format!("/tests/{name}"), 0o755)?;
@@ -136,13 +152,15 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
     }
 
     let conf = format!(
-        "RUN_SUITE={}\nSCENARIOS={}\nKEEP={}\nKERNEL_LACKS={}\nHMM_UNSUPPORTED={}\nHMM_SPM={}\n",
+        "RUN_SUITE={}\nSCENARIOS={}\nKEEP={}\nKERNEL_LACKS={}\nHMM_UNSUPPORTED={}\nHMM_SPM={}\n\
+         KVM_SELFTESTS_UNSUPPORTED={}\n",
         spec.run_suite as u8,
         quote(&spec.scenarios.join(" ")),
         spec.keep as u8,
         quote(&spec.kernel_lacks.join(" ")),
         quote(&hmm_unsupported),
-        quote(&spec.hmm_spm.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>().join(" "))
+        quote(&spec.hmm_spm.iter().map(|a| format!("{a:#x}")).collect::<Vec<_>>().join(" ")),
+        quote(&kvm_selftests_unsupported)
     );
     w.cpio.file("/etc/mmnotif-vm.conf", 0o644, conf.as_bytes())?;
     if !spec.guest_cmd.is_empty() {

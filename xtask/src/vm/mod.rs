@@ -15,7 +15,9 @@ pub(crate) mod initramfs;
 mod kernel;
 pub(crate) mod kernels;
 mod kmod;
+mod ksource;
 mod kvm_modules;
+mod kvm_selftests;
 pub(crate) mod matrix;
 pub(crate) mod paths;
 pub(crate) mod qemu;
@@ -265,13 +267,15 @@ fn prepare(
     programs: &[(String, PathBuf)],
     newest: &Resolved,
 ) -> Result<qemu::Boot> {
-    let (vmlinux, module, kvm_modules, hmm) = match r.kernel.build {
+    let (vmlinux, module, kvm_modules, hmm, kvm_selftests) = match r.kernel.build {
         Some(build) => {
             let k = srcbuild::kernel(paths, r, root, build, args.kernel == r.name())?;
             let module = kmod::build(paths, r, root, kmod::Against::Built(&k))?;
             // KVM is built into this kernel (guest-kernel.config).
-            let hmm = hmm::HmmSuite::Unsupported("not built for a kernel the test bed compiles itself".into());
-            (k.vmlinux, module, Vec::new(), hmm)
+            let not_built = "not built for a kernel the test bed compiles itself";
+            let hmm = hmm::HmmSuite::Unsupported(not_built.into());
+            let kvm_selftests = kvm_selftests::KvmSelftests::Unsupported(not_built.into());
+            (k.vmlinux, module, Vec::new(), hmm, kvm_selftests)
         }
         None => {
             let module = kmod::build(paths, r, root, kmod::Against::Headers)?;
@@ -281,7 +285,8 @@ fn prepare(
                 Vec::new()
             });
             let hmm = hmm::build(paths, r, root, newest)?;
-            (kernel::vmlinux(paths, r)?, module, kvm_modules, hmm)
+            let kvm_selftests = kvm_selftests::build(paths, r, root)?;
+            (kernel::vmlinux(paths, r)?, module, kvm_modules, hmm, kvm_selftests)
         }
     };
     // RAM for test_hmm's coherent devices, reserved on every guest so the suite runs on the
@@ -308,6 +313,7 @@ fn prepare(
         kernel_lacks: r.kernel.build.map(|b| b.lacks.iter().map(|s| s.to_string()).collect()).unwrap_or_default(),
         hmm,
         hmm_spm: spm.to_vec(),
+        kvm_selftests,
     };
     build_initramfs(paths, &initramfs, &spec)?;
     let default_timeout = if args.keep { None } else { Some(1800) };
