@@ -23,9 +23,9 @@ run() {
 # SCENARIOS (space separated, empty: all) selects scenarios; oom-* belong to mmnotif-oom,
 # the others (list-ops list-release interval-seq list-buggy-blockable) to mmnotif-basic.
 # leave-registered runs last: it leaves slots on a dead mm for the module unload that follows.
-# kvm-attach (tests/guest/kvm.sh) needs the tracer in the guest; so does attach-loop
-# (tests/guest/attach-loop.sh) and kvm-selftests (tests/guest/kvm-selftests.sh), which run only when
-# named, and hmm-tests (tests/guest/hmm.sh).
+# kvm-attach (tests/guest/kvm.sh) needs the tracer in the guest; so do attach-loop
+# (tests/guest/attach-loop.sh), which runs only when named, hmm-tests (tests/guest/hmm.sh) and
+# kvm-selftests (tests/guest/kvm-selftests.sh).
 # The interval-tree leak scenarios (oom-itree-*) leave tasks blocked in the module for good, so
 # the module cannot be unloaded after them: init.sh runs them after the unload, as `suite.sh leak`.
 LEAK_SCENARIOS="oom-itree-list oom-itree-list-disjoint oom-itree-only"
@@ -91,12 +91,12 @@ if [ -z "$SCENARIOS" ] || [ -n "$hmm" ]; then
 		echo "MMNOTIF-TEST: FAIL hmm-tests (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
 	fi
 fi
-# KVM's own selftests under the tracer (tests/guest/kvm-selftests.sh): only when named
-# (docs/vm-testbed.md has its time per guest).
-if [ -n "$kvmst" ]; then
+# KVM's own selftests under the tracer (tests/guest/kvm-selftests.sh; about a minute per guest,
+# docs/vm-testbed.md).
+if [ -z "$SCENARIOS" ] || [ -n "$kvmst" ]; then
 	if [ -x /usr/local/bin/mmnotif-trace ]; then
 		"$DIR/kvm-selftests.sh"
-	else
+	elif [ -n "$kvmst" ]; then
 		echo "MMNOTIF-TEST: FAIL kvm-selftests (needs the tracer in the guest: --with-binary)" | tee -a "$RESULTS"
 	fi
 fi
