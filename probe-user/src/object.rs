@@ -72,8 +72,7 @@ pub struct KernelContext {
     pub offsets: KernelOffsets,
     pub kallsyms: Kallsyms,
     pub release: String,
-    /// aya's reading of the kernel's BTF, parsed once for every load of the start-up and then
-    /// released (see [`KernelContext::release_btf`]).
+    /// aya's reading of the kernel's BTF while held (see [`KernelContext::hold_btf`]).
     aya_btf: Option<Arc<AyaBtf>>,
 }
 
@@ -90,14 +89,21 @@ pub fn kernel_release() -> String {
 }
 
 impl KernelContext {
-    /// aya's reading of the kernel's BTF: the one kept from discovery, or read again once it
-    /// was released; `None` where the kernel has none to give.
+    /// aya's reading of the kernel's BTF for verifying BTF-typed programs (fentry, tp_btf,
+    /// iterators): the held one, or read now; `None` where the kernel has none to give.
     pub(crate) fn aya_btf(&self) -> Option<Arc<AyaBtf>> {
         self.aya_btf.clone().or_else(|| AyaBtf::from_sys_fs().ok().map(Arc::new))
     }
 
-    /// Drops the parsed BTF once the start-up's loads are done: a tracer runs for hours, and
-    /// the few later loads (an inventory walk's) read it again.
+    /// Reads aya's BTF once for the loads that follow (every hook, the iterator), instead of
+    /// once per load: the blob is megabytes, and in an emulated guest each reading costs a
+    /// noticeable part of the start-up.
+    pub fn hold_btf(&mut self) {
+        self.aya_btf = self.aya_btf();
+    }
+
+    /// Drops the held BTF once the start-up's loads are done: a tracer runs for hours, and the
+    /// few later loads (an inventory walk's) read it again.
     pub fn release_btf(&mut self) {
         self.aya_btf = None;
     }
@@ -108,10 +114,7 @@ impl KernelContext {
         let (vmlinux, kvm_module) = (kernel_btf.vmlinux(), kernel_btf.kvm_module());
         let mut offsets = btf::kernel_offsets(vmlinux, kvm_module.or(Some(vmlinux))).map_err(LoadBtfError::from)?;
         offsets.kvm_start_callback = kallsyms.address_of("kvm_mmu_notifier_invalidate_range_start").unwrap_or(0);
-        // aya's own reading of the same BTF, for relocations and for verifying BTF-typed
-        // programs (fentry, tp_btf, iterators); `None` where the kernel has none to give.
-        let aya_btf = AyaBtf::from_sys_fs().ok().map(Arc::new);
-        Ok(KernelContext { offsets, kallsyms, release: kernel_release(), aya_btf })
+        Ok(KernelContext { offsets, kallsyms, release: kernel_release(), aya_btf: None })
     }
 }
 
@@ -122,14 +125,25 @@ pub fn load_object(ctx: &KernelContext, opts: &TracerOptions) -> Result<Ebpf, Lo
     }
     let config =
         ProbeConfig { wakeup_bytes: opts.wakeup_bytes, stacks: opts.stacks as u32, count_only: opts.count_only as u32 };
-    let btf = ctx.aya_btf();
+    // aya's loader reads the kernel's BTF for its relocations itself, as it is constructed, so
+    // a held copy would only add a second one alive at once.
     let ebpf = EbpfLoader::new()
-        .btf(btf.as_deref())
         .override_global("OFFSETS", &ctx.offsets, true)
         .override_global("CONFIG", &config, true)
         .map_max_entries("EVENTS", opts.ring_bytes)
         .load(EBPF_OBJECT)?;
     Ok(ebpf)
+}
+
+/// Hands freed memory back to the kernel after a load. Reading the kernel's BTF and kallsyms
+/// allocates tens of MiB that are freed once an object is loaded, but the allocator keeps them
+/// resident under what lives on (in the loading thread's arena), for as long as the tracer runs.
+pub(crate) fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// What the loader may use, from the command line.

@@ -31,7 +31,7 @@ pub struct Capabilities {
 pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -> Result<Capabilities, LoadError> {
     require_root()?;
     let mut checks = Vec::new();
-    let kernel = KernelContext::discover()?;
+    let mut kernel = KernelContext::discover()?;
     let subs = if kernel.offsets.subs_invalidate_seq != probe_common::ABSENT {
         "mm_struct.notifier_subscriptions (5.5+ layout)"
     } else {
@@ -45,6 +45,7 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
     checks.push(Check { what: "kallsyms", ok: true, detail: format!("{} text symbols", kernel.kallsyms.len()) });
 
     let mut ebpf = load_object(&kernel, &TracerOptions::default())?;
+    kernel.hold_btf();
     let attach = hooks::attach_all(&mut ebpf, &kernel, choice, tracepoints)?;
     // The two function-probe methods, as attach_all tried them (whatever `choice` says).
     let on_start = format!("loads and attaches on {}", hook_table::START_FUNCTION);

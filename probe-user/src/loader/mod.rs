@@ -44,6 +44,7 @@ impl Tracer {
         let mut kernel = KernelContext::discover()?;
         clock.lap(|t, d| t.kernel = d);
         let mut ebpf = load_object(&kernel, opts)?;
+        kernel.hold_btf();
         clock.lap(|t, d| t.load = d);
         let attach = hooks::attach_all(&mut ebpf, &kernel, opts.attach, opts.tracepoints)?;
         clock.lap(|t, d| t.hooks = d);
@@ -69,23 +70,12 @@ impl Tracer {
         }
         clock.lap(|t, d| t.subscribers = d);
         kernel.release_btf();
-        release_startup_memory();
+        crate::object::return_freed_memory();
         Ok(Tracer { ebpf, attach, kernel, callbacks, startup_probes, startup: clock.timings() })
     }
 
     /// Takes the ring buffer and counters out of the object for a [`Collector`].
     pub fn collector(&mut self) -> Result<Collector, LoadError> {
         Collector::new(&mut self.ebpf)
-    }
-}
-
-/// Hands the start-up's freed memory back to the kernel. Parsing the kernel's BTF and kallsyms
-/// allocates tens of MiB that are freed once the object is loaded, but the allocator keeps
-/// them resident under what lives on, for as long as the tracer runs.
-fn release_startup_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages to the kernel; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
