@@ -19,6 +19,7 @@ pub mod kernel_facts;
 pub(crate) mod kvm;
 pub mod loader;
 pub mod manual;
+pub(crate) mod memory;
 pub mod metrics;
 pub(crate) mod object;
 pub(crate) mod render;

@@ -135,17 +135,6 @@ pub fn load_object(ctx: &KernelContext, opts: &TracerOptions) -> Result<Ebpf, Lo
     Ok(ebpf)
 }
 
-/// Hands freed memory back to the kernel after a load. Reading the kernel's BTF and kallsyms
-/// allocates tens of MiB that are freed once an object is loaded, but the allocator keeps them
-/// resident under what lives on (in the loading thread's arena), for as long as the tracer runs.
-pub(crate) fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages to the kernel; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// What the loader may use, from the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -19,6 +19,9 @@ use crate::{
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the loss counters are read.
 const COUNTER_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often the session hands freed memory back to the kernel (see [`crate::memory`]).
+const RETURN_FREED_INTERVAL: Duration = Duration::from_secs(60);
 /// After the event programs are detached, how long a program already running on another CPU
 /// is given to finish its record before the last drain.
 const QUIESCE_GRACE: Duration = Duration::from_millis(10);
@@ -151,6 +154,7 @@ pub fn run(
         sink(Delivery::Event(&event));
     }
     let mut last_counter_read = Instant::now();
+    let mut last_return = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             // Drain first so a full ring loses nothing while the programs are taken down.
@@ -166,6 +170,10 @@ pub fn run(
             last_counter_read = Instant::now();
         }
         pump(collector, decoder, filter, &mut totals, read_counters, &mut sink, &mut control)?;
+        if last_return.elapsed() >= RETURN_FREED_INTERVAL {
+            last_return = Instant::now();
+            crate::memory::return_freed();
+        }
     }
 }
 

@@ -288,7 +288,7 @@ impl InventoryWalker {
         require_root()?;
         // The ring buffer is not used by the iterator: one page is enough.
         let ebpf = load_object(&kernel, &TracerOptions { ring_bytes: 4096, ..TracerOptions::default() })?;
-        crate::object::return_freed_memory();
+        crate::memory::return_freed();
         Ok(InventoryWalker { kernel, ebpf })
     }
 

@@ -70,7 +70,7 @@ impl Tracer {
         }
         clock.lap(|t, d| t.subscribers = d);
         kernel.release_btf();
-        crate::object::return_freed_memory();
+        crate::memory::return_freed();
         Ok(Tracer { ebpf, attach, kernel, callbacks, startup_probes, startup: clock.timings() })
     }
 
