@@ -128,6 +128,7 @@ pub fn load_object(ctx: &KernelContext, opts: &TracerOptions) -> Result<Ebpf, Lo
         .override_global("OFFSETS", &ctx.offsets, true)
         .override_global("CONFIG", &config, true)
         .map_max_entries("EVENTS", opts.ring_bytes)
+        .map_max_entries("COUNTERS", probe_common::counter::COUNT * crate::loader::counter_rows()?)
         .load(EBPF_OBJECT)?;
     Ok(ebpf)
 }

@@ -7,6 +7,7 @@ mod capabilities;
 mod collector;
 mod hook_table;
 mod hooks;
+mod misses;
 mod quiesce;
 mod startup;
 
@@ -17,6 +18,7 @@ pub use crate::object::{
 pub use attach::{AttachReport, HookStatus, Method, Refusal};
 pub use callbacks::{CallbackAttacher, CallbackProbe, Discovered, Probed};
 pub use capabilities::{Capabilities, Check, probe_capabilities};
+pub(crate) use collector::counter_rows;
 pub use collector::{Collector, Counters, Incomplete};
 pub use quiesce::detach_event_programs;
 pub use startup::StartupTimings;
