@@ -104,7 +104,9 @@ fn pump(
     let before = totals.kernel.dropped();
     totals.kernel = collector.counters()?;
     if totals.kernel.dropped() > before {
-        let lost = Event::new(monotonic_ns(), EventBody::Lost(Lost { count: totals.kernel.dropped() - before }));
+        // Stamped with the earliest time these losses can have happened (see `on_lost`).
+        let count = totals.kernel.dropped() - before;
+        let lost = Event::new(collector.losses_since_ns(), EventBody::Lost(Lost { count }));
         totals.delivered += 1;
         sink(Delivery::Event(&lost));
     }

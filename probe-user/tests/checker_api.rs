@@ -312,3 +312,32 @@ fn two_pass_rules_are_checked_where_the_kernel_cannot_have_the_api() {
     let absent = Checker::new(&absent);
     assert!(twopass.iter().all(|r| absent.rules().is_checked(*r)));
 }
+
+fn lost(ts: u64, count: u64) -> Event {
+    Event::new(ts, EventBody::Lost(Lost { count }))
+}
+
+fn unpaired_end_notes(loss_from: u64) -> Vec<String> {
+    let mut c = Checker::new(&header());
+    // An end whose start the kernel never let the tracer see.
+    let found = c.push(&end(2_000, 7, 0x100)).to_vec();
+    assert_eq!(rules(&found), vec![RuleId::UnpairedEnd]);
+    assert!(found[0].notes.is_empty(), "{:?}", found[0].notes);
+    // The session reads the kernel's counters after the fact and stamps the loss with the
+    // earliest time it can have happened.
+    c.push(&lost(loss_from, 1));
+    let report = c.finish();
+    report.violations.iter().find(|v| v.rule == RuleId::UnpairedEnd).map(|v| v.notes.clone()).unwrap_or_default()
+}
+
+#[test]
+fn a_loss_counted_after_a_violation_it_may_explain_marks_that_violation() {
+    let notes = unpaired_end_notes(1_500);
+    assert!(notes.iter().any(|n| n.contains("lost")), "{notes:?}");
+}
+
+#[test]
+fn a_loss_that_began_after_a_violation_leaves_it_as_it_was() {
+    let notes = unpaired_end_notes(2_500);
+    assert!(notes.is_empty(), "{notes:?}");
+}

@@ -129,6 +129,9 @@ pub struct Collector {
     ring: RingBuf<MapData>,
     counters: CounterArray,
     misses: MissLedger,
+    /// CLOCK_MONOTONIC ns of the last two miss samples: a miss counted by the last one happened
+    /// after the one before.
+    sampled_ns: [u64; 2],
     /// Records that were not a whole `RawEvent` (never expected; counted, not dropped silently).
     pub malformed: u64,
 }
@@ -142,7 +145,8 @@ impl Collector {
             return Err(LoadError::Other("map COUNTERS is not an array".into()));
         };
         let counters = CounterArray::map(map, counter_rows()?)?;
-        Ok(Collector { ring, counters, misses: MissLedger::default(), malformed: 0 })
+        let now = crate::clock::monotonic_ns();
+        Ok(Collector { ring, counters, misses: MissLedger::default(), sampled_ns: [now, now], malformed: 0 })
     }
 
     /// Hands every record pending now to `sink`; returns how many.
@@ -172,7 +176,14 @@ impl Collector {
     /// Reads the kernel's miss counters of the tracer's programs and probes now: before they
     /// are detached, which takes their counters with them.
     pub fn sample_misses(&mut self) {
+        self.sampled_ns = [self.sampled_ns[1], crate::clock::monotonic_ns()];
         self.misses.sample();
+    }
+
+    /// The earliest time (CLOCK_MONOTONIC ns) at which a loss the counters show now, and did
+    /// not at the sample before, can have happened.
+    pub fn losses_since_ns(&self) -> u64 {
+        self.sampled_ns[0]
     }
 
     /// The kernel-side counters, with the miss counters as last sampled.
