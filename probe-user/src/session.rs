@@ -8,7 +8,6 @@ use std::{
 };
 
 use crate::{
-    clock::monotonic_ns,
     decode::{Decoded, Decoder, StackSource},
     filter::EventFilter,
     loader::{AttachReport, CallbackProbe, Collector, Counters, Discovered, LoadError, Tracer},

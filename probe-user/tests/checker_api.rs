@@ -317,10 +317,17 @@ fn lost(ts: u64, count: u64) -> Event {
     Event::new(ts, EventBody::Lost(Lost { count }))
 }
 
+/// When an unpaired end is found at 3 s into the trace.
+const UNPAIRED_END_TS: u64 = 3_000_000_000;
+
 fn unpaired_end_notes(loss_from: u64) -> Vec<String> {
     let mut c = Checker::new(&header());
+    // A whole range first, so the trace does not just begin at the end below.
+    c.push(&start(1_000, 8, 0x200, true));
+    c.push(&ret(1_100, 8, 0x200, 0, ItreeSnapshot::default()));
+    c.push(&end(1_200, 8, 0x200));
     // An end whose start the kernel never let the tracer see.
-    let found = c.push(&end(2_000, 7, 0x100)).to_vec();
+    let found = c.push(&end(UNPAIRED_END_TS, 7, 0x100)).to_vec();
     assert_eq!(rules(&found), vec![RuleId::UnpairedEnd]);
     assert!(found[0].notes.is_empty(), "{:?}", found[0].notes);
     // The session reads the kernel's counters after the fact and stamps the loss with the
@@ -332,12 +339,12 @@ fn unpaired_end_notes(loss_from: u64) -> Vec<String> {
 
 #[test]
 fn a_loss_counted_after_a_violation_it_may_explain_marks_that_violation() {
-    let notes = unpaired_end_notes(1_500);
+    let notes = unpaired_end_notes(UNPAIRED_END_TS - 500_000_000);
     assert!(notes.iter().any(|n| n.contains("lost")), "{notes:?}");
 }
 
 #[test]
 fn a_loss_that_began_after_a_violation_leaves_it_as_it_was() {
-    let notes = unpaired_end_notes(2_500);
+    let notes = unpaired_end_notes(UNPAIRED_END_TS + 500_000_000);
     assert!(notes.is_empty(), "{notes:?}");
 }
