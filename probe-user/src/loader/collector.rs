@@ -63,21 +63,6 @@ impl Counters {
     }
 }
 
-/// How many CPU rows the counters need: one per possible CPU id (the highest in
-/// `/sys/devices/system/cpu/possible`, plus one).
-pub(crate) fn counter_rows() -> Result<u32, LoadError> {
-    const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
-    let text = std::fs::read_to_string(POSSIBLE).map_err(|e| LoadError::Other(format!("{POSSIBLE}: {e}")))?;
-    rows_for_possible(&text).ok_or_else(|| LoadError::Other(format!("{POSSIBLE}: no CPU list in {:?}", text.trim())))
-}
-
-/// "0-3,8-11" -> 12.
-fn rows_for_possible(list: &str) -> Option<u32> {
-    let last = list.trim().rsplit(',').next()?;
-    let highest = last.rsplit('-').next()?.trim().parse::<u32>().ok()?;
-    highest.checked_add(1)
-}
-
 /// The `COUNTERS` array, mapped into this process: read with plain loads, no bpf() call (see
 /// the map's definition in the eBPF object for why that matters).
 struct CounterArray {
@@ -144,7 +129,7 @@ impl Collector {
         let aya::maps::Map::Array(map) = counters else {
             return Err(LoadError::Other("map COUNTERS is not an array".into()));
         };
-        let counters = CounterArray::map(map, counter_rows()?)?;
+        let counters = CounterArray::map(map, crate::object::counter_rows()?)?;
         let now = crate::clock::monotonic_ns();
         Ok(Collector { ring, counters, misses: MissLedger::default(), sampled_ns: [now, now], malformed: 0 })
     }
@@ -205,15 +190,6 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counter_rows_cover_the_highest_possible_cpu() {
-        assert_eq!(rows_for_possible("0-1\n"), Some(2));
-        assert_eq!(rows_for_possible("0"), Some(1));
-        assert_eq!(rows_for_possible("0-3,8-11"), Some(12));
-        assert_eq!(rows_for_possible(""), None);
-        assert_eq!(rows_for_possible("garbage"), None);
-    }
 
     #[test]
     fn incomplete_records_are_described_by_cause_only_when_there_are_some() {

@@ -18,7 +18,6 @@ pub use crate::object::{
 pub use attach::{AttachReport, HookStatus, Method, Refusal};
 pub use callbacks::{CallbackAttacher, CallbackProbe, Discovered, Probed};
 pub use capabilities::{Capabilities, Check, probe_capabilities};
-pub(crate) use collector::counter_rows;
 pub use collector::{Collector, Counters, Incomplete};
 pub use quiesce::detach_event_programs;
 pub use startup::StartupTimings;
