@@ -27,7 +27,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 /// meanwhile, in any task, is skipped by the kernel. Reading these through the syscall made
 /// the tracer miss callbacks.
 #[map]
-static COUNTERS: Array<u64> = Array::with_max_entries(counter::COUNT, BPF_F_MMAPABLE as u32);
+static COUNTERS: Array<u64> = Array::with_max_entries(counter::COUNT, BPF_F_MMAPABLE);
 
 #[inline(always)]
 pub(crate) fn bump(index: u32) {
