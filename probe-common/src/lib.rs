@@ -263,7 +263,7 @@ pub struct RawEvent {
     pub payload: EventPayload,
 }
 
-/// Indices of the per-CPU counters in the `COUNTERS` map.
+/// The counters in the `COUNTERS` map: one row of [`counter::COUNT`] per CPU.
 pub mod counter {
     /// Records the programs tried to put in the ring buffer.
     pub const ATTEMPTED: u32 = 0;
@@ -274,10 +274,17 @@ pub mod counter {
     /// Kernel stacks that could not be stored (the stack map is full, or a different stack
     /// has that bucket): the record has no stack.
     pub const STACK_MISSES: u32 = 3;
-    /// Return probes that found no arguments saved by their entry probe (evicted from the LRU
-    /// map, or the entry ran before the attach): the record has no subscriber or range.
+    /// Return probes that found no arguments saved by their entry probe (the kernel skipped the
+    /// entry program, the entry ran before the attach, or it was evicted from the LRU map): the
+    /// record has no subscriber or range.
     pub const ENTRY_MISSING: u32 = 4;
     pub const COUNT: u32 = 5;
+
+    /// Where CPU `cpu`'s counter `index` is in the map.
+    #[inline(always)]
+    pub const fn slot(cpu: u32, index: u32) -> u32 {
+        cpu * COUNT + index
+    }
 }
 
 /// Record kinds the inventory iterator writes.

@@ -1,10 +1,10 @@
 //! The ring buffer, its loss counters, and the one function that writes a record.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_F_MMAPABLE, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, RingBuf},
 };
 use probe_common::{DEFAULT_RING_BYTES, EventKind, EventPayload as Payload, RawEvent, counter};
 
@@ -14,17 +14,25 @@ use crate::kread::{count_only, wakeup_bytes};
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
-/// Per-CPU counters (`probe_common::counter`): records attempted, and everything the programs
-/// drop or leave out (a full ring, a faulted read, a missing stack or entry state). Userspace
-/// reads them with the ring and reports them with the lost events. Counters, not log lines:
-/// they cost one per-CPU increment on the failure path only, and what the kernel side drops
-/// must be countable at any event rate.
+/// Counters (`probe_common::counter`): records attempted, and everything the programs drop or
+/// leave out (a full ring, a faulted read, a missing stack or entry state). Userspace reads them
+/// with the ring and reports them with the lost events. Counters, not log lines: they cost one
+/// increment on the failure path only, and what the kernel side drops must be countable at any
+/// event rate.
+///
+/// One row of `counter::COUNT` per CPU (`counter::slot`; the loader sizes it for the possible
+/// CPUs), in an array userspace maps and reads without a bpf() call. A map lookup from
+/// userspace holds its CPU's `bpf_prog_active` with only migration disabled; on a preemptible
+/// kernel the reader can be preempted there, and every kprobe program that fires on that CPU
+/// meanwhile, in any task, is skipped by the kernel. Reading these through the syscall made
+/// the tracer miss callbacks.
 #[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+static COUNTERS: Array<u64> = Array::with_max_entries(counter::COUNT, BPF_F_MMAPABLE);
 
 #[inline(always)]
 pub(crate) fn bump(index: u32) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter::slot(cpu, index)) {
         unsafe { *slot += 1 };
     }
 }

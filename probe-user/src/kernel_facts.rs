@@ -65,6 +65,11 @@ pub enum Fact {
     /// Interval subscribers may implement the two-pass `invalidate_start`/`invalidate_finish`
     /// ops (include/linux/mmu_notifier.h:256-288, mm/mmu_notifier.c:263-270 and :470-495 in 7.2).
     TwoPassInterval,
+    /// The kernel counts the kprobe programs it skips because a BPF program or a map syscall
+    /// is active on that CPU (`trace_call_bpf` into `recursion_misses`), and reports a kprobe's
+    /// own misses in its link info. Before, both happen silently (absent in 6.1.192's
+    /// kernel/trace/bpf_trace.c:108, present in 6.12.95's :116-128).
+    KprobeSkipsCounted,
 }
 
 /// One fact: since when it holds, where it was backported, and the commit, where recorded.
@@ -88,7 +93,7 @@ const fn row(
 }
 
 /// Every fact. Fixed bugs are rows too: `since` is the release with the fix.
-pub(crate) static FACTS: [FactRow; 10] = [
+pub(crate) static FACTS: [FactRow; 11] = [
     row(Fact::BlockableFailureWarn, KernelVersion::new(5, 4, 0), &[], None),
     row(Fact::CompensatingEnds, KernelVersion::new(5, 12, 0), &[KernelVersion::new(5, 10, 27)], Some("c2655835fd8c")),
     row(
@@ -104,6 +109,7 @@ pub(crate) static FACTS: [FactRow; 10] = [
     row(Fact::HmmEagainLeaksCount, KernelVersion::new(5, 3, 0), &[], None),
     row(Fact::ProcessMrelease, KernelVersion::new(5, 15, 0), &[], None),
     row(Fact::TwoPassInterval, KernelVersion::new(7, 2, 0), &[], None),
+    row(Fact::KprobeSkipsCounted, KernelVersion::new(6, 7, 0), &[], None),
 ];
 
 impl Fact {

@@ -131,6 +131,7 @@ pub fn load_object(ctx: &KernelContext, opts: &TracerOptions) -> Result<Ebpf, Lo
         .override_global("OFFSETS", &ctx.offsets, true)
         .override_global("CONFIG", &config, true)
         .map_max_entries("EVENTS", opts.ring_bytes)
+        .map_max_entries("COUNTERS", probe_common::counter::COUNT * counter_rows()?)
         .load(EBPF_OBJECT)?;
     Ok(ebpf)
 }
@@ -169,4 +170,33 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// How many CPU rows the counters need: one per possible CPU id (the highest in
+/// `/sys/devices/system/cpu/possible`, plus one).
+pub(crate) fn counter_rows() -> Result<u32, LoadError> {
+    const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
+    let text = std::fs::read_to_string(POSSIBLE).map_err(|e| LoadError::Other(format!("{POSSIBLE}: {e}")))?;
+    rows_for_possible(&text).ok_or_else(|| LoadError::Other(format!("{POSSIBLE}: no CPU list in {:?}", text.trim())))
+}
+
+/// "0-3,8-11" -> 12.
+fn rows_for_possible(list: &str) -> Option<u32> {
+    let last = list.trim().rsplit(',').next()?;
+    let highest = last.rsplit('-').next()?.trim().parse::<u32>().ok()?;
+    highest.checked_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_rows_cover_the_highest_possible_cpu() {
+        assert_eq!(rows_for_possible("0-1\n"), Some(2));
+        assert_eq!(rows_for_possible("0"), Some(1));
+        assert_eq!(rows_for_possible("0-3,8-11"), Some(12));
+        assert_eq!(rows_for_possible(""), None);
+        assert_eq!(rows_for_possible("garbage"), None);
+    }
 }

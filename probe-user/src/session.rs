@@ -8,7 +8,6 @@ use std::{
 };
 
 use crate::{
-    clock::monotonic_ns,
     decode::{Decoded, Decoder, StackSource},
     filter::EventFilter,
     loader::{AttachReport, CallbackProbe, Collector, Counters, Discovered, LoadError, Tracer},
@@ -17,7 +16,8 @@ use crate::{
 
 /// How long the reader sleeps between drains when the kernel does not wake it.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
-/// How often the loss counters are read.
+/// How often the kernel's miss counters are read (each read is a few syscalls per program and
+/// probe).
 const COUNTER_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How often the session hands freed memory back to the kernel (see [`crate::memory`]).
@@ -49,7 +49,8 @@ pub fn header(kernel: &str, attach: &AttachReport) -> Header {
 pub struct SessionTotals {
     /// Records taken from the ring buffer.
     pub received: u64,
-    /// Records the kernel side tried to emit / dropped because the ring was full.
+    /// Records the kernel side tried to emit / dropped because the ring was full, and probe
+    /// hits it skipped.
     pub kernel: Counters,
     /// Records that could not be decoded, or were shorter than a record (counted, never
     /// silently dropped).
@@ -61,8 +62,12 @@ pub struct SessionTotals {
 impl SessionTotals {
     pub fn summary(&self) -> String {
         let incomplete = self.kernel.incomplete.describe().map(|d| format!(", incomplete {d}")).unwrap_or_default();
+        let missed = match self.kernel.missed {
+            0 => String::new(),
+            n => format!(", missed {n} probe hits (the kernel skipped the tracer's programs)"),
+        };
         format!(
-            "kernel emitted {} events, received {}, lost {}{}{incomplete}",
+            "kernel emitted {} events, received {}, lost {}{missed}{}{incomplete}",
             self.kernel.attempted,
             self.received,
             self.kernel.lost,
@@ -81,17 +86,32 @@ pub enum Delivery<'a> {
     Drained(&'a SessionTotals),
 }
 
-/// Takes everything pending: decodes, filters and delivers it; with `read_counters`, also
-/// turns any growth of the kernel's loss counter into a `lost` event.
+/// Takes everything pending: decodes, filters and delivers it. First turns any growth of the
+/// kernel's loss counters into a `lost` event, so every record that follows a loss reaches the
+/// sink after it (the checker marks what it finds after a loss as possibly its artefact). The
+/// ring's own counters are read every time (they are mapped memory); the kernel's miss counters
+/// cost syscalls and are read only with `sample_misses`.
 fn pump(
     collector: &mut Collector,
     decoder: &mut Decoder<'_>,
     filter: &EventFilter,
     totals: &mut SessionTotals,
-    read_counters: bool,
+    sample_misses: bool,
     sink: &mut impl FnMut(Delivery<'_>),
     registered: &mut impl FnMut(Control) -> Option<Event>,
 ) -> Result<(), LoadError> {
+    if sample_misses {
+        collector.sample_misses();
+    }
+    let before = totals.kernel.dropped();
+    totals.kernel = collector.counters()?;
+    if totals.kernel.dropped() > before {
+        // Stamped with the earliest time these losses can have happened (see `on_lost`).
+        let count = totals.kernel.dropped() - before;
+        let lost = Event::new(collector.losses_since_ns(), EventBody::Lost(Lost { count }));
+        totals.delivered += 1;
+        sink(Delivery::Event(&lost));
+    }
     let short_before = collector.malformed;
     collector.drain(|raw| {
         totals.received += 1;
@@ -120,15 +140,6 @@ fn pump(
     // Short records never reach the decoder; count them with the undecodable ones.
     totals.received += collector.malformed - short_before;
     totals.undecodable += collector.malformed - short_before;
-    if read_counters {
-        let before = totals.kernel.lost;
-        totals.kernel = collector.counters()?;
-        if totals.kernel.lost > before {
-            let lost = Event::new(monotonic_ns(), EventBody::Lost(Lost { count: totals.kernel.lost - before }));
-            totals.delivered += 1;
-            sink(Delivery::Event(&lost));
-        }
-    }
     sink(Delivery::Drained(totals));
     Ok(())
 }
@@ -158,7 +169,8 @@ pub fn run(
     loop {
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
             // Drain first so a full ring loses nothing while the programs are taken down.
-            pump(collector, decoder, filter, &mut totals, false, &mut sink, &mut control)?;
+            // Detaching takes the programs' and probes' miss counters with them: read them first.
+            pump(collector, decoder, filter, &mut totals, true, &mut sink, &mut control)?;
             control(Control::Stopping);
             std::thread::sleep(QUIESCE_GRACE);
             pump(collector, decoder, filter, &mut totals, true, &mut sink, &mut control)?;

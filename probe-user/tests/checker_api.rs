@@ -312,3 +312,39 @@ fn two_pass_rules_are_checked_where_the_kernel_cannot_have_the_api() {
     let absent = Checker::new(&absent);
     assert!(twopass.iter().all(|r| absent.rules().is_checked(*r)));
 }
+
+fn lost(ts: u64, count: u64) -> Event {
+    Event::new(ts, EventBody::Lost(Lost { count }))
+}
+
+/// When an unpaired end is found at 3 s into the trace.
+const UNPAIRED_END_TS: u64 = 3_000_000_000;
+
+fn unpaired_end_notes(loss_from: u64) -> Vec<String> {
+    let mut c = Checker::new(&header());
+    // A whole range first, so the trace does not just begin at the end below.
+    c.push(&start(1_000, 8, 0x200, true));
+    c.push(&ret(1_100, 8, 0x200, 0, ItreeSnapshot::default()));
+    c.push(&end(1_200, 8, 0x200));
+    // An end whose start the kernel never let the tracer see.
+    let found = c.push(&end(UNPAIRED_END_TS, 7, 0x100)).to_vec();
+    assert_eq!(rules(&found), vec![RuleId::UnpairedEnd]);
+    assert!(found[0].notes.is_empty(), "{:?}", found[0].notes);
+    // The session reads the kernel's counters after the fact and stamps the loss with the
+    // earliest time it can have happened.
+    c.push(&lost(loss_from, 1));
+    let report = c.finish();
+    report.violations.iter().find(|v| v.rule == RuleId::UnpairedEnd).map(|v| v.notes.clone()).unwrap_or_default()
+}
+
+#[test]
+fn a_loss_counted_after_a_violation_it_may_explain_marks_that_violation() {
+    let notes = unpaired_end_notes(UNPAIRED_END_TS - 500_000_000);
+    assert!(notes.iter().any(|n| n.contains("lost")), "{notes:?}");
+}
+
+#[test]
+fn a_loss_that_began_after_a_violation_leaves_it_as_it_was() {
+    let notes = unpaired_end_notes(UNPAIRED_END_TS + 500_000_000);
+    assert!(notes.is_empty(), "{notes:?}");
+}

@@ -83,8 +83,10 @@ kvmst_case() {
 # (test 1), one MADV_DONTNEED per 4 KiB page of its 128 MiB area, 32768 per loop.
 kvmst_case demand-paging 4 8192 -- $KVMST/demand_paging_test -u MISSING -b 16M -v 2
 kvmst_case memslot-modification 104 8192 -- $KVMST/memslot_modification_stress_test -i 100 -b 4M -v 2
-# Excluded (docs/vm-testbed.md): at this rate the tracer missed a few of KVM's range callbacks on
-# 6.1 and 7.2 (it matched on 6.12); KVMST_UNMAP=1 (--append KVMST_UNMAP=1) runs it to reproduce.
+# Excluded (docs/vm-testbed.md): at this rate the kernel skipped a few of the tracer's programs
+# for KVM's range callbacks on 7.2 (the tracer's own counter reads held bpf_prog_active; they no
+# longer do, not yet confirmed by a guest run) and missed one on 6.1 (unexplained); it matched on
+# 6.12. KVMST_UNMAP=1 (--append KVMST_UNMAP=1) runs it.
 [ "${KVMST_UNMAP:-0}" = 1 ] || unmap_skip="the tracer misses a few of KVM's 32k range callbacks here (6.1, 7.2); KVMST_UNMAP=1 runs it"
 if [ -n "$unmap_skip" ]; then
 	result "SKIP kvmst-memslot-perf-unmap ($unmap_skip)"

@@ -23,7 +23,10 @@ struct Session {
     /// Records the kernel side tried to emit.
     emitted: u64,
     received: u64,
+    /// Dropped because the ring buffer was full.
     lost: u64,
+    /// Probe hits the kernel did not run the tracer's programs for (its own miss counters).
+    missed: u64,
     undecodable: u64,
     delivered: u64,
 }
@@ -94,6 +97,7 @@ pub fn render(o: &CheckOutcome) -> String {
             emitted: run.session.kernel.attempted,
             received: run.session.received,
             lost: run.session.kernel.lost,
+            missed: run.session.kernel.missed,
             undecodable: run.session.undecodable,
             delivered: run.session.delivered,
         }),

@@ -15,6 +15,7 @@ use crate::{
     checker::{NotChecked, OpenRange, Report, RuleId, Severity, StatsSummary, Violation, itree_leak::ItreeLeak},
     exit,
     inventory::BlockedTask,
+    kernel_facts::{Fact, KernelVersion},
     session::SessionTotals,
     trace::{AttachState, Header, Hook},
 };
@@ -296,6 +297,9 @@ pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source
             names.join(", ")
         ));
     }
+    if let Some(note) = uncounted_skips(header) {
+        notes.push(note);
+    }
     if lost > 0 && policy.allow_lost {
         notes.push(format!(
             "{} lost, tolerated by --allow-lost: rules that pair events may have missed a violation",
@@ -369,5 +373,37 @@ pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source
         itree_leaks,
         policy: policy.clone(),
         source,
+    }
+}
+
+/// Where kprobes were used on a kernel that skips their programs without counting (another BPF
+/// program or a map syscall active on that CPU, a re-entered kprobe, a kretprobe out of
+/// instances), a miss of that kind is in no lost count: say so.
+fn uncounted_skips(header: &Header) -> Option<String> {
+    let kprobes = header.attach.values().any(|m| m == "kprobe" || m == "kretprobe");
+    let version = KernelVersion::parse(&header.kernel)?;
+    (kprobes && !version.has(Fact::KprobeSkipsCounted)).then(|| {
+        format!(
+            "kernel {} does not count the kprobe programs it skips (from {} it does): a callback missed that way is in no lost count",
+            header.kernel,
+            Fact::KprobeSkipsCounted.release()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kernel: &str, method: &str) -> Header {
+        Header::new(kernel).with_attach(Hook::SubscriberStart, method)
+    }
+
+    #[test]
+    fn uncounted_kprobe_skips_are_noted_only_where_kprobes_ran_on_an_older_kernel() {
+        let note = uncounted_skips(&header("6.1.0-57-amd64", "kprobe"));
+        assert!(note.as_deref().is_some_and(|n| n.contains("6.1.0-57-amd64") && n.contains("v6.7")), "{note:?}");
+        assert_eq!(uncounted_skips(&header("6.12.95+deb12-amd64", "kprobe")), None);
+        assert_eq!(uncounted_skips(&header("6.1.0-57-amd64", "fentry")), None);
     }
 }

@@ -48,7 +48,7 @@ pub async fn run(args: &SelftestArgs) -> Result<u8> {
     let end = session.finish().await;
     let steps = steps?;
     let end = end?;
-    let verdict = judge(&steps, &end.output, end.totals.kernel.lost);
+    let verdict = judge(&steps, &end.output, end.totals.kernel.dropped());
     match args.format {
         TextOrJson::Text => print!("{}", verdict.render_text(&summary)),
         TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),

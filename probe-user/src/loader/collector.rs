@@ -2,16 +2,17 @@
 
 use std::{
     os::fd::{AsFd, AsRawFd},
+    ptr::NonNull,
     time::Duration,
 };
 
 use aya::{
     Ebpf,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, RingBuf},
 };
 use probe_common::{RawEvent, counter};
 
-use super::{LoadError, error_chain};
+use super::{LoadError, error_chain, misses::MissLedger};
 
 /// Totals of the kernel-side counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -19,6 +20,9 @@ pub struct Counters {
     pub attempted: u64,
     /// Records dropped because the ring buffer was full.
     pub lost: u64,
+    /// Probe hits the kernel did not run the tracer's programs for (see [`super::misses`]):
+    /// whatever those calls would have emitted never existed.
+    pub missed: u64,
     /// Records that reached the ring with something left out (see [`Incomplete`]).
     pub incomplete: Incomplete,
 }
@@ -52,9 +56,67 @@ impl Incomplete {
     }
 }
 
+impl Counters {
+    /// Everything that never reached the ring: what the `lost` events and the checker count.
+    pub fn dropped(&self) -> u64 {
+        self.lost + self.missed
+    }
+}
+
+/// The `COUNTERS` array, mapped into this process: read with plain loads, no bpf() call (see
+/// the map's definition in the eBPF object for why that matters).
+struct CounterArray {
+    base: NonNull<u64>,
+    rows: u32,
+    bytes: usize,
+    _map: MapData,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; it is only read, through
+// volatile loads, and unmapped once, on drop.
+unsafe impl Send for CounterArray {}
+
+impl CounterArray {
+    fn map(map: MapData, rows: u32) -> Result<CounterArray, LoadError> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+        let bytes = (rows as usize * counter::COUNT as usize * size_of::<u64>()).div_ceil(page) * page;
+        // SAFETY: a read-only shared mapping of a BPF array created with BPF_F_MMAPABLE, whose
+        // size covers `rows * COUNT` u64 values; the fd stays open (in `_map`) while mapped.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ, libc::MAP_SHARED, map.fd().as_fd().as_raw_fd(), 0)
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(LoadError::Other(format!("mapping COUNTERS: {}", std::io::Error::last_os_error())));
+        }
+        let base = NonNull::new(ptr as *mut u64).ok_or_else(|| LoadError::Other("mapping COUNTERS: NULL".into()))?;
+        Ok(CounterArray { base, rows, bytes, _map: map })
+    }
+
+    /// Counter `index` summed over CPUs.
+    fn total(&self, index: u32) -> u64 {
+        (0..self.rows)
+            // SAFETY: `slot(row, index)` < rows * COUNT, inside the mapping; the kernel writes
+            // these aligned u64s concurrently, so each is read once, whole.
+            .map(|row| unsafe { std::ptr::read_volatile(self.base.as_ptr().add(counter::slot(row, index) as usize)) })
+            .sum()
+    }
+}
+
+impl Drop for CounterArray {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`, which nothing uses after this.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
+    }
+}
+
 pub struct Collector {
     ring: RingBuf<MapData>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: CounterArray,
+    misses: MissLedger,
+    /// CLOCK_MONOTONIC ns of the last two miss samples: a miss counted by the last one happened
+    /// after the one before.
+    sampled_ns: [u64; 2],
     /// Records that were not a whole `RawEvent` (never expected; counted, not dropped silently).
     pub malformed: u64,
 }
@@ -64,8 +126,12 @@ impl Collector {
         let ring = ebpf.take_map("EVENTS").ok_or_else(|| LoadError::Other("map EVENTS missing".into()))?;
         let ring = RingBuf::try_from(ring).map_err(|e| LoadError::Other(error_chain(&e)))?;
         let counters = ebpf.take_map("COUNTERS").ok_or_else(|| LoadError::Other("map COUNTERS missing".into()))?;
-        let counters = PerCpuArray::try_from(counters).map_err(|e| LoadError::Other(error_chain(&e)))?;
-        Ok(Collector { ring, counters, malformed: 0 })
+        let aya::maps::Map::Array(map) = counters else {
+            return Err(LoadError::Other("map COUNTERS is not an array".into()));
+        };
+        let counters = CounterArray::map(map, crate::object::counter_rows()?)?;
+        let now = crate::clock::monotonic_ns();
+        Ok(Collector { ring, counters, misses: MissLedger::default(), sampled_ns: [now, now], malformed: 0 })
     }
 
     /// Hands every record pending now to `sink`; returns how many.
@@ -92,14 +158,26 @@ impl Collector {
         unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
     }
 
+    /// Reads the kernel's miss counters of the tracer's programs and probes now: before they
+    /// are detached, which takes their counters with them.
+    pub fn sample_misses(&mut self) {
+        self.sampled_ns = [self.sampled_ns[1], crate::clock::monotonic_ns()];
+        self.misses.sample();
+    }
+
+    /// The earliest time (CLOCK_MONOTONIC ns) at which a loss the counters show now, and did
+    /// not at the sample before, can have happened.
+    pub fn losses_since_ns(&self) -> u64 {
+        self.sampled_ns[0]
+    }
+
+    /// The kernel-side counters, with the miss counters as last sampled.
     pub fn counters(&self) -> Result<Counters, LoadError> {
-        let read = |index: u32| -> Result<u64, LoadError> {
-            let per_cpu = self.counters.get(&index, 0).map_err(|e| LoadError::Other(error_chain(&e)))?;
-            Ok(per_cpu.iter().sum())
-        };
+        let read = |index: u32| -> Result<u64, LoadError> { Ok(self.counters.total(index)) };
         Ok(Counters {
             attempted: read(counter::ATTEMPTED)?,
             lost: read(counter::LOST)?,
+            missed: self.misses.total(),
             incomplete: Incomplete {
                 read_fault: read(counter::READ_FAULTS)?,
                 stack_full: read(counter::STACK_MISSES)?,

@@ -7,6 +7,7 @@ mod capabilities;
 mod collector;
 mod hook_table;
 mod hooks;
+mod misses;
 mod quiesce;
 mod startup;
 

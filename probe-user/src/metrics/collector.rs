@@ -133,6 +133,7 @@ pub fn encode(info: &SessionInfo, s: &SessionSnapshot, inv: &InventorySnapshot, 
     });
     push(&families::LOST_EVENTS, &|b| {
         b.counter(&["ring_full"], s.lost_ring_full);
+        b.counter(&["probe_missed"], s.probe_missed);
         b.counter(&["undecodable"], s.undecodable);
     });
     push(&families::INCOMPLETE_RECORDS, &|b| {

@@ -65,7 +65,7 @@ families! {
     VIOLATIONS: Counter "mmnotif_violations_total" ["rule", "severity"]
         "Checker violations found, by rule id and severity.";
     LOST_EVENTS: Counter "mmnotif_lost_events_total" ["cause"]
-        "Kernel events that never reached the checker, by cause (ring_full: the ring buffer was full, undecodable: a record could not be decoded).";
+        "Kernel events that never reached the checker, by cause (ring_full: the ring buffer was full, probe_missed: the kernel skipped the tracer's program for a probe hit, by its own miss counters, undecodable: a record could not be decoded).";
     INCOMPLETE_RECORDS: Counter "mmnotif_incomplete_records_total" ["cause"]
         "Kernel records that arrived with part of their content missing, by cause (read_fault: a kernel read faulted and the field is 0, stack_full: no room for the kernel stack, entry_missing: a return probe found no arguments from its entry).";
     KERNEL_WARNINGS: Counter "mmnotif_kernel_warnings_total" ["source"]

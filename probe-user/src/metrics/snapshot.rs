@@ -91,6 +91,7 @@ pub struct SessionSnapshot {
     pub violations: [u64; RuleId::ALL.len()],
     pub rule_checked: [bool; RuleId::ALL.len()],
     pub lost_ring_full: u64,
+    pub probe_missed: u64,
     pub undecodable: u64,
     pub incomplete: Incomplete,
     pub warnings_mmu_notifier: u64,
@@ -118,9 +119,11 @@ impl SessionSnapshot {
             },
             violations: RuleId::ALL.map(|rule| checker.violation_count(rule)),
             rule_checked: RuleId::ALL.map(|rule| checker.rules().is_checked(rule)),
-            // The session turns every growth of the kernel's loss counter into a `lost` event,
-            // so the checker's sum is the ring-full total (and a replay has it too).
-            lost_ring_full: t.lost,
+            // The session turns every growth of the kernel's loss counters into a `lost` event,
+            // so the checker's sum is the ring-full and missed total (and a replay has it too,
+            // undivided: there every loss counts as ring-full).
+            lost_ring_full: t.lost.saturating_sub(totals.kernel.missed),
+            probe_missed: totals.kernel.missed,
             undecodable: totals.undecodable,
             incomplete: totals.kernel.incomplete,
             warnings_mmu_notifier: t.warns.saturating_sub(t.unrelated_warns),

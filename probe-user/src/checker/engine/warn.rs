@@ -25,9 +25,17 @@ impl Checker {
             || self.stats.knows_callback(f)
     }
 
+    /// A `lost` event is stamped with the earliest time its losses can have happened (a live
+    /// session reads the kernel's counters at intervals): what was found from then on, before
+    /// this event arrived, may be their artefact too.
     pub(super) fn on_lost(&mut self, ev: &Event, count: u64, seq: u64) {
         self.lost = self.lost.saturating_add(count);
         self.stats.totals.lost = self.lost;
+        for v in self.stored.iter_mut().filter(|v| v.ts >= ev.ts && v.rule.affected_by_loss()) {
+            if !v.notes.iter().any(|n| n == LOSS_NOTE) {
+                v.notes.push(LOSS_NOTE.into());
+            }
+        }
         let mut v = event_violation(
             RuleId::EventsLost,
             ev,
