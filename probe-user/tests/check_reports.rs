@@ -68,16 +68,24 @@ fn result<'a>(doc: &'a ktap::Document, name: &str) -> &'a ktap::TestResult {
 struct Expect {
     verdict: String,
     violations: BTreeMap<String, usize>,
+    /// Violations found after a loss (`after-loss RULE`): reported, not failing.
+    after_loss: BTreeMap<String, usize>,
     not_checked: Vec<String>,
 }
 
 fn expectation(trace: &Path) -> Expect {
     let text = fs::read_to_string(trace.with_extension("expect")).expect(".expect file");
-    let mut e = Expect { verdict: String::new(), violations: BTreeMap::new(), not_checked: Vec::new() };
+    let mut e = Expect {
+        verdict: String::new(),
+        violations: BTreeMap::new(),
+        after_loss: BTreeMap::new(),
+        not_checked: Vec::new(),
+    };
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         match line.split_once(' ') {
             Some(("verdict", v)) => e.verdict = v.to_owned(),
             Some(("not-checked", rule)) => e.not_checked.push(rule.to_owned()),
+            Some(("after-loss", rule)) => *e.after_loss.entry(rule.to_owned()).or_default() += 1,
             Some(("note", _)) => {}
             _ => *e.violations.entry(line.to_owned()).or_default() += 1,
         }
@@ -117,11 +125,20 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
             let found = want.violations.get(rule).copied().unwrap_or(0);
             let listed = t.diagnostics.iter().filter(|d| d.starts_with(&format!("{rule} (failing): "))).count();
             assert_eq!(listed, found, "{name}: {rule}: one diagnostic block per violation: {t:#?}");
+            let after_loss = want.after_loss.get(rule).copied().unwrap_or(0);
+            let listed_after = t
+                .diagnostics
+                .iter()
+                .filter(|d| d.starts_with(&format!("{rule} (not counted, found after events were lost")))
+                .count();
+            assert_eq!(listed_after, after_loss, "{name}: {rule}: after-loss violations listed: {t:#?}");
             if found > 0 {
                 assert!(!t.ok && t.directive.is_none(), "{name}: {rule} has violations: {t:?}");
             } else if want.not_checked.iter().any(|n| n == rule) {
                 assert!(t.ok && t.skipped(), "{name}: {rule} was not checked: {t:?}");
                 assert!(t.data.as_deref().is_some_and(|d| d.starts_with("not checked: needs ")), "{name}: {t:?}");
+            } else if after_loss > 0 {
+                assert!(t.ok && t.skipped(), "{name}: {rule} has only violations after a loss: {t:?}");
             } else if lost && loss_fakes_it {
                 assert!(t.ok && t.skipped(), "{name}: {rule} cannot pass with losses: {t:?}");
             } else {
@@ -138,19 +155,25 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
         // JUnit: a case per rule and per violation, names unique (the schema enforces it too).
         let cases = junit_testcase_names(&r.junit);
         let total: usize = want.violations.values().sum();
-        assert_eq!(cases.len(), RuleId::ALL.len() + total, "{name}: {cases:?}");
+        let total_after_loss: usize = want.after_loss.values().sum();
+        assert_eq!(cases.len(), RuleId::ALL.len() + total + total_after_loss, "{name}: {cases:?}");
         let mut unique = cases.clone();
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), cases.len(), "{name}: {cases:?}");
         for (rule, n) in &want.violations {
-            assert_eq!(cases.iter().filter(|c| c.starts_with(&format!("{rule}@"))).count(), *n, "{name}: {cases:?}");
+            let after = want.after_loss.get(rule).copied().unwrap_or(0);
+            assert_eq!(
+                cases.iter().filter(|c| c.starts_with(&format!("{rule}@"))).count(),
+                *n + after,
+                "{name}: {cases:?}"
+            );
         }
         let ktap_skips = r.ktap.results.iter().filter(|t| t.skipped()).count();
         assert_eq!(
             r.junit.matches("<skipped ").count(),
-            ktap_skips,
-            "{name}: the same rules are skipped in JUnit and KTAP"
+            ktap_skips + total_after_loss,
+            "{name}: the same rules are skipped in JUnit and KTAP, and every after-loss violation"
         );
         assert_eq!(
             r.junit.matches("<failure ").count(),
@@ -159,12 +182,14 @@ fn every_corpus_scenario_gets_its_verdict_in_every_format() {
         );
 
         // JSON: the same violations, rules not checked and kernel WARNs with their caller.
-        let mut got: BTreeMap<String, usize> = BTreeMap::new();
+        let (mut got, mut got_after) = (BTreeMap::<String, usize>::new(), BTreeMap::<String, usize>::new());
         for v in r.json["violations"].as_array().expect("violations") {
-            *got.entry(v["rule"].as_str().expect("rule").to_owned()).or_default() += 1;
-            assert_eq!(v["disposition"], "failing", "{name}: {v}");
+            let tally = if v["disposition"] == "after-loss" { &mut got_after } else { &mut got };
+            *tally.entry(v["rule"].as_str().expect("rule").to_owned()).or_default() += 1;
+            assert!(v["disposition"] == "failing" || v["disposition"] == "after-loss", "{name}: {v}");
         }
         assert_eq!(got, want.violations, "{name}");
+        assert_eq!(got_after, want.after_loss, "{name}");
         let mut not_checked: Vec<String> = r.json["not_checked"]
             .as_array()
             .expect("not_checked")

@@ -3,6 +3,8 @@
 //!   `<rule-id>`                      one line per expected violation (a multiset)
 //!   `not-checked <rule-id>`          the exact set of rules reported as not checked
 //!   `note <rule-id> <text>`          some violation of that rule carries a note with <text>
+//!   `after-loss <rule-id>`           an expected violation found after a loss (`check` does not
+//!                                    count it as failing; the checker lists it like the others)
 mod common;
 
 use std::{collections::BTreeMap, fs};
@@ -25,6 +27,7 @@ fn parse_expect(text: &str) -> Expectation {
         match head {
             "verdict" => e.verdict = rest.to_owned(),
             "not-checked" => e.not_checked.push(rest.to_owned()),
+            "after-loss" => *e.violations.entry(rest.to_owned()).or_default() += 1,
             "note" => {
                 let (rule, text) = rest.split_once(' ').expect("note needs a rule and a text");
                 e.notes.push((rule.to_owned(), text.to_owned()));

@@ -40,6 +40,9 @@ fn disposition_of(v: &Violation, policy: &Policy, source: &Source) -> (Dispositi
             return (Disposition::InFlightAtDetach, None);
         }
     }
+    if !policy.allow_lost && v.may_be_loss_artefact() {
+        return (Disposition::AfterLoss, None);
+    }
     if !policy.fails_on(v.rule) {
         return (Disposition::NotFailOn, None);
     }
@@ -64,6 +67,7 @@ struct Tally {
     allowed: u64,
     not_fail_on: u64,
     outside_run: u64,
+    after_loss: u64,
 }
 
 impl Tally {
@@ -73,6 +77,7 @@ impl Tally {
             Disposition::Allowed => self.allowed += n,
             Disposition::NotFailOn => self.not_fail_on += n,
             Disposition::BeforeCommand | Disposition::InFlightAtDetach => self.outside_run += n,
+            Disposition::AfterLoss => self.after_loss += n,
         }
     }
 }
@@ -150,7 +155,14 @@ pub(super) fn rule_result(rule: RuleId, judged: &[JudgedViolation], cx: &RuleCon
         if tally.outside_run > 0 {
             parts.push(format!("{} outside the command's run", plural(tally.outside_run, "violation")));
         }
-        (RuleVerdict::Reported, Some(parts.join("; ")))
+        if tally.after_loss > 0 {
+            parts.push(format!(
+                "{} found after {lost_words}: possibly their artefact",
+                plural(tally.after_loss, "violation")
+            ));
+        }
+        let verdict = if tally.after_loss > 0 { RuleVerdict::Incomplete } else { RuleVerdict::Reported };
+        (verdict, Some(parts.join("; ")))
     } else if cx.lost > 0 && rule.affected_by_loss() {
         if cx.policy.allow_lost {
             (
@@ -173,6 +185,7 @@ pub(super) fn rule_result(rule: RuleId, judged: &[JudgedViolation], cx: &RuleCon
         allowed: tally.allowed,
         not_fail_on: tally.not_fail_on,
         outside_run: tally.outside_run,
+        after_loss: tally.after_loss,
         reason,
     }
 }

@@ -70,6 +70,10 @@ pub enum Disposition {
     BeforeCommand,
     /// An unpaired start of a range opened just before the tracer detached: still in flight.
     InFlightAtDetach,
+    /// Found after events were lost (the kernel skipped a probe, the ring was full) by a rule
+    /// that pairs events: the missing event may be all there is to it. The run is incomplete
+    /// rather than failed; `--allow-lost` treats the trace as whole and these as failing.
+    AfterLoss,
 }
 
 impl Disposition {
@@ -81,6 +85,7 @@ impl Disposition {
             Disposition::NotFailOn => Some("its rule is not among --fail-on"),
             Disposition::BeforeCommand => Some("found before the command started"),
             Disposition::InFlightAtDetach => Some("the range was still in flight when the tracer detached"),
+            Disposition::AfterLoss => Some("found after events were lost: it may be their artefact"),
         }
     }
 }
@@ -123,6 +128,8 @@ pub struct RuleResult {
     pub allowed: u64,
     pub not_fail_on: u64,
     pub outside_run: u64,
+    /// Found after events were lost: they make the run incomplete, not failed.
+    pub after_loss: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -279,6 +286,16 @@ pub fn evaluate(report: Report, header: &Header, policy: &Policy, source: Source
             "{} lost before reaching userspace, so rules that pair events may have missed a violation (--allow-lost accepts this)",
             plural(lost, "event was|events were")
         ));
+        let after_loss: Vec<String> =
+            rules.iter().filter(|r| r.after_loss > 0).map(|r| format!("{}={}", r.rule, r.after_loss)).collect();
+        if !after_loss.is_empty() {
+            let n: u64 = rules.iter().map(|r| r.after_loss).sum();
+            reasons.push(format!(
+                "{} found after the loss may be its artefact ({}): not counted as failing",
+                plural(n, "violation"),
+                after_loss.join(", ")
+            ));
+        }
         Status::Incomplete
     } else if let Some(why) = &skip {
         reasons.push(why.clone());

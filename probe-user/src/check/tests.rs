@@ -100,9 +100,38 @@ fn each_status_has_its_exit_code() {
 
 #[test]
 fn failures_outrank_losses_and_losses_outrank_skips() {
-    // lost-then-unpaired-end: a violation and a loss: FAIL.
-    let both = judge("lost-then-unpaired-end", &Policy::default());
-    assert_eq!(both.status, Status::Fail);
+    // lost-then-unpaired-end: the violation follows the loss, and the lost start may be all
+    // there is to it: INCOMPLETE, the violation reported as a possible artefact.
+    let after = judge("lost-then-unpaired-end", &Policy::default());
+    assert_eq!((after.status, after.exit_code()), (Status::Incomplete, 5));
+    let unpaired = rule(&after, RuleId::UnpairedEnd);
+    assert_eq!((unpaired.verdict, unpaired.failing, unpaired.after_loss), (RuleVerdict::Incomplete, 0, 1));
+    assert_eq!(after.violations_of(RuleId::UnpairedEnd).next().map(|v| v.disposition), Some(Disposition::AfterLoss));
+    assert!(
+        after
+            .reasons
+            .iter()
+            .any(|r| r.contains("1 violation found after the loss may be its artefact (unpaired-end=1)")),
+        "{:?}",
+        after.reasons
+    );
+    // With --allow-lost the trace is taken as whole: the same violation fails the run.
+    let whole = judge("lost-then-unpaired-end", &Policy::new(vec![], vec![], true));
+    assert_eq!(whole.status, Status::Fail);
+    // The same violation before the loss cannot be its artefact: FAIL.
+    let text = corpus("lost-then-unpaired-end")
+        .replace("\"ts\":3000004000,\"type\":\"lost\"", "\"ts\":3000006000,\"type\":\"lost\"");
+    let text = {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.swap(4, 5);
+        lines.join("\n") + "\n"
+    };
+    let reader = TraceReader::new(text.as_bytes()).expect("header");
+    let header = reader.header().clone();
+    let report = checker::replay_reader(reader).expect("replay");
+    let before = evaluate(report, &header, &Policy::default(), replay_source("x"));
+    assert_eq!(before.status, Status::Fail, "{:?}", before.reasons);
+    assert_eq!(rule(&before, RuleId::UnpairedEnd).failing, 1);
     // A degraded trace with losses: INCOMPLETE rather than SKIP, unless losses are accepted.
     let mut text = corpus("tracepoint-mode");
     text.push_str("{\"ts\":1000006000,\"type\":\"lost\",\"count\":4}\n");

@@ -20,6 +20,19 @@ pub fn summary(o: &CheckOutcome) -> String {
             failing.len() - MAX_LISTED
         ));
     }
+    // Not failing, but what someone chasing the run wants to see first after the failures.
+    let after_loss: Vec<_> = o.violations.iter().filter(|j| j.disposition == Disposition::AfterLoss).collect();
+    for j in after_loss.iter().take(MAX_LISTED) {
+        let v = &j.violation;
+        let subject = v.callback.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
+        lines.push(format!("check: [{}]{subject} (after the loss, possibly its artefact): {}", v.rule, v.explanation));
+    }
+    if after_loss.len() > MAX_LISTED {
+        lines.push(format!(
+            "check: ... and {} more after the loss (see --json or --junit)",
+            after_loss.len() - MAX_LISTED
+        ));
+    }
     lines.extend(o.damage_lines().into_iter().map(|l| format!("check: {l}")));
     let count = |verdict: RuleVerdict| o.rules.iter().filter(|r| r.verdict == verdict).count();
     lines.push(format!(

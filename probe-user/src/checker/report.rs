@@ -58,6 +58,12 @@ pub struct Violation {
 }
 
 impl Violation {
+    /// Found at or after the earliest moment events can have been lost, by a rule that pairs
+    /// events: the lost event may be all there is to it.
+    pub fn may_be_loss_artefact(&self) -> bool {
+        self.notes.iter().any(|n| n == super::wording::LOSS_NOTE)
+    }
+
     pub fn new(rule: RuleId, ts: u64, explanation: String) -> Violation {
         Violation {
             rule,

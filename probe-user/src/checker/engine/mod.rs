@@ -90,6 +90,9 @@ pub struct Checker {
     stored: Vec<Violation>,
     not_stored: u64,
     counts: [u64; RuleId::ALL.len()],
+    /// Of `counts`, those found at or after the earliest moment of a loss (they carry the loss
+    /// note): possibly the loss's artefact, so they alone do not fail the verdict.
+    after_loss: [u64; RuleId::ALL.len()],
     lost: u64,
     events_seen: u64,
     first_ts: Option<u64>,
@@ -117,6 +120,7 @@ impl Checker {
             stored: Vec::new(),
             not_stored: 0,
             counts: [0; RuleId::ALL.len()],
+            after_loss: [0; RuleId::ALL.len()],
             lost: 0,
             events_seen: 0,
             first_ts: None,
@@ -213,9 +217,10 @@ impl Checker {
                 (n > 0).then_some((r, n))
             })
             .collect();
-        let failing = RuleId::ALL
-            .into_iter()
-            .any(|r| r != RuleId::EventsLost && self.counts.get(r.index()).is_some_and(|n| *n > 0));
+        let failing = RuleId::ALL.into_iter().any(|r| {
+            let (all, after_loss) = (self.counts[r.index()], self.after_loss[r.index()]);
+            r != RuleId::EventsLost && all > after_loss
+        });
         let verdict = if failing {
             Verdict::Fail
         } else if self.lost > 0 {
@@ -420,6 +425,7 @@ impl Checker {
         }
         if self.lost > 0 && v.rule.affected_by_loss() {
             v.notes.push(LOSS_NOTE.into());
+            self.after_loss[v.rule.index()] += 1;
         }
         if let Some(c) = self.counts.get_mut(v.rule.index()) {
             *c += 1;

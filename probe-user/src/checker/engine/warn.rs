@@ -34,6 +34,7 @@ impl Checker {
         for v in self.stored.iter_mut().filter(|v| v.ts >= ev.ts && v.rule.affected_by_loss()) {
             if !v.notes.iter().any(|n| n == LOSS_NOTE) {
                 v.notes.push(LOSS_NOTE.into());
+                self.after_loss[v.rule.index()] += 1;
             }
         }
         let mut v = event_violation(
