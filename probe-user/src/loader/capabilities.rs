@@ -8,7 +8,11 @@ use super::{
     AttachChoice, AttachReport, KernelContext, LoadError, TracepointChoice, TracerOptions, hook_table, hooks,
     load_object, require_root,
 };
-use crate::{inventory, kvm};
+use crate::{
+    inventory,
+    kernel_facts::{Fact, KernelVersion},
+    kvm,
+};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
@@ -56,6 +60,20 @@ pub fn probe_capabilities(choice: AttachChoice, tracepoints: TracepointChoice) -
         };
         checks.push(Check { what, ok, detail });
     }
+    // Whether a kprobe program the kernel skips shows up in the lost count (fentry's always do).
+    let counted = KernelVersion::parse(&kernel.release).is_some_and(|v| v.has(Fact::KprobeSkipsCounted));
+    checks.push(Check {
+        what: "kprobe skips counted",
+        ok: counted,
+        detail: if counted {
+            "a kprobe program the kernel skips is counted and reported as missed".to_string()
+        } else {
+            format!(
+                "before {} the kernel skips a kprobe program (another BPF program or map syscall active on that CPU) without counting it",
+                Fact::KprobeSkipsCounted.release()
+            )
+        },
+    });
     for h in &attach.hooks {
         if hook_table::is_function_hook(h.hook) {
             continue;
