@@ -130,13 +130,24 @@ impl Tracer {
         let mut line = String::new();
         stderr.read_line(&mut line)?; // "mmnotif-trace: kernel …: <attach summary>" once attached
         let metrics = if metrics {
-            line.clear();
-            stderr.read_line(&mut line)?; // "mmnotif-trace: serving metrics at http://ADDR/metrics"
-            let addr = line
-                .trim()
-                .strip_prefix("mmnotif-trace: serving metrics at http://")
-                .and_then(|a| a.strip_suffix("/metrics"));
-            Some(addr.context("the tracer did not say where it serves metrics")?.to_owned())
+            // "mmnotif-trace: serving metrics at http://ADDR/metrics", among the start-up lines
+            // ("ready in …" and the like) that follow the attach line.
+            let mut addr = None;
+            for _ in 0..8 {
+                line.clear();
+                if stderr.read_line(&mut line)? == 0 {
+                    break;
+                }
+                addr = line
+                    .trim()
+                    .strip_prefix("mmnotif-trace: serving metrics at http://")
+                    .and_then(|a| a.strip_suffix("/metrics"))
+                    .map(str::to_owned);
+                if addr.is_some() {
+                    break;
+                }
+            }
+            Some(addr.context("the tracer did not say where it serves metrics")?)
         } else {
             None
         };
