@@ -129,7 +129,16 @@ fn callback_is(cb: &str, name: &str) -> bool {
 }
 
 /// Compares the tracer's per-callback counts with the module's counters.
-fn check_counts(r: &Recording, what: &str) -> Vec<String> {
+/// Probe hits the kernel skipped and counted ("missed N probe hits" in the tracer's summary):
+/// on 7.x (preemptible BPF programs) a rare skip is the kernel's, not the tracer's, and the
+/// tracer reports it. 0 when the summary names none.
+fn counted_misses(r: &Recording) -> u64 {
+    r.stderr.split(", missed ").nth(1).and_then(|rest| rest.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// `missed`: counted misses (see [`counted_misses`]); each module count may exceed the tracer's
+/// by at most that many, never the other way round.
+fn check_counts(r: &Recording, what: &str, missed: u64) -> Vec<String> {
     let mut problems = Vec::new();
     // blockability of each range, from its outer start (the callback events do not carry it)
     let mut blockable: HashMap<(u32, Addr), bool> = HashMap::new();
@@ -182,8 +191,11 @@ fn check_counts(r: &Recording, what: &str) -> Vec<String> {
     let list = |b: u64| move |v: &Value| v["kind"] == 1 && v["behaviour"] == b;
     let mut expect = |key: (&'static str, &'static str), module: u64| {
         let traced = tally.get(&key).copied().unwrap_or(0);
-        if traced != module {
-            problems.push(format!("{what}: {} {}: module counted {module}, tracer saw {traced}", key.0, key.1));
+        if traced > module || module - traced > missed {
+            problems.push(format!(
+                "{what}: {} {}: module counted {module}, tracer saw {traced} (counted misses {missed})",
+                key.0, key.1
+            ));
         }
     };
     for (b, name) in list_starts {
@@ -383,6 +395,25 @@ fn check_reaper_clear_twopass(r: &Recording, what: &str) -> Vec<String> {
     Vec::new()
 }
 
+/// A recording with counted misses: every rule wanted is found, and whatever else was found
+/// came after the loss (it carries the loss note), so it may be the misses' doing.
+fn check_rules_after_misses(r: &Recording, what: &str, want: Vec<&str>) -> Vec<String> {
+    let report = replay_file(&r.trace).unwrap_or_else(|e| panic!("{e}"));
+    let mut problems = Vec::new();
+    for rule in &want {
+        if !report.violation_counts.keys().any(|r| r.as_str() == *rule) {
+            problems.push(format!("{what}: {rule} not found (counted misses)\n{report}"));
+        }
+    }
+    for v in &report.violations {
+        let rule = v.rule.as_str();
+        if rule != "events-lost" && !want.contains(&rule) && !v.may_be_loss_artefact() {
+            problems.push(format!("{what}: {rule} found before any loss\n{report}"));
+        }
+    }
+    problems
+}
+
 /// `probe` in the guest: both methods available, each hook on the method `auto` prefers.
 fn check_probe(dir: &Path, kernel: &str) -> Vec<String> {
     let path = dir.join("probe.json");
@@ -448,13 +479,29 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                         ));
                     }
                 }
-                if !r.stderr.contains(", lost 0") || r.events.iter().any(|e| matches!(e.body, EventBody::Lost(_))) {
+                // Nothing lost in the ring; lost events only for the probe hits the kernel skipped
+                // and counted, and then every check below that needs the whole trace is waived
+                // for this recording (it says so), the counts compared within the misses.
+                let missed = counted_misses(&r);
+                let lost_events: u64 =
+                    r.events.iter().map(|e| if let EventBody::Lost(l) = &e.body { l.count } else { 0 }).sum();
+                if !r.stderr.contains(", lost 0") || lost_events != missed {
                     problems.push(format!("{what}: events were lost: {}", r.stderr));
+                }
+                if missed > 0 {
+                    println!(
+                        "{what}: the kernel skipped {missed} of the tracer's probe hits (counted): counts compared within them, sequence checks waived"
+                    );
                 }
                 if !r.events.iter().any(|e| matches!(e.body, EventBody::RangeStart(_))) {
                     problems.push(format!("{what}: no range_start recorded"));
                 }
-                problems.extend(check_counts(&r, &what));
+                problems.extend(check_counts(&r, &what, missed));
+                if missed > 0 {
+                    problems.extend(check_rules_after_misses(&r, &what, expected_rules(scenario, compensating)));
+                    checked += 1;
+                    continue;
+                }
                 if let Some((_, min_starts)) = TWOPASS_SCENARIOS.iter().find(|(name, _)| *name == scenario) {
                     problems.extend(check_twopass(&r, &what, *min_starts));
                 }

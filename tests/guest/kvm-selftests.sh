@@ -12,6 +12,7 @@ DIR=$(dirname "$0")
 KVMST=/tests/kvm
 mkdir -p "$OUT"
 . "$DIR/kvm-counts.sh"
+. "$DIR/misses.sh"
 unmap_skip=
 
 result() { echo "MMNOTIF-TEST: $*" | tee -a "$RESULTS"; }
@@ -63,18 +64,20 @@ kvmst_case() {
 	traced=$(kvm_counts "$json")
 	starts=${FTRACE% *}
 	echo "$name: $secs s; KVM invalidate_range starts/ends: tracer ${traced:-none}, ftrace $FTRACE (want at least $min starts)"
+	missed=$(counted_misses "$rc" "$out")
+	[ "$missed" -gt 0 ] && rc=0
 	if [ "$rc" != 0 ]; then
 		tail -n 40 "$out"
 		result "FAIL $name (check exit status $rc, want 0)"
 	elif [ -n "$FTRACE_LOST" ]; then
 		result "FAIL $name (ftrace's buffer lost entries: $FTRACE_LOST)"
-	elif [ "$traced" != "$FTRACE" ]; then
+	elif ! accounted "$traced" "$FTRACE" "$missed"; then
 		tail -n 40 "$out"
-		result "FAIL $name (tracer starts/ends '${traced:-none}', ftrace '$FTRACE')"
+		result "FAIL $name (tracer starts/ends '${traced:-none}', ftrace '$FTRACE', counted misses $missed)"
 	elif [ "$starts" -lt "$min" ]; then
 		result "FAIL $name (ftrace counted $starts KVM range starts, want at least $min: the test did too little)"
 	else
-		result "PASS $name"
+		result "PASS $name$(misses_note "$missed")"
 	fi
 }
 
@@ -83,11 +86,14 @@ kvmst_case() {
 # (test 1), one MADV_DONTNEED per 4 KiB page of its 128 MiB area, 32768 per loop.
 kvmst_case demand-paging 4 8192 -- $KVMST/demand_paging_test -u MISSING -b 16M -v 2
 kvmst_case memslot-modification 104 8192 -- $KVMST/memslot_modification_stress_test -i 100 -b 4M -v 2
-# Excluded (docs/vm-testbed.md): at this rate the kernel skipped a few of the tracer's programs
-# for KVM's range callbacks on 7.2 (the tracer's own counter reads held bpf_prog_active; they no
-# longer do, not yet confirmed by a guest run) and missed one on 6.1 (unexplained); it matched on
-# 6.12. KVMST_UNMAP=1 (--append KVMST_UNMAP=1) runs it.
-[ "${KVMST_UNMAP:-0}" = 1 ] || unmap_skip="the tracer misses a few of KVM's 32k range callbacks here (6.1, 7.2); KVMST_UNMAP=1 runs it"
+# 32k single-page zaps in a burst. Where the kernel counts the tracer's programs it skips
+# (`probe`'s "kprobe skips counted", 6.7+), any skip is reported and accounted for (misses.sh);
+# before that a skip would be silent, and 6.1 showed one in 32845 (docs/vm-testbed.md), so there
+# it runs only with KVMST_UNMAP=1 (--append KVMST_UNMAP=1).
+unmap_skip=
+if [ "${KVMST_UNMAP:-0}" != 1 ] && ! "$BIN" probe | grep -q '^  kprobe skips counted *yes'; then
+	unmap_skip="this kernel skips kprobe programs without counting them, so a miss among 32k callbacks would be silent; KVMST_UNMAP=1 runs it"
+fi
 if [ -n "$unmap_skip" ]; then
 	result "SKIP kvmst-memslot-perf-unmap ($unmap_skip)"
 else

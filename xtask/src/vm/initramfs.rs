@@ -87,6 +87,7 @@ pub(crate) fn build_initramfs(paths: &Paths, out: &Path, spec: &InitramfsSpec) -
     w.copy(&guest.join("tracer.sh"), "/tests/tracer.sh", 0o755)?;
     w.copy(&guest.join("kvm.sh"), "/tests/kvm.sh", 0o755)?;
     w.copy(&guest.join("kvm-counts.sh"), "/tests/kvm-counts.sh", 0o644)?;
+    w.copy(&guest.join("misses.sh"), "/tests/misses.sh", 0o644)?;
     w.copy(&guest.join("attach-loop.sh"), "/tests/attach-loop.sh", 0o755)?;
     w.copy(&guest.join("hmm.sh"), "/tests/hmm.sh", 0o755)?;
     w.copy(&guest.join("kvm-selftests.sh"), "/tests/kvm-selftests.sh", 0o755)?;
