@@ -115,6 +115,8 @@ fn failures_outrank_losses_and_losses_outrank_skips() {
         "{:?}",
         after.reasons
     );
+    let stderr = super::text::summary(&after);
+    assert!(stderr.contains("check: [unpaired-end] (after the loss, possibly its artefact): "), "{stderr}");
     // With --allow-lost the trace is taken as whole: the same violation fails the run.
     let whole = judge("lost-then-unpaired-end", &Policy::new(vec![], vec![], true));
     assert_eq!(whole.status, Status::Fail);
