@@ -59,7 +59,8 @@ impl Default for TracerOptions {
             wakeup_bytes: 256 << 10,
             attach: AttachChoice::Auto,
             tracepoints: TracepointChoice::Auto,
-            stacks: true,
+            // Off unless asked for (`--stacks`): their cost is not small (README, benchmarks).
+            stacks: false,
             count_only: false,
         }
     }

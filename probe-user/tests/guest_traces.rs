@@ -496,6 +496,20 @@ fn guest_recordings_match_the_module_and_the_kernel() {
                 if !r.events.iter().any(|e| matches!(e.body, EventBody::RangeStart(_))) {
                     problems.push(format!("{what}: no range_start recorded"));
                 }
+                // tracer.sh records fentry with --stacks and kprobe without (the default).
+                let with_stack = r
+                    .events
+                    .iter()
+                    .filter(|e| matches!(e.body, EventBody::RangeStart(_) | EventBody::RangeEnd(_)))
+                    .filter(|e| e.stack.as_ref().is_some_and(|s| !s.is_empty()))
+                    .count();
+                match (method, with_stack) {
+                    ("fentry", 0) => problems.push(format!("{what}: --stacks, but no range start or end has a stack")),
+                    ("kprobe", n) if n > 0 => {
+                        problems.push(format!("{what}: {n} range starts/ends with a stack, without --stacks"))
+                    }
+                    _ => {}
+                }
                 problems.extend(check_counts(&r, &what, missed));
                 if missed > 0 {
                     problems.extend(check_rules_after_misses(&r, &what, expected_rules(scenario, compensating)));

@@ -87,8 +87,8 @@ measure() {
 	untraced) ;;
 	fentry | kprobe | fentry-nostacks | kprobe-nostacks)
 		method=${config%-nostacks}
-		stacks=
-		[ "$config" != "$method" ] && stacks=--no-stacks
+		stacks=--stacks
+		[ "$config" != "$method" ] && stacks=""
 		# Full mode: every hook, decoded and paired by the checker, written as JSON lines.
 		"$TRACER" stream --format jsonl --attach "$method" $stacks >/dev/null 2>"$err" &
 		watcher=$!

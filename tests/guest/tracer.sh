@@ -68,7 +68,10 @@ for method in fentry kprobe; do
 			done
 			;;
 		esac
-		"$BIN" record --attach "$method" -o "$OUT/$name.jsonl" 2>"$err" &
+		# Stacks (off by default) with fentry, so both ways are recorded (guest_traces checks).
+		stacks=
+		[ "$method" = fentry ] && stacks=--stacks
+		"$BIN" record --attach "$method" $stacks -o "$OUT/$name.jsonl" 2>"$err" &
 		tracer=$!
 		# The first stderr line says the hooks are attached.
 		i=0

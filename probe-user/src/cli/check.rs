@@ -119,11 +119,13 @@ mod tests {
                 Ok(Cli { command: Some(Command::Check(c)), .. }) => c.tracer.tracer_options(),
                 other => panic!("{args:?}: {other:?}"),
             };
-        let set = check(&["--ring-size", "8192", "--wakeup-bytes", "4096", "--no-stacks", "--attach", "kprobe"]);
+        let set = check(&["--ring-size", "8192", "--wakeup-bytes", "4096", "--stacks", "--attach", "kprobe"]);
         assert_eq!(
             (set.ring_bytes, set.wakeup_bytes, set.stacks, set.attach),
-            (8192, 4096, false, AttachChoice::Kprobe)
+            (8192, 4096, true, AttachChoice::Kprobe)
         );
+        // Stacks are off unless asked for; the old --no-stacks still parses, and says the same.
+        assert!(!check(&[]).stacks && !check(&["--no-stacks"]).stacks);
         // Unset, they are what check used before it took them: the loader's defaults.
         let (unset, default) = (check(&[]), TracerOptions::default());
         assert_eq!(
