@@ -7,6 +7,7 @@ use probe_common::{EventKind, RawEvent, flags};
 use thiserror::Error;
 
 use crate::{
+    bounded_cache::BoundedCache,
     kallsyms::Kallsyms,
     loader::Discovered,
     trace::{
@@ -48,13 +49,21 @@ pub enum DecodeError {
     UnknownKind { seq: u64, kind: u32 },
 }
 
+/// Distinct command names remembered: every thread that exits is an event, so a host that
+/// runs for weeks shows the decoder more names than any view needs.
+const COMM_CACHE_ENTRIES: usize = 4096;
+/// Distinct code addresses remembered (callbacks and stack frames).
+const SYMBOL_CACHE_ENTRIES: usize = 16384;
+
 pub struct Decoder<'k> {
     kallsyms: &'k Kallsyms,
     next_seq: u64,
-    symbols: HashMap<u64, Symbol>,
-    comms: HashMap<[u8; 16], Comm>,
+    symbols: BoundedCache<u64, Symbol>,
+    comms: BoundedCache<[u8; 16], Comm>,
     kvm_callback: Symbol,
     stack_source: Option<Box<dyn StackSource + Send + 'k>>,
+    /// By the kernel's stack id: bounded by the stack map's size, and an id keeps its stack
+    /// (the map is not created to reuse ids).
     stacks: HashMap<u32, Stack>,
 }
 
@@ -63,8 +72,8 @@ impl<'k> Decoder<'k> {
         Decoder {
             kallsyms,
             next_seq: 1,
-            symbols: HashMap::new(),
-            comms: HashMap::new(),
+            symbols: BoundedCache::new(SYMBOL_CACHE_ENTRIES),
+            comms: BoundedCache::new(COMM_CACHE_ENTRIES),
             kvm_callback: Symbol::new(KVM_START_CALLBACK),
             stack_source: None,
             stacks: HashMap::new(),
@@ -97,11 +106,11 @@ impl<'k> Decoder<'k> {
 
     fn symbol(&mut self, addr: u64) -> Symbol {
         let k = self.kallsyms;
-        self.symbols.entry(addr).or_insert_with(|| Symbol::from(k.describe(addr))).clone()
+        self.symbols.get_or_insert_with(addr, || Symbol::from(k.describe(addr)))
     }
 
     fn comm(&mut self, raw: &[u8; 16]) -> Comm {
-        self.comms.entry(*raw).or_insert_with(|| Comm::from_kernel_bytes(raw)).clone()
+        self.comms.get_or_insert_with(*raw, || Comm::from_kernel_bytes(raw))
     }
 
     pub fn decode(&mut self, r: &RawEvent) -> Result<Decoded, DecodeError> {
@@ -275,6 +284,22 @@ mod tests {
             assert!(line.contains(needle), "{needle} missing from {line}");
         }
         assert!(!line.contains("\"ret\""), "tracepoint mode has no return value: {line}");
+    }
+
+    #[test]
+    fn command_names_of_a_long_life_stay_bounded_and_right() {
+        let k = Kallsyms::default();
+        let mut d = Decoder::new(&k);
+        // Three times more distinct names than remembered, as a busy host's exits give.
+        for i in 0..3 * COMM_CACHE_ENTRIES {
+            let mut r = raw(EventKind::TaskExit);
+            let name = format!("worker-{i}");
+            r.comm = [0; 16];
+            r.comm[..name.len()].copy_from_slice(name.as_bytes());
+            let Decoded::Event(e) = d.decode(&r).unwrap() else { panic!("not an event") };
+            assert_eq!(e.comm.as_ref().map(|c| c.as_str()), Some(name.as_str()));
+            assert!(d.comms.len() <= COMM_CACHE_ENTRIES, "{} names held", d.comms.len());
+        }
     }
 
     struct OneStack(Vec<u64>);

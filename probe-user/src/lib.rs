@@ -1,4 +1,5 @@
 //! mmnotif-trace's userspace: loader, decoder, checker, sinks.
+pub(crate) mod bounded_cache;
 pub(crate) mod btf;
 pub mod check;
 // Its private state module's items are `pub`; they become `pub(crate)` with the checker's
