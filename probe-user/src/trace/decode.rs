@@ -21,15 +21,15 @@ pub(super) struct WireEvent<'a> {
     #[serde(borrow)]
     pub(super) comm: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    pub(super) mm: Option<Cow<'a, str>>,
+    pub(super) mm: Option<WireAddr<'a>>,
     #[serde(borrow)]
-    pub(super) range: Option<Cow<'a, str>>,
+    pub(super) range: Option<WireAddr<'a>>,
     #[serde(borrow)]
-    pub(super) start: Option<Cow<'a, str>>,
+    pub(super) start: Option<WireAddr<'a>>,
     #[serde(borrow)]
-    pub(super) end: Option<Cow<'a, str>>,
+    pub(super) end: Option<WireAddr<'a>>,
     #[serde(borrow)]
-    pub(super) subscriber: Option<Cow<'a, str>>,
+    pub(super) subscriber: Option<WireAddr<'a>>,
     #[serde(borrow)]
     pub(super) event: Option<WireEnum<'a>>,
     pub(super) blockable: Option<bool>,
@@ -43,7 +43,7 @@ pub(super) struct WireEvent<'a> {
     pub(super) has_end: Option<bool>,
     pub(super) cur_seq: Option<u64>,
     #[serde(borrow)]
-    pub(super) finish: Option<Cow<'a, str>>,
+    pub(super) finish: Option<WireAddr<'a>>,
     pub(super) active: Option<u64>,
     pub(super) seq: Option<u64>,
     pub(super) count: Option<u64>,
@@ -98,6 +98,32 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireEnum<'a> {
             }
         }
         deserializer.deserialize_any(V)
+    }
+}
+
+/// An address field: its text as serde_json gives it, or its value when the scanner read it
+/// straight from the line (text [`Addr::parse`] would accept, giving the same value).
+pub(super) enum WireAddr<'a> {
+    Text(Cow<'a, str>),
+    Value(Addr),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireAddr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WireAddr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<WireAddr<'de>, E> {
+                Ok(WireAddr::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<WireAddr<'de>, E> {
+                Ok(WireAddr::Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V)
     }
 }
 
@@ -286,14 +312,15 @@ impl Fields<'_, '_> {
         value.as_deref().ok_or_else(|| missing(self.kind, name))
     }
 
-    fn addr(&self, name: &str, value: &Option<Cow<'_, str>>) -> Result<Addr, DecodeError> {
+    fn addr(&self, name: &str, value: &Option<WireAddr<'_>>) -> Result<Addr, DecodeError> {
         self.opt_addr(name, value)?.ok_or_else(|| missing(self.kind, name))
     }
 
-    fn opt_addr(&self, name: &str, value: &Option<Cow<'_, str>>) -> Result<Option<Addr>, DecodeError> {
-        match value.as_deref() {
+    fn opt_addr(&self, name: &str, value: &Option<WireAddr<'_>>) -> Result<Option<Addr>, DecodeError> {
+        match value {
             None => Ok(None),
-            Some(text) => {
+            Some(WireAddr::Value(addr)) => Ok(Some(*addr)),
+            Some(WireAddr::Text(text)) => {
                 Addr::parse(text).map(Some).map_err(|e| DecodeError::Bad(format!("{}: field `{name}`: {e}", self.kind)))
             }
         }

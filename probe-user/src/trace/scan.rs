@@ -9,7 +9,8 @@
 use std::borrow::Cow;
 
 use super::{
-    decode::{WireEnum, WireEvent, WireRet},
+    addr::Addr,
+    decode::{WireAddr, WireEnum, WireEvent, WireRet},
     intern::Interner,
     text::Stack,
 };
@@ -69,6 +70,77 @@ fn plain_string_len(rest: &[u8]) -> Option<usize> {
     (rest.get(at) == Some(&b'"')).then_some(at)
 }
 
+/// The keys this path reads; any other key leaves the line to serde_json.
+#[derive(Clone, Copy)]
+enum Key {
+    Ts,
+    Type,
+    Cpu,
+    Pid,
+    Tid,
+    Comm,
+    Mm,
+    Range,
+    Start,
+    End,
+    Subscriber,
+    Event,
+    Blockable,
+    Ret,
+    ItreeActive,
+    ItreeSeq,
+    Callback,
+    Caller,
+    HasEnd,
+    CurSeq,
+    Finish,
+    Active,
+    Seq,
+    Count,
+    Detector,
+    Stack,
+    Other,
+}
+
+impl Key {
+    /// The key at the start of `rest` (just after its opening quote) and its length, when it
+    /// is one of [`Key`]'s, followed by its closing quote. A decision tree over the bytes:
+    /// no search for the quote, no string comparison.
+    fn read(rest: &[u8]) -> Option<(Key, usize)> {
+        Some(match rest {
+            [b'a', b'c', b't', b'i', b'v', b'e', b'"', ..] => (Key::Active, 6),
+            [b'b', b'l', b'o', b'c', b'k', b'a', b'b', b'l', b'e', b'"', ..] => (Key::Blockable, 9),
+            [b'c', b'a', b'l', b'l', b'b', b'a', b'c', b'k', b'"', ..] => (Key::Callback, 8),
+            [b'c', b'a', b'l', b'l', b'e', b'r', b'"', ..] => (Key::Caller, 6),
+            [b'c', b'o', b'm', b'm', b'"', ..] => (Key::Comm, 4),
+            [b'c', b'o', b'u', b'n', b't', b'"', ..] => (Key::Count, 5),
+            [b'c', b'p', b'u', b'"', ..] => (Key::Cpu, 3),
+            [b'c', b'u', b'r', b'_', b's', b'e', b'q', b'"', ..] => (Key::CurSeq, 7),
+            [b'd', b'e', b't', b'e', b'c', b't', b'o', b'r', b'"', ..] => (Key::Detector, 8),
+            [b'e', b'n', b'd', b'"', ..] => (Key::End, 3),
+            [b'e', b'v', b'e', b'n', b't', b'"', ..] => (Key::Event, 5),
+            [b'f', b'i', b'n', b'i', b's', b'h', b'"', ..] => (Key::Finish, 6),
+            [b'h', b'a', b's', b'_', b'e', b'n', b'd', b'"', ..] => (Key::HasEnd, 7),
+            [b'i', b't', b'r', b'e', b'e', b'_', b'a', b'c', b't', b'i', b'v', b'e', b'"', ..] => {
+                (Key::ItreeActive, 12)
+            }
+            [b'i', b't', b'r', b'e', b'e', b'_', b's', b'e', b'q', b'"', ..] => (Key::ItreeSeq, 9),
+            [b'm', b'm', b'"', ..] => (Key::Mm, 2),
+            [b'p', b'i', b'd', b'"', ..] => (Key::Pid, 3),
+            [b'r', b'a', b'n', b'g', b'e', b'"', ..] => (Key::Range, 5),
+            [b'r', b'e', b't', b'"', ..] => (Key::Ret, 3),
+            [b's', b'e', b'q', b'"', ..] => (Key::Seq, 3),
+            [b's', b't', b'a', b'c', b'k', b'"', ..] => (Key::Stack, 5),
+            [b's', b't', b'a', b'r', b't', b'"', ..] => (Key::Start, 5),
+            [b's', b'u', b'b', b's', b'c', b'r', b'i', b'b', b'e', b'r', b'"', ..] => (Key::Subscriber, 10),
+            [b't', b'i', b'd', b'"', ..] => (Key::Tid, 3),
+            [b't', b's', b'"', ..] => (Key::Ts, 2),
+            [b't', b'y', b'p', b'e', b'"', ..] => (Key::Type, 4),
+            _ => return None,
+        })
+    }
+}
+
 struct Cursor<'a> {
     text: &'a str,
     pos: usize,
@@ -118,18 +190,32 @@ impl<'a> Cursor<'a> {
         self.text.get(start..start + len)
     }
 
-    /// A key: the event fields are all named in `[a-z_]`, so a key with any other character
-    /// (an escape included) is one this path leaves to serde_json. Shorter than a string
-    /// scan: keys are a few bytes long.
-    fn key(&mut self) -> Option<&'a str> {
+    /// A key: one of [`Key`]'s, or [`Key::Other`] for any other plain string (the event
+    /// fields are all named in `[a-z_]`); `None` at an escape, which is serde_json's business.
+    fn key(&mut self) -> Option<Key> {
         self.expect(b'"')?;
-        let start = self.pos;
-        let len = self.bytes().get(start..)?.iter().position(|&b| !matches!(b, b'a'..=b'z' | b'_'))?;
-        if self.bytes().get(start + len) != Some(&b'"') {
-            return None;
+        if let Some((key, len)) = Key::read(self.bytes().get(self.pos..)?) {
+            self.pos += len + 1;
+            return Some(key);
         }
-        self.pos = start + len + 1;
-        self.text.get(start..start + len)
+        self.pos -= 1;
+        self.string().map(|_| Key::Other)
+    }
+
+    /// An address: read straight into its value when the string is `0x` and 1–16 hex
+    /// digits (what [`Addr::parse`] accepts, so the value is the same), else as text.
+    fn address(&mut self) -> Option<WireAddr<'a>> {
+        self.expect(b'"')?;
+        let rest = self.bytes().get(self.pos..)?;
+        if let Some((addr, len)) = Addr::parse_prefix(rest)
+            && rest.get(len) == Some(&b'"')
+        {
+            self.pos += len + 1;
+            return Some(WireAddr::Value(addr));
+        }
+        // Back to the opening quote, for the string reader.
+        self.pos -= 1;
+        self.text().map(WireAddr::Text)
     }
 
     fn text(&mut self) -> Option<Cow<'a, str>> {
@@ -241,42 +327,42 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads the value of `key` into `w`; `Some(false)` for a key this path leaves to serde_json.
-    fn field(&mut self, key: &str, w: &mut WireEvent<'a>, interner: &Interner) -> Option<bool> {
+    fn field(&mut self, key: Key, w: &mut WireEvent<'a>, interner: &Interner) -> Option<bool> {
         match key {
-            "ts" => once(&mut w.ts, self.uint()),
-            "type" => once(&mut w.kind, self.text()),
-            "cpu" => once(&mut w.cpu, self.u32()),
-            "pid" => once(&mut w.pid, self.u32()),
-            "tid" => once(&mut w.tid, self.u32()),
-            "comm" => once(&mut w.comm, self.text()),
-            "mm" => once(&mut w.mm, self.text()),
-            "range" => once(&mut w.range, self.text()),
-            "start" => once(&mut w.start, self.text()),
-            "end" => once(&mut w.end, self.text()),
-            "subscriber" => once(&mut w.subscriber, self.text()),
-            "event" => once(&mut w.event, self.name_or_number()),
-            "blockable" => once(&mut w.blockable, self.bool()),
-            "ret" => once(&mut w.ret, self.ret()),
-            "itree_active" => once(&mut w.itree_active, self.uint()),
-            "itree_seq" => once(&mut w.itree_seq, self.uint()),
-            "callback" => once(&mut w.callback, self.text()),
-            "caller" => once(&mut w.caller, self.text()),
-            "has_end" => once(&mut w.has_end, self.bool()),
-            "cur_seq" => once(&mut w.cur_seq, self.uint()),
-            "finish" => once(&mut w.finish, self.text()),
-            "active" => once(&mut w.active, self.uint()),
-            "seq" => once(&mut w.seq, self.uint()),
-            "count" => once(&mut w.count, self.uint()),
-            "detector" => once(&mut w.detector, self.name_or_number()),
-            "stack" if w.raw_stack.is_some() || w.known_stack.is_some() => Some(false),
-            "stack" => {
+            Key::Ts => once(&mut w.ts, self.uint()),
+            Key::Type => once(&mut w.kind, self.text()),
+            Key::Cpu => once(&mut w.cpu, self.u32()),
+            Key::Pid => once(&mut w.pid, self.u32()),
+            Key::Tid => once(&mut w.tid, self.u32()),
+            Key::Comm => once(&mut w.comm, self.text()),
+            Key::Mm => once(&mut w.mm, self.address()),
+            Key::Range => once(&mut w.range, self.address()),
+            Key::Start => once(&mut w.start, self.address()),
+            Key::End => once(&mut w.end, self.address()),
+            Key::Subscriber => once(&mut w.subscriber, self.address()),
+            Key::Event => once(&mut w.event, self.name_or_number()),
+            Key::Blockable => once(&mut w.blockable, self.bool()),
+            Key::Ret => once(&mut w.ret, self.ret()),
+            Key::ItreeActive => once(&mut w.itree_active, self.uint()),
+            Key::ItreeSeq => once(&mut w.itree_seq, self.uint()),
+            Key::Callback => once(&mut w.callback, self.text()),
+            Key::Caller => once(&mut w.caller, self.text()),
+            Key::HasEnd => once(&mut w.has_end, self.bool()),
+            Key::CurSeq => once(&mut w.cur_seq, self.uint()),
+            Key::Finish => once(&mut w.finish, self.address()),
+            Key::Active => once(&mut w.active, self.uint()),
+            Key::Seq => once(&mut w.seq, self.uint()),
+            Key::Count => once(&mut w.count, self.uint()),
+            Key::Detector => once(&mut w.detector, self.name_or_number()),
+            Key::Stack if w.raw_stack.is_some() || w.known_stack.is_some() => Some(false),
+            Key::Stack => {
                 match self.known_stack(interner) {
                     Some(stack) => w.known_stack = Some(stack),
                     None => w.raw_stack = Some(self.string_array()?),
                 }
                 Some(true)
             }
-            _ => Some(false),
+            Key::Other => Some(false),
         }
     }
 }

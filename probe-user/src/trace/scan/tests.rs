@@ -195,12 +195,36 @@ fn edge_cases_of_the_grammar_decode_the_same_both_ways() {
     ] {
         cases.push(call(f));
     }
+    // Addresses, read straight into their value on the fast path.
+    let range = |v: &str| format!(r#"{{"ts":1,"type":"range_start_ret","tid":1,"range":{v},"ret":0}}"#);
+    for v in [
+        r#""0x1""#,
+        r#""0xffffffffffffffff""#,
+        r#""0xFFFF888003A1C000""#,
+        r#""0X1""#,
+        r#""0x""#,
+        r#""0x1ffffffffffffffff""#,
+        r#""0x0000000000000000001""#,
+        r#""0x1g""#,
+        r#""0x1 ""#,
+        r#""0x\u0031""#,
+        r#""0x1\"""#,
+        r#""\u0030x1""#,
+        r#""ffff""#,
+        r#" "0x1" "#,
+        r#""0x1"#,
+        "1",
+        "null",
+        r#"["0x1"]"#,
+    ] {
+        cases.push(range(v));
+    }
     for d in [r#""warning""#, "2", "7", r#""bogus""#, "-2", "1.5"] {
         cases.push(format!(r#"{{"ts":1,"type":"warn","tid":1,"caller":"f+0x1","detector":{d}}}"#));
     }
     let scanned = cases.iter().filter(|c| assert_agree(c)).count();
     // The plain cases above must exercise the fast path, not only the fallback.
-    assert!(scanned >= 30, "only {scanned} edge cases took the fast path");
+    assert!(scanned >= 35, "only {scanned} edge cases took the fast path");
     assert!(assert_agree(&field(r#""stack":[ "a+0x1" , "b+0x2" ]"#)));
     assert!(assert_agree(r#" { "ts" : 1 ,	"type" : "task_exit" , "tid" : 5 } "#));
 }
