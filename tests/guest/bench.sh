@@ -1,8 +1,9 @@
 #!/bin/sh
 # The guest benchmark (`cargo xtask bench --guest`): the worst-case invalidation loop
 # (mmnotif-bench-loop) untraced, under the tracer (fentry and kprobe, each with and without
-# stacks) and under a peer, bpftrace, counting __mmu_notifier_invalidate_range_start calls and
-# printing one line per call. The configurations are interleaved: every round runs each once.
+# stacks; with fentry also the floor, every probe attached and emitting nothing, and the
+# checker's verdict alone, without writing each event out) and under a peer, bpftrace, counting
+# __mmu_notifier_invalidate_range_start calls and printing one line per call. The configurations are interleaved: every round runs each once.
 # Each measurement prints one line for the host to read:
 #   MMNOTIF-BENCH: round=R config=NAME ns_per_op=F elapsed_ns=N events=N lost=N
 # or, when a measurement could not be made,
@@ -19,7 +20,7 @@ mkdir -p "$OUT"
 # bpftrace 0.2x hands LLVM its output as /dev/fd/N, which devtmpfs does not provide.
 [ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
 CONFIGS=untraced
-[ -x "$TRACER" ] && CONFIGS="$CONFIGS fentry fentry-nostacks kprobe kprobe-nostacks"
+[ -x "$TRACER" ] && CONFIGS="$CONFIGS fentry fentry-nostacks fentry-floor fentry-violations kprobe kprobe-nostacks"
 if command -v bpftrace >/dev/null; then
 	CONFIGS="$CONFIGS bpftrace-count bpftrace-print"
 	echo "MMNOTIF-BENCH-PEER: $(bpftrace --version 2>&1 | head -n 1)"
@@ -60,6 +61,14 @@ number() {
 	sed -n "$2" "$1" | head -n 1
 }
 
+# tracer_did_not_attach: reports the failed measurement and ends the loop and the tracer.
+tracer_did_not_attach() {
+	cat "$err"
+	echo "MMNOTIF-BENCH: round=$round config=$config error=the tracer did not attach"
+	kill -TERM $watcher $loop 2>/dev/null
+	wait $watcher $loop
+}
+
 # measure ROUND CONFIG: one run of the loop under CONFIG; prints its MMNOTIF-BENCH line.
 measure() {
 	round=$1
@@ -96,10 +105,29 @@ measure() {
 		if ! wait_for "$err" '^mmnotif-trace: kernel ' $watcher ||
 			! wait_for "$err" 'probing mmnt_start_ok ' $watcher ||
 			! wait_for "$err" 'probing mmnt_invalidate_ok ' $watcher; then
-			cat "$err"
-			echo "MMNOTIF-BENCH: round=$round config=$config error=the tracer did not attach"
-			kill -TERM $watcher $loop 2>/dev/null
-			wait $watcher $loop
+			tracer_did_not_attach
+			return
+		fi
+		;;
+	fentry-violations)
+		# Every hook decoded and paired, only violations written: what `check` and the
+		# exporter do, without the cost of writing each event out.
+		"$TRACER" stream --format violations --attach fentry >/dev/null 2>"$err" &
+		watcher=$!
+		if ! wait_for "$err" '^mmnotif-trace: kernel ' $watcher ||
+			! wait_for "$err" 'probing mmnt_start_ok ' $watcher ||
+			! wait_for "$err" 'probing mmnt_invalidate_ok ' $watcher; then
+			tracer_did_not_attach
+			return
+		fi
+		;;
+	fentry-floor)
+		# The floor: every probe attached and running (the subscribers' callbacks too, from
+		# the inventory at start), no record emitted. Its first line follows the attaching.
+		"$TRACER" stream --count-only --attach fentry >/dev/null 2>"$err" &
+		watcher=$!
+		if ! wait_for "$err" '^mmnotif-trace: kernel .*(count only)' $watcher; then
+			tracer_did_not_attach
 			return
 		fi
 		;;
@@ -137,6 +165,10 @@ measure() {
 		bpftrace-count)
 			events=$(number "$out" 's/^@n: \([0-9]*\)$/\1/p')
 			lost=$(grep -o 'Lost [0-9]* events' "$out" "$err" | sed 's/.*Lost \([0-9]*\) events/\1/' | awk '{s += $1} END {print s + 0}')
+			;;
+		fentry-floor)
+			# "mmnotif-trace: count only: the probes ran for N events and emitted none; …"
+			events=$(number "$err" 's/.*count only: the probes ran for \([0-9]*\) events.*/\1/p')
 			;;
 		bpftrace-print)
 			events=$(grep -c '^[0-9][0-9]*$' "$out")

@@ -88,6 +88,8 @@ pub(crate) struct Row {
     pub median_ns: Option<f64>,
     /// Median over rounds of (this configuration's ns/op / the same round's untraced ns/op).
     pub ratio: Option<f64>,
+    /// The lowest and highest of those per-round ratios: how much the rounds agree.
+    pub ratio_range: Option<(f64, f64)>,
     /// Median over rounds of events per second of loop time.
     pub events_per_s: Option<f64>,
     pub lost: Option<u64>,
@@ -123,7 +125,10 @@ pub(crate) fn table(measurements: &[Measurement]) -> Vec<Row> {
             let all: Vec<&Measurement> = measurements.iter().filter(|m| m.config == config).collect();
             let ok: Vec<(u32, &Sample)> =
                 all.iter().filter_map(|m| m.sample.as_ref().ok().map(|s| (m.round, s))).collect();
-            let ratios = ok.iter().filter_map(|(r, s)| untraced.get(r).map(|u| s.ns_per_op / u)).collect();
+            let ratios: Vec<f64> = ok.iter().filter_map(|(r, s)| untraced.get(r).map(|u| s.ns_per_op / u)).collect();
+            let ratio_range = ratios.iter().fold(None, |range: Option<(f64, f64)>, &r| {
+                Some(range.map_or((r, r), |(lo, hi)| (lo.min(r), hi.max(r))))
+            });
             let rates = ok
                 .iter()
                 .filter_map(|(_, s)| {
@@ -135,6 +140,7 @@ pub(crate) fn table(measurements: &[Measurement]) -> Vec<Row> {
                 config: config.to_owned(),
                 median_ns: median(ok.iter().map(|(_, s)| s.ns_per_op).collect()),
                 ratio: median(ratios),
+                ratio_range,
                 events_per_s: median(rates),
                 lost,
                 rounds: ok.len(),
@@ -147,16 +153,17 @@ pub(crate) fn table(measurements: &[Measurement]) -> Vec<Row> {
 /// The table as Markdown (as it goes into the README).
 pub(crate) fn render(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| configuration | median ns/op | ratio to untraced | events/s | lost | rounds |\n|---|---|---|---|---|---|\n",
+        "| configuration | median ns/op | ratio to untraced | rounds' ratios | events/s | lost | rounds |\n|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
         let failed = if r.failed > 0 { format!(" ({} failed)", r.failed) } else { String::new() };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {}{failed} |\n",
+            "| {} | {} | {} | {} | {} | {} | {}{failed} |\n",
             r.config,
             opt(r.median_ns, 0),
             opt(r.ratio, 2),
+            r.ratio_range.map_or("-".to_owned(), |(lo, hi)| format!("{lo:.2}–{hi:.2}")),
             opt(r.events_per_s, 0),
             r.lost.map_or("-".to_owned(), |l| l.to_string()),
             r.rounds,
@@ -288,7 +295,8 @@ mod tests {
         assert_eq!(rows[0].lost, None);
         assert_eq!((rows[2].rounds, rows[2].failed, rows[2].ratio), (0, 1, None));
         let text = render(&rows);
-        assert!(text.contains("| fentry | 330 | 2.00 | 2000 | 6 | 3 |"), "{text}");
-        assert!(text.contains("| bpftrace-count | - | - | - | - | 0 (1 failed) |"), "{text}");
+        assert_eq!(rows[1].ratio_range, Some((2.0, 3.0)));
+        assert!(text.contains("| fentry | 330 | 2.00 | 2.00–3.00 | 2000 | 6 | 3 |"), "{text}");
+        assert!(text.contains("| bpftrace-count | - | - | - | - | - | 0 (1 failed) |"), "{text}");
     }
 }
