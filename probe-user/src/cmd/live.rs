@@ -18,7 +18,7 @@ use crate::{
     filter::EventFilter,
     loader::{AttachReport, Tracer, TracerOptions, detach_event_programs},
     render::{event_text, report_line},
-    trace::{Event, Header, TraceWriter, event_to_line},
+    trace::{Event, Header, TraceWriter, write_event_line},
 };
 
 pub enum Output {
@@ -26,8 +26,8 @@ pub enum Output {
     File(PathBuf),
 }
 
-/// Flushes buffered output at most every 50 ms so a pipe reader sees events promptly without
-/// a write per event.
+/// Flushes buffered output after a drain, at most every 50 ms, so a pipe reader sees events
+/// promptly without a write per event (and without reading the clock per event).
 struct Throttled<W: Write> {
     out: W,
     last: Instant,
@@ -96,11 +96,9 @@ impl Sink for StreamSink {
                 for v in violations {
                     let _ = writeln!(out.out, "!! {v}");
                 }
-                out.tick();
             }
             StreamSink::Jsonl(out) => {
-                let _ = writeln!(out.out, "{}", event_to_line(e));
-                out.tick();
+                let _ = write_event_line(&mut out.out, e);
             }
             StreamSink::Violations(out) => {
                 if violations.is_empty() {
@@ -121,6 +119,12 @@ impl Sink for StreamSink {
                     *error = Some(e);
                 }
             }
+        }
+    }
+
+    fn drained(&mut self) {
+        if let StreamSink::Text(out) | StreamSink::Jsonl(out) = self {
+            out.tick();
         }
     }
 

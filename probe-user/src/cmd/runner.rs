@@ -33,6 +33,9 @@ pub trait Sink {
     }
     /// One event, with the violations the checker found on it.
     fn event(&mut self, event: &Event, violations: &[Violation]);
+    /// The ring buffer was drained (every 10 ms at most, or when a batch of records woke the
+    /// reader): a moment for per-batch work, such as flushing output, instead of per event.
+    fn drained(&mut self) {}
     fn close(self) -> Result<Self::Output>;
 }
 
@@ -68,6 +71,7 @@ impl<S: Sink> Checked<S> {
             }
             // Published after drains rather than per event, at most every 100 ms.
             Delivery::Drained(totals) => {
+                self.sink.drained();
                 if let Some(m) = &mut self.metrics {
                     m.publish(&self.checker, totals);
                 }

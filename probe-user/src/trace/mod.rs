@@ -23,4 +23,4 @@ pub use header::{AttachState, FORMAT_VERSION, Header, Hook};
 pub use kernel_enum::{Detector, MmuEvent};
 pub use reader::{MAX_LINE_BYTES, TraceReader, parse_event_line};
 pub use text::{Comm, Stack, Symbol};
-pub use writer::{TraceWriter, event_to_line};
+pub use writer::{TraceWriter, event_to_line, write_event_line};

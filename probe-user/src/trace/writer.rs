@@ -16,8 +16,7 @@ impl<W: Write> TraceWriter<W> {
     }
 
     pub fn write_event(&mut self, event: &Event) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, event)?;
-        self.out.write_all(b"\n")
+        write_event_line(&mut self.out, event)
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
@@ -33,4 +32,11 @@ impl<W: Write> TraceWriter<W> {
 pub fn event_to_line(event: &Event) -> String {
     // Serializing this model cannot fail: every map key is a string and no value is a float.
     serde_json::to_string(event).unwrap_or_default()
+}
+
+/// Writes the v1 JSON line of one event and its newline to `out`: serialized straight into the
+/// writer, without a `String` per event.
+pub fn write_event_line(out: &mut impl Write, event: &Event) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, event)?;
+    out.write_all(b"\n")
 }
