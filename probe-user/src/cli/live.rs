@@ -66,8 +66,8 @@ pub struct TracerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 10)]
     pub wakeup_bytes: u64,
     /// Capture the kernel stack of every outer range start and end, so a violation shows its
-    /// call path. Off by default: in the worst-case loop it costs about 1.5-1.8x on top of the
-    /// rest of the full probe path (README, benchmarks).
+    /// call path. Off by default: in the worst-case loop it costs 1.15-1.25x on top of the rest
+    /// of the full probe path on an idle host, up to 1.8x on a busy one (README, benchmarks).
     #[arg(long)]
     pub stacks: bool,
     /// The default (no stacks); accepted so that unit files written when stacks were captured
