@@ -94,26 +94,23 @@ measure() {
 	watcher=
 	case $config in
 	untraced) ;;
-	fentry | kprobe | fentry-nostacks | kprobe-nostacks)
-		method=${config%-nostacks}
+	fentry | kprobe | fentry-nostacks | kprobe-nostacks | fentry-violations)
+		method=${config%-*}
+		format=jsonl
 		stacks=--stacks
-		[ "$config" != "$method" ] && stacks=""
-		# Full mode: every hook, decoded and paired by the checker, written as JSON lines.
-		"$TRACER" stream --format jsonl --attach "$method" $stacks >/dev/null 2>"$err" &
+		case $config in
+		*-nostacks) stacks="" ;;
+		*-violations)
+			stacks=""
+			format=violations
+			;;
+		esac
+		# Full mode: every hook decoded and paired by the checker, and written as JSON lines,
+		# or (violations) only the violations written: what `check` and the exporter do,
+		# without the cost of writing each event out.
+		"$TRACER" stream --format $format --attach "$method" $stacks >/dev/null 2>"$err" &
 		watcher=$!
 		# Attached, and probing the subscribers the loop registered before the tracer started.
-		if ! wait_for "$err" '^mmnotif-trace: kernel ' $watcher ||
-			! wait_for "$err" 'probing mmnt_start_ok ' $watcher ||
-			! wait_for "$err" 'probing mmnt_invalidate_ok ' $watcher; then
-			tracer_did_not_attach
-			return
-		fi
-		;;
-	fentry-violations)
-		# Every hook decoded and paired, only violations written: what `check` and the
-		# exporter do, without the cost of writing each event out.
-		"$TRACER" stream --format violations --attach fentry >/dev/null 2>"$err" &
-		watcher=$!
 		if ! wait_for "$err" '^mmnotif-trace: kernel ' $watcher ||
 			! wait_for "$err" 'probing mmnt_start_ok ' $watcher ||
 			! wait_for "$err" 'probing mmnt_invalidate_ok ' $watcher; then

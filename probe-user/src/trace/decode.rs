@@ -108,22 +108,13 @@ pub(super) enum WireAddr<'a> {
     Value(Addr),
 }
 
+/// A string borrowed from the line where it can be (serde's `borrow` on a `Cow`).
+#[derive(Deserialize)]
+struct WireText<'a>(#[serde(borrow)] Cow<'a, str>);
+
 impl<'de: 'a, 'a> Deserialize<'de> for WireAddr<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = WireAddr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<WireAddr<'de>, E> {
-                Ok(WireAddr::Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<WireAddr<'de>, E> {
-                Ok(WireAddr::Text(Cow::Owned(v.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(V)
+        WireText::deserialize(deserializer).map(|t| WireAddr::Text(t.0))
     }
 }
 
