@@ -7,7 +7,9 @@
 //!   - decode only (the streaming reader, events dropped),
 //!   - decode + check (what `replay` and `check --replay` do), with RSS every million events,
 //!   - `mmnotif-trace replay FILE` as a child process: wall time and peak RSS,
-//!   - the checker alone, on an already-decoded 1M-event block fed repeatedly.
+//!   - the checker alone, on an already-decoded 1M-event block fed repeatedly,
+//!   - encoding alone (the other direction, what `stream --format jsonl` and `record` do per
+//!     event), on the same kind of block.
 //!
 //! Peak RSS (VmHWM) is reset before each in-process measurement (`/proc/self/clear_refs`).
 //! Run with `cargo bench -p probe-user --bench replay [-- [MILLIONS] [--no-stacks] [--trace FILE]]`;
@@ -23,7 +25,7 @@ use std::{
 
 use mmnotif_trace::{
     checker::{Checker, open_trace},
-    trace::event_to_line,
+    trace::{event_to_line, write_event_line},
 };
 
 #[path = "support/generator.rs"]
@@ -173,6 +175,29 @@ fn checker_only(events: usize, stacks: bool) -> (usize, f64, f64) {
     (passes * block.len(), t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0)
 }
 
+/// Writes a 1M-event block as JSON lines into a buffer (emptied as a writer's would be),
+/// repeatedly: events, wall seconds, CPU seconds and bytes written.
+fn encode_only(events: usize, stacks: bool) -> (usize, f64, f64, usize) {
+    let mut generator = if stacks { Generator::new().with_stacks() } else { Generator::new() };
+    let block = generator.block(1_000_000);
+    let passes = events.div_ceil(block.len());
+    let mut out: Vec<u8> = Vec::with_capacity(2 << 20);
+    let mut bytes = 0;
+    let (t0, cpu0) = (Instant::now(), cpu_seconds());
+    for _ in 0..passes {
+        for e in &block {
+            write_event_line(&mut out, black_box(e)).expect("writing to memory");
+            if out.len() >= 1 << 20 {
+                bytes += out.len();
+                black_box(&out);
+                out.clear();
+            }
+        }
+    }
+    bytes += out.len();
+    (passes * block.len(), t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0, bytes)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let millions: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10);
@@ -223,4 +248,7 @@ fn main() {
 
     let (n, secs, cpu) = checker_only(millions * 1_000_000, stacks);
     println!("checker only:   {}", rates(n as f64, secs, cpu));
+
+    let (n, secs, cpu, written) = encode_only(millions * 1_000_000, stacks);
+    println!("encode only:    {}, {:.0} MB/s", rates(n as f64, secs, cpu), written as f64 / secs / 1e6);
 }
