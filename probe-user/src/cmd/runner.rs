@@ -33,8 +33,8 @@ pub trait Sink {
     }
     /// One event, with the violations the checker found on it.
     fn event(&mut self, event: &Event, violations: &[Violation]);
-    /// The ring buffer was drained (every 10 ms at most, or when a batch of records woke the
-    /// reader): a moment for per-batch work, such as flushing output, instead of per event.
+    /// The ring buffer was drained (when a batch of records woke the reader, or after 10 ms
+    /// without one): a moment for per-batch work, such as flushing output, instead of per event.
     fn drained(&mut self) {}
     fn close(self) -> Result<Self::Output>;
 }
