@@ -51,6 +51,9 @@ failed=0
 i=1
 while [ $i -le "$CYCLES" ]; do
 	if [ $((i % 2)) = 1 ]; then method=fentry; else method=kprobe; fi
+	# Emptied here, not only by the tracer's redirection: that happens in the child, and the
+	# wait below could otherwise find the previous cycle's line and stop a tracer mid-start.
+	: >"$err"
 	"$BIN" record --attach $method -o /tmp/attach-loop.jsonl 2>"$err" &
 	tracer=$!
 	n=0
