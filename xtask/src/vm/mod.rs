@@ -67,6 +67,11 @@ pub(crate) struct VmArgs {
     /// Guest CPUs.
     #[arg(long, default_value_t = 2)]
     pub smp: u32,
+    /// How QEMU's TCG runs the vCPUs: `single` (one host thread for all, the test bed's setting)
+    /// or `multi` (one thread per vCPU, which crashed guests at patched kernel text; for
+    /// comparison runs only).
+    #[arg(long, value_enum, default_value_t = qemu::TcgThreads::Single)]
+    pub tcg: qemu::TcgThreads,
     /// Boot the kernels one after the other instead of in parallel.
     #[arg(long)]
     pub sequential: bool,
@@ -95,6 +100,7 @@ impl Default for VmArgs {
             append: Vec::new(),
             memory: "1G".into(),
             smp: 2,
+            tcg: qemu::TcgThreads::Single,
             sequential: false,
             parallel: 2,
             guest_cmd: Vec::new(),
@@ -324,6 +330,7 @@ fn prepare(
         append,
         memory: format!("{}M", (reserved_at + reserved) >> 20),
         smp: args.smp,
+        tcg: args.tcg,
         timeout: args.timeout.or(default_timeout).map(Duration::from_secs),
         log: PathBuf::new(),
         interactive: args.keep,

@@ -12,6 +12,27 @@ use std::time::{Duration, Instant};
 pub(crate) const RESULT_PREFIX: &str = "MMNOTIF-GUEST-RESULT:";
 const TEST_PREFIX: &str = "MMNOTIF-TEST: ";
 
+/// How TCG maps vCPUs to host threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TcgThreads {
+    /// Every vCPU on one host thread. The test bed's setting: with one host thread per vCPU
+    /// the guests died of `Oops: int3` at kernel text the kernel was patching (static keys,
+    /// alternatives) on 6.12, 7.2 and 7.3-rc, once during boot before any module or tracer was
+    /// loaded. Cross-modified code is only coherent here when the vCPUs share one thread.
+    Single,
+    /// One host thread per vCPU (MTTCG), kept to show the difference.
+    Multi,
+}
+
+impl TcgThreads {
+    fn accel(self) -> &'static str {
+        match self {
+            TcgThreads::Single => "tcg,thread=single",
+            TcgThreads::Multi => "tcg,thread=multi",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Boot {
     /// Label for output lines, e.g. "6.1".
@@ -22,6 +43,7 @@ pub(crate) struct Boot {
     pub append: Vec<String>,
     pub memory: String,
     pub smp: u32,
+    pub tcg: TcgThreads,
     pub timeout: Option<Duration>,
     pub log: PathBuf,
     /// Connect the terminal's stdin to the guest console (for --keep).
@@ -133,11 +155,7 @@ pub(crate) fn cmdline(b: &Boot) -> String {
 pub(crate) fn boot(b: &Boot) -> Result<Outcome> {
     cmd::require_tool("qemu-system-x86_64", "qemu-system-x86")?;
     let mut c = Command::new("qemu-system-x86_64");
-    // Single-threaded TCG: with one host thread per vCPU (MTTCG) the guests died of
-    // `Oops: int3` at kernel text the kernel was patching (static keys, alternatives) on 6.12,
-    // 7.2 and 7.3-rc, once during boot before any module or tracer was loaded. Cross-modified
-    // code is only coherent here when the vCPUs share one thread.
-    c.args(["-accel", "tcg,thread=single", "-cpu", "max", "-m", &b.memory])
+    c.args(["-accel", b.tcg.accel(), "-cpu", "max", "-m", &b.memory])
         .args(["-smp", &b.smp.to_string()])
         .args(["-nodefaults", "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
         .arg("-kernel")
