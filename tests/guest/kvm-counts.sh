@@ -47,3 +47,30 @@ ftrace_kvm_off() {
 	echo nop >"$TRACING/current_tracer"
 	: >"$TRACING/set_ftrace_filter"
 }
+
+# A third count of KVM's range callbacks, at the kprobe layer the tracer's callback probes use:
+# one tracefs kprobe event per function whose filter matches nothing, so it records nothing, while
+# kprobe_profile counts its hits and the hits the kprobe layer itself skipped (a probe re-entered
+# on its CPU). When the tracer sees fewer calls than ftrace, this says where they went: the kprobe
+# fired and the kernel skipped the tracer's program (hits equal ftrace's), or the kprobe layer
+# missed them too. Sets KPROBE_COUNT ("STARTS ENDS SKIPPED", totals since kprobe_count_on).
+KPROBE_COUNT_EVENTS="mmnt_kvm_range_start mmnt_kvm_range_end"
+kprobe_count_on() {
+	for f in $KVM_RANGE_FUNCS; do
+		e=mmnt_kvm_${f#kvm_mmu_notifier_invalidate_}
+		echo "p:mmntcount/$e $f" >>"$TRACING/kprobe_events" &&
+			echo 'common_pid < 0' >"$TRACING/events/mmntcount/$e/filter" &&
+			echo 1 >"$TRACING/events/mmntcount/$e/enable" || return 1
+	done
+}
+kprobe_count_read() {
+	KPROBE_COUNT=$(awk '$1 == "mmnt_kvm_range_start" { s = $2; m += $3 }
+		$1 == "mmnt_kvm_range_end" { e = $2; m += $3 }
+		END { print s + 0, e + 0, m + 0 }' "$TRACING/kprobe_profile")
+}
+kprobe_count_off() {
+	for e in $KPROBE_COUNT_EVENTS; do
+		echo 0 >"$TRACING/events/mmntcount/$e/enable" 2>/dev/null
+		echo "-:mmntcount/$e" >>"$TRACING/kprobe_events" 2>/dev/null
+	done
+}
