@@ -24,6 +24,38 @@ name=attach-loop
 
 result() { echo "MMNOTIF-TEST: $*" | tee -a "$RESULTS"; }
 
+# alive PID: the process exists and has not exited (an exited child stays a zombie until waited
+# for, and kill -0 still finds it).
+alive() {
+	state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+
+# stop_tracer PID: SIGTERM, then up to STOP_WAIT seconds for it to exit. One still there is
+# shown (state, wait channel, each thread's kernel stack) and killed: a hung stop is a failed
+# cycle with its evidence, not a hung loop. Sets rc.
+STOP_WAIT=${ATTACH_STOP_WAIT:-120}
+stop_tracer() {
+	kill -TERM "$1" 2>/dev/null
+	n=0
+	while alive "$1" && [ $n -lt $((STOP_WAIT * 10)) ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	if alive "$1"; then
+		echo "attach-loop: cycle $i: the tracer did not stop within $STOP_WAIT s of SIGTERM"
+		grep -E '^(State|Threads):' "/proc/$1/status"
+		echo "wchan: $(cat "/proc/$1/wchan" 2>/dev/null)"
+		for t in /proc/$1/task/*; do
+			echo "thread ${t##*/}:"
+			cat "$t/stack" 2>/dev/null
+		done
+		kill -KILL "$1"
+	fi
+	wait "$1"
+	rc=$?
+}
+
 [ -c /dev/kvm ] || "$DIR/kvm.sh" load
 if [ ! -c /dev/kvm ]; then
 	result "FAIL $name (no /dev/kvm: KVM is part of the traffic)"
@@ -51,11 +83,19 @@ else
 fi
 
 err=/tmp/attach-loop.err
+# A line a minute, so a guest that stops making progress shows where, and whether its userspace
+# still runs.
+(while :; do
+	sleep 60
+	echo "attach-loop: alive at cycle $(cat /tmp/attach-loop.cycle 2>/dev/null), uptime $(cut -d' ' -f1 /proc/uptime) s"
+done) &
+heartbeat=$!
 : >/tmp/attach-loop.ready
 started=$(date +%s)
 failed=0
 i=1
 while [ $i -le "$CYCLES" ]; do
+	echo $i >/tmp/attach-loop.cycle
 	if [ $((i % 2)) = 1 ]; then method=fentry; else method=kprobe; fi
 	if [ "$CONTROL" = 1 ]; then
 		sleep "3.$((i % 7))"
@@ -71,19 +111,16 @@ while [ $i -le "$CYCLES" ]; do
 	n=0
 	# A start that is only slow (all vCPUs share one host thread) is not a failure; one that
 	# takes minutes is.
-	while ! grep -q '^mmnotif-trace: kernel ' "$err" && [ $n -lt 3000 ] && kill -0 $tracer 2>/dev/null; do
+	while ! grep -q '^mmnotif-trace: kernel ' "$err" && [ $n -lt 3000 ] && alive $tracer; do
 		sleep 0.1
 		n=$((n + 1))
 	done
 	if grep -q '^mmnotif-trace: kernel ' "$err"; then
 		# Attached for a varying while, so the detach meets the traffic at varying points.
 		sleep "0.$((i % 7))"
-		kill -TERM $tracer
-		wait $tracer
-		rc=$?
+		stop_tracer $tracer
 	else
-		kill -TERM $tracer 2>/dev/null
-		wait $tracer
+		stop_tracer $tracer
 		rc="none (did not attach)"
 	fi
 	# "mmnotif-trace: ready in T s (...)": the start-up's time, by step.
@@ -97,8 +134,8 @@ while [ $i -le "$CYCLES" ]; do
 	[ $((i % 25)) = 0 ] && echo "attach-loop: $i of $CYCLES cycles, $failed failed, $(($(date +%s) - started)) s"
 	i=$((i + 1))
 done
-kill $kvm_traffic $module_traffic $hmm_traffic 2>/dev/null
-wait $kvm_traffic $module_traffic $hmm_traffic 2>/dev/null
+kill $heartbeat $kvm_traffic $module_traffic $hmm_traffic 2>/dev/null
+wait $heartbeat $kvm_traffic $module_traffic $hmm_traffic 2>/dev/null
 # The traffic's own programs may still be finishing.
 sleep 1
 # A migration may still hold the device open: give it time before unloading.
