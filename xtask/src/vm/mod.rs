@@ -68,8 +68,8 @@ pub(crate) struct VmArgs {
     #[arg(long, default_value_t = 2)]
     pub smp: u32,
     /// How QEMU's TCG runs the vCPUs: `single` (one host thread for all, the test bed's setting)
-    /// or `multi` (one thread per vCPU, which crashed guests at patched kernel text; for
-    /// comparison runs only).
+    /// or `multi` (one thread per vCPU, which crashed guests at patched kernel text and hung
+    /// them under traffic, with or without the tracer; for comparison runs only).
     #[arg(long, value_enum, default_value_t = qemu::TcgThreads::Single)]
     pub tcg: qemu::TcgThreads,
     /// Boot the kernels one after the other instead of in parallel.

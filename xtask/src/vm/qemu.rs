@@ -20,7 +20,9 @@ pub(crate) enum TcgThreads {
     /// alternatives) on 6.12, 7.2 and 7.3-rc, once during boot before any module or tracer was
     /// loaded. Cross-modified code is only coherent here when the vCPUs share one thread.
     Single,
-    /// One host thread per vCPU (MTTCG), kept to show the difference.
+    /// One host thread per vCPU (MTTCG), kept to show the difference: under the attach loop's
+    /// KVM, HMM and module traffic its guests also hung, with or without the tracer
+    /// (docs/vm-testbed.md, "Attach stability").
     Multi,
 }
 
