@@ -142,8 +142,10 @@ sleep 1
 n=0
 while [ -n "$hmm_traffic" ] && ! rmmod test_hmm 2>/dev/null && [ $n -lt 60 ]; do sleep 1; n=$((n + 1)); done
 
-ready=$(sort -n /tmp/attach-loop.ready | awk '{ v[NR] = $1 } END { if (NR) printf "%s/%s/%s", v[1], v[int((NR + 1) / 2)], v[NR] }')
-echo "attach-loop: start-up time min/median/max ${ready:-none} s over $(wc -l </tmp/attach-loop.ready) starts"
+if [ "$CONTROL" != 1 ]; then
+	ready=$(sort -n /tmp/attach-loop.ready | awk '{ v[NR] = $1 } END { if (NR) printf "%s/%s/%s", v[1], v[int((NR + 1) / 2)], v[NR] }')
+	echo "attach-loop: start-up time min/median/max ${ready:-none} s over $(wc -l </tmp/attach-loop.ready) starts"
+fi
 oops=$(dmesg | grep -E -c "Oops|BUG:|general protection fault|WARNING: CPU" || true)
 echo "attach-loop: $CYCLES cycles in $(($(date +%s) - started)) s, $failed failed, $oops kernel complaints"
 if [ "$oops" != 0 ]; then

@@ -3,7 +3,8 @@
 # (mmnotif-bench-loop) untraced, under the tracer (fentry and kprobe, each with and without
 # stacks; with fentry also the floor, every probe attached and emitting nothing, and the
 # checker's verdict alone, without writing each event out) and under a peer, bpftrace, counting
-# __mmu_notifier_invalidate_range_start calls and printing one line per call. The configurations are interleaved: every round runs each once.
+# __mmu_notifier_invalidate_range_start calls and printing one line per call. The configurations
+# are interleaved: every round runs each once.
 # Each measurement prints one line for the host to read:
 #   MMNOTIF-BENCH: round=R config=NAME ns_per_op=F elapsed_ns=N events=N lost=N
 # or, when a measurement could not be made,

@@ -54,22 +54,26 @@ ftrace_kvm_off() {
 # on its CPU). When the tracer sees fewer calls than ftrace, this says where they went: the kprobe
 # fired and the kernel skipped the tracer's program (hits equal ftrace's), or the kprobe layer
 # missed them too. Sets KPROBE_COUNT ("STARTS ENDS SKIPPED", totals since kprobe_count_on).
-KPROBE_COUNT_EVENTS="mmnt_kvm_range_start mmnt_kvm_range_end"
+# The counting event of one of KVM_RANGE_FUNCS.
+kprobe_count_event() { echo "mmnt_kvm_${1#kvm_mmu_notifier_invalidate_}"; }
 kprobe_count_on() {
 	for f in $KVM_RANGE_FUNCS; do
-		e=mmnt_kvm_${f#kvm_mmu_notifier_invalidate_}
+		e=$(kprobe_count_event "$f")
 		echo "p:mmntcount/$e $f" >>"$TRACING/kprobe_events" &&
 			echo 'common_pid < 0' >"$TRACING/events/mmntcount/$e/filter" &&
 			echo 1 >"$TRACING/events/mmntcount/$e/enable" || return 1
 	done
 }
 kprobe_count_read() {
-	KPROBE_COUNT=$(awk '$1 == "mmnt_kvm_range_start" { s = $2; m += $3 }
-		$1 == "mmnt_kvm_range_end" { e = $2; m += $3 }
+	set -- $KVM_RANGE_FUNCS
+	KPROBE_COUNT=$(awk -v start_event="$(kprobe_count_event "$1")" -v end_event="$(kprobe_count_event "$2")" '
+		$1 == start_event { s = $2; m += $3 }
+		$1 == end_event { e = $2; m += $3 }
 		END { print s + 0, e + 0, m + 0 }' "$TRACING/kprobe_profile")
 }
 kprobe_count_off() {
-	for e in $KPROBE_COUNT_EVENTS; do
+	for f in $KVM_RANGE_FUNCS; do
+		e=$(kprobe_count_event "$f")
 		echo 0 >"$TRACING/events/mmntcount/$e/enable" 2>/dev/null
 		echo "-:mmntcount/$e" >>"$TRACING/kprobe_events" 2>/dev/null
 	done
